@@ -1,0 +1,1 @@
+"""TickDesk worker processes.  Nothing under this package may import Qt."""

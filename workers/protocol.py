@@ -1,0 +1,708 @@
+"""TickDesk wire protocol: typed messages, msgpack encoding, strict validation.
+
+Every payload is a msgpack map with ``v`` (schema version) and ``type``.  Published
+messages are ONE zmq frame: ``topic + b"\\x00" + payload`` so that SUB prefix filtering works
+without the ~2.6x cost of a multipart send (see docs/protocol.md).
+
+Decoding is strict: anything malformed raises :class:`ProtocolError` with a reason that
+names the problem.  Callers on streams count and drop; callers on request/reply answer
+``ok: false`` with that reason.  Nothing here ever lets bad input escape as another
+exception type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+#: Largest frame any TickDesk socket accepts (also set as ZMQ MAXMSGSIZE on receivers).
+MAX_MESSAGE_BYTES = 256 * 1024
+TOPIC_SEP = b"\x00"
+MAX_STR = 128
+MAX_QTY = 10_000_000
+MAX_PRICE = 1e9
+
+
+class ProtocolError(ValueError):
+    """Input that does not follow the protocol; the message says what is wrong."""
+
+
+class MsgType(StrEnum):
+    TICK = "tick"
+    SIGNAL = "signal"
+    LEVELS = "levels"
+    SIGNAL_DECISION = "signal_decision"
+    POSITION = "position"
+    ORDER_UPDATE = "order_update"
+    FILL = "fill"
+    SEND_ORDER = "send_order"
+    CANCEL_ORDER = "cancel_order"
+    CANCEL_ALL = "cancel_all"
+    GET_ORDER = "get_order"
+    GET_ORDERS = "get_orders"
+    GET_POSITIONS = "get_positions"
+    PING = "ping"
+    # control channel
+    HELLO = "hello"
+    HEARTBEAT = "heartbeat"
+    COMMAND = "command"
+    COMMAND_REPLY = "command_reply"
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class OrderStatus(StrEnum):
+    PENDING_NEW = "pending_new"
+    NEW = "new"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    #: Client-side only: no reply after every retry; reconcile with get_order.
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+WORKING_STATUSES = frozenset({OrderStatus.PENDING_NEW, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+# ----------------------------------------------------------------------------- field checks
+# Each check takes (name, value) and returns the normalised value or raises ProtocolError.
+
+
+def _str(name: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise ProtocolError(f"field '{name}' must be a string, got {type(v).__name__}")
+    if not v or len(v) > MAX_STR:
+        raise ProtocolError(f"field '{name}' must be 1..{MAX_STR} characters")
+    return v
+
+
+def _text(name: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise ProtocolError(f"field '{name}' must be a string, got {type(v).__name__}")
+    if len(v) > 1024:
+        raise ProtocolError(f"field '{name}' is longer than 1024 characters")
+    return v
+
+
+def _symbol(name: str, v: Any) -> str:
+    v = _str(name, v)
+    if len(v) > 32 or not all(c.isalnum() or c in "._-/" for c in v):
+        raise ProtocolError(f"field '{name}' is not a valid symbol: {v!r}")
+    return v
+
+
+def _int(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ProtocolError(f"field '{name}' must be an integer, got {type(v).__name__}")
+    return v
+
+
+def _nonneg_int(name: str, v: Any) -> int:
+    v = _int(name, v)
+    if v < 0:
+        raise ProtocolError(f"field '{name}' must be >= 0, got {v}")
+    return v
+
+
+def _qty(name: str, v: Any) -> int:
+    v = _int(name, v)
+    if not 0 < v <= MAX_QTY:
+        raise ProtocolError(f"field '{name}' must be between 1 and {MAX_QTY}, got {v}")
+    return v
+
+
+def _float(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ProtocolError(f"field '{name}' must be a number, got {type(v).__name__}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise ProtocolError(f"field '{name}' must be finite, got {v}")
+    return v
+
+
+def _price(name: str, v: Any) -> float:
+    v = _float(name, v)
+    if not 0.0 < v < MAX_PRICE:
+        raise ProtocolError(f"field '{name}' must be a positive price below {MAX_PRICE:g}, got {v}")
+    return v
+
+
+def _opt_price(name: str, v: Any) -> float | None:
+    return None if v is None else _price(name, v)
+
+
+def _opt_str(name: str, v: Any) -> str | None:
+    return None if v is None else _text(name, v)
+
+
+def _bool(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ProtocolError(f"field '{name}' must be true or false, got {type(v).__name__}")
+    return v
+
+
+def _enum(enum_cls: type[StrEnum]):
+    allowed = ", ".join(e.value for e in enum_cls)
+
+    def check(name: str, v: Any):
+        try:
+            return enum_cls(v)
+        except (ValueError, TypeError):
+            raise ProtocolError(f"field '{name}' must be one of {allowed}, got {v!r}") from None
+
+    return check
+
+
+def _map(name: str, v: Any) -> dict:
+    if not isinstance(v, dict):
+        raise ProtocolError(f"field '{name}' must be a map, got {type(v).__name__}")
+    return v
+
+
+def _list(name: str, v: Any) -> list:
+    if not isinstance(v, list):
+        raise ProtocolError(f"field '{name}' must be an array, got {type(v).__name__}")
+    return v
+
+
+def _price_list(name: str, v: Any) -> tuple[float, ...]:
+    v = _list(name, v)
+    if len(v) > 64:
+        raise ProtocolError(f"field '{name}' holds more than 64 levels")
+    return tuple(_price(name, x) for x in v)
+
+
+# ----------------------------------------------------------------------------- messages
+
+_REGISTRY: dict[str, type[Message]] = {}
+
+
+class Message:
+    """Base of every wire message: a frozen dataclass with a ``TYPE`` and field checks.
+
+    ``FIELDS`` maps a field name to (check, required).  Optional fields fall back to the
+    dataclass default when absent.  Extra keys are ignored so that newer peers may add
+    fields without breaking older ones (the version ``v`` guards incompatible changes).
+    """
+
+    TYPE: ClassVar[MsgType]
+    FIELDS: ClassVar[dict[str, tuple[Any, bool]]]
+    _names: ClassVar[tuple[str, ...]]
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "TYPE" in cls.__dict__:
+            _REGISTRY[cls.TYPE.value] = cls
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Message:
+        kwargs = {}
+        for name, (check, required) in cls.FIELDS.items():
+            if name in d:
+                kwargs[name] = check(name, d[name])
+            elif required:
+                raise ProtocolError(f"'{cls.TYPE.value}' is missing field '{name}'")
+        obj = cls(**kwargs)
+        obj.validate()
+        return obj
+
+    def validate(self) -> None:
+        """Cross-field checks; raise ProtocolError."""
+
+    def to_dict(self) -> dict:
+        d = {"v": PROTOCOL_VERSION, "type": self.TYPE.value}
+        for name in self._names:
+            val = getattr(self, name)
+            if isinstance(val, tuple):
+                val = list(val)
+            d[name] = val
+        return d
+
+    def pack(self) -> bytes:
+        return _packb(self.to_dict())
+
+
+def message(cls):
+    """Class decorator: frozen slotted dataclass registered as a wire message."""
+    dc = dataclass(frozen=True, slots=True)(cls)
+    dc._names = tuple(f.name for f in dataclasses.fields(dc))
+    missing = set(dc._names) ^ set(dc.FIELDS)
+    assert not missing, f"{dc.__name__}: FIELDS and dataclass fields differ: {missing}"
+    return dc
+
+
+@message
+class Tick(Message):
+    TYPE = MsgType.TICK
+    FIELDS = {
+        "symbol": (_symbol, True),
+        "seq": (_nonneg_int, True),
+        "ts": (_nonneg_int, True),
+        "last": (_price, True),
+        "bid": (_price, True),
+        "ask": (_price, True),
+        "bid_size": (_nonneg_int, True),
+        "ask_size": (_nonneg_int, True),
+        "volume": (_nonneg_int, True),
+    }
+    symbol: str
+    seq: int
+    ts: int
+    last: float
+    bid: float
+    ask: float
+    bid_size: int
+    ask_size: int
+    volume: int
+
+    def validate(self) -> None:
+        if self.bid > self.ask:
+            raise ProtocolError(f"tick {self.symbol}: bid {self.bid} above ask {self.ask}")
+
+    @property
+    def topic(self) -> bytes:
+        return tick_topic(self.symbol)
+
+
+@message
+class Signal(Message):
+    TYPE = MsgType.SIGNAL
+    FIELDS = {
+        "id": (_str, True),
+        "strategy": (_str, True),
+        "symbol": (_symbol, True),
+        "side": (_enum(Side), True),
+        "qty": (_qty, True),
+        "price": (_price, True),
+        "ts": (_nonneg_int, True),
+        "cause_ts": (_nonneg_int, True),
+        "reason": (_text, False),
+    }
+    id: str
+    strategy: str
+    symbol: str
+    side: Side
+    qty: int
+    price: float
+    ts: int
+    cause_ts: int
+    reason: str = ""
+
+
+@message
+class Levels(Message):
+    """A strategy's current support/resistance levels (strategy -> executor -> events)."""
+
+    TYPE = MsgType.LEVELS
+    FIELDS = {
+        "strategy": (_str, True),
+        "symbol": (_symbol, True),
+        "support": (_opt_price, False),
+        "resistance": (_opt_price, False),
+        "ts": (_nonneg_int, True),
+        "position": (_int, False),
+        "active": (_bool, False),
+    }
+    strategy: str
+    symbol: str
+    ts: int
+    support: float | None = None
+    resistance: float | None = None
+    position: int = 0
+    active: bool = True
+
+
+@message
+class SignalDecision(Message):
+    """Every signal the executor pulled, with its risk decision (events endpoint)."""
+
+    TYPE = MsgType.SIGNAL_DECISION
+    FIELDS = {
+        "signal": (_map, True),
+        "accepted": (_bool, True),
+        "reason": (_text, False),
+        "client_order_id": (_opt_str, False),
+        "ts": (_nonneg_int, True),
+    }
+    signal: dict
+    accepted: bool
+    ts: int
+    reason: str = ""
+    client_order_id: str | None = None
+
+    def validate(self) -> None:
+        # The nested signal must itself be a valid signal.
+        Signal.from_dict(self.signal)
+
+    @property
+    def parsed_signal(self) -> Signal:
+        return Signal.from_dict(self.signal)
+
+
+@message
+class Position(Message):
+    TYPE = MsgType.POSITION
+    FIELDS = {
+        "symbol": (_symbol, True),
+        "qty": (_int, True),
+        "avg_price": (_float, True),
+        "realized_pnl": (_float, True),
+        "unrealized_pnl": (_float, True),
+        "ts": (_nonneg_int, True),
+        "last": (_float, False),
+    }
+    symbol: str
+    qty: int
+    avg_price: float
+    realized_pnl: float
+    unrealized_pnl: float
+    ts: int
+    last: float = 0.0
+
+
+@message
+class OrderUpdate(Message):
+    TYPE = MsgType.ORDER_UPDATE
+    FIELDS = {
+        "client_order_id": (_str, True),
+        "order_id": (_str, True),
+        "symbol": (_symbol, True),
+        "side": (_enum(Side), True),
+        "qty": (_qty, True),
+        "filled_qty": (_nonneg_int, True),
+        "avg_price": (_float, True),
+        "status": (_enum(OrderStatus), True),
+        "ts": (_nonneg_int, True),
+        "reason": (_text, False),
+        "order_type": (_enum(OrderType), False),
+        "limit_price": (_opt_price, False),
+        "source": (_text, False),
+        "cause_ts": (_nonneg_int, False),
+    }
+    client_order_id: str
+    order_id: str
+    symbol: str
+    side: Side
+    qty: int
+    filled_qty: int
+    avg_price: float
+    status: OrderStatus
+    ts: int
+    reason: str = ""
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    source: str = ""
+    cause_ts: int = 0
+
+
+@message
+class Fill(Message):
+    TYPE = MsgType.FILL
+    FIELDS = {
+        "fill_id": (_str, True),
+        "client_order_id": (_str, True),
+        "order_id": (_str, True),
+        "symbol": (_symbol, True),
+        "side": (_enum(Side), True),
+        "qty": (_qty, True),
+        "price": (_price, True),
+        "ts": (_nonneg_int, True),
+        "source": (_text, False),
+        "cause_ts": (_nonneg_int, False),
+    }
+    fill_id: str
+    client_order_id: str
+    order_id: str
+    symbol: str
+    side: Side
+    qty: int
+    price: float
+    ts: int
+    source: str = ""
+    cause_ts: int = 0
+
+
+# ---- requests on the orders endpoint
+
+
+@message
+class SendOrder(Message):
+    TYPE = MsgType.SEND_ORDER
+    FIELDS = {
+        "client_order_id": (_str, True),
+        "symbol": (_symbol, True),
+        "side": (_enum(Side), True),
+        "qty": (_qty, True),
+        "order_type": (_enum(OrderType), False),
+        "limit_price": (_opt_price, False),
+        "source": (_text, False),
+        "ts": (_nonneg_int, False),
+        "cause_ts": (_nonneg_int, False),
+    }
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: int
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    source: str = ""
+    ts: int = 0
+    cause_ts: int = 0
+
+    def validate(self) -> None:
+        if self.order_type is OrderType.LIMIT and self.limit_price is None:
+            raise ProtocolError("a limit order needs 'limit_price'")
+        if self.order_type is OrderType.MARKET and self.limit_price is not None:
+            raise ProtocolError("a market order must not carry 'limit_price'")
+
+
+@message
+class CancelOrder(Message):
+    TYPE = MsgType.CANCEL_ORDER
+    FIELDS = {"client_order_id": (_str, True), "ts": (_nonneg_int, False)}
+    client_order_id: str
+    ts: int = 0
+
+
+@message
+class CancelAll(Message):
+    TYPE = MsgType.CANCEL_ALL
+    FIELDS = {"symbol": (_opt_str, False), "ts": (_nonneg_int, False)}
+    symbol: str | None = None
+    ts: int = 0
+
+
+@message
+class GetOrder(Message):
+    TYPE = MsgType.GET_ORDER
+    FIELDS = {"client_order_id": (_str, True)}
+    client_order_id: str
+
+
+@message
+class GetOrders(Message):
+    TYPE = MsgType.GET_ORDERS
+    FIELDS = {"working_only": (_bool, False)}
+    working_only: bool = False
+
+
+@message
+class GetPositions(Message):
+    TYPE = MsgType.GET_POSITIONS
+    FIELDS: ClassVar = {}
+
+
+@message
+class Ping(Message):
+    TYPE = MsgType.PING
+    FIELDS = {"ts": (_nonneg_int, False)}
+    ts: int = 0
+
+
+REQUEST_TYPES = frozenset(
+    {
+        MsgType.SEND_ORDER,
+        MsgType.CANCEL_ORDER,
+        MsgType.CANCEL_ALL,
+        MsgType.GET_ORDER,
+        MsgType.GET_ORDERS,
+        MsgType.GET_POSITIONS,
+        MsgType.PING,
+    }
+)
+
+# ---- control channel (supervisor ROUTER <-> worker DEALER)
+
+
+@message
+class Hello(Message):
+    TYPE = MsgType.HELLO
+    FIELDS = {"name": (_str, True), "role": (_str, True), "pid": (_nonneg_int, True), "ts": (_nonneg_int, True)}
+    name: str
+    role: str
+    pid: int
+    ts: int
+
+
+@message
+class Heartbeat(Message):
+    TYPE = MsgType.HEARTBEAT
+    FIELDS = {
+        "name": (_str, False),
+        "role": (_str, False),
+        "pid": (_nonneg_int, False),
+        "ts": (_nonneg_int, True),
+        "stats": (_map, False),
+        "state": (_text, False),
+    }
+    ts: int
+    name: str = ""
+    role: str = ""
+    pid: int = 0
+    stats: dict = field(default_factory=dict)
+    state: str = ""
+
+
+@message
+class Command(Message):
+    TYPE = MsgType.COMMAND
+    FIELDS = {"id": (_str, True), "cmd": (_str, True), "args": (_map, False)}
+    id: str
+    cmd: str
+    args: dict = field(default_factory=dict)
+
+
+@message
+class CommandReply(Message):
+    TYPE = MsgType.COMMAND_REPLY
+    FIELDS = {"id": (_str, True), "cmd": (_str, True), "ok": (_bool, True), "reason": (_text, False), "result": (_map, False)}
+    id: str
+    cmd: str
+    ok: bool
+    reason: str = ""
+    result: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- encode/decode
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def _packb(obj: Any) -> bytes:
+    return _packer.pack(obj)
+
+
+def packb(obj: Any) -> bytes:
+    """Pack a plain map (replies, ad-hoc maps) the same way messages are packed."""
+    return _packer.pack(obj)
+
+
+def unpack_map(data: bytes) -> dict:
+    """Unpack one msgpack map; raise ProtocolError on anything else."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError("payload must be bytes")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES} byte limit")
+    if not data:
+        raise ProtocolError("empty message")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, max_buffer_size=MAX_MESSAGE_BYTES)
+    except Exception as exc:  # msgpack raises many types: ExtraData, FormatError, ValueError, ...
+        raise ProtocolError(f"not a msgpack message: {type(exc).__name__}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"message must be a msgpack map, got {type(obj).__name__}")
+    return obj
+
+
+def check_envelope(d: dict) -> str:
+    """Check ``v`` and ``type``; return the type name."""
+    v = d.get("v")
+    if v != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {v!r}; this peer speaks v{PROTOCOL_VERSION}")
+    t = d.get("type")
+    if not isinstance(t, str):
+        raise ProtocolError("message has no 'type'")
+    return t
+
+
+def from_map(d: dict, expect: type[Message] | tuple[type[Message], ...] | None = None) -> Message:
+    t = check_envelope(d)
+    cls = _REGISTRY.get(t)
+    if cls is None:
+        raise ProtocolError(f"unknown message type {t!r}")
+    if expect is not None and not issubclass(cls, expect):
+        raise ProtocolError(f"unexpected message type {t!r} on this endpoint")
+    return cls.from_dict(d)
+
+
+def decode(data: bytes, expect: type[Message] | tuple[type[Message], ...] | None = None) -> Message:
+    """Decode one payload (no topic) into its typed message, or raise ProtocolError."""
+    return from_map(unpack_map(data), expect)
+
+
+# ---- topics (published messages are one frame: topic NUL payload)
+
+
+def tick_topic(symbol: str) -> bytes:
+    return b"tick." + symbol.encode()
+
+
+def encode_pub(topic: bytes, msg: Message | dict) -> bytes:
+    payload = msg.pack() if isinstance(msg, Message) else _packb(msg)
+    return topic + TOPIC_SEP + payload
+
+
+def split_pub(frame: bytes) -> tuple[bytes, bytes]:
+    """Split a published frame into (topic, payload)."""
+    i = frame.find(TOPIC_SEP)
+    if i <= 0:
+        raise ProtocolError("published frame has no topic separator")
+    return frame[:i], frame[i + 1 :]
+
+
+def decode_pub(frame: bytes, expect=None) -> tuple[bytes, Message]:
+    topic, payload = split_pub(frame)
+    return topic, decode(payload, expect)
+
+
+def topic_for(msg: Message) -> bytes:
+    """The canonical topic of a published message (see docs/protocol.md)."""
+    t = msg.TYPE
+    if t is MsgType.TICK:
+        return b"tick." + msg.symbol.encode()
+    if t is MsgType.ORDER_UPDATE:
+        return b"exec.order." + msg.symbol.encode()
+    if t is MsgType.FILL:
+        return b"exec.fill." + msg.symbol.encode()
+    if t is MsgType.SIGNAL_DECISION:
+        return b"signal." + str(msg.signal.get("symbol", "")).encode()
+    if t is MsgType.POSITION:
+        return b"position." + msg.symbol.encode()
+    if t is MsgType.LEVELS:
+        return b"levels." + msg.symbol.encode()
+    return t.value.encode()
+
+
+def pub(msg: Message) -> bytes:
+    """Encode a message as one published frame with its canonical topic."""
+    return topic_for(msg) + TOPIC_SEP + msg.pack()
+
+
+# ---- replies on the orders endpoint
+
+
+def reply(request_type: str, ok: bool, reason: str = "", **fields: Any) -> dict:
+    """Build a reply map: ``type`` is ``<request>_reply`` (``error`` if the request was unreadable)."""
+    d = {"v": PROTOCOL_VERSION, "type": f"{request_type}_reply" if request_type else "error", "ok": ok, "reason": reason}
+    d.update(fields)
+    return d
+
+
+def error_reply(reason: str, request_type: str = "") -> bytes:
+    return _packb(reply(request_type, False, reason))

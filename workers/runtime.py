@@ -1,0 +1,386 @@
+"""The worker runtime: one process, one zmq.Poller loop, heartbeats, commands, clean exit.
+
+A worker subclasses :class:`Worker`, opens its sockets in ``setup`` with :meth:`Worker.socket`
+and registers readers with :meth:`Worker.add_reader`.  The runtime drains every readable
+socket in batches (NOBLOCK until EAGAIN, capped so one busy socket cannot starve the others),
+sends a heartbeat with counters to the supervisor every ``--heartbeat`` seconds, runs
+commands from the supervisor, and exits cleanly on SIGTERM/SIGINT, on a ``stop`` command, or
+when the supervisor has gone.  An exception raised by a handler is counted and logged
+(rate-limited); it never ends the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import zmq
+
+from workers import protocol as P
+from workers.config import Endpoints, add_common_args, apply_toml_defaults, is_loopback
+
+log = logging.getLogger("tickdesk.worker")
+
+DRAIN_BATCH = 4096  # max messages taken from one socket per wake-up before looking at others
+SUPERVISOR_PID_ENV = "TICKDESK_SUPERVISOR_PID"
+
+
+class CommandError(Exception):
+    """A command from the supervisor that cannot be carried out; the text goes back to it."""
+
+
+class RateLimitedLog:
+    """Log at most one line per ``interval`` seconds per key, with a count of what was skipped."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 5.0):
+        self._log = logger
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._skipped: collections.Counter[str] = collections.Counter()
+
+    def warning(self, key: str, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) >= self._interval:
+            skipped = self._skipped.pop(key, 0)
+            suffix = f" ({skipped} similar suppressed)" if skipped else ""
+            self._log.warning(msg + suffix, *args)
+            self._last[key] = now
+        else:
+            self._skipped[key] += 1
+
+
+class LatencyRecorder:
+    """Recent latency samples (ns) of one hop; percentiles in microseconds per snapshot."""
+
+    __slots__ = ("samples", "count")
+
+    def __init__(self, maxlen: int = 8192):
+        self.samples: collections.deque[int] = collections.deque(maxlen=maxlen)
+        self.count = 0
+
+    def add(self, ns: int) -> None:
+        self.samples.append(ns)
+        self.count += 1
+
+    def snapshot(self) -> dict[str, float] | None:
+        if not self.samples:
+            return None
+        s = sorted(self.samples)
+        n = len(s)
+
+        def pct(q: float) -> float:
+            return s[min(n - 1, int(q * n))] / 1000.0
+
+        self.samples.clear()
+        return {"n": n, "p50_us": pct(0.50), "p99_us": pct(0.99), "p999_us": pct(0.999), "max_us": s[-1] / 1000.0}
+
+
+class Stats:
+    """Counters and per-hop latencies that a worker reports with every heartbeat."""
+
+    def __init__(self) -> None:
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.latency: dict[str, LatencyRecorder] = {}
+        self.gauges: dict[str, Any] = {}
+
+    def inc(self, key: str, n: int = 1) -> None:
+        self.counters[key] += n
+
+    def lat(self, hop: str, ns: int) -> None:
+        rec = self.latency.get(hop)
+        if rec is None:
+            rec = self.latency[hop] = LatencyRecorder()
+        rec.add(ns)
+
+    def snapshot(self) -> dict[str, Any]:
+        lat = {}
+        for hop, rec in self.latency.items():
+            snap = rec.snapshot()
+            if snap:
+                lat[hop] = snap
+        return {"counters": dict(self.counters), "latency": lat, "gauges": dict(self.gauges)}
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process, or 0 where it cannot be read cheaply."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return r if sys.platform == "darwin" else r * 1024
+    except Exception:
+        return 0
+
+
+class Worker:
+    """Base class of every TickDesk worker process."""
+
+    #: worker kind, as in ``main.py worker KIND``
+    kind: ClassVar[str] = "worker"
+    #: seconds between calls of :meth:`on_timer`
+    timer_interval: ClassVar[float] = 0.1
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.name: str = args.name or self.kind
+        self.endpoints = Endpoints.from_args(args)
+        self.ctx = zmq.Context()
+        self.poller = zmq.Poller()
+        self.stats = Stats()
+        self.state = "running"
+        self.rlog = RateLimitedLog(logging.getLogger(f"tickdesk.{self.name}"))
+        self.log = logging.getLogger(f"tickdesk.{self.name}")
+        self._readers: dict[zmq.Socket, tuple[Callable[[Any], None], bool]] = {}
+        self._sockets: list[zmq.Socket] = []
+        self._stop = False
+        self._exit_code = 0
+        self._control: zmq.Socket | None = None
+        self._last_supervisor = time.monotonic()
+        self._started = time.monotonic()
+        self._supervisor_pid = int(os.environ.get(SUPERVISOR_PID_ENV, "0") or 0)
+
+    # ------------------------------------------------------------------ for subclasses
+    def setup(self) -> None:
+        """Open sockets and register readers."""
+
+    def on_timer(self, now: float) -> None:
+        """Called about every ``timer_interval`` seconds, and after each batch of input."""
+
+    def next_wakeup(self, now: float) -> float | None:
+        """Monotonic time at which the worker wants to run again (None: no wish)."""
+        return None
+
+    def on_command(self, cmd: str, args: dict) -> dict | None:
+        """Handle a worker-specific command; raise CommandError to refuse it."""
+        raise CommandError(f"unknown command {cmd!r} for {self.kind}")
+
+    def teardown(self) -> None:
+        """Last chance to flush state before sockets close."""
+
+    # ------------------------------------------------------------------ socket helpers
+    def socket(
+        self,
+        kind: int,
+        *,
+        bind: str | None = None,
+        connect: str | None = None,
+        sndhwm: int | None = None,
+        rcvhwm: int | None = None,
+        linger: int = 0,
+        subscribe: list[bytes] | None = None,
+        routing_id: bytes | None = None,
+    ) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, linger)
+        if kind in (zmq.SUB, zmq.PULL, zmq.ROUTER, zmq.DEALER, zmq.REP, zmq.REQ, zmq.XSUB):
+            sock.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES)
+        if sndhwm is not None:
+            sock.setsockopt(zmq.SNDHWM, sndhwm)
+        if rcvhwm is not None:
+            sock.setsockopt(zmq.RCVHWM, rcvhwm)
+        if routing_id is not None:
+            sock.setsockopt(zmq.ROUTING_ID, routing_id)
+        for t in subscribe or ():
+            sock.setsockopt(zmq.SUBSCRIBE, t)
+        if bind:
+            check_bind_allowed(bind, getattr(self.args, "curve_dir", None))
+            sock.bind(bind)
+        if connect:
+            sock.connect(connect)
+        self._sockets.append(sock)
+        return sock
+
+    def add_reader(self, sock: zmq.Socket, handler: Callable[[Any], None], multipart: bool = False) -> None:
+        self._readers[sock] = (handler, multipart)
+        self.poller.register(sock, zmq.POLLIN)
+
+    # ------------------------------------------------------------------ control channel
+    def _open_control(self) -> None:
+        if getattr(self.args, "no_control", False):
+            return
+        self._control = self.socket(zmq.DEALER, connect=self.endpoints.control, routing_id=self.name.encode(), sndhwm=100)
+        self.add_reader(self._control, self._on_control)
+        self._send_control(P.Hello(name=self.name, role=self.kind, pid=os.getpid(), ts=P.now_ns()))
+
+    def _send_control(self, msg: P.Message) -> None:
+        if self._control is None:
+            return
+        try:
+            self._control.send(msg.pack(), zmq.NOBLOCK)
+        except zmq.Again:
+            self.stats.inc("control_dropped")
+
+    def _on_control(self, frame: bytes) -> None:
+        self._last_supervisor = time.monotonic()
+        try:
+            msg = P.decode(frame)
+        except P.ProtocolError as e:
+            self.stats.inc("decode_errors")
+            self.rlog.warning("control", "bad control message: %s", e)
+            return
+        if isinstance(msg, P.Command):
+            self._run_command(msg)
+
+    def _run_command(self, msg: P.Command) -> None:
+        ok, reason, result = True, "", {}
+        try:
+            if msg.cmd == "stop":
+                self.request_stop("stop command")
+            elif msg.cmd == "pause":
+                self.state = "paused"
+                self.on_pause(True)
+            elif msg.cmd == "resume":
+                self.state = "running"
+                self.on_pause(False)
+            elif msg.cmd == "stats":
+                result = self._heartbeat_stats()
+            else:
+                result = self.on_command(msg.cmd, msg.args) or {}
+        except CommandError as e:
+            ok, reason = False, str(e)
+        except Exception as e:  # a bad command must not end the worker
+            log.exception("command %s failed", msg.cmd)
+            ok, reason = False, f"{type(e).__name__}: {e}"
+        self._send_control(P.CommandReply(id=msg.id, cmd=msg.cmd, ok=ok, reason=reason, result=result))
+        self._send_heartbeat()
+
+    def on_pause(self, paused: bool) -> None:
+        """Called when the supervisor pauses or resumes the worker."""
+
+    def _heartbeat_stats(self) -> dict:
+        snap = self.stats.snapshot()
+        snap["gauges"]["rss"] = rss_bytes()
+        snap["gauges"]["uptime"] = time.monotonic() - self._started
+        return snap
+
+    def _send_heartbeat(self) -> None:
+        self._send_control(
+            P.Heartbeat(ts=P.now_ns(), name=self.name, role=self.kind, pid=os.getpid(), stats=self._heartbeat_stats(), state=self.state)
+        )
+
+    def _supervisor_gone(self, now: float) -> bool:
+        if self._control is None:
+            return False
+        if self._supervisor_pid and os.getppid() != self._supervisor_pid:
+            return True
+        timeout = getattr(self.args, "orphan_timeout", 5.0)
+        return bool(timeout) and now - self._last_supervisor > timeout
+
+    # ------------------------------------------------------------------ loop
+    def request_stop(self, why: str = "", code: int = 0) -> None:
+        if not self._stop:
+            self.log.info("stopping: %s", why)
+        self._stop = True
+        self._exit_code = code
+
+    def _drain(self, sock: zmq.Socket) -> None:
+        handler, multipart = self._readers[sock]
+        recv = sock.recv_multipart if multipart else sock.recv
+        for _ in range(DRAIN_BATCH):
+            try:
+                data = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                handler(data)
+            except Exception as e:
+                self.stats.inc("handler_errors")
+                self.rlog.warning("handler", "handler error on %s: %s: %s", self.name, type(e).__name__, e)
+                if self.log.isEnabledFor(logging.DEBUG):
+                    self.log.exception("handler error")
+
+    def run(self) -> int:
+        self._install_signal_handlers()
+        try:
+            self.setup()
+            self._open_control()
+        except Exception as e:
+            self.log.error("%s failed to start: %s", self.name, e)
+            self._close()
+            return 2
+        hb_every = getattr(self.args, "heartbeat", 0.5)
+        next_hb = time.monotonic()
+        next_timer = time.monotonic()
+        try:
+            while not self._stop:
+                now = time.monotonic()
+                wake = min(next_hb, next_timer)
+                want = self.next_wakeup(now)
+                if want is not None:
+                    wake = min(wake, want)
+                timeout_ms = max(0, int((wake - now) * 1000))
+                for sock, _ in self.poller.poll(min(timeout_ms, 100)):
+                    self._drain(sock)
+                now = time.monotonic()
+                if now >= next_timer:
+                    self.on_timer(now)
+                    next_timer = now + self.timer_interval
+                if now >= next_hb:
+                    self._send_heartbeat()
+                    next_hb = now + hb_every
+                    if self._supervisor_gone(now):
+                        self.request_stop("supervisor is gone")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            try:
+                self.teardown()
+            except Exception:
+                log.exception("teardown failed")
+            self._close()
+        return self._exit_code
+
+    def _close(self) -> None:
+        for s in self._sockets:
+            try:
+                s.close(0)
+            except Exception:
+                pass
+        self.ctx.term()
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum, _frame):
+            self.request_stop(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def check_bind_allowed(endpoint: str, curve_dir: str | None) -> None:
+    """Refuse to bind a non-loopback address without CurveZMQ (see docs/reliability.md)."""
+    if not is_loopback(endpoint) and not curve_dir:
+        raise RuntimeError(
+            f"refusing to bind {endpoint}: binding a non-loopback address requires CurveZMQ keys (--curve-dir)"
+        )
+
+
+def setup_logging(level: str, name: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, str(level).upper(), logging.INFO),
+        format=f"%(asctime)s %(levelname)s [{name}] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_worker(cls: type[Worker], parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """Parse argv (TOML defaults, then flags), set up logging, run the worker, return its exit code."""
+    add_common_args(parser)
+    apply_toml_defaults(parser, argv, f"worker.{cls.kind}")
+    args = parser.parse_args(argv)
+    if args.name:
+        apply_toml_defaults(parser, argv, f"worker.{args.name}")
+        args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.name or cls.kind)
+    return cls(args).run()
