@@ -404,6 +404,8 @@ class OrderUpdate(Message):
         "limit_price": (_opt_price, False),
         "source": (_text, False),
         "cause_ts": (_nonneg_int, False),
+        "origin_ts": (_nonneg_int, False),
+        "seq": (_nonneg_int, False),
     }
     client_order_id: str
     order_id: str
@@ -419,6 +421,8 @@ class OrderUpdate(Message):
     limit_price: float | None = None
     source: str = ""
     cause_ts: int = 0
+    origin_ts: int = 0
+    seq: int = 0
 
 
 @message
@@ -435,6 +439,8 @@ class Fill(Message):
         "ts": (_nonneg_int, True),
         "source": (_text, False),
         "cause_ts": (_nonneg_int, False),
+        "origin_ts": (_nonneg_int, False),
+        "seq": (_nonneg_int, False),
     }
     fill_id: str
     client_order_id: str
@@ -446,6 +452,8 @@ class Fill(Message):
     ts: int
     source: str = ""
     cause_ts: int = 0
+    origin_ts: int = 0
+    seq: int = 0
 
 
 # ---- requests on the orders endpoint
@@ -464,6 +472,7 @@ class SendOrder(Message):
         "source": (_text, False),
         "ts": (_nonneg_int, False),
         "cause_ts": (_nonneg_int, False),
+        "origin_ts": (_nonneg_int, False),
     }
     client_order_id: str
     symbol: str
@@ -474,6 +483,7 @@ class SendOrder(Message):
     source: str = ""
     ts: int = 0
     cause_ts: int = 0
+    origin_ts: int = 0
 
     def validate(self) -> None:
         if self.order_type is OrderType.LIMIT and self.limit_price is None:
@@ -612,7 +622,7 @@ def unpack_map(data: bytes) -> dict:
     if not data:
         raise ProtocolError("empty message")
     try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, max_buffer_size=MAX_MESSAGE_BYTES)
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises many types: ExtraData, FormatError, ValueError, ...
         raise ProtocolError(f"not a msgpack message: {type(exc).__name__}") from None
     if not isinstance(obj, dict):
