@@ -150,6 +150,8 @@ class Worker:
         self._last_supervisor = time.monotonic()
         self._started = time.monotonic()
         self._supervisor_pid = int(os.environ.get(SUPERVISOR_PID_ENV, "0") or 0)
+        if self._supervisor_pid and not getattr(args, "no_control", False):
+            _die_with_parent()
 
     # ------------------------------------------------------------------ for subclasses
     def setup(self) -> None:
@@ -356,6 +358,21 @@ class Worker:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to SIGTERM us when the supervisor dies (even by SIGKILL).
+    The heartbeat timeout covers other systems and remote supervisors."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except Exception:
+        pass
 
 
 def check_bind_allowed(endpoint: str, curve_dir: str | None) -> None:

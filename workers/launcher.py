@@ -1,0 +1,132 @@
+"""``python main.py [--headless]``: run the fleet, with the window or without.
+
+The headless runner is the supervisor in a plain loop that logs a status line every few
+seconds; ``--duration`` ends it cleanly with a summary.  Without ``--headless`` the Qt window
+(``app``) is imported and started; this module itself never imports Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from workers.config import Endpoints, add_endpoint_args, apply_toml_defaults, data_dir
+from workers.fleet import default_fleet
+from workers.runtime import setup_logging
+from workers.supervisor import Supervisor, SupervisorConfig
+
+log = logging.getLogger("tickdesk.headless")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="main.py",
+        description="TickDesk: a trading workstation over a fleet of ZeroMQ worker processes. "
+        "Without options it opens the window on the embedded defaults (simulated market and exchange).",
+        epilog="Other commands: 'main.py worker KIND --help' (run one worker), 'main.py keys generate DIR' (CurveZMQ keys).",
+    )
+    p.add_argument("--headless", action="store_true", help="run the worker fleet without a window")
+    p.add_argument("--duration", type=float, default=0.0, help="stop cleanly after this many seconds (0: run until Ctrl-C)")
+    p.add_argument("--screenshot", metavar="PNG", default=None, help="window mode: save a screenshot when --duration ends")
+    p.add_argument("--config", metavar="TOML", default=None, help="fleet and worker settings (see docs/configuration.md)")
+    p.add_argument("--data-dir", default=None, help="journal, logs and state (default: the user's app-data folder)")
+    p.add_argument("--tick-rate", type=float, default=20.0, help="simulated ticks per second per symbol (default 20)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the simulated market (default: random)")
+    p.add_argument("--fresh", action="store_true", help="start with an empty exchange journal (forget orders and positions)")
+    p.add_argument("--status-every", type=float, default=5.0, help="headless: seconds between status lines (default 5)")
+    p.add_argument("--log-level", default="INFO")
+    add_endpoint_args(p)
+    return p
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = build_parser()
+    apply_toml_defaults(p, argv, "tickdesk")
+    return p.parse_args(argv)
+
+
+def make_supervisor(args: argparse.Namespace) -> Supervisor:
+    data = Path(args.data_dir) if args.data_dir else data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    specs = default_fleet(data=data, tick_rate=args.tick_rate, seed=args.seed, config_path=args.config, fresh_journal=args.fresh)
+    return Supervisor(Endpoints.from_args(args), specs, SupervisorConfig(log_dir=str(data / "logs")))
+
+
+def status_line(sup: Supervisor) -> str:
+    t = sup.totals()
+    up = sum(1 for w in sup.workers.values() if w.state in ("running", "paused"))
+    pos = positions_text(sup)
+    return (
+        f"ticks {t['ticks']} ({t['ticks_per_s']:.0f}/s) | signals {t['signals']} | orders {t['orders']} "
+        f"(rejected {t['rejected']}) | fills {t['fills']} | positions {pos or '-'} | "
+        f"workers {up}/{len(sup.workers)} up, restarts {t['restarts']} | drops {t['dropped']}"
+    )
+
+
+def positions_text(sup: Supervisor) -> str:
+    for w in sup.workers.values():
+        if w.spec.kind == "executor":
+            positions = w.stats.get("gauges", {}).get("positions") or {}
+            if isinstance(positions, dict):
+                return " ".join(f"{s} {q:+d}" for s, q in sorted(positions.items()) if isinstance(q, int) and q)
+    return ""
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    sup = make_supervisor(args)
+    stop = {"why": ""}
+
+    def on_signal(signum, _frame):
+        stop["why"] = signal.Signals(signum).name
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log.info("starting %d workers; logs in %s", len(sup.workers), sup.config.log_dir)
+    sup.start()
+    t0 = time.monotonic()
+    next_status = t0 + args.status_every
+    try:
+        while not stop["why"]:
+            sup.poll(100)
+            now = time.monotonic()
+            if now >= next_status:
+                log.info("%s", status_line(sup))
+                next_status = now + args.status_every
+            if args.duration and now - t0 >= args.duration:
+                stop["why"] = f"duration {args.duration:g}s reached"
+    finally:
+        log.info("stopping (%s)", stop["why"] or "error")
+        # one last look at the counters before the workers go
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:
+            sup.poll(50)
+        final = status_line(sup)
+        sup.stop()
+    print_summary(sup, final, time.monotonic() - t0)
+    return 0
+
+
+def print_summary(sup: Supervisor, final: str, elapsed: float) -> None:
+    out = sys.stdout
+    print(f"TickDesk headless run: {elapsed:.1f} s", file=out)
+    print(final, file=out)
+    print(f"{'worker':<14} {'kind':<11} {'restarts':>8} {'exit':>5}  counters", file=out)
+    for w in sup.workers.values():
+        c = w.stats.get("counters", {})
+        counters = " ".join(f"{k}={v}" for k, v in sorted(c.items()) if v)
+        print(f"{w.name:<14} {w.spec.kind:<11} {w.restarts:>8} {str(w.exit_code):>5}  {counters}", file=out)
+    out.flush()
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    setup_logging(args.log_level, "tickdesk")
+    if args.headless:
+        return run_headless(args)
+    from app.main import run_app
+
+    return run_app(args)
