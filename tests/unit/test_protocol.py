@@ -1,0 +1,187 @@
+"""Protocol: every message round-trips; malformed input is rejected with a reason, never a crash."""
+
+from __future__ import annotations
+
+import math
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from workers import protocol as P
+
+symbols = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", min_size=1, max_size=12)
+prices = st.floats(min_value=0.01, max_value=1e6, allow_nan=False, allow_infinity=False)
+qtys = st.integers(min_value=1, max_value=P.MAX_QTY)
+ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=40)
+ts = st.integers(min_value=0, max_value=2**63 - 1)
+sides = st.sampled_from(list(P.Side))
+
+
+@st.composite
+def ticks(draw):
+    bid = draw(prices)
+    ask = bid + draw(st.floats(min_value=0.0, max_value=10.0))
+    return P.Tick(
+        symbol=draw(symbols),
+        seq=draw(st.integers(min_value=1, max_value=2**40)),
+        ts=draw(ts),
+        last=draw(prices),
+        bid=bid,
+        ask=ask,
+        bid_size=draw(st.integers(0, 10**6)),
+        ask_size=draw(st.integers(0, 10**6)),
+        volume=draw(st.integers(0, 2**40)),
+    )
+
+
+@st.composite
+def orders(draw):
+    kind = draw(st.sampled_from(list(P.OrderType)))
+    return P.SendOrder(
+        client_order_id=draw(ids),
+        symbol=draw(symbols),
+        side=draw(sides),
+        qty=draw(qtys),
+        order_type=kind,
+        limit_price=draw(prices) if kind is P.OrderType.LIMIT else None,
+        source=draw(st.text(max_size=30)),
+        ts=draw(ts),
+    )
+
+
+@st.composite
+def signals(draw):
+    return P.Signal(
+        id=draw(ids),
+        strategy=draw(ids),
+        symbol=draw(symbols),
+        side=draw(sides),
+        qty=draw(qtys),
+        price=draw(prices),
+        ts=draw(ts),
+        cause_ts=draw(ts),
+        reason=draw(st.text(max_size=100)),
+    )
+
+
+@st.composite
+def fills(draw):
+    return P.Fill(
+        fill_id=draw(ids),
+        client_order_id=draw(ids),
+        order_id=draw(ids),
+        symbol=draw(symbols),
+        side=draw(sides),
+        qty=draw(qtys),
+        price=draw(prices),
+        ts=draw(ts),
+        seq=draw(st.integers(0, 2**40)),
+    )
+
+
+@given(st.one_of(ticks(), orders(), signals(), fills()))
+def test_round_trip(msg):
+    assert P.decode(msg.pack()) == msg
+
+
+@given(ticks())
+def test_published_frame_round_trip_and_topic(tick):
+    frame = P.pub(tick)
+    assert frame.startswith(b"tick." + tick.symbol.encode() + b"\x00")
+    topic, back = P.decode_pub(frame, expect=P.Tick)
+    assert topic == b"tick." + tick.symbol.encode()
+    assert back == tick
+
+
+@given(signals(), st.booleans())
+def test_signal_decision_nests_a_valid_signal(sig, accepted):
+    d = P.SignalDecision(signal=sig.to_dict(), accepted=accepted, ts=1, reason="x", client_order_id="c1" if accepted else None)
+    back = P.decode(d.pack())
+    assert back.parsed_signal == sig
+    assert back.accepted is accepted
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+@given(st.binary(max_size=512))
+def test_random_bytes_raise_protocol_error_only(data):
+    try:
+        P.decode(data)
+    except P.ProtocolError as e:
+        assert str(e)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(max_size=10), st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(), st.text(max_size=10), st.binary(max_size=10)), max_size=12))
+def test_random_maps_raise_protocol_error_only(d):
+    d = dict(d)
+    d.setdefault("v", 1)
+    try:
+        P.decode(msgpack.packb(d))
+    except P.ProtocolError as e:
+        assert str(e)
+
+
+@given(orders(), st.sampled_from(["qty", "symbol", "side", "client_order_id", "limit_price", "order_type"]), st.one_of(st.none(), st.booleans(), st.integers(-5, 0), st.floats(allow_nan=True), st.text(max_size=3), st.binary(max_size=3), st.lists(st.integers(), max_size=2)))
+def test_mutated_orders_are_rejected_or_still_valid(order, field, value):
+    d = order.to_dict()
+    d[field] = value
+    try:
+        back = P.decode(msgpack.packb(d, use_bin_type=True))
+    except P.ProtocolError as e:
+        assert str(e)
+        return
+    # Accepted only if it is still a well-formed order.
+    assert back.qty > 0 and back.symbol and back.client_order_id
+    assert back.limit_price is None or (math.isfinite(back.limit_price) and back.limit_price > 0)
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (b"", "empty"),
+        (b"\xc1", "not a msgpack"),
+        (msgpack.packb([1, 2, 3]), "must be a msgpack map"),
+        (msgpack.packb({"v": 2, "type": "ping"}), "unsupported protocol version"),
+        (msgpack.packb({"v": 1}), "no 'type'"),
+        (msgpack.packb({"v": 1, "type": "launch_rockets"}), "unknown message type"),
+        (msgpack.packb({"v": 1, "type": "send_order", "symbol": "A", "side": "buy", "qty": 1}), "missing field 'client_order_id'"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "hold", "qty": 1}), "must be one of buy, sell"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 10**12}), "between 1 and"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 1.5}), "must be an integer"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 1, "order_type": "limit"}), "needs 'limit_price'"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 1, "order_type": "limit", "limit_price": float("inf")}), "finite"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 1, "order_type": "limit", "limit_price": -3.0}), "positive price"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A B", "side": "buy", "qty": 1}), "not a valid symbol"),
+        (msgpack.packb({"v": 1, "type": "tick", "symbol": "A", "seq": 1, "ts": 1, "last": 1.0, "bid": 2.0, "ask": 1.0, "bid_size": 1, "ask_size": 1, "volume": 1}), "bid 2.0 above ask"),
+        (b"\x81" + b"\xa1v" + b"\x01" + b"x" * (P.MAX_MESSAGE_BYTES + 1), "exceeds"),
+    ],
+)
+def test_rejections_say_what_is_wrong(payload, reason):
+    with pytest.raises(P.ProtocolError, match=reason):
+        P.decode(payload)
+
+
+def test_expect_rejects_other_types_on_an_endpoint():
+    fill = P.Fill(fill_id="F1", client_order_id="c", order_id="O1", symbol="A", side=P.Side.BUY, qty=1, price=1.0, ts=1)
+    with pytest.raises(P.ProtocolError, match="unexpected message type 'fill'"):
+        P.decode(fill.pack(), expect=P.Tick)
+
+
+def test_published_frame_without_separator_is_rejected():
+    with pytest.raises(P.ProtocolError, match="topic separator"):
+        P.decode_pub(b"\x00abc")
+    with pytest.raises(P.ProtocolError):
+        P.decode_pub(b"no separator at all")
+
+
+def test_reply_shape():
+    r = P.reply("send_order", False, "qty too big", client_order_id="c1")
+    assert r == {"v": 1, "type": "send_order_reply", "ok": False, "reason": "qty too big", "client_order_id": "c1"}
+    assert P.unpack_map(P.error_reply("garbage"))["type"] == "error"
+
+
+def test_order_status_terminal_set():
+    assert P.OrderStatus.FILLED.is_terminal and P.OrderStatus.REJECTED.is_terminal
+    assert not P.OrderStatus.NEW.is_terminal and not P.OrderStatus.UNKNOWN.is_terminal
