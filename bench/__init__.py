@@ -1,0 +1,1 @@
+"""TickDesk benchmarks: ``python -m bench`` (see docs/performance.md)."""
