@@ -1,0 +1,508 @@
+"""Support/resistance signal logic: pure Python, no sockets, deterministic.
+
+Support is the lowest and resistance the highest price of the last ``window`` ticks of a
+symbol, computed *before* the current tick joins the window; otherwise a new high would
+always equal the resistance and a breakout could never be seen.  The rolling low/high are
+monotonic deques, so each tick costs O(1) amortised whatever the window length.
+
+Signals:
+
+* breakout: the price rises more than ``breakout_bps`` above resistance -> buy;
+  breakdown: it falls more than ``breakout_bps`` below support -> sell.
+* bounce: the price enters the support zone (within ``bounce_bps`` above support, not broken
+  through it), then turns up by ``turn_bps`` from the lowest price of that touch -> buy;
+  the mirror image at resistance -> sell.
+
+Every signal passes a per-symbol cooldown measured on tick timestamps (so replays and tests
+are deterministic) and a position check on the strategy's own virtual position, which it
+books when it emits a signal and reverts when the executor rejects it.  A signal is never
+allowed to take ``|position|`` beyond ``max_position``; its quantity is cut down to the room
+left, and it is suppressed when no room is left.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from workers.protocol import MAX_QTY, Side, Signal, now_ns
+
+MODES = ("breakout", "bounce", "both")
+_BPS = 1e-4
+#: how many emitted signals are remembered so that a late rejection can still be reverted
+MAX_REMEMBERED_SIGNALS = 10_000
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyParams:
+    """Tunable parameters of the support/resistance strategy (see docs/strategy.md).
+
+    The defaults aim at a few signals per minute per symbol on the simulated feed at 5 ticks
+    per second: a 200 tick window is 40 s of history, and the cooldown caps a symbol at six
+    signals a minute.
+    """
+
+    #: ticks in the rolling window that defines support (low) and resistance (high)
+    window: int = 200
+    #: ticks the window must hold before the strategy trades (capped at ``window``)
+    min_fill: int = 50
+    #: "breakout", "bounce" or "both"
+    mode: str = "both"
+    #: how far beyond a level (basis points) the price must go to count as a breakout
+    breakout_bps: float = 1.0
+    #: width of the zone above support / below resistance (bps) in which a price "touches" it
+    bounce_bps: float = 3.0
+    #: how far the price must turn back from the touch extreme (bps) to confirm a bounce
+    turn_bps: float = 2.0
+    #: the window's range (resistance - support, bps of support) below which bounces are off
+    min_range_bps: float = 10.0
+    #: seconds between two signals of one symbol (tick time)
+    cooldown: float = 10.0
+    #: quantity of one signal
+    qty: int = 100
+    #: largest absolute virtual position per symbol
+    max_position: int = 300
+    #: whether a sell may open or extend a short position
+    allow_short: bool = True
+
+    def __post_init__(self) -> None:
+        problems = _check_params(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    # -- conversions
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def replace(self, **changes: Any) -> StrategyParams:
+        """A copy with ``changes`` applied; values are coerced (strings from a UI edit box,
+        ints for floats from TOML) and the result validated.  Raises ValueError."""
+        unknown = sorted(set(changes) - set(self.field_names()))
+        if unknown:
+            raise ValueError(f"unknown parameter(s): {', '.join(unknown)}; known: {', '.join(self.field_names())}")
+        coerced = {name: _coerce(name, _FIELD_TYPES[name], value) for name, value in changes.items()}
+        return dataclasses.replace(self, **coerced)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> StrategyParams:
+        """Parameters from a map (CLI namespace, TOML table); unknown keys are ignored."""
+        names = set(cls.field_names())
+        return cls().replace(**{k: v for k, v in values.items() if k in names and v is not None})
+
+    # -- derived
+    @property
+    def effective_min_fill(self) -> int:
+        return min(self.min_fill, self.window)
+
+    @property
+    def cooldown_ns(self) -> int:
+        return int(self.cooldown * 1e9)
+
+
+_FIELD_TYPES: dict[str, type] = {"window": int, "min_fill": int, "mode": str, "breakout_bps": float, "bounce_bps": float,
+                                 "turn_bps": float, "min_range_bps": float, "cooldown": float, "qty": int,
+                                 "max_position": int, "allow_short": bool}
+assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(StrategyParams)}
+
+
+def _coerce(name: str, typ: type, value: Any) -> Any:
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+                return value.strip().lower() in ("true", "yes", "on", "1")
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                return int(value)
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if typ is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value.strip()
+    except (TypeError, ValueError, OverflowError):
+        pass
+    raise ValueError(f"parameter '{name}' must be a {typ.__name__}, got {value!r}")
+
+
+def _check_params(p: StrategyParams) -> list[str]:
+    problems = []
+    for name, typ in _FIELD_TYPES.items():
+        v = getattr(p, name)
+        ok = isinstance(v, typ) and not (typ is not bool and isinstance(v, bool))
+        if typ is float and isinstance(v, int) and not isinstance(v, bool):
+            ok = True
+        if not ok:
+            problems.append(f"'{name}' must be a {typ.__name__}, got {type(v).__name__}")
+    if problems:
+        return problems
+
+    def rng(name: str, lo: float, hi: float) -> None:
+        v = getattr(p, name)
+        if not (lo <= v <= hi):  # also false for NaN
+            problems.append(f"'{name}' must be between {lo:g} and {hi:g}, got {v}")
+
+    rng("window", 2, 1_000_000)
+    rng("min_fill", 1, 1_000_000)
+    rng("breakout_bps", 0, 5000)
+    rng("bounce_bps", 0, 5000)
+    rng("turn_bps", 0, 5000)
+    rng("min_range_bps", 0, 10_000)
+    rng("cooldown", 0, 86_400)
+    rng("qty", 1, MAX_QTY)
+    rng("max_position", 0, MAX_QTY)
+    if p.mode not in MODES:
+        problems.append(f"'mode' must be one of {', '.join(MODES)}, got {p.mode!r}")
+    return problems
+
+
+# ----------------------------------------------------------------------------- rolling range
+
+
+class RollingRange:
+    """Low and high of the last ``window`` prices, O(1) amortised per push.
+
+    Two monotonic deques of (index, price): ``_lo`` keeps prices increasing from the front,
+    so its front is the window's low; ``_hi`` keeps them decreasing.  Each price enters and
+    leaves each deque at most once.
+    """
+
+    __slots__ = ("window", "_n", "_first", "_lo", "_hi")
+
+    def __init__(self, window: int):
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self.window = window
+        self._n = 0  # prices pushed so far
+        self._first = 0  # index of the oldest price the deques still represent
+        self._lo: collections.deque[tuple[int, float]] = collections.deque()
+        self._hi: collections.deque[tuple[int, float]] = collections.deque()
+
+    @property
+    def low(self) -> float | None:
+        return self._lo[0][1] if self._lo else None
+
+    @property
+    def high(self) -> float | None:
+        return self._hi[0][1] if self._hi else None
+
+    @property
+    def fill(self) -> int:
+        """How many of the last ``window`` prices the range is based on."""
+        return self._n - self._first
+
+    def push(self, price: float) -> None:
+        n = self._n
+        lo, hi = self._lo, self._hi
+        # ties: keep the newest, it stays in the window longest
+        while lo and lo[-1][1] >= price:
+            lo.pop()
+        lo.append((n, price))
+        while hi and hi[-1][1] <= price:
+            hi.pop()
+        hi.append((n, price))
+        self._n = n = n + 1
+        first = n - self.window
+        if first > self._first:
+            self._first = first
+            if lo[0][0] < first:
+                lo.popleft()
+            if hi[0][0] < first:
+                hi.popleft()
+
+    def resize(self, window: int) -> None:
+        """Change the window length.  Shrinking takes effect at once; growing fills up as
+        prices arrive (prices that already left the window are gone)."""
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self.window = window
+        first = self._n - window
+        if first > self._first:
+            self._first = first
+            while self._lo and self._lo[0][0] < first:
+                self._lo.popleft()
+            while self._hi and self._hi[0][0] < first:
+                self._hi.popleft()
+
+    def clear(self) -> None:
+        self._lo.clear()
+        self._hi.clear()
+        self._first = self._n
+
+
+# ----------------------------------------------------------------------------- per symbol
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """What the strategy wants to do on one tick, after cooldown and position checks."""
+
+    side: Side
+    qty: int
+    reason: str
+    level: float
+
+
+def fmt_price(x: float) -> str:
+    """Price text for reasons: two decimals when exact ("101.50"), else enough digits."""
+    return f"{x:.2f}" if abs(x - round(x, 2)) < 1e-9 else f"{x:.10g}"
+
+
+class SupportResistance:
+    """Levels, bounce state, cooldown and virtual position of one symbol."""
+
+    __slots__ = ("symbol", "range", "position", "_last_signal_ts", "_sup_touch", "_res_touch", "_sup_touch_n",
+                 "_res_touch_n", "_ticks")
+
+    def __init__(self, symbol: str, window: int):
+        self.symbol = symbol
+        self.range = RollingRange(window)
+        self.position = 0
+        self._last_signal_ts: int | None = None
+        # bounce state: extreme price of the current touch of a zone (None = not touching)
+        self._sup_touch: float | None = None
+        self._res_touch: float | None = None
+        self._sup_touch_n = 0
+        self._res_touch_n = 0
+        self._ticks = 0
+
+    @property
+    def support(self) -> float | None:
+        return self.range.low
+
+    @property
+    def resistance(self) -> float | None:
+        return self.range.high
+
+    def reset_window(self) -> None:
+        """Forget the price history (feed restart); the position is kept."""
+        self.range.clear()
+        self._sup_touch = self._res_touch = None
+
+    def on_price(self, price: float, ts: int, p: StrategyParams, trading: bool,
+                 count: Callable[[str], None] | None = None) -> Intent | None:
+        """Evaluate one tick against the levels of the ticks before it, then add it to the window."""
+        rng = self.range
+        sup = rng._lo[0][1] if rng._lo else None
+        intent = None
+        self._ticks += 1
+        if trading and sup is not None and rng._n - rng._first >= min(p.min_fill, p.window):
+            intent = self._evaluate(price, ts, sup, rng._hi[0][1], p, count)
+        else:
+            self._sup_touch = self._res_touch = None
+        rng.push(price)
+        return intent
+
+    def _evaluate(self, price: float, ts: int, sup: float, res: float, p: StrategyParams,
+                  count: Callable[[str], None] | None) -> Intent | None:
+        side = None
+        reason = ""
+        level = 0.0
+        mode = p.mode
+        brk = p.breakout_bps * _BPS
+        if mode != "bounce":
+            if price > res * (1.0 + brk):
+                side, level, reason = Side.BUY, res, f"breakout above resistance {fmt_price(res)}"
+            elif price < sup * (1.0 - brk):
+                side, level, reason = Side.SELL, sup, f"breakdown below support {fmt_price(sup)}"
+        if mode != "breakout":
+            if side is None:
+                side, level, reason = self._bounce(price, sup, res, p)
+            else:
+                self._sup_touch = self._res_touch = None
+        if side is None:
+            return None
+        # a triggered setup is consumed even if cooldown or position suppress it below,
+        # so that it does not fire later at a price that no longer fits its reason
+        last = self._last_signal_ts
+        if last is not None and ts - last < p.cooldown_ns:
+            if count:
+                count("suppressed_cooldown")
+            return None
+        qty = self._room(side, p)
+        if qty <= 0:
+            if count:
+                count("suppressed_position")
+            return None
+        self._last_signal_ts = ts
+        self.position += qty if side is Side.BUY else -qty
+        return Intent(side, qty, reason, level)
+
+    def _bounce(self, price: float, sup: float, res: float, p: StrategyParams) -> tuple[Side | None, float, str]:
+        if res - sup < sup * p.min_range_bps * _BPS:
+            self._sup_touch = self._res_touch = None
+            return None, 0.0, ""
+        brk = p.breakout_bps * _BPS
+        zone = p.bounce_bps * _BPS
+        turn = p.turn_bps * _BPS
+        n = self._ticks
+        # a touch older than the window no longer describes these levels
+        if self._sup_touch is not None and n - self._sup_touch_n > p.window:
+            self._sup_touch = None
+        if self._res_touch is not None and n - self._res_touch_n > p.window:
+            self._res_touch = None
+
+        touch = self._sup_touch
+        if touch is not None:
+            if price < sup * (1.0 - brk):  # broke through: not a bounce
+                self._sup_touch = None
+            elif price >= touch * (1.0 + turn) and price > touch:
+                self._sup_touch = None
+                return Side.BUY, sup, f"bounce off support {fmt_price(sup)}"
+            elif price < touch:
+                self._sup_touch = price
+        elif sup * (1.0 - brk) <= price <= sup * (1.0 + zone):
+            self._sup_touch = price
+            self._sup_touch_n = n
+
+        touch = self._res_touch
+        if touch is not None:
+            if price > res * (1.0 + brk):
+                self._res_touch = None
+            elif price <= touch * (1.0 - turn) and price < touch:
+                self._res_touch = None
+                return Side.SELL, res, f"bounce off resistance {fmt_price(res)}"
+            elif price > touch:
+                self._res_touch = price
+        elif res * (1.0 - zone) <= price <= res * (1.0 + brk):
+            self._res_touch = price
+            self._res_touch_n = n
+        return None, 0.0, ""
+
+    def _room(self, side: Side, p: StrategyParams) -> int:
+        pos = self.position
+        if side is Side.BUY:
+            room = p.max_position - pos
+        else:
+            floor = -p.max_position if p.allow_short else 0
+            room = pos - floor
+        return min(p.qty, room)
+
+
+# ----------------------------------------------------------------------------- the strategy
+
+
+def new_session_id() -> str:
+    """Short id that differs between runs, so signal ids stay unique across restarts."""
+    n = time.time_ns() // 1_000_000
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out or "0"
+
+
+class SRStrategy:
+    """Support/resistance strategy over many symbols: turns prices into protocol Signals.
+
+    ``count`` receives the name of every suppressed setup ("suppressed_cooldown",
+    "suppressed_position") so the worker can report them.
+    """
+
+    def __init__(self, name: str, params: StrategyParams | None = None, session: str | None = None,
+                 count: Callable[[str], None] | None = None):
+        self.name = name
+        self.params = params or StrategyParams()
+        self.session = session or new_session_id()
+        self.active = True
+        self.books: dict[str, SupportResistance] = {}
+        self._count = count
+        self._seq = itertools.count(1)
+        # signal id -> (symbol, signed qty), to revert a rejected signal exactly once
+        self._open: collections.OrderedDict[str, tuple[str, int]] = collections.OrderedDict()
+
+    def book(self, symbol: str) -> SupportResistance:
+        b = self.books.get(symbol)
+        if b is None:
+            b = self.books[symbol] = SupportResistance(symbol, self.params.window)
+        return b
+
+    def on_price(self, symbol: str, price: float, ts: int, now: int | None = None) -> Signal | None:
+        """Feed one tick; return the Signal it triggers, if any (its position is booked)."""
+        b = self.books.get(symbol) or self.book(symbol)
+        intent = b.on_price(price, ts, self.params, self.active, self._count)
+        if intent is None:
+            return None
+        sig = Signal(
+            id=f"{self.name}-{self.session}-{next(self._seq)}",
+            strategy=self.name,
+            symbol=symbol,
+            side=intent.side,
+            qty=intent.qty,
+            price=float(price),
+            ts=now_ns() if now is None else now,
+            cause_ts=ts,
+            reason=intent.reason,
+        )
+        self._open[sig.id] = (symbol, intent.qty if intent.side is Side.BUY else -intent.qty)
+        if len(self._open) > MAX_REMEMBERED_SIGNALS:
+            self._open.popitem(last=False)
+        return sig
+
+    def on_tick(self, tick, now: int | None = None) -> Signal | None:
+        return self.on_price(tick.symbol, tick.last, tick.ts, now)
+
+    def on_rejected(self, signal: Signal) -> bool:
+        """Revert the virtual position booked for ``signal``; True if it was ours and open.
+
+        Safe to call twice or for foreign signals: only a remembered id is reverted, once.
+        """
+        entry = self._open.pop(signal.id, None)
+        if entry is None:
+            return False
+        symbol, signed = entry
+        b = self.books.get(symbol)
+        if b is None:
+            return False
+        b.position -= signed
+        return True
+
+    def on_accepted(self, signal_id: str) -> None:
+        """The executor took the signal: it can no longer be rejected, forget it."""
+        self._open.pop(signal_id, None)
+
+    def set_params(self, params: StrategyParams) -> None:
+        if params.window != self.params.window:
+            for b in self.books.values():
+                b.range.resize(params.window)
+        self.params = params
+
+    def set_position(self, symbol: str, qty: int) -> None:
+        """Overwrite the virtual position (to resync it with the executor's real one)."""
+        self.book(symbol).position = int(qty)
+
+    def reset_window(self, symbol: str) -> None:
+        b = self.books.get(symbol)
+        if b is not None:
+            b.reset_window()
+
+    def positions(self) -> dict[str, int]:
+        return {s: b.position for s, b in self.books.items()}
+
+    def warmed_up(self, symbol: str) -> bool:
+        b = self.books.get(symbol)
+        return b is not None and b.range.fill >= self.params.effective_min_fill

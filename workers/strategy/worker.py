@@ -1,0 +1,293 @@
+"""The strategy worker process: ticks in, signals and levels out.
+
+Sockets:
+
+* SUB ``endpoints.ticks``: one exact subscription ``tick.<SYM>\\0`` per configured symbol
+  (the NUL keeps ``tick.AAPL`` from also matching ``tick.AAPLX``), or ``tick.`` for all.
+* PUSH ``endpoints.signals`` (connect): Signal and Levels payloads, one frame each, no topic
+  (PUSH/PULL does not filter).  IMMEDIATE is on, so with no executor connected a signal is
+  dropped and counted at once rather than queued and sent minutes later at a stale price;
+  a dropped signal's virtual position is reverted.
+* SUB ``endpoints.events`` on ``signal.``: the executor's SignalDecision for every signal;
+  a rejection of one of ours reverts its virtual position.
+
+Run ``python main.py worker strategy --help`` for the options; docs/strategy.md explains them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import zmq
+
+from workers import protocol as P
+from workers.runtime import CommandError, Worker, run_worker
+from workers.strategy.levels import MODES, SRStrategy, StrategyParams, SupportResistance, fmt_price
+
+_SYMBOL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")
+COUNTERS = ("ticks", "signals", "levels", "decode_errors", "tick_gaps", "ticks_missed", "feed_restarts",
+            "ticks_out_of_order", "signals_dropped", "levels_dropped", "rejected", "accepted",
+            "suppressed_cooldown", "suppressed_position", "symbols_dropped")
+
+
+def parse_symbols(value: Any) -> list[str]:
+    """``"AAPL,MSFT"`` or a TOML list -> symbols; ``""``/``"*"`` -> [] meaning every symbol."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out: list[str] = []
+    for item in items:
+        s = str(item).strip()
+        if not s:
+            continue
+        if s == "*":
+            return []
+        if len(s) > 32 or not set(s) <= _SYMBOL_CHARS:
+            raise ValueError(f"not a valid symbol: {s!r}")
+        if s not in out:
+            out.append(s)
+    return out
+
+
+def _symbols_arg(value: str) -> list[str]:
+    try:
+        return parse_symbols(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+class StrategyWorker(Worker):
+    """Support/resistance strategy over the configured symbols (see module docstring)."""
+
+    kind = "strategy"
+    timer_interval = 0.1
+
+    def setup(self) -> None:
+        a = self.args
+        # validated here, not in argparse, because TOML defaults bypass argparse's checks;
+        # a ValueError makes the runtime log it and exit with status 2
+        self.symbols = parse_symbols(a.symbols)
+        params = StrategyParams.from_mapping(vars(a))
+        self.levels_interval = float(a.levels_interval)
+        self.levels_refresh = float(a.levels_refresh)
+        self.max_symbols = int(a.max_symbols)
+        if self.levels_interval < 0 or self.levels_refresh <= 0 or self.max_symbols < 1:
+            raise ValueError("--levels-interval must be >= 0, --levels-refresh > 0 and --max-symbols >= 1")
+        self.strategy = SRStrategy(self.name, params, count=self.stats.inc)
+        for k in COUNTERS:
+            self.stats.counters[k] = 0
+        self._last_seq: dict[str, int] = {}
+        # levels throttle: symbol -> (last published state, monotonic time of that attempt)
+        self._lv_sent: dict[str, tuple[tuple | None, float]] = {}
+        self._lv_dirty: set[str] = set()
+        self._next_refresh = time.monotonic() + self.levels_refresh
+
+        ep = self.endpoints
+        topics = [P.tick_topic(s) + P.TOPIC_SEP for s in self.symbols] or [b"tick."]
+        self.ticks = self.socket(zmq.SUB, connect=ep.ticks, rcvhwm=int(a.tick_hwm), subscribe=topics)
+        self.out = self.socket(zmq.PUSH, sndhwm=int(a.signal_hwm))
+        self.out.setsockopt(zmq.IMMEDIATE, 1)
+        self.out.connect(ep.signals)
+        self.events = self.socket(zmq.SUB, connect=ep.events, rcvhwm=100_000, subscribe=[b"signal."])
+        self.add_reader(self.ticks, self._on_tick)
+        self.add_reader(self.events, self._on_event)
+        for s in self.symbols:
+            self.strategy.book(s)
+        self._update_gauges()
+        self.log.info("strategy %s on %s: %s", self.name, ",".join(self.symbols) or "all symbols", params.as_dict())
+
+    # ------------------------------------------------------------------ ticks
+    def _on_tick(self, frame: bytes) -> None:
+        try:
+            topic, tick = P.decode_pub(frame, expect=P.Tick)
+            if topic[5:] != tick.symbol.encode():
+                raise P.ProtocolError(f"topic {topic!r} does not match symbol {tick.symbol!r}")
+        except P.ProtocolError as e:
+            self.stats.inc("decode_errors")
+            self.rlog.warning("tick", "dropped a bad tick frame: %s", e)
+            return
+        now = P.now_ns()
+        stats = self.stats
+        stats.inc("ticks")
+        stats.lat("tick_to_strategy", now - tick.ts if now > tick.ts else 0)
+        sym = tick.symbol
+        if sym not in self.strategy.books and len(self.strategy.books) >= self.max_symbols:
+            stats.inc("symbols_dropped")
+            self.rlog.warning("symbols", "ignoring %s: already tracking %d symbols (--max-symbols)", sym, self.max_symbols)
+            return
+        self._check_seq(sym, tick.seq)
+        sig = self.strategy.on_price(sym, tick.last, tick.ts, now)
+        if sig is not None:
+            self._send_signal(sig)
+        self._maybe_levels(sym, time.monotonic())
+
+    def _check_seq(self, sym: str, seq: int) -> None:
+        last = self._last_seq.get(sym)
+        self._last_seq[sym] = seq
+        if last is None or seq == last + 1:
+            return
+        if seq > last + 1:
+            self.stats.inc("tick_gaps")
+            self.stats.inc("ticks_missed", seq - last - 1)
+            self.rlog.warning("gap", "%s: tick gap, seq %d -> %d (%d missed)", sym, last, seq, seq - last - 1)
+        elif seq <= 1:
+            # the gateway restarted: its prices may not continue the old series
+            self.stats.inc("feed_restarts")
+            self.strategy.reset_window(sym)
+            self.log.info("%s: feed restarted (seq %d -> %d); levels rebuilt from new ticks", sym, last, seq)
+        else:
+            self.stats.inc("ticks_out_of_order")
+            self.rlog.warning("order", "%s: seq went back %d -> %d", sym, last, seq)
+
+    # ------------------------------------------------------------------ output
+    def _push(self, msg: P.Message) -> bool:
+        try:
+            self.out.send(msg.pack(), zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+
+    def _send_signal(self, sig: P.Signal) -> None:
+        if self._push(sig):
+            self.stats.inc("signals")
+            self.log.info("signal %s: %s %d %s @ %s (%s)", sig.id, sig.side.value, sig.qty, sig.symbol, fmt_price(sig.price), sig.reason)
+        else:
+            # the executor never saw it, so it must not count towards our position
+            self.strategy.on_rejected(sig)
+            self.stats.inc("signals_dropped")
+            self.rlog.warning("sig_drop", "signal %s dropped: no executor connected or its queue is full", sig.id)
+        self._update_gauges()
+
+    def _levels_state(self, b: SupportResistance) -> tuple:
+        active = self.strategy.active and b.range.fill >= self.strategy.params.effective_min_fill
+        return (b.support, b.resistance, b.position, active)
+
+    def _maybe_levels(self, sym: str, mono: float) -> None:
+        state = self._levels_state(self.strategy.books[sym])
+        prev = self._lv_sent.get(sym)
+        if prev is not None and prev[0] == state:
+            return
+        if prev is None or mono - prev[1] >= self.levels_interval:
+            self._publish_levels(sym, state, mono)
+        else:
+            self._lv_dirty.add(sym)
+
+    def _publish_levels(self, sym: str, state: tuple, mono: float) -> None:
+        sup, res, pos, active = state
+        msg = P.Levels(strategy=self.name, symbol=sym, ts=P.now_ns(), support=sup, resistance=res, position=pos, active=active)
+        self._lv_dirty.discard(sym)
+        if self._push(msg):
+            self.stats.inc("levels")
+            self._lv_sent[sym] = (state, mono)
+        else:
+            self.stats.inc("levels_dropped")
+            self._lv_sent[sym] = (None, mono)  # retried when the throttle allows
+
+    def on_timer(self, now: float) -> None:
+        if self._lv_dirty:
+            for sym in list(self._lv_dirty):
+                prev = self._lv_sent.get(sym)
+                if prev is None or now - prev[1] >= self.levels_interval:
+                    self._lv_dirty.discard(sym)
+                    self._maybe_levels(sym, now)
+        if now >= self._next_refresh:
+            # periodic republish so a window that connects late still draws the levels
+            self._next_refresh = now + self.levels_refresh
+            for sym, b in self.strategy.books.items():
+                if b.support is not None:
+                    self._publish_levels(sym, self._levels_state(b), now)
+
+    # ------------------------------------------------------------------ executor decisions
+    def _on_event(self, frame: bytes) -> None:
+        try:
+            _, dec = P.decode_pub(frame, expect=P.SignalDecision)
+        except P.ProtocolError as e:
+            self.stats.inc("decode_errors")
+            self.rlog.warning("event", "dropped a bad event frame: %s", e)
+            return
+        if dec.signal.get("strategy") != self.name:
+            return
+        sig = dec.parsed_signal
+        if dec.accepted:
+            self.stats.inc("accepted")
+            self.strategy.on_accepted(sig.id)
+            return
+        if self.strategy.on_rejected(sig):
+            self.stats.inc("rejected")
+            self.log.info("signal %s rejected by the executor (%s); position reverted", sig.id, dec.reason)
+            self._update_gauges()
+            if sig.symbol in self.strategy.books:
+                self._maybe_levels(sig.symbol, time.monotonic())
+
+    # ------------------------------------------------------------------ control
+    def on_pause(self, paused: bool) -> None:
+        self.strategy.active = not paused
+        mono = time.monotonic()
+        for sym, b in self.strategy.books.items():
+            if b.support is not None:
+                self._maybe_levels(sym, mono)
+
+    def on_command(self, cmd: str, args: dict) -> dict | None:
+        if cmd == "get_params":
+            return {"params": self.strategy.params.as_dict(), "positions": self.strategy.positions()}
+        if cmd == "set_params":
+            try:
+                params = self.strategy.params.replace(**args)
+            except (ValueError, TypeError) as e:
+                raise CommandError(str(e)) from None
+            self.strategy.set_params(params)
+            self._update_gauges()
+            self.log.info("params updated: %s", args)
+            return {"params": params.as_dict()}
+        if cmd == "set_position":
+            sym, qty = args.get("symbol"), args.get("qty")
+            if not isinstance(sym, str) or not parse_symbols(sym) or isinstance(qty, bool) or not isinstance(qty, int):
+                raise CommandError("set_position needs {'symbol': str, 'qty': int}")
+            self.strategy.set_position(sym, qty)
+            self._update_gauges()
+            return {"positions": self.strategy.positions()}
+        if cmd == "get_levels":
+            out = {}
+            for sym, b in self.strategy.books.items():
+                sup, res, pos, active = self._levels_state(b)
+                out[sym] = {"support": sup, "resistance": res, "position": pos, "active": active, "fill": b.range.fill}
+            return {"levels": out}
+        return super().on_command(cmd, args)
+
+    def _update_gauges(self) -> None:
+        g = self.stats.gauges
+        g["params"] = self.strategy.params.as_dict()
+        g["positions"] = self.strategy.positions()
+        g["symbols"] = self.symbols or ["*"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = StrategyParams()
+    p = argparse.ArgumentParser(
+        prog="main.py worker strategy",
+        description="Support/resistance strategy: SUB ticks, PUSH signals and levels to the executor.",
+    )
+    g = p.add_argument_group("strategy")
+    g.add_argument("--symbols", type=_symbols_arg, default="AAPL,MSFT", help="comma-separated symbols to trade; '' or '*' for every symbol on the feed (default: %(default)s)")
+    g.add_argument("--window", type=int, default=d.window, help="ticks in the rolling window; support = its low, resistance = its high (current tick excluded) (default: %(default)s)")
+    g.add_argument("--min-fill", type=int, default=d.min_fill, help="ticks the window must hold before trading (capped at --window) (default: %(default)s)")
+    g.add_argument("--mode", choices=MODES, default=d.mode, help="which signals to emit (default: %(default)s)")
+    g.add_argument("--breakout-bps", type=float, default=d.breakout_bps, help="basis points beyond a level that make a breakout/breakdown (default: %(default)s)")
+    g.add_argument("--bounce-bps", type=float, default=d.bounce_bps, help="width of the touch zone above support / below resistance, in bps (default: %(default)s)")
+    g.add_argument("--turn-bps", type=float, default=d.turn_bps, help="bps the price must turn back from the touch extreme to confirm a bounce (default: %(default)s)")
+    g.add_argument("--min-range-bps", type=float, default=d.min_range_bps, help="no bounce signals while resistance - support is below this (bps of support) (default: %(default)s)")
+    g.add_argument("--cooldown", type=float, default=d.cooldown, help="seconds (tick time) between two signals of one symbol (default: %(default)s)")
+    g.add_argument("--qty", type=int, default=d.qty, help="quantity of each signal (default: %(default)s)")
+    g.add_argument("--max-position", type=int, default=d.max_position, help="largest absolute virtual position per symbol (default: %(default)s)")
+    g.add_argument("--allow-short", action=argparse.BooleanOptionalAction, default=d.allow_short, help="may a sell open or extend a short position (default: %(default)s)")
+    o = p.add_argument_group("output")
+    o.add_argument("--levels-interval", type=float, default=0.5, help="seconds between two Levels messages of one symbol at most (default: %(default)s)")
+    o.add_argument("--levels-refresh", type=float, default=5.0, help="seconds between republishing every symbol's levels unchanged (default: %(default)s)")
+    o.add_argument("--signal-hwm", type=int, default=1000, help="send high-water mark of the signals PUSH socket; beyond it signals are dropped and counted (default: %(default)s)")
+    o.add_argument("--tick-hwm", type=int, default=100_000, help="receive high-water mark of the ticks SUB socket (default: %(default)s)")
+    o.add_argument("--max-symbols", type=int, default=1000, help="with --symbols '*': most symbols tracked; ticks of further symbols are dropped (default: %(default)s)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    return run_worker(StrategyWorker, build_parser(), argv)
