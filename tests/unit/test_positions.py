@@ -1,0 +1,178 @@
+"""Positions and P&L from fills: average cost, realized on reduce/close/flip, idempotence."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workers import protocol as P
+from workers.executor.positions import PositionBook, fill_number
+
+_ids = itertools.count(1)
+
+
+def fill(side: str, qty: int, price: float, symbol: str = "AAPL", fill_id: str | None = None) -> P.Fill:
+    return P.Fill(
+        fill_id=fill_id or f"F{next(_ids)}",
+        client_order_id="c1",
+        order_id="o1",
+        symbol=symbol,
+        side=P.Side(side),
+        qty=qty,
+        price=price,
+        ts=1,
+    )
+
+
+def test_fill_number():
+    assert fill_number("F17") == 17
+    assert fill_number("F") is None and fill_number("X17") is None and fill_number("F1a") is None
+
+
+def test_buys_average_the_entry_price():
+    book = PositionBook()
+    assert book.apply_fill(fill("buy", 100, 10.0))
+    assert book.apply_fill(fill("buy", 300, 12.0))
+    pos = book.get("AAPL")
+    assert pos.qty == 400
+    assert pos.avg_price == pytest.approx(11.5)
+    assert pos.realized_pnl == 0.0
+
+
+def test_reduce_realizes_and_keeps_the_average():
+    book = PositionBook()
+    book.apply_fill(fill("buy", 400, 11.5))
+    book.apply_fill(fill("sell", 100, 13.0))
+    pos = book.get("AAPL")
+    assert (pos.qty, pos.avg_price) == (300, pytest.approx(11.5))
+    assert pos.realized_pnl == pytest.approx(150.0)
+
+
+def test_close_goes_flat():
+    book = PositionBook()
+    book.apply_fill(fill("buy", 100, 10.0))
+    book.apply_fill(fill("sell", 100, 9.0))
+    pos = book.get("AAPL")
+    assert (pos.qty, pos.avg_price) == (0, 0.0)
+    assert pos.realized_pnl == pytest.approx(-100.0)
+    assert pos.unrealized_pnl == 0.0
+
+
+def test_flip_realizes_the_old_side_and_opens_at_the_fill_price():
+    book = PositionBook()
+    book.apply_fill(fill("buy", 100, 10.0))
+    book.apply_fill(fill("sell", 250, 12.0))
+    pos = book.get("AAPL")
+    assert pos.qty == -150
+    assert pos.avg_price == pytest.approx(12.0)
+    assert pos.realized_pnl == pytest.approx(200.0)
+    # and back: covering the short at 11 gains 1 per share
+    book.apply_fill(fill("buy", 200, 11.0))
+    assert (pos.qty, pos.avg_price) == (50, pytest.approx(11.0))
+    assert pos.realized_pnl == pytest.approx(350.0)
+
+
+def test_short_position_pnl():
+    book = PositionBook()
+    book.apply_fill(fill("sell", 100, 50.0))
+    book.apply_fill(fill("sell", 100, 52.0))
+    pos = book.get("AAPL")
+    assert (pos.qty, pos.avg_price) == (-200, pytest.approx(51.0))
+    book.mark("AAPL", 49.0)
+    assert pos.unrealized_pnl == pytest.approx(400.0)
+    book.apply_fill(fill("buy", 50, 49.0))
+    assert pos.realized_pnl == pytest.approx(100.0)
+
+
+def test_unrealized_from_the_last_price():
+    book = PositionBook()
+    assert not book.mark("AAPL", 10.0)  # no position: marking does not create one
+    book.apply_fill(fill("buy", 100, 10.0))
+    assert book.get("AAPL").unrealized_pnl == 0.0  # no price yet
+    assert book.mark("AAPL", 10.5)
+    assert book.get("AAPL").unrealized_pnl == pytest.approx(50.0)
+    (msg,) = book.to_messages(ts=7)
+    assert isinstance(msg, P.Position)
+    assert (msg.symbol, msg.qty, msg.avg_price, msg.unrealized_pnl, msg.last, msg.ts) == ("AAPL", 100, 10.0, 50.0, 10.5, 7)
+    # the message survives the wire
+    assert P.decode(msg.pack()) == msg
+
+
+def test_a_fill_seen_twice_counts_once():
+    book = PositionBook()
+    f = fill("buy", 100, 10.0)
+    assert book.apply_fill(f)
+    assert not book.apply_fill(f)
+    assert not book.apply_fill(fill("buy", 100, 10.0, fill_id=f.fill_id))
+    assert book.get("AAPL").qty == 100
+
+
+def test_snapshot_then_later_fills():
+    book = PositionBook()
+    book.load_snapshot(
+        [{"symbol": "AAPL", "qty": 200, "avg_price": 10.0, "realized_pnl": 5.0}, {"symbol": "MSFT", "qty": -10, "avg_price": 300.0}],
+        last_fill_seq=12,
+    )
+    assert book.get("AAPL").qty == 200 and book.get("MSFT").qty == -10
+    # fills the snapshot already includes (queued on the stream meanwhile) are skipped
+    assert not book.apply_fill(fill("buy", 100, 11.0, fill_id="F11"))
+    assert not book.apply_fill(fill("buy", 100, 11.0, fill_id="F12"))
+    assert book.get("AAPL").qty == 200
+    # later ones count
+    assert book.apply_fill(fill("sell", 50, 12.0, fill_id="F13"))
+    pos = book.get("AAPL")
+    assert (pos.qty, pos.avg_price) == (150, 10.0)
+    assert pos.realized_pnl == pytest.approx(105.0)
+    assert {m.symbol for m in book.to_messages(1)} == {"AAPL", "MSFT"}
+
+
+def test_snapshot_keeps_known_prices_and_rejects_bad_entries():
+    book = PositionBook()
+    book.apply_fill(fill("buy", 1, 10.0, symbol="TSLA", fill_id="F1"))
+    book.mark("TSLA", 11.0)
+    book.load_snapshot([{"symbol": "TSLA", "qty": 5, "avg_price": 10.0}], last_fill_seq=3)
+    assert book.get("TSLA").last == 11.0 and book.get("TSLA").unrealized_pnl == pytest.approx(5.0)
+    before = dict(book.positions)
+    for bad in ([{"qty": 1}], [{"symbol": "X", "qty": "1"}], ["x"], [{"symbol": "X", "qty": 1, "avg_price": "a"}]):
+        with pytest.raises(ValueError):
+            book.load_snapshot(bad, 0)
+    with pytest.raises(ValueError):
+        book.load_snapshot([], -1)
+    assert book.positions == before and book.last_fill_seq == 3
+
+
+def test_fills_with_foreign_ids_still_deduplicate():
+    book = PositionBook()
+    book.load_snapshot([], last_fill_seq=100)
+    assert book.apply_fill(fill("buy", 5, 10.0, fill_id="ext-7"))
+    assert not book.apply_fill(fill("buy", 5, 10.0, fill_id="ext-7"))
+    assert book.get("AAPL").qty == 5
+
+
+trades = st.lists(
+    st.tuples(st.sampled_from(["buy", "sell"]), st.integers(1, 500), st.integers(1, 2000).map(lambda c: c / 10)),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(trades, st.integers(1, 2000).map(lambda c: c / 10))
+def test_total_pnl_equals_cash_flow(trade_list, mark):
+    """Realized + unrealized P&L equals the cash flow marked to market, whatever the path."""
+    book = PositionBook()
+    cash = 0.0
+    qty = 0
+    for i, (side, n, price) in enumerate(trade_list):
+        book.apply_fill(fill(side, n, price, fill_id=f"F{i + 1}"))
+        signed = n if side == "buy" else -n
+        qty += signed
+        cash -= signed * price
+    book.mark("AAPL", mark)
+    pos = book.get("AAPL")
+    assert pos.qty == qty
+    assert pos.realized_pnl + pos.unrealized_pnl == pytest.approx(cash + qty * mark, abs=1e-6 * (1 + abs(cash)))
+    if qty == 0:
+        assert pos.avg_price == 0.0
