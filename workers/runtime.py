@@ -25,6 +25,7 @@ import zmq
 
 from workers import protocol as P
 from workers.config import Endpoints, add_common_args, apply_toml_defaults, is_loopback
+from workers.security import CurveKeys, ZapHandler
 
 log = logging.getLogger("tickdesk.worker")
 
@@ -150,6 +151,9 @@ class Worker:
         self._last_supervisor = time.monotonic()
         self._started = time.monotonic()
         self._supervisor_pid = int(os.environ.get(SUPERVISOR_PID_ENV, "0") or 0)
+        curve_dir = getattr(args, "curve_dir", None)
+        self.curve = CurveKeys.load(curve_dir) if curve_dir else None
+        self._zap: ZapHandler | None = None
         if self._supervisor_pid and not getattr(args, "no_control", False):
             _die_with_parent()
 
@@ -198,11 +202,22 @@ class Worker:
             sock.setsockopt(zmq.SUBSCRIBE, t)
         if bind:
             check_bind_allowed(bind, getattr(self.args, "curve_dir", None))
+            if self.curve is not None:
+                self._ensure_zap()
+                self.curve.apply_server(sock)
             sock.bind(bind)
         if connect:
+            if self.curve is not None:
+                self.curve.apply_client(sock)
             sock.connect(connect)
         self._sockets.append(sock)
         return sock
+
+    def _ensure_zap(self) -> None:
+        if self._zap is None:
+            self._zap = ZapHandler(self.ctx, self.curve.authorized)
+            self._sockets.append(self._zap.sock)
+            self.add_reader(self._zap.sock, self._zap.handle, multipart=True)
 
     def add_reader(self, sock: zmq.Socket, handler: Callable[[Any], None], multipart: bool = False) -> None:
         self._readers[sock] = (handler, multipart)
@@ -262,6 +277,8 @@ class Worker:
         """Called when the supervisor pauses or resumes the worker."""
 
     def _heartbeat_stats(self) -> dict:
+        if self._zap is not None:
+            self.stats.counters["auth_denied"] = self._zap.denied
         snap = self.stats.snapshot()
         snap["gauges"]["rss"] = rss_bytes()
         snap["gauges"]["uptime"] = time.monotonic() - self._started

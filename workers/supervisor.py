@@ -107,6 +107,7 @@ class SupervisorConfig:
     stable_after: float = 30.0  # a worker up this long gets its backoff reset
     stop_timeout: float = 5.0
     log_dir: str | None = None  # worker stderr goes here (one file each), else inherited
+    curve_dir: str | None = None  # CurveZMQ keys: control socket and every worker use CURVE
 
 
 class Supervisor:
@@ -121,12 +122,20 @@ class Supervisor:
         self._router: zmq.Socket | None = None
         self._cmd_ids = itertools.count(1)
         self._stopping = False
+        self._zap = None
         self.decode_errors = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        check_bind_allowed(self.endpoints.control, None)
+        check_bind_allowed(self.endpoints.control, self.config.curve_dir)
         r = self.ctx.socket(zmq.ROUTER)
+        self._zap = None
+        if self.config.curve_dir:
+            from workers.security import CurveKeys, ZapHandler
+
+            keys = CurveKeys.load(self.config.curve_dir)
+            self._zap = ZapHandler(self.ctx, keys.authorized)
+            keys.apply_server(r)
         r.setsockopt(zmq.LINGER, 0)
         r.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES)
         r.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its name at once
@@ -149,6 +158,8 @@ class Supervisor:
     def _spawn(self, w: WorkerState) -> None:
         spec = w.spec
         cmd = worker_command(spec.kind) + ["--name", spec.name, *self.endpoints.as_args(), *spec.args]
+        if self.config.curve_dir:
+            cmd += ["--curve-dir", self.config.curve_dir]
         env = dict(os.environ)
         env[SUPERVISOR_PID_ENV] = str(os.getpid())
         env["PYTHONUNBUFFERED"] = "1"
@@ -189,6 +200,9 @@ class Supervisor:
         longer than ``timeout_ms``."""
         if self._router is None:
             return
+        if self._zap is not None:
+            while self._zap.sock.poll(0, zmq.POLLIN):
+                self._zap.handle(self._zap.sock.recv_multipart())
         if self._router.poll(timeout_ms, zmq.POLLIN):
             for _ in range(10_000):
                 try:
@@ -384,6 +398,9 @@ class Supervisor:
         if self._router is not None:
             self._router.close(0)
             self._router = None
+        if getattr(self, "_zap", None) is not None:
+            self._zap.close()
+            self._zap = None
 
     # ------------------------------------------------------------------ reporting
     def totals(self) -> dict[str, Any]:
