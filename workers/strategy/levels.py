@@ -46,8 +46,9 @@ class StrategyParams:
     """Tunable parameters of the support/resistance strategy (see docs/strategy.md).
 
     The defaults aim at a few signals per minute per symbol on the simulated feed at 5 ticks
-    per second: a 200 tick window is 40 s of history, and the cooldown caps a symbol at six
-    signals a minute.
+    per second (about 3/min there: 2.4 bounces, 0.8 breakouts): a 200 tick window is 40 s of
+    history, the bps thresholds sit around one tick's noise of that feed (~4 bps), and the
+    cooldown caps a symbol at six signals a minute.
     """
 
     #: ticks in the rolling window that defines support (low) and resistance (high)
@@ -57,13 +58,13 @@ class StrategyParams:
     #: "breakout", "bounce" or "both"
     mode: str = "both"
     #: how far beyond a level (basis points) the price must go to count as a breakout
-    breakout_bps: float = 1.0
+    breakout_bps: float = 3.0
     #: width of the zone above support / below resistance (bps) in which a price "touches" it
-    bounce_bps: float = 3.0
+    bounce_bps: float = 5.0
     #: how far the price must turn back from the touch extreme (bps) to confirm a bounce
-    turn_bps: float = 2.0
+    turn_bps: float = 5.0
     #: the window's range (resistance - support, bps of support) below which bounces are off
-    min_range_bps: float = 10.0
+    min_range_bps: float = 20.0
     #: seconds between two signals of one symbol (tick time)
     cooldown: float = 10.0
     #: quantity of one signal
