@@ -1,0 +1,301 @@
+"""Market-data gateway worker: a feed (simulated or replayed) published as ticks on a PUB socket.
+
+``python main.py worker marketdata [options]`` — see docs/marketdata.md.
+
+Every tick goes out as ONE frame, ``tick.<SYMBOL> NUL msgpack`` (:func:`workers.protocol.pub`),
+sent with NOBLOCK on a PUB bound to the ticks endpoint with an explicit SNDHWM.
+
+Pacing.  Ticks follow a schedule of evenly spaced due times (``1 / (rate * symbols)`` apart,
+symbols taking turns).  The runtime loop calls :meth:`MarketDataGateway.next_wakeup` at the top
+of every iteration; that is where due ticks are published, all of them in one burst, before
+the method returns when the next one is due so that the loop sleeps in ``poll`` until then.
+(The runtime calls no other hook when a ``next_wakeup`` time arrives — ``on_timer`` runs on its
+own fixed interval — hence publishing from here.)  ``poll`` takes whole milliseconds and rounds
+the wait down, so a tick due within :data:`SLACK` seconds counts as due: otherwise the loop
+would spin on ``poll(0)`` for the last fraction of a millisecond before every tick.
+At rate 0 ("as fast as possible") one iteration publishes :data:`BATCH` ticks and asks to be
+woken at once, so the loop still services commands and heartbeats between batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import zmq
+
+from workers import protocol as P
+from workers.marketdata.replay_feed import (
+    BAR_SECONDS,
+    DEFAULT_SPREAD_BPS,
+    DEFAULT_TICKS_PER_BAR,
+    ReplayFeed,
+    default_data_file,
+    valid_symbol,
+)
+from workers.marketdata.sim_feed import DEFAULT_SYMBOLS, SimFeed
+from workers.runtime import CommandError, Worker, run_worker
+
+#: most ticks published in one loop iteration (rate 0, or a backlog after a stall)
+BATCH = 1000
+#: a tick due this close in the future is published now (poll's millisecond granularity)
+SLACK = 0.002
+#: when the schedule is this far behind (the rate is more than we can do), restart it from now
+MAX_LAG = 1.0
+DEFAULT_RATE = 5.0
+DEFAULT_SPEED = BAR_SECONDS / 5  # one daily bar every 5 seconds
+DEFAULT_HWM = 100_000
+MAX_RATE = 1_000_000.0
+
+
+class MarketDataGateway(Worker):
+    kind = "marketdata"
+    timer_interval = 0.25  # only refreshes gauges
+
+    def setup(self) -> None:
+        a = self.args
+        symbols = parse_symbols(a.symbols)
+        if a.feed == "replay":
+            self.feed = ReplayFeed(
+                a.file or default_data_file(),
+                symbols or None,
+                ticks_per_bar=a.ticks_per_bar,
+                spread_bps=a.spread_bps,
+                loop=a.loop,
+                seed=a.seed,
+            )
+            if self.feed.data.skipped:
+                self.log.warning("%s: skipped %d unusable row(s); first: %s", self.feed.path, self.feed.data.skipped, self.feed.data.first_error)
+            if symbols and len(self.feed.symbols) < len(symbols):
+                self.log.warning("symbols not in %s: %s", self.feed.path, ", ".join(sorted(set(symbols) - set(self.feed.symbols))))
+            rate = speed_to_rate(a.speed, a.ticks_per_bar)
+        else:
+            self.feed = SimFeed(symbols or DEFAULT_SYMBOLS, seed=a.seed)
+            rate = a.rate
+        self.sock = self.socket(zmq.PUB, bind=self.endpoints.ticks, sndhwm=a.hwm)
+        # pyzmq's Poller.poll returns at once when no socket is registered, so with
+        # --no-control (no control DEALER) the runtime loop would spin at 100% CPU instead of
+        # sleeping until the next tick.  A reader that never receives anything makes poll block.
+        self._idle = self.socket(zmq.PULL, bind=f"inproc://marketdata-idle-{id(self)}")
+        self.add_reader(self._idle, lambda _frame: None)
+        self._nsym = len(self.feed.symbols)
+        self._max_ticks = a.max_ticks
+        self._emitted = 0  # ticks taken from the feed (published + dropped)
+        self._published = 0
+        self._done = False
+        self._paused = False
+        self._set_rate(rate)
+        self._next_due = time.monotonic() + max(0.0, a.start_delay)
+        self._rate_mark = (time.monotonic(), 0)
+        g = self.stats.gauges
+        g.update(feed=a.feed, symbols=self._nsym, ticks_per_s=0.0, done=False)
+        self.log.info(
+            "%s feed, %d symbols (%s), %s on %s, SNDHWM %d",
+            a.feed, self._nsym, ",".join(self.feed.symbols),
+            "as fast as possible" if rate == 0 else f"{rate:g} ticks/s per symbol",
+            self.endpoints.ticks, a.hwm,
+        )
+
+    # ------------------------------------------------------------------ pacing
+    def _set_rate(self, rate: float) -> None:
+        self._rate = rate
+        self._interval = 1.0 / (rate * self._nsym) if rate > 0 else 0.0
+        self._next_due = time.monotonic()
+        self.stats.gauges["rate"] = rate
+        if isinstance(self.feed, ReplayFeed):
+            self.stats.gauges["speed"] = rate_to_speed(rate, self.feed.ticks_per_bar)
+
+    def next_wakeup(self, now: float) -> float | None:
+        if self._paused or self._done:
+            return None
+        try:
+            return self._pump(now)
+        except Exception as e:  # an exception here would end the runtime loop: count it, go on
+            self.stats.inc("feed_errors")
+            self.rlog.warning("pump", "publishing failed: %s: %s", type(e).__name__, e)
+            return now + 0.1
+
+    def _pump(self, now: float) -> float:
+        if self._rate <= 0:
+            self._publish(BATCH)
+            return now
+        due = self._next_due
+        if due > now + SLACK:
+            return due
+        if due < now - MAX_LAG:
+            # We cannot keep up with the rate (or the process was stopped): do not burst the
+            # whole backlog, carry on from now.
+            self.stats.inc("schedule_resets")
+            due = now
+        horizon = now + SLACK
+        n = max(1, min(BATCH, int((horizon - due) / self._interval) + 1))
+        self._next_due = due + n * self._interval
+        self._publish(n)
+        return self._next_due
+
+    def _publish(self, n: int) -> None:
+        if self._max_ticks:
+            n = min(n, self._max_ticks - self._emitted)
+        nxt, send, encode, nb = self.feed.next, self.sock.send, P.pub, zmq.NOBLOCK
+        sent = dropped = 0
+        for _ in range(n):
+            tick = nxt()
+            if tick is None:
+                self._finish("replay reached the end of the file")
+                break
+            try:
+                send(encode(tick), nb)
+                sent += 1
+            except zmq.Again:
+                # PUB drops silently at SNDHWM, so this rarely fires; subscribers see the gap in seq
+                dropped += 1
+        self._emitted += sent + dropped
+        self._published += sent
+        if sent:
+            self.stats.inc("ticks", sent)
+        if dropped:
+            self.stats.inc("dropped", dropped)
+        if self._max_ticks and self._emitted >= self._max_ticks:
+            self._finish(f"--max-ticks {self._max_ticks} reached")
+
+    def _finish(self, why: str) -> None:
+        if not self._done:
+            self._done = True
+            self.stats.gauges["done"] = True
+            self.log.info("stopped publishing after %d ticks: %s", self._emitted, why)
+
+    # ------------------------------------------------------------------ runtime hooks
+    def on_timer(self, now: float) -> None:
+        t0, n0 = self._rate_mark
+        if now - t0 >= 1.0:
+            self.stats.gauges["ticks_per_s"] = round((self._published - n0) / (now - t0), 1)
+            self._rate_mark = (now, self._published)
+        if isinstance(self.feed, ReplayFeed):
+            d = self.feed.current_date
+            self.stats.gauges["replay_date"] = d.isoformat() if d else ""
+            self.stats.gauges["replay_loops"] = self.feed.loops
+
+    def on_pause(self, paused: bool) -> None:
+        self._paused = paused
+        if not paused:
+            self._next_due = time.monotonic()  # resume at the rate, without a burst of the backlog
+
+    def on_command(self, cmd: str, args: dict) -> dict | None:
+        if cmd == "set_rate":
+            rate = _number_arg(args, "rate", 0.0, MAX_RATE)
+            self._set_rate(rate)
+            self.log.info("rate set to %g ticks/s per symbol", rate)
+            return {"rate": rate}
+        if cmd == "set_speed":
+            if not isinstance(self.feed, ReplayFeed):
+                raise CommandError("set_speed applies to the replay feed; use set_rate")
+            speed = _number_arg(args, "speed", 0.0, MAX_RATE * BAR_SECONDS)
+            self._set_rate(speed_to_rate(speed, self.feed.ticks_per_bar))
+            return {"speed": speed, "rate": self._rate}
+        return super().on_command(cmd, args)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def speed_to_rate(speed: float, ticks_per_bar: int) -> float:
+    """Replay speed (market seconds per wall second) as ticks per second per symbol."""
+    return speed * ticks_per_bar / BAR_SECONDS
+
+
+def rate_to_speed(rate: float, ticks_per_bar: int) -> float:
+    return rate * BAR_SECONDS / ticks_per_bar
+
+
+def parse_symbols(text: str) -> list[str]:
+    """``"aapl, MSFT"`` -> ``["AAPL", "MSFT"]``; raises ValueError on a malformed symbol."""
+    out = []
+    for s in (text or "").split(","):
+        s = s.strip().upper()
+        if not s:
+            continue
+        if not valid_symbol(s):
+            raise ValueError(f"invalid symbol {s!r} (1..32 letters, digits or ._-/)")
+        if s not in out:
+            out.append(s)
+    return out
+
+
+def _number_arg(args: dict, name: str, lo: float, hi: float) -> float:
+    v = args.get(name)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+        raise CommandError(f"'{name}' must be a number in [{lo:g}, {hi:g}], got {v!r}")
+    return float(v)
+
+
+def _nonneg_float(text: str) -> float:
+    v = float(text)
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def _pos_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return v
+
+
+def _ticks_per_bar(text: str) -> int:
+    v = int(text)
+    if v < 4:
+        raise argparse.ArgumentTypeError(f"a bar needs at least 4 ticks (open, high, low, close), got {text}")
+    return v
+
+
+def _symbols_arg(text: str) -> str:
+    try:
+        parse_symbols(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="main.py worker marketdata",
+        description="Market-data gateway: publishes simulated or replayed ticks on the ticks endpoint (PUB, topic tick.<SYMBOL>).",
+    )
+    g = p.add_argument_group("feed")
+    g.add_argument("--feed", choices=("sim", "replay"), default="sim", help="tick source: sim (simulated market) or replay (historical daily bars) (default sim)")
+    g.add_argument(
+        "--symbols", type=_symbols_arg, default="",
+        help=f"comma-separated symbols (default: sim {','.join(DEFAULT_SYMBOLS)}; replay every symbol in --file)",
+    )
+    g.add_argument("--rate", type=_nonneg_float, default=DEFAULT_RATE, help=f"sim: ticks per second per symbol, 0 = as fast as possible (default {DEFAULT_RATE:g})")
+    g.add_argument("--seed", type=int, default=None, help="random seed; the same seed gives the same prices and sizes (default: a fresh random seed)")
+    g.add_argument("--max-ticks", type=_nonneg_int, default=0, help="stop publishing after this many ticks in all, 0 = unlimited; the process stays up (default 0)")
+    g.add_argument("--start-delay", type=_nonneg_float, default=0.0, help="seconds to wait after binding before the first tick, so subscribers can connect (default 0)")
+    r = p.add_argument_group("replay")
+    r.add_argument("--file", default=None, help=f"replay: daily OHLCV CSV (date,open,high,low,close,volume[,symbol]) (default {default_data_file()})")
+    r.add_argument(
+        "--speed", type=_nonneg_float, default=DEFAULT_SPEED,
+        help=f"replay: market seconds per wall-clock second; 86400 = one daily bar per second, 0 = as fast as possible (default {DEFAULT_SPEED:g})",
+    )
+    r.add_argument("--loop", action="store_true", help="replay: start again from the first bar at the end of the file (default: stop at the end)")
+    r.add_argument("--ticks-per-bar", type=_ticks_per_bar, default=DEFAULT_TICKS_PER_BAR, help=f"replay: ticks derived from each daily bar, at least 4 (default {DEFAULT_TICKS_PER_BAR})")
+    r.add_argument("--spread-bps", type=_nonneg_float, default=DEFAULT_SPREAD_BPS, help=f"replay: synthetic bid/ask spread in basis points (default {DEFAULT_SPREAD_BPS:g})")
+    o = p.add_argument_group("publisher")
+    o.add_argument("--hwm", type=_pos_int, default=DEFAULT_HWM, help=f"SNDHWM of the PUB socket, in messages per subscriber (default {DEFAULT_HWM})")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    return run_worker(MarketDataGateway, build_parser(), argv)
+
+
+__all__ = ["MarketDataGateway", "build_parser", "main", "parse_symbols", "rate_to_speed", "speed_to_rate"]

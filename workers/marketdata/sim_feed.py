@@ -1,0 +1,265 @@
+"""Simulated market: a range-bound, mean-reverting price per symbol, quoted on a tick grid.
+
+The model (docs/marketdata.md has the long form), per symbol and per tick ``t``:
+
+* **Fair value** ``F`` follows a slow Ornstein-Uhlenbeck process in log space around the
+  configured ``base`` (so it drifts but never wanders off), plus rare *regime shifts*: with
+  probability ``regime_prob`` per tick it jumps by ``N(0, regime_jump)`` (log).  Between
+  shifts ``F`` is nearly constant, which is what gives a chart visible ranges.
+* **Mid price** ``x`` is a second, faster OU process around ``F`` with a flat-bottomed pull:
+  inside the range ``F*(1 ± range_width)`` only the weak ``reversion`` acts, outside it the
+  strong ``wall`` pull pushes it back.  So the price wanders inside the range and bounces off
+  its edges: support and resistance that a strategy can really find, until the next regime
+  shift breaks out of them.
+* **Quote**: a spread of 1..``max_spread_ticks`` ticks (1 most often), bid/ask on the tick grid
+  and centred on ``x``; sizes are whole lots (1..20 lots).
+* **Trade**: ``last`` is the ask when the tick's shock pushed the price up (a buyer lifted the
+  offer), else the bid; with a spread of 2+ ticks one trade in ten prints inside the spread.
+  So ``bid <= last <= ask`` always holds.  ``volume`` is cumulative since the feed started and
+  grows by 1..10 lots per tick.
+
+Random numbers are drawn from numpy in blocks of :data:`BLOCK` ticks per symbol and turned
+into plain Python lists, so emitting one tick is a handful of list look-ups and one
+:class:`~workers.protocol.Tick` constructor call.  Every symbol has its own generator seeded
+from ``(seed, crc32(symbol))``: a symbol's sequence does not depend on which other symbols
+are simulated, and the same seed gives the same sequence.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from workers.protocol import Tick
+
+#: ticks generated per symbol per numpy refill
+BLOCK = 4096
+
+#: probabilities of a 1, 2 or 3 tick spread (truncated to ``max_spread_ticks``)
+_SPREAD_WEIGHTS = (0.6, 0.3, 0.1)
+
+
+@dataclass(frozen=True)
+class SymbolParams:
+    """How one simulated symbol behaves.  Fractions are of the price; rates are per tick."""
+
+    base: float
+    #: stdev of the per-tick price shock, as a fraction of fair value
+    volatility: float = 0.0004
+    tick_size: float = 0.01
+    #: spread is 1..max_spread_ticks ticks
+    max_spread_ticks: int = 3
+    #: shares per lot; quote sizes and trade sizes are whole lots
+    lot: int = 100
+    #: half-width of the trading range around fair value, as a fraction
+    range_width: float = 0.003
+    #: weak pull towards fair value inside the range (fraction of the gap closed per tick)
+    reversion: float = 0.005
+    #: strong pull back once the price is outside the range
+    wall: float = 0.3
+    #: stdev of the per-tick log change of fair value
+    fair_drift: float = 0.00004
+    #: pull of fair value back to ``base`` per tick (log space); keeps the walk bounded
+    fair_reversion: float = 0.0002
+    #: probability per tick of a regime shift (fair value jumps, the range moves)
+    regime_prob: float = 1 / 1500
+    #: stdev of a regime shift's log jump
+    regime_jump: float = 0.006
+
+    def __post_init__(self) -> None:
+        if not (self.base > 0 and math.isfinite(self.base)):
+            raise ValueError(f"base price must be positive, got {self.base}")
+        if not self.tick_size > 0:
+            raise ValueError(f"tick size must be positive, got {self.tick_size}")
+        if self.base < 10 * self.tick_size:
+            raise ValueError("base price must be at least 10 ticks")
+        if not 1 <= self.max_spread_ticks <= 100:
+            raise ValueError("max_spread_ticks must be 1..100")
+        if self.lot < 1:
+            raise ValueError("lot must be >= 1")
+        for name in ("volatility", "range_width", "fair_drift", "regime_jump"):
+            if not 0 <= getattr(self, name) < 0.5:
+                raise ValueError(f"{name} must be in [0, 0.5)")
+        for name in ("reversion", "wall", "fair_reversion", "regime_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1]")
+
+
+#: the default simulated universe (bases roughly where these traded in 2024)
+DEFAULT_PARAMS: dict[str, SymbolParams] = {
+    "AAPL": SymbolParams(base=190.0, volatility=0.0004),
+    "MSFT": SymbolParams(base=420.0, volatility=0.00035),
+    "GOOG": SymbolParams(base=170.0, volatility=0.00045),
+    "AMZN": SymbolParams(base=185.0, volatility=0.0005, range_width=0.004),
+}
+DEFAULT_SYMBOLS: tuple[str, ...] = tuple(DEFAULT_PARAMS)
+
+
+def params_for(symbol: str) -> SymbolParams:
+    """Parameters of ``symbol``: the table above, else derived from the name (stable across runs)."""
+    p = DEFAULT_PARAMS.get(symbol)
+    if p is not None:
+        return p
+    h = zlib.crc32(symbol.encode())
+    # 20.00 .. 499.99, and a volatility in 0.0003 .. 0.0006: different symbols look different
+    return SymbolParams(base=20.0 + (h % 48000) / 100.0, volatility=0.0003 + ((h >> 16) % 31) / 100000.0)
+
+
+def _decimals(step: float) -> int:
+    """Decimal places needed to print multiples of ``step`` exactly (0.01 -> 2, 0.25 -> 2, 5 -> 0)."""
+    return max(0, -Decimal(repr(step)).normalize().as_tuple().exponent)
+
+
+class SymbolSim:
+    """The state of one simulated symbol; :meth:`next_tick` returns its next tick."""
+
+    __slots__ = (
+        "symbol", "p", "seq", "_rng", "_clock", "_log_fair", "_log_base", "_mid", "_volume",
+        "_bid", "_ask", "_last", "_bsz", "_asz", "_vol", "_i", "_n", "_decimals",
+    )
+
+    def __init__(self, symbol: str, params: SymbolParams, seed: int | None, clock: Callable[[], int]):
+        self.symbol = symbol
+        self.p = params
+        self.seq = 0
+        # seed None: fresh OS entropy; otherwise (seed, symbol) so each symbol has its own stream
+        self._rng = np.random.default_rng(None if seed is None else [int(seed) & 0xFFFFFFFFFFFFFFFF, zlib.crc32(symbol.encode())])
+        self._clock = clock
+        self._log_base = math.log(params.base)
+        self._log_fair = self._log_base
+        self._mid = params.base
+        self._volume = 0
+        self._decimals = _decimals(params.tick_size)
+        self._i = self._n = 0
+        self._bid = self._ask = self._last = self._bsz = self._asz = self._vol = []
+
+    @property
+    def mid(self) -> float:
+        """The model's current (unrounded) mid price, for tests and diagnostics."""
+        return self._mid
+
+    @property
+    def fair(self) -> float:
+        return math.exp(self._log_fair)
+
+    def _refill(self, n: int = BLOCK) -> None:
+        p, rng = self.p, self._rng
+        z = rng.standard_normal(n)
+        fair_shock = rng.standard_normal(n) * p.fair_drift
+        if p.regime_prob > 0:
+            shifts = rng.random(n) < p.regime_prob
+            fair_shock[shifts] += rng.standard_normal(int(shifts.sum())) * p.regime_jump
+
+        # The two OU recursions are sequential by nature; a plain float loop over lists is
+        # about 0.2 us per tick, which is cheaper than anything cleverer at this block size.
+        mids = [0.0] * n
+        lf, lb, x = self._log_fair, self._log_base, self._mid
+        kf, theta, wall, width, sigma = p.fair_reversion, p.reversion, p.wall, p.range_width, p.volatility
+        exp = math.exp
+        for i, (zi, fi) in enumerate(zip(z.tolist(), fair_shock.tolist())):
+            lf += kf * (lb - lf) + fi
+            f = exp(lf)
+            d = x - f
+            w = width * f
+            if d > w:
+                x -= wall * (d - w)
+            elif d < -w:
+                x -= wall * (d + w)
+            x += sigma * f * zi - theta * d
+            if x < 20 * p.tick_size:  # never quote at or below zero, however wild the parameters
+                x = 20 * p.tick_size
+            mids[i] = x
+        self._log_fair, self._mid = lf, x
+
+        # Quote on the tick grid, in integer ticks so that bid < ask holds exactly.
+        k = rng.choice(np.arange(1, 4), size=n, p=_SPREAD_WEIGHTS)
+        np.minimum(k, p.max_spread_ticks, out=k)
+        mid_ticks = np.asarray(mids) / p.tick_size
+        bid_i = np.floor(mid_ticks - k / 2.0 + 0.5).astype(np.int64)
+        np.maximum(bid_i, 1, out=bid_i)
+        ask_i = bid_i + k
+        buyer = z > 0  # an up-shock is a buyer lifting the offer
+        last_i = np.where(buyer, ask_i, bid_i)
+        inside = (k >= 2) & (rng.random(n) < 0.1)
+        last_i = np.where(inside, bid_i + 1, last_i)
+
+        ts, dec = p.tick_size, self._decimals
+        self._bid = np.round(bid_i * ts, dec).tolist()
+        self._ask = np.round(ask_i * ts, dec).tolist()
+        self._last = np.round(last_i * ts, dec).tolist()
+        self._bsz = (rng.integers(1, 21, n) * p.lot).tolist()
+        self._asz = (rng.integers(1, 21, n) * p.lot).tolist()
+        vol = np.cumsum(rng.integers(1, 11, n) * p.lot) + self._volume
+        self._volume = int(vol[-1])
+        self._vol = vol.tolist()
+        self._i, self._n = 0, n
+
+    def next_tick(self) -> Tick:
+        i = self._i
+        if i >= self._n:
+            self._refill()
+            i = 0
+        self._i = i + 1
+        self.seq += 1
+        return Tick(
+            self.symbol, self.seq, self._clock(), self._last[i], self._bid[i], self._ask[i],
+            self._bsz[i], self._asz[i], self._vol[i],
+        )
+
+
+class SimFeed:
+    """Several simulated symbols; :meth:`next` returns their ticks round-robin.
+
+    ``params`` overrides the parameters of some symbols (others come from :func:`params_for`).
+    ``clock`` stamps ``ts`` at creation (``time.time_ns`` by default).
+    """
+
+    def __init__(
+        self,
+        symbols: Iterable[str] | None = None,
+        seed: int | None = None,
+        params: dict[str, SymbolParams] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ):
+        syms = tuple(dict.fromkeys(symbols)) if symbols else DEFAULT_SYMBOLS
+        if not syms:
+            raise ValueError("no symbols to simulate")
+        params = params or {}
+        self.symbols: tuple[str, ...] = syms
+        self.seed = seed
+        self.sims: dict[str, SymbolSim] = {s: SymbolSim(s, params.get(s) or params_for(s), seed, clock) for s in syms}
+        self._order: Sequence[SymbolSim] = tuple(self.sims.values())
+        self._rr = 0
+
+    def next(self) -> Tick:
+        """The next tick, cycling through the symbols in order."""
+        sim = self._order[self._rr]
+        self._rr = (self._rr + 1) % len(self._order)
+        return sim.next_tick()
+
+    def tick(self, symbol: str) -> Tick:
+        """The next tick of one symbol."""
+        return self.sims[symbol].next_tick()
+
+    def ticks(self, n: int) -> list[Tick]:
+        nxt = self.next
+        return [nxt() for _ in range(n)]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Tick:
+        return self.next()
+
+    def describe(self) -> dict[str, dict]:
+        """Per-symbol parameters, for logs and the docs."""
+        return {s: {"base": sim.p.base, "volatility": sim.p.volatility, "tick_size": sim.p.tick_size} for s, sim in self.sims.items()}
+
+
+__all__ = ["BLOCK", "DEFAULT_PARAMS", "DEFAULT_SYMBOLS", "SimFeed", "SymbolParams", "SymbolSim", "params_for"]
