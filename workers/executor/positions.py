@@ -152,9 +152,9 @@ class PositionBook:
             )
         if isinstance(last_fill_seq, bool) or not isinstance(last_fill_seq, int) or last_fill_seq < 0:
             raise ValueError("last_fill_seq must be a non-negative integer")
-        # Symbols we only had prices for stay, flat, so their marks survive.
+        # Symbols the snapshot does not list are flat; their marks and realized P&L survive.
         for symbol, old in self.positions.items():
-            fresh.setdefault(symbol, SymbolPosition(symbol, last=old.last))
+            fresh.setdefault(symbol, SymbolPosition(symbol, realized_pnl=old.realized_pnl, last=old.last))
         self.positions = fresh
         self.last_fill_seq = last_fill_seq
 
