@@ -1,0 +1,238 @@
+"""The exchange gateway as a real process: orders, idempotency, bad input, SIGKILL, recovery."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+
+import pytest
+import zmq
+
+from tests.procs import log_text, start_worker, stop, wait_until
+from workers import protocol as P
+from workers.config import Endpoints
+
+pytestmark = pytest.mark.timeout(60)
+
+TIMEOUT_MS = 5000
+
+
+@pytest.fixture
+def ctx():
+    c = zmq.Context()
+    yield c
+    c.destroy(linger=0)
+
+
+@pytest.fixture
+def env(tmp_path, ctx):
+    """Endpoints, a ticks PUB bound by the test, an execution SUB, and a process starter."""
+    eps = Endpoints.ephemeral_ipc(tmp_path)
+    ticks = ctx.socket(zmq.PUB)
+    ticks.setsockopt(zmq.LINGER, 0)
+    ticks.bind(eps.ticks)
+    execution = ctx.socket(zmq.SUB)
+    execution.setsockopt(zmq.LINGER, 0)
+    execution.setsockopt(zmq.SUBSCRIBE, b"exec.")
+    execution.connect(eps.execution)
+    procs = []
+    journal = tmp_path / "j.sqlite"
+
+    def start():
+        proc = start_worker("exchange", eps, "--journal", str(journal), tmp_path=tmp_path)
+        procs.append(proc)
+        return proc
+
+    yield eps, ticks, execution, start
+    for proc in procs:
+        stop(proc)
+
+
+def req_socket(ctx, endpoint):
+    s = ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
+    s.connect(endpoint)
+    return s
+
+
+def call_raw(sock, payload: bytes) -> bytes:
+    sock.send(payload)
+    return sock.recv()
+
+
+def call(sock, msg: P.Message) -> dict:
+    return P.unpack_map(call_raw(sock, msg.pack()))
+
+
+_seq = itertools.count(1)
+
+
+def publish_tick(ticks, symbol="AAA", bid=99.0, ask=101.0, size=1000):
+    t = P.Tick(symbol=symbol, seq=next(_seq), ts=P.now_ns(), last=100.0, bid=bid, ask=ask, bid_size=size, ask_size=size, volume=1)
+    ticks.send(P.pub(t))
+
+
+def wait_for_service(proc, sock):
+    """Ping until the gateway answers (it binds after opening and recovering its journal)."""
+    sock.setsockopt(zmq.RCVTIMEO, 10_000)
+    reply = call(sock, P.Ping(ts=P.now_ns()))
+    assert proc.poll() is None, log_text(proc)
+    sock.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
+    return reply
+
+
+def wait_for_market(ticks, sock, symbol):
+    """The gateway's SUB joins late: publish ``symbol`` and then PROBE ticks until a PROBE
+    market order fills.  Ticks arrive in order on one pipe, so once a PROBE tick has been
+    seen, the ``symbol`` tick published just before it has been seen too."""
+
+    def probe():
+        publish_tick(ticks, symbol)
+        publish_tick(ticks, "PROBE")
+        r = call(sock, P.SendOrder(client_order_id=f"probe-{next(_seq)}", symbol="PROBE", side=P.Side.BUY, qty=1))
+        return r["ok"]
+
+    wait_until(probe, timeout=10, interval=0.05, message="the gateway never saw a tick")
+
+
+def collect(sub, predicate, timeout=5.0):
+    """Read execution messages until ``predicate(messages)`` holds; return them all."""
+    got = []
+
+    def more():
+        while sub.poll(10):
+            topic, msg = P.decode_pub(sub.recv())
+            got.append((topic, msg))
+        return predicate(got)
+
+    wait_until(more, timeout=timeout, message="execution reports")
+    return got
+
+
+def test_orders_idempotency_bad_input_and_recovery_after_sigkill(env, ctx):
+    eps, ticks, execution, start = env
+    proc = start()
+    sock = req_socket(ctx, eps.orders)
+    pong = wait_for_service(proc, sock)
+    assert pong["type"] == "ping_reply" and pong["ok"] is True and pong["ts"] > 0
+
+    # A market order before any tick: rejected, with the reason.
+    r = call(sock, P.SendOrder(client_order_id="early", symbol="NOMKT", side=P.Side.BUY, qty=1))
+    assert (r["ok"], r["status"], r["reason"]) == (False, "rejected", "no market data for NOMKT")
+
+    send = P.SendOrder(client_order_id="ord-1", symbol="AAA", side=P.Side.BUY, qty=10, source="test", ts=P.now_ns())
+    wait_for_market(ticks, sock, "AAA")
+    first = call_raw(sock, send.pack())
+    ack = P.unpack_map(first)
+    assert ack["type"] == "send_order_reply", ack
+    assert ack["ok"] is True and ack["status"] == "filled", ack
+    assert (ack["client_order_id"], ack["filled_qty"], ack["avg_price"]) == ("ord-1", 10, 101.0)
+    assert ack["order_id"].startswith("O") and ack["ts"] > 0
+
+    def ord1_done(got):
+        mine = [m for _, m in got if m.client_order_id == "ord-1"]
+        return any(isinstance(m, P.Fill) for m in mine) and any(isinstance(m, P.OrderUpdate) and m.status == "filled" for m in mine)
+
+    msgs = collect(execution, ord1_done)
+    ord1 = [(t, m) for t, m in msgs if m.client_order_id == "ord-1"]
+    fills = [m for _, m in ord1 if isinstance(m, P.Fill)]
+    assert len(fills) == 1 and (fills[0].qty, fills[0].price) == (10, 101.0)
+    assert {t for t, _ in ord1} == {b"exec.order.AAA", b"exec.fill.AAA"}
+    seqs = [m.seq for _, m in msgs]
+    assert seqs == sorted(seqs) and seqs[0] >= 1 and len(set(seqs)) == len(seqs)
+
+    # The same request again: the very same bytes, and no second order or fill.
+    assert call_raw(sock, send.pack()) == first
+    assert call_raw(sock, send.pack()) == first
+    # Same id, different order: refused.
+    other = P.SendOrder(client_order_id="ord-1", symbol="AAA", side=P.Side.SELL, qty=10)
+    r = call(sock, other)
+    assert r["ok"] is False and r["reason"] == "client_order_id ord-1 already used for a different order"
+
+    # Bad input: garbage, truncated msgpack, non-map, wrong version, unknown and stream types.
+    bad = {
+        b"\xc1\xff garbage": "error",
+        send.pack()[:-3]: "error",
+        P.packb([1, 2, 3]): "error",
+        P.packb({"v": 99, "type": "ping"}): "ping_reply",
+        P.packb({"v": 1, "type": "no_such_request"}): "no_such_request_reply",
+        P.packb({"v": 1, "type": "send_order", "client_order_id": "x", "symbol": "AAA", "side": "buy", "qty": -5}): "send_order_reply",
+        P.Tick(symbol="AAA", seq=1, ts=1, last=1.0, bid=1.0, ask=1.0, bid_size=1, ask_size=1, volume=0).pack(): "tick_reply",
+    }
+    for payload, reply_type in bad.items():
+        r = P.unpack_map(call_raw(sock, payload))
+        assert r["ok"] is False and r["reason"], r
+        assert r["type"] == reply_type, (payload, r)
+    assert proc.poll() is None
+
+    # A DEALER without the empty delimiter, one good frame and one with too many frames.
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
+    dealer.connect(eps.orders)
+    dealer.send(P.Ping().pack())
+    assert P.unpack_map(dealer.recv())["type"] == "ping_reply"
+    dealer.send_multipart([b"one", b"two"])
+    r = P.unpack_map(dealer.recv())
+    assert r["ok"] is False and "exactly one frame" in r["reason"]
+    dealer.close(0)
+
+    # Still alive and serving.
+    r = call(sock, P.GetPositions())
+    assert r["ok"] is True
+    pos_before = {p["symbol"]: p for p in r["positions"]}
+    assert pos_before["AAA"]["qty"] == 10 and pos_before["AAA"]["avg_price"] == 101.0
+    last_fill_seq = r["last_fill_seq"]
+    assert last_fill_seq >= 1
+
+    # A resting limit order that must come back into the book after the crash.
+    r = call(sock, P.SendOrder(client_order_id="rest-1", symbol="AAA", side=P.Side.SELL, qty=5, order_type=P.OrderType.LIMIT, limit_price=150.0))
+    assert r["ok"] and r["status"] == "new"
+
+    # SIGKILL: no teardown, no checkpoint.  Then restart on the same journal.
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(5)
+    sock.close(0)
+    proc2 = start()
+    sock = req_socket(ctx, eps.orders)
+    wait_for_service(proc2, sock)
+
+    r = call(sock, P.GetOrder(client_order_id="ord-1"))
+    assert r["ok"] is True and r["status"] == "filled" and r["order_id"] == ack["order_id"]
+    order = P.from_map(r["order"])
+    assert isinstance(order, P.OrderUpdate) and (order.filled_qty, order.avg_price, order.source) == (10, 101.0, "test")
+    r = call(sock, P.GetPositions())
+    assert {p["symbol"]: p for p in r["positions"]} == pos_before
+    assert r["last_fill_seq"] == last_fill_seq
+    # Idempotency survives the crash: the stored reply, byte for byte.
+    assert call_raw(sock, send.pack()) == first
+    r = call(sock, P.GetOrders(working_only=True))
+    assert [o["client_order_id"] for o in r["orders"]] == ["rest-1"]
+
+    # The recovered resting order fills when the market crosses it; fill ids continue.
+    def crossed():
+        publish_tick(ticks, "AAA", bid=151.0, ask=152.0, size=100)
+        return call(sock, P.GetOrder(client_order_id="rest-1"))["status"] == "filled"
+
+    wait_until(crossed, timeout=10, interval=0.05)
+    r = call(sock, P.GetPositions())
+    assert r["last_fill_seq"] == last_fill_seq + 1
+    aaa = {p["symbol"]: p for p in r["positions"]}["AAA"]
+    assert aaa["qty"] == 5 and aaa["realized_pnl"] == pytest.approx(5 * (151.0 - 101.0))
+
+    # cancel paths
+    r = call(sock, P.CancelOrder(client_order_id="ord-1"))
+    assert r["ok"] is False and r["status"] == "filled" and "already filled" in r["reason"]
+    r = call(sock, P.CancelOrder(client_order_id="nope"))
+    assert r["ok"] is False and r["reason"] == "unknown client_order_id nope"
+    for i in range(3):
+        call(sock, P.SendOrder(client_order_id=f"w{i}", symbol="BBB" if i else "AAA", side=P.Side.BUY, qty=1, order_type=P.OrderType.LIMIT, limit_price=1.0))
+    r = call(sock, P.CancelOrder(client_order_id="w0"))
+    assert (r["ok"], r["status"]) == (True, "cancelled")
+    r = call(sock, P.CancelAll(symbol="BBB"))
+    assert r["ok"] and sorted(r["cancelled"]) == ["w1", "w2"] and r["count"] == 2
+    assert call(sock, P.GetOrders(working_only=True))["orders"] == []
+
+    stop(proc2)
+    assert proc2.returncode == 0, log_text(proc2)

@@ -1,0 +1,164 @@
+"""The exchange journal: what is written comes back after a restart."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from workers import protocol as P
+from workers.exchange.client import FillEvent, Order
+from workers.exchange.journal import Journal, JournalError, remove_journal
+from workers.exchange.simulated import SimulatedExchange
+from workers.protocol import OrderStatus, OrderType, Side
+
+
+def tick(symbol="AAA", bid=99.0, ask=101.0, size=100) -> P.Tick:
+    return P.Tick(symbol=symbol, seq=1, ts=P.now_ns(), last=100.0, bid=bid, ask=ask, bid_size=size, ask_size=size, volume=0)
+
+
+def new_order(cid, side=Side.BUY, qty=10, limit=None, symbol="AAA") -> Order:
+    req = P.SendOrder(
+        client_order_id=cid,
+        symbol=symbol,
+        side=side,
+        qty=qty,
+        order_type=OrderType.LIMIT if limit else OrderType.MARKET,
+        limit_price=limit,
+        source="test",
+        ts=123,
+        origin_ts=100,
+    )
+    return Order.from_request(req, P.now_ns())
+
+
+def trade(journal: Journal, ex: SimulatedExchange, o: Order) -> list:
+    """What the gateway does for one order: submit, journal order + fills + reply + counters."""
+    events = ex.submit(o, P.now_ns())
+    fs = [e.fill for e in events if isinstance(e, FillEvent)]
+    reply = P.packb(P.reply("send_order", o.status is not OrderStatus.REJECTED, o.reason, client_order_id=o.client_order_id, status=o.status.value))
+    journal.write([o], fs, {o.client_order_id: reply}, ex.state())
+    return fs
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "j.sqlite"
+
+
+def test_orders_fills_positions_counters_and_replies_survive_reopen(path):
+    j = Journal(path)
+    ex = SimulatedExchange()
+    ex.on_tick(tick(size=30))
+    trade(j, ex, new_order("buy-1", qty=50))  # 30 fill now, 20 left working
+    trade(j, ex, new_order("rest-1", Side.SELL, 5, limit=200.0))  # rests
+    trade(j, ex, new_order("rej-1", symbol="ZZZ"))  # no market data -> rejected, still journaled
+    # A later tick completes buy-1: a state change and a fill with no new reply.
+    events = ex.on_tick(tick(ask=102.0, size=100))
+    j.write([e.order for e in events if not isinstance(e, FillEvent)], [e.fill for e in events if isinstance(e, FillEvent)], {}, ex.state())
+    reply_before = j.reply_for("buy-1")
+    state_before = ex.state()
+    j.close()
+
+    j2 = Journal(path)  # a restart
+    rec = j2.load()
+    by_id = {o.client_order_id: o for o in rec.orders}
+    assert [o.client_order_id for o in rec.orders] == ["buy-1", "rest-1", "rej-1"]
+    assert [o.client_order_id for o in rec.open_orders] == ["rest-1"]
+    b = by_id["buy-1"]
+    assert (b.status, b.filled_qty, b.order_id, b.source, b.origin_ts, b.cause_ts != 0) == (OrderStatus.FILLED, 50, "O1", "test", 100, True)
+    assert b.avg_price == pytest.approx((30 * 101.0 + 20 * 102.0) / 50)
+    r = by_id["rest-1"]
+    assert (r.order_type, r.limit_price, r.side, r.status) == (OrderType.LIMIT, 200.0, Side.SELL, OrderStatus.NEW)
+    assert (by_id["rej-1"].status, by_id["rej-1"].reason) == (OrderStatus.REJECTED, "no market data for ZZZ")
+
+    assert [(f.fill_id, f.qty) for f in rec.fills] == [("F1", 30), ("F2", 20)]
+    pos = rec.positions.get("AAA")
+    assert pos.qty == 50 and rec.last_fill_seq == 2
+    assert rec.state == state_before
+
+    # Stored replies are the exact bytes, before and after the restart; a reply is never
+    # overwritten by a later state change of the order.
+    assert j2.reply_for("buy-1") == reply_before
+    assert P.unpack_map(reply_before)["status"] == "partially_filled"
+    assert P.unpack_map(j2.reply_for("rej-1"))["ok"] is False
+    assert j2.reply_for("nope") is None
+
+    # The recovered exchange continues its id sequences and works the resting order.
+    ex2 = SimulatedExchange()
+    ex2.recover(rec.open_orders, rec.state, P.now_ns())
+    late = new_order("buy-2", qty=1)
+    assert trade(j2, ex2, late) == []  # no quote yet after the restart: rejected, but numbered on
+    assert (late.status, late.order_id) == (OrderStatus.REJECTED, "O4")
+    events = ex2.on_tick(tick(bid=201.0, ask=202.0))
+    [f] = [e.fill for e in events if isinstance(e, FillEvent)]
+    assert (f.fill_id, f.client_order_id, f.order_id) == ("F3", "rest-1", "O2")
+    j2.close()
+
+
+def test_idempotent_reply_survives_restart_and_is_not_duplicated(path):
+    j = Journal(path)
+    ex = SimulatedExchange()
+    ex.on_tick(tick())
+    o = new_order("dup-1")
+    trade(j, ex, o)
+    stored = j.reply_for("dup-1")
+    # Writing the same order again (a second state change) keeps the first reply.
+    j.write([o], [], {"dup-1": b"something else"}, ex.state())
+    assert j.reply_for("dup-1") == stored
+    j.close()
+    j2 = Journal(path)
+    assert j2.reply_for("dup-1") == stored
+    rec = j2.load()
+    assert len(rec.orders) == 1 and len(rec.fills) == 1
+    j2.close()
+
+
+def test_a_failed_batch_writes_nothing(path):
+    j = Journal(path)
+    ex = SimulatedExchange()
+    ex.on_tick(tick())
+    o = new_order("a")
+    fs = trade(j, ex, o)
+    with pytest.raises(JournalError):
+        j.write([new_order("b")], fs, {}, {})  # same fill number again: the batch must roll back
+    rec = j.load()
+    assert [x.client_order_id for x in rec.orders] == ["a"]
+    j.close()
+
+
+def test_wal_mode_and_sync_setting(path):
+    j = Journal(path, sync="full")
+    assert j.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert j.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    j.close()
+    j = Journal(path)
+    assert j.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    j.close()
+    with pytest.raises(ValueError):
+        Journal(path, sync="sometimes")
+
+
+def test_second_gateway_cannot_open_a_journal_in_use(path):
+    j = Journal(path)
+    with pytest.raises(JournalError, match="another exchange gateway"):
+        Journal(path)
+    j.close()
+    Journal(path).close()
+
+
+def test_remove_journal(path):
+    j = Journal(path)
+    j.write([new_order("x")], [], {}, {})
+    j.close()
+    remove_journal(path)
+    assert not path.exists()
+    assert Journal(path).load().orders == []
+
+
+def test_rejects_journals_from_a_newer_schema(path):
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(JournalError, match="schema"):
+        Journal(path)

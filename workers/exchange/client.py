@@ -1,0 +1,292 @@
+"""The exchange seam: what the gateway needs from an exchange, and the records it passes.
+
+:class:`ExchangeClient` is where a real broker plugs in (a vendor DLL via ctypes/cffi, a FIX
+session, a REST/WebSocket API).  The gateway owns everything around it -- the ROUTER
+endpoint, idempotency, the journal, the execution stream, positions -- and calls the client
+only with validated, journaled orders.  A client answers each call with a list of
+:data:`ExecEvent` (order state snapshots and fills); the gateway journals those events, then
+replies and publishes them.  The embedded default is
+:class:`workers.exchange.simulated.SimulatedExchange`; see docs/exchange.md.
+
+Positions are not the client's business: the gateway derives them from fills with
+:class:`PositionBook`, so every client gets the same P&L arithmetic.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from workers import protocol as P
+from workers.protocol import OrderStatus, OrderType, Side
+
+
+@dataclass(slots=True)
+class Order:
+    """The gateway's record of one order: what was asked, and its current state.
+
+    Mutable on purpose: the client that works the order updates it in place and hands out
+    :meth:`snapshot` copies in its events, so a burst of updates costs one journal write.
+    """
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: int
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    source: str = ""
+    order_id: str = ""
+    status: OrderStatus = OrderStatus.PENDING_NEW
+    filled_qty: int = 0
+    avg_price: float = 0.0
+    reason: str = ""
+    created_ts: int = 0
+    updated_ts: int = 0
+    #: timestamp of whatever caused the latest change (the request, or the tick that filled)
+    cause_ts: int = 0
+    #: earliest timestamp of the chain that created the order (tick -> signal -> order)
+    origin_ts: int = 0
+
+    @classmethod
+    def from_request(cls, req: P.SendOrder, now: int) -> Order:
+        cause = req.ts or now
+        return cls(
+            client_order_id=req.client_order_id,
+            symbol=req.symbol,
+            side=req.side,
+            qty=req.qty,
+            order_type=req.order_type,
+            limit_price=req.limit_price,
+            source=req.source,
+            created_ts=now,
+            updated_ts=now,
+            cause_ts=cause,
+            origin_ts=req.origin_ts or req.cause_ts or cause,
+        )
+
+    @property
+    def remaining(self) -> int:
+        return self.qty - self.filled_qty
+
+    @property
+    def is_working(self) -> bool:
+        return self.status in P.WORKING_STATUSES
+
+    def same_terms(self, req: P.SendOrder) -> bool:
+        """True if ``req`` asks for this very order (a resend), whatever its timestamps."""
+        return (
+            self.symbol == req.symbol
+            and self.side == req.side
+            and self.qty == req.qty
+            and self.order_type == req.order_type
+            and self.limit_price == req.limit_price
+        )
+
+    def apply_fill(self, qty: int, price: float) -> None:
+        total = self.filled_qty + qty
+        self.avg_price = (self.avg_price * self.filled_qty + price * qty) / total
+        self.filled_qty = total
+        self.status = OrderStatus.FILLED if total >= self.qty else OrderStatus.PARTIALLY_FILLED
+
+    def snapshot(self) -> Order:
+        return copy.copy(self)
+
+    def to_update(self, seq: int = 0) -> P.OrderUpdate:
+        return P.OrderUpdate(
+            client_order_id=self.client_order_id,
+            order_id=self.order_id,
+            symbol=self.symbol,
+            side=self.side,
+            qty=self.qty,
+            filled_qty=self.filled_qty,
+            avg_price=self.avg_price,
+            status=self.status,
+            ts=self.updated_ts,
+            reason=self.reason,
+            order_type=self.order_type,
+            limit_price=self.limit_price,
+            source=self.source,
+            cause_ts=self.cause_ts,
+            origin_ts=self.origin_ts,
+            seq=seq,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FillRecord:
+    """One execution.  ``n`` is the fill's number (fill_id is ``F<n>``): strictly increasing."""
+
+    n: int
+    fill_id: str
+    client_order_id: str
+    order_id: str
+    symbol: str
+    side: Side
+    qty: int
+    price: float
+    ts: int
+    source: str = ""
+    cause_ts: int = 0
+    origin_ts: int = 0
+
+    def to_message(self, seq: int = 0) -> P.Fill:
+        return P.Fill(
+            fill_id=self.fill_id,
+            client_order_id=self.client_order_id,
+            order_id=self.order_id,
+            symbol=self.symbol,
+            side=self.side,
+            qty=self.qty,
+            price=self.price,
+            ts=self.ts,
+            source=self.source,
+            cause_ts=self.cause_ts,
+            origin_ts=self.origin_ts,
+            seq=seq,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """The order's state right after a change (a snapshot, never the live object)."""
+
+    order: Order
+
+
+@dataclass(frozen=True, slots=True)
+class FillEvent:
+    fill: FillRecord
+
+
+ExecEvent = OrderEvent | FillEvent
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    ok: bool
+    reason: str = ""
+    events: list[ExecEvent] = field(default_factory=list)
+
+
+class ExchangeClient(ABC):
+    """What the gateway needs from an exchange.  Every call runs on the gateway's loop.
+
+    Contract:
+
+    * ``submit`` receives a journaled order in ``pending_new`` with empty ``order_id``.  It
+      assigns ``order_id``, moves the order on (``new``, ``rejected`` with a ``reason``,
+      fills), and returns the events in the order they happened.
+    * ``cancel`` is only called for working orders the gateway knows.
+    * ``on_tick`` sees every tick of a symbol the client has working orders in (see
+      :meth:`working_symbols`) and at least the latest tick of every other symbol.
+    * ``poll`` returns events that arrived on their own (a broker callback thread should put
+      them on a queue that ``poll`` empties); the gateway calls it when
+      ``capabilities["async_events"]`` is true.
+    * ``state`` returns small integers the client needs back after a restart (id counters);
+      the gateway journals them with each batch and hands them to ``recover``.
+    """
+
+    #: a short name for logs and stats
+    name: ClassVar[str] = "exchange"
+
+    #: What this exchange can do.  The gateway reads this instead of branching on the type:
+    #:   order_types    -- order types it accepts; others are rejected by the gateway
+    #:   cancel         -- whether working orders can be cancelled
+    #:   remote         -- orders leave this process, so the gateway commits the pending_new
+    #:                     row BEFORE calling submit (a crash in between is reconciled by
+    #:                     ``recover``); in-process exchanges rebuild from the journal and
+    #:                     share the batch's single commit
+    #:   async_events   -- events may arrive outside submit/cancel/on_tick: call ``poll``
+    #:   needs_ticks    -- wants the market data stream (a simulator does; a broker does not)
+    capabilities: ClassVar[Mapping[str, Any]] = {
+        "order_types": frozenset(),
+        "cancel": False,
+        "remote": False,
+        "async_events": False,
+        "needs_ticks": False,
+    }
+
+    @abstractmethod
+    def submit(self, order: Order, now: int) -> list[ExecEvent]:
+        """Place ``order``; return what happened to it."""
+
+    @abstractmethod
+    def cancel(self, order: Order, now: int, cause_ts: int = 0) -> CancelResult:
+        """Cancel a working order."""
+
+    def on_tick(self, tick: P.Tick) -> list[ExecEvent]:
+        """Market moved: return fills and updates it caused."""
+        return []
+
+    def working_symbols(self) -> Iterable[str]:
+        """Symbols with working orders: the gateway feeds every one of their ticks in order."""
+        return ()
+
+    def poll(self, now: int) -> list[ExecEvent]:
+        """Events that arrived by themselves since the last call."""
+        return []
+
+    def state(self) -> dict[str, int]:
+        """Counters to journal (restored through :meth:`recover`)."""
+        return {}
+
+    @abstractmethod
+    def recover(self, orders: Iterable[Order], state: Mapping[str, int], now: int) -> list[ExecEvent]:
+        """After a restart: take back the journaled working orders and saved state, reconcile
+        them with the exchange, and return the events that reconciliation produced."""
+
+    def close(self) -> None:
+        """Release the connection / library."""
+
+
+# ----------------------------------------------------------------------------- positions
+
+
+@dataclass(slots=True)
+class PositionState:
+    symbol: str
+    qty: int = 0
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+
+    def to_map(self) -> dict:
+        return {"symbol": self.symbol, "qty": self.qty, "avg_price": self.avg_price, "realized_pnl": self.realized_pnl}
+
+
+class PositionBook:
+    """Net positions derived from fills only (average cost; P&L realised on reduce and flip)."""
+
+    def __init__(self) -> None:
+        self.positions: dict[str, PositionState] = {}
+        self.last_fill_seq = 0
+
+    def apply(self, fill: FillRecord) -> PositionState:
+        pos = self.positions.get(fill.symbol)
+        if pos is None:
+            pos = self.positions[fill.symbol] = PositionState(fill.symbol)
+        signed = fill.qty if fill.side is Side.BUY else -fill.qty
+        if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
+            new_qty = pos.qty + signed
+            pos.avg_price = (pos.avg_price * abs(pos.qty) + fill.price * fill.qty) / abs(new_qty)
+            pos.qty = new_qty
+        else:
+            closing = min(abs(signed), abs(pos.qty))
+            direction = 1 if pos.qty > 0 else -1
+            pos.realized_pnl += closing * (fill.price - pos.avg_price) * direction
+            pos.qty += signed
+            if pos.qty == 0:
+                pos.avg_price = 0.0
+            elif (pos.qty > 0) != (direction > 0):  # flipped through flat: the rest opened at this price
+                pos.avg_price = fill.price
+        self.last_fill_seq = max(self.last_fill_seq, fill.n)
+        return pos
+
+    def get(self, symbol: str) -> PositionState | None:
+        return self.positions.get(symbol)
+
+    def to_list(self) -> list[dict]:
+        return [p.to_map() for p in sorted(self.positions.values(), key=lambda p: p.symbol)]

@@ -1,0 +1,509 @@
+"""The exchange gateway worker (``main.py worker exchange``), the seed's "DLL gateway".
+
+Sockets:
+
+* ROUTER bound on ``orders``: one msgpack map per request, one per reply.  REQ clients
+  arrive as ``[identity, b"", payload]``, DEALER clients as ``[identity, payload]``; the
+  reply goes back with exactly the envelope that came in.
+* SUB connected to ``ticks`` (``tick.``): the market the simulated exchange matches against.
+* PUB bound on ``execution``: ``OrderUpdate`` (``exec.order.SYM``) and ``Fill``
+  (``exec.fill.SYM``), with ``seq`` counting every message this process published, from 1.
+
+Group commit: each wake-up drains every waiting request (up to ``--batch``), handles them
+against the exchange client, writes the whole batch to the journal in ONE transaction, and
+only then sends the replies and publishes the reports.  Nothing leaves the process that the
+journal does not already hold, and the journal pays one commit per batch, not per order.
+Ticks go through the same cycle, since they fill working orders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from workers import protocol as P
+from workers.config import data_dir
+from workers.exchange.client import ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent, PositionBook
+from workers.exchange.journal import SYNC_MODES, Journal, JournalError, remove_journal
+from workers.exchange.simulated import SimulatedExchange
+from workers.protocol import MsgType, OrderStatus
+from workers.runtime import Worker, run_worker
+
+DEFAULT_JOURNAL_NAME = "exchange-journal.sqlite"
+DEFAULT_EXEC_HWM = 100_000
+DEFAULT_BATCH = 2048
+#: get_orders answers with at most this many (the most recent), flagging ``truncated``
+MAX_ORDERS_IN_REPLY = 20_000
+#: order id shown for an order the gateway refused before any exchange saw it
+NO_ORDER_ID = "-"
+
+_REQUEST_CLASSES: tuple[type[P.Message], ...] = (
+    P.SendOrder,
+    P.CancelOrder,
+    P.CancelAll,
+    P.GetOrder,
+    P.GetOrders,
+    P.GetPositions,
+    P.Ping,
+)
+assert {c.TYPE for c in _REQUEST_CLASSES} == set(P.REQUEST_TYPES), "request handlers out of step with protocol"
+
+_WORKING = P.WORKING_STATUSES
+
+
+@dataclass
+class Batch:
+    """What one wake-up produced; nothing in it leaves the process before the journal commit."""
+
+    started_ns: int
+    dirty: dict[str, Order] = field(default_factory=dict)  # orders whose row must be written
+    fills: list[FillRecord] = field(default_factory=list)
+    replies: dict[str, bytes] = field(default_factory=dict)  # new stored send_order replies
+    sends: list[list[bytes]] = field(default_factory=list)  # envelope + reply frames
+    events: list[ExecEvent] = field(default_factory=list)  # to publish, in order
+    journaled_requests: int = 0  # requests that changed state (for the order_journal latency)
+
+
+class ExchangeGateway(Worker):
+    kind = "exchange"
+
+    def __init__(self, args: argparse.Namespace, client: ExchangeClient | None = None):
+        super().__init__(args)
+        self.client: ExchangeClient = client or SimulatedExchange()
+        self.caps = self.client.capabilities
+        self.journal: Journal | None = None
+        self.orders: dict[str, Order] = {}  # every order this journal knows, by client_order_id
+        self.working: dict[str, Order] = {}  # the working ones
+        self.positions = PositionBook()
+        self.exec_seq = 0  # per-publisher sequence of the execution stream (restarts at 1)
+        self.batch_max = max(1, int(args.batch))
+        self._failed = False
+        self._handlers: dict[type[P.Message], Callable[[P.Message, Batch, int], bytes]] = {
+            P.SendOrder: self._send_order,
+            P.CancelOrder: self._cancel_order,
+            P.CancelAll: self._cancel_all,
+            P.GetOrder: self._get_order,
+            P.GetOrders: self._get_orders,
+            P.GetPositions: self._get_positions,
+            P.Ping: self._ping,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+    def setup(self) -> None:
+        path = Path(self.args.journal) if self.args.journal else data_dir() / DEFAULT_JOURNAL_NAME
+        if self.args.fresh:
+            remove_journal(path)
+        # The journal first: a gateway that cannot own its journal must not take orders.
+        self.journal = Journal(path, sync=self.args.journal_sync)
+        self._recover()
+        self.router = self.socket(zmq.ROUTER, bind=self.endpoints.orders, sndhwm=self.args.exec_hwm)
+        # Replies to a vanished or stuck peer raise instead of vanishing, so they are counted.
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.add_reader(self.router, self._on_requests, multipart=True)
+        self.pub = self.socket(zmq.PUB, bind=self.endpoints.execution, sndhwm=self.args.exec_hwm)
+        if self.caps.get("needs_ticks", False):
+            self.ticks = self.socket(zmq.SUB, connect=self.endpoints.ticks, subscribe=[b"tick."], rcvhwm=self.args.exec_hwm)
+            self.add_reader(self.ticks, self._on_ticks)
+        self.log.info(
+            "exchange gateway (%s) on %s, execution %s, journal %s (sync %s): %d orders, %d working, %d fills recovered",
+            self.client.name,
+            self.endpoints.orders,
+            self.endpoints.execution,
+            path,
+            self.args.journal_sync,
+            len(self.orders),
+            len(self.working),
+            self.positions.last_fill_seq,
+        )
+
+    def _recover(self) -> None:
+        rec = self.journal.load()
+        for order in rec.orders:
+            self.orders[order.client_order_id] = order
+            if order.status in _WORKING:
+                self.working[order.client_order_id] = order
+        self.positions = rec.positions
+        self.stats.gauges["recovered_orders"] = len(rec.orders)
+        self.stats.gauges["recovered_fills"] = len(rec.fills)
+        batch = Batch(P.now_ns())
+        now = P.now_ns()
+        self._apply(self.client.recover(list(self.working.values()), rec.state, now), batch)
+        # Reconciliation results are journaled like anything else; there is nobody to tell yet.
+        self.journal.write(batch.dirty.values(), batch.fills, batch.replies, self.client.state())
+
+    def on_timer(self, now: float) -> None:
+        if self.caps.get("async_events", False) and not self._failed:
+            batch = Batch(P.now_ns())
+            self._apply(self.client.poll(P.now_ns()), batch)
+            self._flush(batch)
+        self.stats.gauges["working_orders"] = len(self.working)
+        self.stats.gauges["orders_known"] = len(self.orders)
+        self.stats.gauges["exec_seq"] = self.exec_seq
+        self.stats.gauges["last_fill_seq"] = self.positions.last_fill_seq
+
+    def on_command(self, cmd: str, args: dict) -> dict | None:
+        if cmd == "positions":
+            return {"positions": self.positions.to_list(), "last_fill_seq": self.positions.last_fill_seq}
+        return super().on_command(cmd, args)
+
+    def teardown(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.journal is not None:
+                self.journal.close()
+
+    # ------------------------------------------------------------------ the orders endpoint
+    def _on_requests(self, first: list[bytes]) -> None:
+        """Group commit: drain what is waiting, handle it all, commit once, then answer."""
+        requests = [first]
+        recv = self.router.recv_multipart
+        while len(requests) < self.batch_max:
+            try:
+                requests.append(recv(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+        if self._failed:
+            self.stats.inc("dropped", len(requests))
+            return
+        batch = Batch(P.now_ns())
+        for frames in requests:
+            self._handle_frames(frames, batch)
+        self._flush(batch)
+
+    def _handle_frames(self, frames: list[bytes], batch: Batch) -> None:
+        self.stats.inc("requests")
+        envelope, body = _split_envelope(frames)
+        if envelope is None:
+            self.stats.inc("dropped")
+            self.rlog.warning("frames", "dropped a request of %d frames with no routable envelope", len(frames))
+            return
+        if len(body) != 1:
+            self.stats.inc("decode_errors")
+            self.rlog.warning("frames", "request with %d body frames (want exactly 1)", len(body))
+            batch.sends.append(envelope + [P.error_reply(f"a request is exactly one frame, got {len(body)}")])
+            return
+        batch.sends.append(envelope + [self._handle_payload(body[0], batch)])
+
+    def _handle_payload(self, payload: bytes, batch: Batch) -> bytes:
+        """One request in, one packed reply out; never raises."""
+        request_type = ""
+        try:
+            d = P.unpack_map(payload)
+            t = d.get("type")
+            if isinstance(t, str) and 0 < len(t) <= P.MAX_STR:
+                request_type = t
+            msg = P.from_map(d, expect=_REQUEST_CLASSES)
+        except P.ProtocolError as e:
+            self.stats.inc("decode_errors")
+            self.rlog.warning("decode", "bad request: %s", e)
+            return P.error_reply(str(e), request_type)
+        try:
+            return self._handlers[type(msg)](msg, batch, P.now_ns())
+        except Exception as e:  # a bug must cost one request, not the gateway
+            self.stats.inc("handler_errors")
+            self.log.exception("%s failed", request_type)
+            return P.error_reply(f"internal error: {type(e).__name__}: {e}", request_type)
+
+    # ---- send_order
+    def _send_order(self, req: P.SendOrder, batch: Batch, now: int) -> bytes:
+        self.stats.inc("orders")
+        cid = req.client_order_id
+        known = self.orders.get(cid)
+        if known is not None:
+            if not known.same_terms(req):
+                self.stats.inc("rejects")
+                return P.packb(P.reply(MsgType.SEND_ORDER, False, f"client_order_id {cid} already used for a different order", client_order_id=cid))
+            self.stats.inc("duplicates")
+            stored = batch.replies.get(cid) or self.journal.reply_for(cid)
+            if stored is None:
+                # Journaled before it was answered (a remote exchange that crashed mid-submit):
+                # the answer is the order as it stands, and from now on it is stored.
+                stored = batch.replies[cid] = self._order_reply(known, now)
+                batch.dirty[cid] = known
+            return stored
+
+        batch.journaled_requests += 1
+        order = Order.from_request(req, now)
+        self.orders[cid] = order
+        batch.dirty[cid] = order
+        if order.order_type not in self.caps.get("order_types", ()):
+            order.order_id = NO_ORDER_ID
+            order.status = OrderStatus.REJECTED
+            order.reason = f"{order.order_type.value} orders are not supported by the {self.client.name} exchange"
+            batch.events.append(OrderEvent(order.snapshot()))
+        else:
+            if self.caps.get("remote", False):
+                # The order is about to leave the process: journal it first, so a crash
+                # before the broker's answer leaves a pending_new row that recover() settles.
+                self.journal.write([order])
+            try:
+                events = self.client.submit(order, now)
+            except Exception as e:
+                self.log.exception("exchange client failed on submit of %s", cid)
+                events = self._reject(order, now, f"exchange error: {type(e).__name__}: {e}")
+            self._apply(events, batch)
+        if order.status is OrderStatus.REJECTED:
+            self.stats.inc("rejects")
+        reply = batch.replies[cid] = self._order_reply(order, now)
+        return reply
+
+    def _order_reply(self, order: Order, now: int) -> bytes:
+        return P.packb(
+            P.reply(
+                MsgType.SEND_ORDER,
+                order.status is not OrderStatus.REJECTED,
+                order.reason,
+                client_order_id=order.client_order_id,
+                order_id=order.order_id,
+                status=order.status.value,
+                filled_qty=order.filled_qty,
+                avg_price=order.avg_price,
+                ts=now,
+            )
+        )
+
+    @staticmethod
+    def _reject(order: Order, now: int, reason: str) -> list[ExecEvent]:
+        order.order_id = order.order_id or NO_ORDER_ID
+        order.status = OrderStatus.REJECTED
+        order.reason = reason
+        order.updated_ts = now
+        return [OrderEvent(order.snapshot())]
+
+    # ---- cancels
+    def _cancel_order(self, req: P.CancelOrder, batch: Batch, now: int) -> bytes:
+        cid = req.client_order_id
+        order = self.orders.get(cid)
+        if order is None:
+            return P.packb(P.reply(MsgType.CANCEL_ORDER, False, f"unknown client_order_id {cid}", client_order_id=cid))
+        ok, reason = self._cancel(order, batch, now, req.ts)
+        return P.packb(
+            P.reply(MsgType.CANCEL_ORDER, ok, reason, client_order_id=cid, order_id=order.order_id, status=order.status.value)
+        )
+
+    def _cancel_all(self, req: P.CancelAll, batch: Batch, now: int) -> bytes:
+        cancelled = []
+        for order in list(self.working.values()):
+            if req.symbol is None or order.symbol == req.symbol:
+                ok, _ = self._cancel(order, batch, now, req.ts)
+                if ok:
+                    cancelled.append(order.client_order_id)
+        return P.packb(P.reply(MsgType.CANCEL_ALL, True, "", cancelled=cancelled, count=len(cancelled)))
+
+    def _cancel(self, order: Order, batch: Batch, now: int, cause_ts: int) -> tuple[bool, str]:
+        if order.status not in _WORKING:
+            return False, f"order {order.client_order_id} is already {order.status.value}"
+        if not self.caps.get("cancel", False):
+            return False, f"the {self.client.name} exchange does not support cancels"
+        batch.journaled_requests += 1
+        try:
+            result = self.client.cancel(order, now, cause_ts)
+        except Exception as e:
+            self.log.exception("exchange client failed on cancel of %s", order.client_order_id)
+            return False, f"exchange error: {type(e).__name__}: {e}"
+        self._apply(result.events, batch)
+        return result.ok, result.reason
+
+    # ---- queries
+    def _get_order(self, req: P.GetOrder, batch: Batch, now: int) -> bytes:
+        cid = req.client_order_id
+        order = self.orders.get(cid)
+        if order is None:
+            return P.packb(P.reply(MsgType.GET_ORDER, False, f"unknown client_order_id {cid}", client_order_id=cid))
+        return P.packb(
+            P.reply(
+                MsgType.GET_ORDER,
+                True,
+                "",
+                client_order_id=cid,
+                order_id=order.order_id,
+                status=order.status.value,
+                order=order.to_update().to_dict(),
+            )
+        )
+
+    def _get_orders(self, req: P.GetOrders, batch: Batch, now: int) -> bytes:
+        source = self.working if req.working_only else self.orders
+        orders = list(source.values())
+        truncated = len(orders) > MAX_ORDERS_IN_REPLY
+        if truncated:
+            orders = orders[-MAX_ORDERS_IN_REPLY:]
+        maps = [o.to_update().to_dict() for o in orders]
+        return P.packb(P.reply(MsgType.GET_ORDERS, True, "", orders=maps, truncated=truncated))
+
+    def _get_positions(self, req: P.GetPositions, batch: Batch, now: int) -> bytes:
+        return P.packb(
+            P.reply(MsgType.GET_POSITIONS, True, "", positions=self.positions.to_list(), last_fill_seq=self.positions.last_fill_seq)
+        )
+
+    def _ping(self, req: P.Ping, batch: Batch, now: int) -> bytes:
+        return P.packb(P.reply(MsgType.PING, True, "", ts=now))
+
+    # ------------------------------------------------------------------ market data
+    def _on_ticks(self, first: bytes) -> None:
+        """Drain the tick stream.  Symbols with working orders see every tick in order (each
+        tick is fresh liquidity); for the others only the latest tick of the batch matters,
+        so superseded ones are skipped without decoding."""
+        if self._failed:
+            return
+        frames = [first]
+        recv = self.ticks.recv
+        while len(frames) < DEFAULT_BATCH * 4:
+            try:
+                frames.append(recv(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+        self.stats.inc("ticks_in", len(frames))
+        active = {P.tick_topic(s) for s in self.client.working_symbols()}
+        latest: dict[bytes, bytes] = {}
+        batch = Batch(P.now_ns())
+        for frame in frames:
+            topic = frame[: frame.find(P.TOPIC_SEP)]
+            if topic in active:
+                self._tick(frame, batch)
+            else:
+                latest[topic] = frame
+        for frame in latest.values():
+            self._tick(frame, batch)
+        self._flush(batch)
+
+    def _tick(self, frame: bytes, batch: Batch) -> None:
+        try:
+            _, tick = P.decode_pub(frame, expect=P.Tick)
+        except P.ProtocolError as e:
+            self.stats.inc("decode_errors")
+            self.rlog.warning("tick", "bad tick: %s", e)
+            return
+        self._apply(self.client.on_tick(tick), batch)
+
+    # ------------------------------------------------------------------ events, journal, output
+    def _apply(self, events: list[ExecEvent], batch: Batch) -> None:
+        """Bring the gateway's records in line with what the exchange reported."""
+        for ev in events:
+            if isinstance(ev, FillEvent):
+                batch.fills.append(ev.fill)
+                self.positions.apply(ev.fill)
+                self.stats.inc("fills")
+            else:
+                snap = ev.order
+                cid = snap.client_order_id
+                live = self.orders.get(cid)
+                if live is None:  # an order the exchange knows and we did not (placed elsewhere)
+                    live = self.orders[cid] = snap.snapshot()
+                elif live is not snap:
+                    _copy_state(snap, live)
+                if live.status in _WORKING:
+                    self.working[cid] = live
+                else:
+                    self.working.pop(cid, None)
+                batch.dirty[cid] = live
+            batch.events.append(ev)
+
+    def _flush(self, batch: Batch) -> None:
+        """Commit the batch, then answer and publish -- in that order, or not at all."""
+        if batch.dirty or batch.fills or batch.replies:
+            try:
+                self.journal.write(batch.dirty.values(), batch.fills, batch.replies, self.client.state())
+            except JournalError as e:
+                # The in-memory book is now ahead of the journal.  Answering would promise
+                # what a restart cannot keep; stop, let the supervisor restart us from the
+                # journal, and let clients' retries find the truth.
+                self._failed = True
+                self.stats.inc("journal_errors")
+                self.stats.inc("dropped", len(batch.sends))
+                self.log.error("%s; stopping without answering %d requests", e, len(batch.sends))
+                self.request_stop("journal write failed", code=3)
+                return
+            if batch.journaled_requests:
+                elapsed = P.now_ns() - batch.started_ns
+                for _ in range(batch.journaled_requests):
+                    self.stats.lat("order_journal", elapsed)
+        send = self.router.send_multipart
+        for frames in batch.sends:
+            try:
+                send(frames, zmq.NOBLOCK)
+            except zmq.ZMQError:  # peer gone (ROUTER_MANDATORY) or its pipe full
+                self.stats.inc("dropped")
+                self.rlog.warning("reply", "could not deliver a reply: peer gone or not reading")
+        self._publish(batch.events)
+
+    def _publish(self, events: list[ExecEvent]) -> None:
+        send = self.pub.send
+        for ev in events:
+            self.exec_seq += 1
+            msg = ev.fill.to_message(self.exec_seq) if isinstance(ev, FillEvent) else ev.order.to_update(self.exec_seq)
+            try:
+                send(P.pub(msg), zmq.NOBLOCK)
+            except zmq.Again:
+                self.stats.inc("dropped")
+        self.stats.inc("published", len(events))
+
+
+def _split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
+    """Split ROUTER frames into (envelope to echo, body).
+
+    REQ (and proxies in front of it) put an empty delimiter after the routing ids; a DEALER
+    that talks to us directly sends no delimiter, so the envelope is just its identity.
+    """
+    if len(frames) < 2:
+        return None, []
+    try:
+        i = frames.index(b"", 1)
+    except ValueError:
+        return frames[:1], frames[1:]
+    return frames[: i + 1], frames[i + 1 :]
+
+
+def _copy_state(src: Order, dst: Order) -> None:
+    dst.order_id = src.order_id
+    dst.status = src.status
+    dst.filled_qty = src.filled_qty
+    dst.avg_price = src.avg_price
+    dst.reason = src.reason
+    dst.updated_ts = src.updated_ts
+    dst.cause_ts = src.cause_ts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="main.py worker exchange",
+        description="Exchange gateway: orders on a ROUTER (REQ/DEALER clients), execution reports on a PUB, "
+        "journaled in SQLite, matched by the embedded simulated exchange.",
+    )
+    g = p.add_argument_group("exchange")
+    g.add_argument(
+        "--journal",
+        metavar="PATH",
+        default=None,
+        help=f"SQLite journal file (default: DATA_DIR/{DEFAULT_JOURNAL_NAME}, DATA_DIR from TICKDESK_DATA_DIR)",
+    )
+    g.add_argument("--fresh", action="store_true", help="delete the journal at start: no recovery (tests, demos)")
+    g.add_argument(
+        "--journal-sync",
+        choices=SYNC_MODES,
+        default="normal",
+        help="normal: a committed order survives a process crash (default); full: also a power loss (fsync per batch)",
+    )
+    g.add_argument(
+        "--exec-hwm",
+        type=int,
+        default=DEFAULT_EXEC_HWM,
+        help=f"send high-water mark of the execution PUB and the orders ROUTER (default {DEFAULT_EXEC_HWM})",
+    )
+    g.add_argument(
+        "--batch",
+        type=int,
+        default=DEFAULT_BATCH,
+        help=f"most requests handled per journal commit (group commit; default {DEFAULT_BATCH})",
+    )
+    return p
+
+
+def main(argv: list[str]) -> int:
+    return run_worker(ExchangeGateway, build_parser(), argv)
