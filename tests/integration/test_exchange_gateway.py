@@ -82,16 +82,16 @@ def wait_for_service(proc, sock):
     return reply
 
 
-def wait_for_market(ticks, sock, symbol):
-    """The gateway's SUB joins late: publish ``symbol`` and then PROBE ticks until a PROBE
-    market order fills.  Ticks arrive in order on one pipe, so once a PROBE tick has been
-    seen, the ``symbol`` tick published just before it has been seen too."""
+def wait_for_market(ticks, sock, symbol, execution):
+    """Both SUBs join late.  Publish ``symbol`` and then PROBE ticks until a PROBE market
+    order fills and its report reaches ``execution``.  Ticks arrive in order on one pipe, so
+    once a PROBE tick has been seen, the ``symbol`` tick published before it has been too."""
 
     def probe():
         publish_tick(ticks, symbol)
         publish_tick(ticks, "PROBE")
         r = call(sock, P.SendOrder(client_order_id=f"probe-{next(_seq)}", symbol="PROBE", side=P.Side.BUY, qty=1))
-        return r["ok"]
+        return r["ok"] and execution.poll(50)
 
     wait_until(probe, timeout=10, interval=0.05, message="the gateway never saw a tick")
 
@@ -122,7 +122,7 @@ def test_orders_idempotency_bad_input_and_recovery_after_sigkill(env, ctx):
     assert (r["ok"], r["status"], r["reason"]) == (False, "rejected", "no market data for NOMKT")
 
     send = P.SendOrder(client_order_id="ord-1", symbol="AAA", side=P.Side.BUY, qty=10, source="test", ts=P.now_ns())
-    wait_for_market(ticks, sock, "AAA")
+    wait_for_market(ticks, sock, "AAA", execution)
     first = call_raw(sock, send.pack())
     ack = P.unpack_map(first)
     assert ack["type"] == "send_order_reply", ack
