@@ -38,6 +38,8 @@ class FakeExchange:
         self.answer_send_order = True
         self.answer_get_order = True
         self.know_orders = True  # False: get_order says "unknown" (the order never arrived)
+        self.positions: list[dict] = []
+        self.last_fill_seq = 0
 
     def sent_orders(self) -> list[dict]:
         return [r for r in self.requests if r.get("type") == "send_order"]
@@ -82,7 +84,7 @@ class FakeExchange:
                 return P.reply("get_order", False, "unknown client_order_id")
             return P.reply("get_order", True, client_order_id=order["client_order_id"], order_id=order["order_id"], status=order["status"], order=order)
         if t == "get_positions":
-            return P.reply("get_positions", True, positions=[], last_fill_seq=0)
+            return P.reply("get_positions", True, positions=self.positions, last_fill_seq=self.last_fill_seq)
         if t == "cancel_all":
             return P.reply("cancel_all", True, cancelled=[], count=0)
         return P.reply(t or "", False, "not supported by the fake")
@@ -147,8 +149,19 @@ class Rig:
         self.signals.send(sig.pack())
         return sig
 
-    def fill(self, fill_id: str, qty: int, price: float, side: str = "buy", coid: str = "manual-1") -> None:
-        f = P.Fill(fill_id=fill_id, client_order_id=coid, order_id="O9", symbol=SYMBOL, side=P.Side(side), qty=qty, price=price, ts=P.now_ns(), origin_ts=P.now_ns())
+    def fill(self, fill_id: str, qty: int, price: float, side: str = "buy", coid: str = "manual-1", seq: int = 0) -> None:
+        f = P.Fill(
+            fill_id=fill_id,
+            client_order_id=coid,
+            order_id="O9",
+            symbol=SYMBOL,
+            side=P.Side(side),
+            qty=qty,
+            price=price,
+            ts=P.now_ns(),
+            origin_ts=P.now_ns(),
+            seq=seq,
+        )
         self.execution.send(P.pub(f))
 
     # -- what the test reads
@@ -285,6 +298,41 @@ def test_signals_orders_decisions_positions(rig, executor):
     assert rig.decision(after).accepted
     assert proc.poll() is None
     rig.wait(lambda: "bad message on signals dropped" in log_text(proc), message="decode error logged")
+
+
+def test_startup_snapshot_and_resync_after_an_execution_gap(rig, executor):
+    rig.exchange.positions = [{"symbol": SYMBOL, "qty": 300, "avg_price": 99.0, "realized_pnl": 12.0}]
+    rig.exchange.last_fill_seq = 7
+    executor("--position-interval", "0.2")
+    rig.events_live()
+    pos = rig.wait(lambda: next(iter(rig.of_type(P.Position)), None), message="snapshot published")
+    assert (pos.symbol, pos.qty, pos.avg_price, pos.realized_pnl) == (SYMBOL, 300, 99.0, 12.0)
+
+    def latest():
+        return rig.of_type(P.Position)[-1]
+
+    # a fill the snapshot already holds (F7) is ignored; a later one (F8) counts; the repeats
+    # cover the moment the executor's subscription is not yet live (seq 0: not sequenced)
+    def until_f8():
+        rig.fill("F7", 100, 99.0)
+        rig.fill("F8", 100, 102.0)
+        return latest().qty == 400
+
+    rig.wait(until_f8, message="F8 applied")
+    assert latest().avg_price == pytest.approx((300 * 99.0 + 100 * 102.0) / 400)
+    rig.fill("F9", 100, 102.0, seq=21)
+    rig.wait(lambda: latest().qty == 500, message="F9 applied")
+    assert rig.exchange.requests.count({"v": 1, "type": "get_positions"}) == 1
+
+    # seq 21 -> 25: execution reports were lost, so the executor re-bases on a snapshot
+    rig.exchange.positions = [{"symbol": SYMBOL, "qty": 600, "avg_price": 100.0, "realized_pnl": 20.0}]
+    rig.exchange.last_fill_seq = 11
+    rig.fill("F11", 100, 101.0, seq=25)  # inside the new snapshot: must not count on top of it
+    rig.wait(lambda: rig.exchange.requests.count({"v": 1, "type": "get_positions"}) == 2, message="resync")
+    rig.wait(lambda: latest().qty == 600 and latest().realized_pnl == 20.0, message="re-based")
+    rig.fill("F12", 50, 100.0, side="sell", seq=26)
+    rig.wait(lambda: latest().qty == 550, message="F12 after resync")
+    assert not [p for p in rig.of_type(P.Position) if p.qty > 600]
 
 
 def test_unknown_order_is_reconciled_never_resent(rig, executor):

@@ -101,6 +101,11 @@ def order_map(reply: Mapping[str, Any]) -> Mapping[str, Any]:
     return inner if isinstance(inner, Mapping) else reply
 
 
+def is_unreadable(reply: Mapping[str, Any]) -> bool:
+    """The stand-in reply OrderClient returns when the gateway's answer could not be decoded."""
+    return reply.get("type") == "error" and str(reply.get("reason", "")).startswith("unreadable reply")
+
+
 def _nonneg_int_or_none(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
 
@@ -324,8 +329,11 @@ class OrderExecutor(Worker):
 
     @staticmethod
     def _reply_is_for(reply: Mapping[str, Any], coid: str) -> bool:
-        if reply.get("type") == "error":
-            return False  # unreadable by us or by the gateway: the outcome is not known
+        """False when the reply does not tell this order's outcome: OrderClient could not read
+        it, or it names another order.  (An ``error`` reply from the gateway itself does tell:
+        it could not read the request, so it placed nothing.)"""
+        if is_unreadable(reply):
+            return False
         other = order_map(reply).get("client_order_id", reply.get("client_order_id"))
         return other is None or other == coid
 
@@ -356,6 +364,8 @@ class OrderExecutor(Worker):
         if not seq:
             return
         last = self._exec_seq
+        if seq == last:
+            return  # the same report again: nothing was lost
         self._exec_seq = seq
         if not last or seq == last + 1:
             return
@@ -418,7 +428,8 @@ class OrderExecutor(Worker):
             if reply is None:
                 self.stats.inc("reconcile_timeouts")
                 return  # the gateway is not answering: try the rest next round
-            if reply.get("type") == "error":
+            if is_unreadable(reply):
+                self.rlog.warning("reconcile", "unreadable get_order reply for %s: %s", coid, reply.get("reason"))
                 continue
             fields = order_map(reply)
             status = parse_status(fields.get("status"))
