@@ -85,8 +85,13 @@ class StrategyWorker(Worker):
         ep = self.endpoints
         topics = [P.tick_topic(s) + P.TOPIC_SEP for s in self.symbols] or [b"tick."]
         self.ticks = self.socket(zmq.SUB, connect=ep.ticks, rcvhwm=int(a.tick_hwm), subscribe=topics)
+        # IMMEDIATE must be set before connect, which Worker.socket() would do itself, so
+        # connect here (with the same CurveZMQ client setup the helper applies)
         self.out = self.socket(zmq.PUSH, sndhwm=int(a.signal_hwm))
         self.out.setsockopt(zmq.IMMEDIATE, 1)
+        curve = getattr(self, "curve", None)
+        if curve is not None:
+            curve.apply_client(self.out)
         self.out.connect(ep.signals)
         self.events = self.socket(zmq.SUB, connect=ep.events, rcvhwm=100_000, subscribe=[b"signal."])
         self.add_reader(self.ticks, self._on_tick)
