@@ -162,3 +162,63 @@ def test_rejects_journals_from_a_newer_schema(path):
     db.close()
     with pytest.raises(JournalError, match="schema"):
         Journal(path)
+
+
+# ----------------------------------------------------------------------------- group commit
+
+
+def test_gateway_group_commit_journals_a_whole_batch_in_one_transaction(tmp_path):
+    """Drive the gateway in-process over inproc sockets: a burst of requests is handled as
+    one batch, written in one journal transaction, and answered only after it."""
+    import zmq
+
+    from workers.config import add_common_args
+    from workers.exchange.gateway import ExchangeGateway, build_parser
+
+    parser = build_parser()
+    add_common_args(parser)
+    eps = [f"--{n}=inproc://{n}" for n in ("ticks", "orders", "execution", "control")]
+    gw = ExchangeGateway(parser.parse_args([*eps, "--no-control", "--journal", str(tmp_path / "g.sqlite")]))
+    ticks = gw.ctx.socket(zmq.PUB)
+    ticks.bind("inproc://ticks")
+    gw.setup()
+    writes = []
+    real_write = gw.journal.write
+    gw.journal.write = lambda *a, **k: (writes.append(1), real_write(*a, **k))[1]
+    client = gw.ctx.socket(zmq.DEALER)
+    client.connect("inproc://orders")
+    try:
+        # Market data, delivered the way the runtime would (drain the SUB).
+        t = P.Tick(symbol="AAA", seq=1, ts=1, last=100.0, bid=99.0, ask=101.0, bid_size=1000, ask_size=1000, volume=0)
+        for _ in range(100):
+            ticks.send(P.pub(t))
+            if gw.ticks.poll(20):
+                break
+        gw._on_ticks(gw.ticks.recv())
+        assert writes == []  # no working orders: nothing to journal
+
+        orders = [P.SendOrder(client_order_id=f"c{i}", symbol="AAA", side=Side.BUY, qty=1) for i in range(50)]
+        for o in orders:
+            client.send(o.pack())
+        client.send(orders[0].pack())  # a resend inside the same batch
+        client.send(b"\x00garbage")
+        client.send(P.SendOrder(client_order_id="r", symbol="NONE", side=Side.BUY, qty=1).pack())
+        assert gw.router.poll(1000)
+        gw._on_requests(gw.router.recv_multipart())
+        assert len(writes) == 1
+        replies = [P.unpack_map(client.recv()) for _ in range(53)]
+        assert [r["status"] for r in replies[:50]] == ["filled"] * 50
+        assert replies[50] == replies[0]
+        assert replies[51]["ok"] is False and replies[51]["type"] == "error"
+        assert replies[52]["status"] == "rejected"
+        c = gw.stats.counters
+        assert (c["requests"], c["orders"], c["duplicates"], c["decode_errors"], c["rejects"], c["fills"]) == (53, 52, 1, 1, 1, 50)
+        assert gw.stats.latency["order_journal"].count == 51
+        assert gw.exec_seq == 50 * 3 + 1  # ack, fill, filled per order; one reject
+        rec = gw.journal.load()
+        assert len(rec.orders) == 51 and len(rec.fills) == 50 and rec.positions.get("AAA").qty == 50
+    finally:
+        client.close(0)
+        ticks.close(0)
+        gw.teardown()
+        gw._close()

@@ -14,7 +14,6 @@ Positions are not the client's business: the gateway derives them from fills wit
 
 from __future__ import annotations
 
-import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -93,7 +92,26 @@ class Order:
         self.status = OrderStatus.FILLED if total >= self.qty else OrderStatus.PARTIALLY_FILLED
 
     def snapshot(self) -> Order:
-        return copy.copy(self)
+        # Spelled out: copy.copy of a slotted dataclass goes through __reduce_ex__ and costs
+        # several times more, and the gateway takes two or three snapshots per order.
+        return Order(
+            self.client_order_id,
+            self.symbol,
+            self.side,
+            self.qty,
+            self.order_type,
+            self.limit_price,
+            self.source,
+            self.order_id,
+            self.status,
+            self.filled_qty,
+            self.avg_price,
+            self.reason,
+            self.created_ts,
+            self.updated_ts,
+            self.cause_ts,
+            self.origin_ts,
+        )
 
     def to_update(self, seq: int = 0) -> P.OrderUpdate:
         return P.OrderUpdate(

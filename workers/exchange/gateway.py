@@ -19,7 +19,6 @@ Ticks go through the same cycle, since they fill working orders.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +106,7 @@ class ExchangeGateway(Worker):
         self.add_reader(self.router, self._on_requests, multipart=True)
         self.pub = self.socket(zmq.PUB, bind=self.endpoints.execution, sndhwm=self.args.exec_hwm)
         if self.caps.get("needs_ticks", False):
-            self.ticks = self.socket(zmq.SUB, connect=self.endpoints.ticks, subscribe=[b"tick."], rcvhwm=self.args.exec_hwm)
+            self.ticks = self.socket(zmq.SUB, connect=self.endpoints.ticks, subscribe=[b"tick."])
             self.add_reader(self.ticks, self._on_ticks)
         self.log.info(
             "exchange gateway (%s) on %s, execution %s, journal %s (sync %s): %d orders, %d working, %d fills recovered",
