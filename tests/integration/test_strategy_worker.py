@@ -26,8 +26,7 @@ class FakeFleet:
 
     def __init__(self, eps: Endpoints, control: bool = False):
         self.ctx = zmq.Context()
-        self.ticks = self._sock(zmq.PUB, eps.ticks)
-        self.ticks.setsockopt(zmq.SNDHWM, 100_000)
+        self.ticks = self._sock(zmq.PUB, eps.ticks, sndhwm=100_000)
         self.signals = self._sock(zmq.PULL, eps.signals)
         self.events = self._sock(zmq.PUB, eps.events)
         self.control = self._sock(zmq.ROUTER, eps.control) if control else None
@@ -37,9 +36,11 @@ class FakeFleet:
         self.worker_id: bytes | None = None
         self._ids = itertools.count(1)
 
-    def _sock(self, kind: int, endpoint: str) -> zmq.Socket:
+    def _sock(self, kind: int, endpoint: str, sndhwm: int | None = None) -> zmq.Socket:
         s = self.ctx.socket(kind)
         s.setsockopt(zmq.LINGER, 0)
+        if sndhwm is not None:  # before bind: accepted connections copy the options of bind time
+            s.setsockopt(zmq.SNDHWM, sndhwm)
         s.bind(endpoint)
         return s
 
