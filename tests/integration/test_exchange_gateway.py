@@ -82,13 +82,13 @@ def wait_for_service(proc, sock):
     return reply
 
 
-def wait_for_market(ticks, sock, symbol, execution):
+def wait_for_market(ticks, sock, symbol, execution, size=1000):
     """Both SUBs join late.  Publish ``symbol`` and then PROBE ticks until a PROBE market
     order fills and its report reaches ``execution``.  Ticks arrive in order on one pipe, so
     once a PROBE tick has been seen, the ``symbol`` tick published before it has been too."""
 
     def probe():
-        publish_tick(ticks, symbol)
+        publish_tick(ticks, symbol, size=size)
         publish_tick(ticks, "PROBE")
         r = call(sock, P.SendOrder(client_order_id=f"probe-{next(_seq)}", symbol="PROBE", side=P.Side.BUY, qty=1))
         return r["ok"] and execution.poll(50)
@@ -236,3 +236,56 @@ def test_orders_idempotency_bad_input_and_recovery_after_sigkill(env, ctx):
 
     stop(proc2)
     assert proc2.returncode == 0, log_text(proc2)
+
+
+def test_sigkill_mid_stream_loses_and_duplicates_nothing(env, ctx):
+    """Pipeline orders, SIGKILL the gateway mid-stream, restart, resend everything: every
+    order that was answered keeps its exact reply, and each order fills exactly once."""
+    eps, ticks, execution, start = env
+    proc = start()
+    sock = req_socket(ctx, eps.orders)
+    wait_for_service(proc, sock)
+    wait_for_market(ticks, sock, "AAA", execution, size=10**6)  # enough touch for every order
+
+    total, window = 3000, 300
+    orders = [P.SendOrder(client_order_id=f"k{i}", symbol="AAA", side=P.Side.BUY, qty=1).pack() for i in range(total)]
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
+    dealer.connect(eps.orders)
+    answered: dict[str, bytes] = {}
+    sent = 0
+    while len(answered) < total // 3:
+        while sent < total and sent - len(answered) < window:
+            dealer.send(orders[sent])
+            sent += 1
+        data = dealer.recv()
+        answered[P.unpack_map(data)["client_order_id"]] = data
+    proc.send_signal(signal.SIGKILL)  # with up to `window` orders in flight
+    proc.wait(5)
+    dealer.close(0)
+    sock.close(0)
+
+    proc2 = start()
+    sock = req_socket(ctx, eps.orders)
+    wait_for_service(proc2, sock)
+    wait_for_market(ticks, sock, "AAA", execution, size=10**6)
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
+    dealer.connect(eps.orders)
+    replies: dict[str, bytes] = {}
+    sent = 0
+    while len(replies) < total:
+        while sent < total and sent - len(replies) < window:
+            dealer.send(orders[sent])
+            sent += 1
+        data = dealer.recv()
+        replies[P.unpack_map(data)["client_order_id"]] = data
+    dealer.close(0)
+
+    for cid, data in answered.items():
+        assert replies[cid] == data, cid
+    assert all(P.unpack_map(r)["status"] == "filled" for r in replies.values())
+    r = call(sock, P.GetPositions())
+    assert {p["symbol"]: p["qty"] for p in r["positions"]}["AAA"] == total
