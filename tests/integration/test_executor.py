@@ -436,4 +436,14 @@ def test_commands_and_counters_over_the_control_channel(rig, executor, ipc_dir):
     c = beat.stats["counters"]
     assert c["signals"] >= 3 and c["accepted"] >= 1 and c["rejected"] >= 2 and c["orders"] == c["acks"] >= 1
     assert "order_ack" in {k for b in beats for k in b.stats["latency"]}
-    assert beat.stats["gauges"]["kill_switch"] is False
+    g = beat.stats["gauges"]
+    assert g["kill_switch"] is False and g["synced"] is True
+    assert g["positions"] == {} and g["position_count"] == 0 and g["limits"]["max_order_qty"] == 50
+
+    def position_gauge():
+        rig.fill("F1", 100, 100.0)  # idempotent: repeated until the subscription is live
+        pump_control()
+        return beats[-1].stats["gauges"]["positions"] == {SYMBOL: 100}
+
+    wait_until(position_gauge, 5.0, interval=0.05, message="positions gauge")
+    assert beats[-1].stats["gauges"]["position_count"] == 1

@@ -504,7 +504,9 @@ class OrderExecutor(Worker):
     def _update_gauges(self) -> None:
         g = self.stats.gauges
         g["limits"] = self.risk.limits.to_dict()
-        g["positions"] = len(self.book)
+        # symbol -> signed qty of the open positions (the headless status line shows these)
+        g["positions"] = {sym: pos.qty for sym, pos in self.book.positions.items() if pos.qty}
+        g["position_count"] = len(g["positions"])
         g["working_orders"] = len(self.working)
         g["unknown_orders"] = len(self.unknown)
         g["kill_switch"] = self.risk.limits.kill_switch
