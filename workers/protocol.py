@@ -547,6 +547,9 @@ REQUEST_TYPES = frozenset(
     }
 )
 
+REQUEST_CLASSES: tuple[type[Message], ...] = (SendOrder, CancelOrder, CancelAll, GetOrder, GetOrders, GetPositions, Ping)
+assert {c.TYPE for c in REQUEST_CLASSES} == REQUEST_TYPES
+
 # ---- control channel (supervisor ROUTER <-> worker DEALER)
 
 
@@ -564,8 +567,8 @@ class Hello(Message):
 class Heartbeat(Message):
     TYPE = MsgType.HEARTBEAT
     FIELDS = {
-        "name": (_str, False),
-        "role": (_str, False),
+        "name": (_text, False),
+        "role": (_text, False),
         "pid": (_nonneg_int, False),
         "ts": (_nonneg_int, True),
         "stats": (_map, False),

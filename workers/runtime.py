@@ -162,7 +162,10 @@ class Worker:
         """Open sockets and register readers."""
 
     def on_timer(self, now: float) -> None:
-        """Called about every ``timer_interval`` seconds, and after each batch of input."""
+        """Called about every ``timer_interval`` seconds."""
+
+    def on_batch_end(self) -> None:
+        """Called after every poll round that read input (e.g. to commit a group of work)."""
 
     def next_wakeup(self, now: float) -> float | None:
         """Monotonic time at which the worker wants to run again (None: no wish)."""
@@ -340,8 +343,11 @@ class Worker:
                 if want is not None:
                     wake = min(wake, want)
                 timeout_ms = max(0, int((wake - now) * 1000))
-                for sock, _ in self.poller.poll(min(timeout_ms, 100)):
+                ready = self.poller.poll(min(timeout_ms, 100))
+                for sock, _ in ready:
                     self._drain(sock)
+                if ready:
+                    self.on_batch_end()
                 now = time.monotonic()
                 if now >= next_timer:
                     self.on_timer(now)
