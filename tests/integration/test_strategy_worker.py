@@ -285,7 +285,7 @@ def test_bad_params_exit_with_status_2(fleet, tmp_path):
 
 def test_toml_section_for_the_named_instance(fleet, tmp_path):
     cfg = tmp_path / "fleet.toml"
-    cfg.write_text('[worker.strategy]\nqty = 7\nwindow = 50\n\n[worker.sr-a]\nsymbols = ["AAPL"]\nwindow = 12\n'
+    cfg.write_text('[worker.strategy]\nqty = 7\nwindow = 50\nmax_position = 40\n\n[worker.sr-a]\nsymbols = ["AAPL"]\nwindow = 12\n'
                    'min_fill = 6\nmode = "breakout"\ncooldown = 0\nbreakout_bps = 0\nlevels_interval = 0.05\n')
     ff, proc = fleet("--config", str(cfg), "--max-position", "50", control=True, name="sr-a")
     rep = ff.command("get_params")
