@@ -187,7 +187,7 @@ def test_headless_run_reports_and_exits_clean(tmp_path):
     final = status[-1]
     ticks = int(final.split("ticks ", 1)[1].split()[0])
     assert ticks > 0, final
-    assert len(kids) >= 5, f"expected the fleet's processes, saw {kids}"
+    assert len(kids) >= 4, f"expected the fleet's processes, saw {kids}"
     assert not [k for k in kids if alive(k)], "a worker outlived the headless run"
 
 
