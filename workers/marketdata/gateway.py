@@ -55,6 +55,7 @@ class MarketDataGateway(Worker):
 
     def setup(self) -> None:
         a = self.args
+        _check_options(a)
         symbols = parse_symbols(a.symbols)
         if a.feed == "replay":
             self.feed = ReplayFeed(
@@ -76,8 +77,9 @@ class MarketDataGateway(Worker):
         self.sock = self.socket(zmq.PUB, bind=self.endpoints.ticks, sndhwm=a.hwm)
         # pyzmq's Poller.poll returns at once when no socket is registered, so with
         # --no-control (no control DEALER) the runtime loop would spin at 100% CPU instead of
-        # sleeping until the next tick.  A reader that never receives anything makes poll block.
-        self._idle = self.socket(zmq.PULL, bind=f"inproc://marketdata-idle-{id(self)}")
+        # sleeping until the next tick.  A reader that never receives anything (a PULL bound
+        # and connected nowhere) makes poll block.
+        self._idle = self.socket(zmq.PULL)
         self.add_reader(self._idle, lambda _frame: None)
         self._nsym = len(self.feed.symbols)
         self._max_ticks = a.max_ticks
@@ -208,10 +210,11 @@ def rate_to_speed(rate: float, ticks_per_bar: int) -> float:
     return rate * BAR_SECONDS / ticks_per_bar
 
 
-def parse_symbols(text: str) -> list[str]:
-    """``"aapl, MSFT"`` -> ``["AAPL", "MSFT"]``; raises ValueError on a malformed symbol."""
+def parse_symbols(text: str | list[str]) -> list[str]:
+    """``"aapl, MSFT"`` (or a list, from TOML) -> ``["AAPL", "MSFT"]``; ValueError on a bad symbol."""
     out = []
-    for s in (text or "").split(","):
+    items = text.split(",") if isinstance(text, str) else [str(x) for x in (text or ())]
+    for s in items:
         s = s.strip().upper()
         if not s:
             continue
@@ -220,6 +223,17 @@ def parse_symbols(text: str) -> list[str]:
         if s not in out:
             out.append(s)
     return out
+
+
+def _check_options(a: argparse.Namespace) -> None:
+    """Values from a TOML file skip argparse's type checks; check them here (a ValueError
+    makes the runtime report "failed to start" and exit 2)."""
+    for name, lo in (("rate", 0), ("speed", 0), ("start_delay", 0), ("spread_bps", 0), ("max_ticks", 0), ("hwm", 1), ("ticks_per_bar", 4)):
+        v = getattr(a, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
+            raise ValueError(f"--{name.replace('_', '-')} must be a number >= {lo}, got {v!r}")
+    if a.feed not in ("sim", "replay"):
+        raise ValueError(f"--feed must be sim or replay, got {a.feed!r}")
 
 
 def _number_arg(args: dict, name: str, lo: float, hi: float) -> float:

@@ -15,7 +15,7 @@ each bar is turned into ``ticks_per_bar`` ticks along a path through its four pr
   of a bar carries exactly the bar's volume.
 * **Quote.**  A synthetic spread of ``spread_bps`` basis points around ``last``, widened to the
   cent grid (``bid`` rounded down, ``ask`` rounded up, at least one cent each side), so
-  ``bid < last < ask``.  Quote sizes are random whole lots from a seeded generator.
+  ``bid < last < ask`` (only a last of 0.01 gets ``bid == last``: no price goes below a cent).  Quote sizes are random whole lots from a seeded generator.
 * **Order.**  Dates ascend; for one date the ``k``-th ticks of every symbol are interleaved
   (AAPL k, GOOG k, ..., AAPL k+1, ...).  ``seq`` counts per symbol from 1 and keeps counting
   when ``loop`` restarts the file, so subscribers see no false gap.
