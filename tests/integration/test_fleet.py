@@ -207,3 +207,20 @@ def test_workers_exit_when_the_supervisor_is_killed(tmp_path):
             proc.wait()
         for k in _children(proc.pid):
             os.kill(k, signal.SIGKILL)
+
+
+def test_silent_worker_is_killed_and_restarted(fleet):
+    sup, _ = fleet
+    w = sup.workers["sr-fast"]
+    sup.pump(lambda: w.state == "running")
+    old = w.pid
+    os.kill(old, signal.SIGSTOP)  # alive but silent: a hung worker
+    try:
+        sup.pump(lambda: w.pid != old and w.state == "running", timeout=30, message="silent worker replaced")
+    finally:
+        try:
+            os.kill(old, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert w.restarts == 1
+    assert any("silent" in text for _, name, text in sup.events if name == "sr-fast")
