@@ -237,7 +237,7 @@ class StrategyWorker(Worker):
             return {"params": self.strategy.params.as_dict(), "positions": self.strategy.positions()}
         if cmd == "set_params":
             try:
-                params = self.strategy.params.replace(**args)
+                params = self.strategy.params.replace(**{str(k).replace("-", "_"): v for k, v in args.items()})
             except (ValueError, TypeError) as e:
                 raise CommandError(str(e)) from None
             self.strategy.set_params(params)
