@@ -257,9 +257,5 @@ class SimFeed:
     def __next__(self) -> Tick:
         return self.next()
 
-    def describe(self) -> dict[str, dict]:
-        """Per-symbol parameters, for logs and the docs."""
-        return {s: {"base": sim.p.base, "volatility": sim.p.volatility, "tick_size": sim.p.tick_size} for s, sim in self.sims.items()}
-
 
 __all__ = ["BLOCK", "DEFAULT_PARAMS", "DEFAULT_SYMBOLS", "SimFeed", "SymbolParams", "SymbolSim", "params_for"]
