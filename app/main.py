@@ -1,0 +1,102 @@
+"""``python main.py`` (window mode): QApplication, one qasync loop, the fleet, the window.
+
+``--duration S`` closes the window after S seconds; with ``--screenshot PNG`` a picture of
+the live window is saved first.  Both work offscreen (``QT_QPA_PLATFORM=offscreen``).
+Closing the window stops every worker before this returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from workers.config import Endpoints, data_dir
+from workers.launcher import make_supervisor
+from app.qt import QApplication, QTimer
+
+log = logging.getLogger("tickdesk.app")
+
+
+def build_session(args: argparse.Namespace, settings, ui):
+    """The supervisor on the CLI's endpoints, else the settings' ones, else the defaults."""
+    from app.session import Session
+
+    for name in Endpoints.NAMES:
+        if not getattr(args, f"ep_{name}", None) and ui.endpoints.get(name):
+            setattr(args, f"ep_{name}", ui.endpoints[name])
+    sup = make_supervisor(args)
+    try:
+        limits = ui.limits()
+    except ValueError:
+        limits = None
+    return Session(sup, limits)
+
+
+def take_screenshot(window, path: str) -> bool:
+    pix = window.grab()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ok = pix.save(path)
+    if ok:
+        log.info("screenshot saved to %s (%dx%d)", path, pix.width(), pix.height())
+    else:
+        log.error("could not save the screenshot to %s", path)
+    return ok
+
+
+def run_app(args: argparse.Namespace) -> int:
+    import qasync
+
+    from app.settings import SETTINGS_FILE, Settings
+    from app.window import MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "tickdesk"])
+    app.setApplicationName("TickDesk")
+    app.setOrganizationName("TickDesk")
+    app.setQuitOnLastWindowClosed(False)  # the loop ends when the window has stopped the fleet
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+
+    data = Path(args.data_dir) if args.data_dir else data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    settings = Settings(data / SETTINGS_FILE)
+    ui = settings.load()
+    session = build_session(args, settings, ui)
+    window = MainWindow(session, settings, ui)
+    done = loop.create_future()
+    window.closed.connect(lambda: done.done() or done.set_result(0))
+    result = {"code": 0}
+
+    def finish() -> None:
+        if args.screenshot:
+            if not take_screenshot(window, args.screenshot):
+                result["code"] = 1
+        window.close()
+
+    # Ctrl-C / SIGTERM: close the window (which stops the fleet) instead of dying mid-way.
+    def on_signal(signum, _frame) -> None:
+        log.info("%s: closing", signal.Signals(signum).name)
+        QTimer.singleShot(0, window.close)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    # Python runs signal handlers only between bytecodes; a cheap timer makes sure it gets to.
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+
+    if args.screenshot:
+        window.resize(1600, 960)
+    window.show()
+    window.start()
+    if args.duration:
+        QTimer.singleShot(int(args.duration * 1000), finish)
+    with loop:
+        loop.run_until_complete(done)
+        # let cancelled tasks unwind before the loop closes
+        loop.run_until_complete(asyncio.sleep(0.05))
+    wake.stop()
+    return result["code"]

@@ -1,0 +1,219 @@
+"""The columns of every table in the window, declared in one place (no Qt)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers.protocol import OrderStatus, Side
+from app.models import columns as F
+from app.models.columns import Column, attr
+
+
+def _side_tone(row: Any) -> str:
+    return "up" if row.side is Side.BUY else "down"
+
+
+def _status_tone(row: Any) -> str | None:
+    s = row.status
+    if s is OrderStatus.FILLED:
+        return "up"
+    if s is OrderStatus.REJECTED:
+        return "bad"
+    if s is OrderStatus.UNKNOWN:
+        return "warn"
+    if s in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
+        return "muted"
+    return None
+
+
+# ----------------------------------------------------------------------------- market watch
+
+MARKET_COLUMNS = (
+    Column("symbol", "Symbol", attr("symbol"), width=58),
+    Column("last", "Last", attr("last"), F.price, "r", lambda q: F.updown(q.change), width=66),
+    Column("change", "Chg", attr("change"), F.signed, "r", lambda q: F.updown(q.change), width=52,
+           header_tip="Change since the first price this window saw"),
+    Column("change_pct", "Chg%", attr("change_pct"), F.pct, "r", lambda q: F.updown(q.change), width=56),
+    Column("bid", "Bid", attr("bid"), F.price, "r", width=62),
+    Column("ask", "Ask", attr("ask"), F.price, "r", width=62),
+    Column("bid_size", "BidSz", attr("bid_size"), F.integer, "r", width=46),
+    Column("ask_size", "AskSz", attr("ask_size"), F.integer, "r", width=46),
+    Column("volume", "Volume", attr("volume"), F.integer, "r", width=70),
+    Column("rate", "Tick/s", attr("rate"), F.rate, "r", width=44),
+    Column("missed", "Gaps", attr("missed"), F.integer, "r", lambda q: "warn" if q.missed else "muted", width=38,
+           header_tip="Ticks lost in sequence gaps (feed faster than the window, or a reconnect)"),
+    Column("ts", "Time", attr("ts"), F.clock_ns, "r", width=80, csv=lambda q: F.iso_ns(q.ts)),
+)
+
+# ----------------------------------------------------------------------------- orders
+
+WORKING_COLUMNS = (
+    Column("created", "Time", attr("created"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.created)),
+    Column("symbol", "Symbol", attr("symbol"), width=60),
+    Column("side", "Side", attr("side"), F.upper, tone=_side_tone, width=44),
+    Column("qty", "Qty", attr("qty"), F.integer, "r", width=56),
+    Column("filled_qty", "Filled", attr("filled_qty"), F.integer, "r", width=56),
+    Column("order_type", "Type", attr("order_type"), F.upper, width=60),
+    Column("limit_price", "Limit", attr("limit_price"), F.price, "r", width=72),
+    Column("status", "Status", attr("status"), F.upper, tone=_status_tone, width=100,
+           tip=lambda o: o.reason or o.status.value),
+    Column("source", "Source", attr("source"), width=90),
+    Column("client_order_id", "ClOrdID", attr("client_order_id"), width=150),
+    Column("order_id", "OrderID", attr("order_id"), width=70),
+)
+
+HISTORY_COLUMNS = (
+    Column("updated", "Time", attr("updated"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.updated)),
+    Column("symbol", "Symbol", attr("symbol"), width=60),
+    Column("side", "Side", attr("side"), F.upper, tone=_side_tone, width=44),
+    Column("qty", "Qty", attr("qty"), F.integer, "r", width=56),
+    Column("filled_qty", "Filled", attr("filled_qty"), F.integer, "r", width=56),
+    Column("avg_price", "AvgPx", attr("avg_price"), F.price, "r", width=72),
+    Column("order_type", "Type", attr("order_type"), F.upper, width=60),
+    Column("limit_price", "Limit", attr("limit_price"), F.price, "r", width=72),
+    Column("status", "Status", attr("status"), F.upper, tone=_status_tone, width=100),
+    Column("reason", "Reason", attr("reason"), width=220, tip=lambda o: o.reason),
+    Column("source", "Source", attr("source"), width=90),
+    Column("client_order_id", "ClOrdID", attr("client_order_id"), width=150),
+    Column("order_id", "OrderID", attr("order_id"), width=70),
+)
+
+FILL_COLUMNS = (
+    Column("ts", "Time", attr("ts"), F.clock_ns, width=90, csv=lambda f: F.iso_ns(f.ts)),
+    Column("symbol", "Symbol", attr("symbol"), width=60),
+    Column("side", "Side", attr("side"), F.upper, tone=_side_tone, width=44),
+    Column("qty", "Qty", attr("qty"), F.integer, "r", width=56),
+    Column("price", "Price", attr("price"), F.price, "r", width=76),
+    Column("value", "Value", lambda f: f.qty * f.price, F.price, "r", width=90),
+    Column("source", "Source", attr("source"), width=90),
+    Column("latency_us", "Tick→Fill", attr("latency_us"), F.micros, "r", width=80,
+           header_tip="From the tick that caused the order to the fill reaching this window"),
+    Column("client_order_id", "ClOrdID", attr("client_order_id"), width=150),
+    Column("order_id", "OrderID", attr("order_id"), width=70),
+    Column("fill_id", "FillID", attr("fill_id"), width=70),
+)
+
+
+def _total_pnl(p: Any) -> float:
+    return p.realized_pnl + p.unrealized_pnl
+
+
+POSITION_COLUMNS = (
+    Column("symbol", "Symbol", attr("symbol"), width=70),
+    Column("qty", "Qty", attr("qty"), F.signed_int, "r", lambda p: F.updown(p.qty), width=70),
+    Column("avg_price", "AvgPx", attr("avg_price"), F.price, "r", width=80),
+    Column("last", "Last", attr("last"), F.price, "r", width=80),
+    Column("unrealized", "Unrealized", lambda p: p.unrealized_pnl, F.signed, "r", lambda p: F.updown(p.unrealized_pnl), width=90),
+    Column("realized", "Realized", attr("realized_pnl"), F.signed, "r", lambda p: F.updown(p.realized_pnl), width=90),
+    Column("total", "Total P&L", _total_pnl, F.signed, "r", lambda p: F.updown(_total_pnl(p)), width=90),
+    Column("exposure", "Exposure", lambda p: p.qty * p.last, F.signed, "r", width=100,
+           header_tip="Quantity times last price"),
+)
+
+# ----------------------------------------------------------------------------- signals
+
+SIGNAL_COLUMNS = (
+    Column("ts", "Time", attr("ts"), F.clock_ns, width=90, csv=lambda s: F.iso_ns(s.ts)),
+    Column("strategy", "Strategy", attr("strategy"), width=90),
+    Column("symbol", "Symbol", attr("symbol"), width=60),
+    Column("side", "Side", attr("side"), F.upper, tone=_side_tone, width=44),
+    Column("qty", "Qty", attr("qty"), F.integer, "r", width=50),
+    Column("price", "Price", attr("price"), F.price, "r", width=72),
+    Column("accepted", "Decision", attr("accepted"), lambda a: "ACCEPTED" if a else "REJECTED",
+           tone=lambda s: "up" if s.accepted else "bad", width=80),
+    Column("decision", "Decision reason", attr("decision"), width=200, tip=lambda s: s.decision),
+    Column("reason", "Signal reason", attr("reason"), width=220, tip=lambda s: s.reason),
+    Column("client_order_id", "ClOrdID", attr("client_order_id"), width=150),
+)
+
+# ----------------------------------------------------------------------------- workers
+
+#: counters that count a worker's input and output messages, per kind (rates are per second)
+IN_OUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "marketdata": ((), ("ticks",)),
+    "strategy": (("ticks",), ("signals", "levels")),
+    "executor": (("signals", "levels", "ticks", "fills", "order_updates"), ("orders",)),
+    "exchange": (("requests", "ticks_in"), ("published",)),
+}
+
+
+def rate_in(w: Any) -> float:
+    keys = IN_OUT.get(w.spec.kind, (("msgs_in",), ()))[0]
+    return sum(w.rates.get(k, 0.0) for k in keys)
+
+
+def rate_out(w: Any) -> float:
+    keys = IN_OUT.get(w.spec.kind, ((), ("msgs_out",)))[1]
+    return sum(w.rates.get(k, 0.0) for k in keys)
+
+
+def drops(w: Any) -> int:
+    return sum(int(w.counter(k)) for k in _counter_keys(w) if "dropped" in k or k in ("ticks_missed",))
+
+
+def errors(w: Any) -> int:
+    return sum(int(w.counter(k)) for k in _counter_keys(w) if k.endswith("errors"))
+
+
+def _counter_keys(w: Any) -> set[str]:
+    return set(w.stats.get("counters", {})) | set(w.carried)
+
+
+def _ms(us: float | None) -> str:
+    if not us:
+        return "0"
+    ms = us / 1000.0
+    return f"{ms:.2f}" if ms < 10 else f"{ms:.0f}"
+
+
+def latency_text(w: Any) -> str:
+    """``hop p50/p99`` in milliseconds for every hop the worker measured."""
+    lat = w.stats.get("latency", {}) or {}
+    parts = [f"{hop} {_ms(s['p50_us'])}/{_ms(s.get('p99_us'))}" for hop, s in sorted(lat.items())
+             if isinstance(s, dict) and "p50_us" in s]
+    return ("  ".join(parts) + " ms") if parts else ""
+
+
+def latency_tip(w: Any) -> str:
+    lat = w.stats.get("latency", {}) or {}
+    lines = [f"{hop}: p50 {F.micros(s.get('p50_us'))}, p99 {F.micros(s.get('p99_us'))}, "
+             f"p99.9 {F.micros(s.get('p999_us'))}, max {F.micros(s.get('max_us'))} (n={s.get('n')})"
+             for hop, s in sorted(lat.items()) if isinstance(s, dict)]
+    return "\n".join(lines) or "no latency samples in the last heartbeat"
+
+
+def _state_tone(w: Any) -> str | None:
+    return {"running": "up", "paused": "warn", "crashed": "bad", "backoff": "bad", "stopped": "muted",
+            "starting": "warn", "stopping": "warn"}.get(w.state)
+
+
+def _hb_tone(w: Any) -> str | None:
+    a = w.heartbeat_age
+    if w.proc is None or a is None:
+        return "muted"
+    return "bad" if a > 2.0 else ("warn" if a > 1.0 else None)
+
+
+def _counters_tip(w: Any) -> str:
+    c = {k: w.counter(k) for k in sorted(_counter_keys(w))}
+    return "\n".join(f"{k}: {v:,}" for k, v in c.items() if v) or "no counters yet"
+
+
+WORKER_COLUMNS = (
+    Column("name", "Worker", attr("name"), width=92, tip=_counters_tip),
+    Column("state", "State", attr("state"), F.upper, tone=_state_tone, width=70, tip=lambda w: w.reason or w.state),
+    Column("pid", "PID", attr("pid"), lambda p: str(p) if p else "", "r", width=52),
+    Column("uptime", "Uptime", attr("uptime"), F.duration, "r", width=54),
+    Column("restarts", "Restarts", attr("restarts"), F.integer, "r", lambda w: "warn" if w.restarts else None, width=62),
+    Column("heartbeat_age", "HB age", attr("heartbeat_age"), F.age, "r", _hb_tone, width=58,
+           header_tip="Seconds since the worker's last heartbeat"),
+    Column("in", "In/s", rate_in, F.rate, "r", width=52),
+    Column("out", "Out/s", rate_out, F.rate, "r", width=52),
+    Column("drops", "Drops", drops, F.integer, "r", lambda w: "warn" if drops(w) else "muted", width=46),
+    Column("errors", "Errors", errors, F.integer, "r", lambda w: "bad" if errors(w) else "muted", width=46),
+    Column("latency", "Latency p50/p99 per hop", latency_text, width=300, tip=latency_tip,
+           header_tip="Per hop: median / 99th percentile over the last heartbeat, in milliseconds"),
+    Column("kind", "Kind", lambda w: w.spec.kind, width=72),
+    Column("rss", "RSS", lambda w: w.stats.get("gauges", {}).get("rss", 0),
+           lambda b: f"{b / 2**20:.0f} MB" if b else "", "r", width=56),
+)

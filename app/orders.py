@@ -1,0 +1,319 @@
+"""Manual orders from the window: validation, pre-trade risk, sending, cancelling, reconciling.
+
+Everything goes through the same orders endpoint, protocol and idempotency as the
+executor: one ``client_order_id`` per order (``new_client_order_id("manual")``), Lazy
+Pirate resends of the *same* request, and an order that got no reply after every retry
+shown as UNKNOWN and asked about with ``get_order`` until the exchange says what became
+of it -- never sent again as a new order.
+
+Requests are asyncio tasks, so the window never waits on the network.  Results reach the
+trader twice: at once through :attr:`OrderService.listeners` (the ticket's outcome line),
+and as lines in the state's event log.  No Qt here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from workers import protocol as P
+from workers.executor.positions import fill_number
+from workers.executor.risk import Decision, RiskChecker, RiskLimits
+from workers.order_client import AsyncOrderClient, RetryPolicy, new_client_order_id
+from workers.protocol import OrderStatus, OrderType, Side
+from app.state import AppState, OrderRow
+
+log = logging.getLogger("tickdesk.app.orders")
+
+#: get_order must deny an UNKNOWN order this many times before the window calls it "never placed"
+NOT_FOUND_CONFIRMATIONS = 3
+RECONCILE_EVERY = 1.0
+SYNC_RETRY_EVERY = 2.0
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What the order ticket asks for."""
+
+    symbol: str
+    side: Side
+    qty: int
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+
+    def describe(self) -> str:
+        px = f" @ {self.limit_price:.2f} LMT" if self.order_type is OrderType.LIMIT and self.limit_price else " MKT"
+        return f"{self.side.value.upper()} {self.qty} {self.symbol}{px}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one request, for the ticket's outcome line and the log.
+
+    ``kind``: invalid | sent | ack | filled | rejected | unknown | cancel_sent | cancelled |
+    cancel_rejected | cancel_unknown | reconciled.
+    """
+
+    kind: str
+    text: str
+    client_order_id: str = ""
+    ok: bool = True
+
+
+def order_map(reply: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The order fields of a reply: nested under ``order`` or inline (as the executor reads them)."""
+    inner = reply.get("order")
+    return inner if isinstance(inner, Mapping) else reply
+
+
+def validate_ticket(ticket: Ticket, state: AppState, risk: RiskChecker, now: float | None = None,
+                    record: bool = False) -> Decision:
+    """May this ticket go out?  The reason is a sentence for the trader."""
+    sym = (ticket.symbol or "").strip().upper()
+    if not sym:
+        return Decision(False, "Enter a symbol.")
+    q = state.market.quotes.get(sym)
+    if q is None or not q.last:
+        return Decision(False, f"No prices for {sym}: not a symbol on the feed.")
+    if isinstance(ticket.qty, bool) or not isinstance(ticket.qty, int) or ticket.qty < 1:
+        return Decision(False, "Quantity must be a whole number of at least 1.")
+    if ticket.qty > P.MAX_QTY:
+        return Decision(False, f"Quantity must be at most {P.MAX_QTY}.")
+    if ticket.order_type is OrderType.LIMIT:
+        px = ticket.limit_price
+        if px is None or not math.isfinite(px) or px <= 0:
+            return Decision(False, "A limit order needs a positive limit price.")
+        price = px
+    else:
+        price = q.ask if ticket.side is Side.BUY else q.bid
+        price = price or q.last
+    pos = state.positions.qty(sym)
+    pending = state.orders.pending_qty(sym)
+    d = risk.check(ticket.side, sym, ticket.qty, price, time.monotonic() if now is None else now, pos, pending,
+                   last=q.last, record=record)
+    if not d:
+        return Decision(False, f"Risk: {d.reason}.")
+    return d
+
+
+class OrderService:
+    """Sends the ticket's orders and cancels; keeps UNKNOWN orders reconciled."""
+
+    def __init__(self, state: AppState, endpoint: str, limits: RiskLimits | None = None,
+                 policy: RetryPolicy = RetryPolicy(), client: AsyncOrderClient | None = None):
+        self.state = state
+        self.client = client or AsyncOrderClient(endpoint, policy)
+        self.risk = RiskChecker(limits or RiskLimits())
+        self.listeners: list[Callable[[Outcome], None]] = []
+        #: client_order_id -> times get_order said it does not know the order
+        self.unknown: dict[str, int] = {}
+        self.synced = False
+        self._tasks: set[asyncio.Task] = set()
+        self._loop_task: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def start(self) -> None:
+        self._loop_task = asyncio.ensure_future(self._background())
+
+    def close(self) -> None:
+        for t in list(self._tasks) + ([self._loop_task] if self._loop_task else []):
+            t.cancel()
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks) + ([self._loop_task] if self._loop_task else [])
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._task_done)
+        return t
+
+    def _task_done(self, t: asyncio.Task) -> None:
+        self._tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            e = t.exception()
+            self._report(Outcome("error", f"internal error: {type(e).__name__}: {e}", ok=False))
+
+    def _report(self, outcome: Outcome) -> None:
+        level = logging.INFO if outcome.ok else (logging.WARNING if outcome.kind in ("unknown", "cancel_unknown") else logging.ERROR)
+        self.state.log.add(level, "orders", outcome.text)
+        for fn in list(self.listeners):
+            try:
+                fn(outcome)
+            except Exception:
+                log.exception("order outcome listener failed")
+
+    @property
+    def kill_switch(self) -> bool:
+        return self.risk.limits.kill_switch
+
+    def set_kill_switch(self, on: bool) -> None:
+        self.risk.limits = self.risk.limits.updated({"kill_switch": on})
+
+    def set_limits(self, changes: dict) -> RiskLimits:
+        """Raises ValueError naming the bad field; the current limits stay."""
+        self.risk.limits = self.risk.limits.updated(changes)
+        return self.risk.limits
+
+    # ------------------------------------------------------------------ orders
+    def check(self, ticket: Ticket) -> Decision:
+        """What-if validation (nothing recorded): the ticket shows it while the trader types."""
+        return validate_ticket(ticket, self.state, self.risk)
+
+    def submit(self, ticket: Ticket) -> tuple[Decision, str | None]:
+        """Validate and send; returns at once.  The result arrives via listeners."""
+        ticket = Ticket(ticket.symbol.strip().upper(), ticket.side, ticket.qty, ticket.order_type,
+                        ticket.limit_price if ticket.order_type is OrderType.LIMIT else None)
+        d = validate_ticket(ticket, self.state, self.risk, record=True)
+        if not d:
+            self._report(Outcome("invalid", f"{ticket.describe()} not sent: {d.reason}", ok=False))
+            return d, None
+        coid = new_client_order_id("manual")
+        now = P.now_ns()
+        row = OrderRow(client_order_id=coid, symbol=ticket.symbol, side=ticket.side, qty=ticket.qty,
+                       order_type=ticket.order_type, limit_price=ticket.limit_price, source="manual",
+                       status=OrderStatus.PENDING_NEW, created=now, updated=now)
+        self.state.orders.add(row)
+        req = P.SendOrder(client_order_id=coid, symbol=ticket.symbol, side=ticket.side, qty=ticket.qty,
+                          order_type=ticket.order_type, limit_price=ticket.limit_price, source="manual", ts=now)
+        self._report(Outcome("sent", f"{ticket.describe()} sent ({coid})", coid))
+        self._spawn(self._send(req, ticket))
+        return d, coid
+
+    async def _send(self, req: P.SendOrder, ticket: Ticket) -> None:
+        coid = req.client_order_id
+        reply = await self.client.request(req)
+        orders = self.state.orders
+        if reply is None:
+            orders.set_status(coid, OrderStatus.UNKNOWN, "no reply after every retry; reconciling with get_order")
+            self.unknown[coid] = 0
+            self._report(Outcome("unknown", f"{ticket.describe()}: NO REPLY from the exchange after "
+                                 f"{self.client.policy.retries} tries -- order UNKNOWN, reconciling ({coid})", coid, ok=False))
+            return
+        fields = order_map(reply)
+        if reply.get("ok"):
+            if "status" in fields:
+                row = orders.apply_map({**fields, "client_order_id": coid})
+            else:  # a bare ok: the exchange has it; the stream brings the details
+                row = orders.set_status(coid, OrderStatus.NEW)
+            status = row.status if row is not None else OrderStatus.NEW
+            kind = "filled" if status is OrderStatus.FILLED else "ack"
+            extra = f" filled {row.filled_qty} @ {row.avg_price:.2f}" if row is not None and row.filled_qty else ""
+            self._report(Outcome(kind, f"{ticket.describe()} accepted: {status.value}{extra} ({coid})", coid))
+        else:
+            reason = str(reply.get("reason") or "no reason given")
+            if "status" in fields:
+                orders.apply_map({**fields, "client_order_id": coid})
+            orders.set_status(coid, OrderStatus.REJECTED, reason)
+            self._report(Outcome("rejected", f"{ticket.describe()} REJECTED: {reason} ({coid})", coid, ok=False))
+
+    def cancel(self, coid: str) -> asyncio.Task:
+        return self._spawn(self._cancel(coid))
+
+    async def _cancel(self, coid: str) -> None:
+        row = self.state.orders.get(coid)
+        what = f"cancel {row.side.value} {row.qty} {row.symbol}" if row else f"cancel {coid}"
+        reply = await self.client.request(P.CancelOrder(client_order_id=coid, ts=P.now_ns()))
+        if reply is None:
+            self._report(Outcome("cancel_unknown", f"{what}: no reply from the exchange; the blotter shows "
+                                 f"the order's state when the exchange reports it ({coid})", coid, ok=False))
+            if row is not None and row.status is OrderStatus.UNKNOWN:
+                self.unknown.setdefault(coid, 0)
+            return
+        fields = order_map(reply)
+        if "status" in fields:
+            self.state.orders.apply_map({**fields, "client_order_id": coid})
+        if reply.get("ok"):
+            self._report(Outcome("cancelled", f"{what}: done ({coid})", coid))
+        else:
+            self._report(Outcome("cancel_rejected", f"{what} refused: {reply.get('reason') or 'no reason given'} ({coid})",
+                                 coid, ok=False))
+
+    async def cancel_all(self, symbol: str | None = None) -> dict | None:
+        """Cancel every working order at the exchange (all sources).  Returns the reply or None."""
+        reply = await self.client.request(P.CancelAll(symbol=symbol, ts=P.now_ns()))
+        if reply is None:
+            self._report(Outcome("cancel_unknown", "cancel all: NO REPLY from the exchange after every retry", ok=False))
+        elif reply.get("ok"):
+            n = reply.get("cancelled", reply.get("count"))
+            n_txt = f"{len(n) if isinstance(n, list) else n} orders" if n is not None else "sent"
+            self._report(Outcome("cancelled", f"cancel all{' ' + symbol if symbol else ''}: {n_txt}"))
+            for m in reply.get("orders", []) if isinstance(reply.get("orders"), list) else []:
+                if isinstance(m, Mapping):
+                    self.state.orders.apply_map(m)
+        else:
+            self._report(Outcome("cancel_rejected", f"cancel all refused: {reply.get('reason') or 'no reason given'}", ok=False))
+        return reply
+
+    # ------------------------------------------------------------------ reconciliation
+    async def sync(self) -> bool:
+        """Load working/recent orders and positions from the exchange (start, stream gaps)."""
+        reply = await self.client.request(P.GetPositions())
+        if reply is None or not reply.get("ok"):
+            return False
+        try:
+            positions = reply.get("positions", [])
+            if not isinstance(positions, list):
+                raise ValueError("positions is not an array")
+            self.state.load_positions(positions, reply.get("last_fill_seq", 0))
+        except ValueError as e:
+            self.state.log.warning("orders", f"unreadable get_positions reply: {e}")
+            return False
+        replay = [f for f in self.state.fills.items if (fill_number(f.fill_id) or 0) > self.state.positions.last_fill_seq]
+        for f in replay:  # fills that reached us before the snapshot was taken's reply
+            self.state.positions.get(f.symbol).apply(f.side, f.qty, f.price)
+        reply = await self.client.request(P.GetOrders(working_only=False))
+        if reply is not None and reply.get("ok") and isinstance(reply.get("orders"), list):
+            for m in reply["orders"]:
+                if isinstance(m, Mapping):
+                    row = self.state.orders.apply_map(m)
+                    if row is not None and row.status is OrderStatus.UNKNOWN:
+                        self.unknown.setdefault(row.client_order_id, 0)
+        self.state.resync_wanted = False
+        if not self.synced:
+            self.state.log.info("orders", f"loaded {len(self.state.orders)} orders and "
+                                f"{len(self.state.positions)} positions from the exchange")
+        self.synced = True
+        return True
+
+    async def _reconcile_one(self, coid: str) -> None:
+        reply = await self.client.request(P.GetOrder(client_order_id=coid))
+        if reply is None:
+            return
+        fields = order_map(reply)
+        status = fields.get("status")
+        if reply.get("ok") and status and status != OrderStatus.UNKNOWN.value:
+            row = self.state.orders.apply_map({**fields, "client_order_id": coid})
+            self.unknown.pop(coid, None)
+            if row is not None:
+                self._report(Outcome("reconciled", f"order {coid} reconciled: {row.status.value}", coid))
+            return
+        self.unknown[coid] = self.unknown.get(coid, 0) + 1
+        if self.unknown[coid] >= NOT_FOUND_CONFIRMATIONS:
+            del self.unknown[coid]
+            self.state.orders.set_status(coid, OrderStatus.REJECTED, "never reached the exchange (reconciled with get_order)")
+            self._report(Outcome("reconciled", f"order {coid} never reached the exchange: not placed", coid, ok=False))
+
+    async def _background(self) -> None:
+        next_sync = 0.0
+        while True:
+            now = time.monotonic()
+            if (not self.synced or self.state.resync_wanted) and now >= next_sync:
+                ok = await self.sync()
+                next_sync = time.monotonic() + (SYNC_RETRY_EVERY if not ok else 5.0)
+            for coid in list(self.unknown):
+                await self._reconcile_one(coid)
+            await asyncio.sleep(RECONCILE_EVERY)

@@ -1,0 +1,101 @@
+"""Blotters: working orders (cancel one / cancel all), order history, fills, positions."""
+
+from __future__ import annotations
+
+from app.models.table import RecordTableModel
+from app.models.tables import FILL_COLUMNS, HISTORY_COLUMNS, POSITION_COLUMNS, WORKING_COLUMNS
+from app.panels.table_panel import TablePanel, shortcut
+from app.qt import QtWidgets, Signal
+from app.state import MAX_FILLS, MAX_ORDERS, AppState, Changes
+
+
+class WorkingOrdersPanel(TablePanel):
+    """Orders live at the exchange (or UNKNOWN: possibly live).
+
+    Signals:
+        cancelRequested(list): client_order_ids to cancel (button, Delete key, menu).
+        cancelAllRequested(): the "Cancel all" button.
+    """
+
+    cancelRequested = Signal(list)
+    cancelAllRequested = Signal()
+
+    def __init__(self, parent=None):
+        self.cancel_button = QtWidgets.QPushButton("Cancel  Del")
+        self.cancel_button.setObjectName("cancelSelected")
+        self.cancel_button.setToolTip("Cancel the selected orders (Delete)")
+        self.cancel_all_button = QtWidgets.QPushButton("Cancel all  Ctrl+Shift+X")
+        self.cancel_all_button.setObjectName("cancelAll")
+        self.cancel_all_button.setToolTip("Cancel every working order at the exchange, strategies' included (Ctrl+Shift+X)")
+        super().__init__("working", RecordTableModel(WORKING_COLUMNS, key=lambda o: o.client_order_id, newest_first=True),
+                         buttons=(self.cancel_button, self.cancel_all_button), parent=parent)
+        self.cancel_button.clicked.connect(self.cancel_selected)
+        self.cancel_all_button.clicked.connect(self.cancelAllRequested)
+        self.delete_shortcut = shortcut("Delete", self.view, self.cancel_selected)
+
+    def cancel_selected(self) -> None:
+        coids = [o.client_order_id for o in self.selected_rows() if o is not None]
+        if not coids:
+            cur = self.current_row()
+            coids = [cur.client_order_id] if cur is not None else []
+        if coids:
+            self.cancelRequested.emit(coids)
+
+    def add_context_actions(self, menu) -> None:
+        menu.addAction("Cancel selected", self.cancel_selected)
+        menu.addAction("Cancel all working orders", self.cancelAllRequested.emit)
+        menu.addSeparator()
+
+    def apply(self, ch: Changes) -> None:
+        if not (ch.new_orders or ch.changed_orders or ch.evicted_orders):
+            return
+        live = [o for o in ch.new_orders if o.is_live]
+        gone = [o.client_order_id for o in ch.new_orders + ch.changed_orders if not o.is_live]
+        for o in ch.changed_orders:
+            if o.is_live:
+                live.append(o)
+        if gone:
+            self.model.remove(k for k in gone if k in self.model)
+        if live:
+            self.model.upsert(live)
+
+
+class HistoryPanel(TablePanel):
+    def __init__(self, parent=None):
+        super().__init__("history", RecordTableModel(HISTORY_COLUMNS, key=lambda o: o.client_order_id,
+                                                     newest_first=True, max_rows=MAX_ORDERS), parent=parent)
+
+    def apply(self, ch: Changes) -> None:
+        if ch.evicted_orders:
+            self.model.remove(k for k in ch.evicted_orders if k in self.model)
+        if ch.new_orders or ch.changed_orders:
+            self.model.upsert(ch.changed_orders + ch.new_orders)
+
+
+class FillsPanel(TablePanel):
+    def __init__(self, parent=None):
+        super().__init__("fills", RecordTableModel(FILL_COLUMNS, key=lambda f: f.fill_id, newest_first=True,
+                                                   max_rows=MAX_FILLS), parent=parent)
+
+    def apply(self, ch: Changes) -> None:
+        if ch.new_fills:
+            self.model.upsert(ch.new_fills)
+
+
+class PositionsPanel(TablePanel):
+    """Positions with average price and P&L (marked to the last tick at every flush)."""
+
+    def __init__(self, state: AppState, parent=None):
+        self.totals = QtWidgets.QLabel("")
+        self.totals.setObjectName("positionTotals")
+        super().__init__("positions", RecordTableModel(POSITION_COLUMNS, key=lambda p: p.symbol),
+                         filterable=False, buttons=(self.totals,), parent=parent)
+        self.state = state
+
+    def apply(self, ch: Changes) -> None:
+        if ch.positions:
+            book = self.state.positions.positions
+            self.model.upsert(book[s] for s in sorted(ch.positions) if s in book)
+            realized, unrealized = self.state.pnl_totals()
+            self.totals.setText(f"P&L  realized {realized:+,.2f}   unrealized {unrealized:+,.2f}   "
+                                f"total {realized + unrealized:+,.2f}")

@@ -1,0 +1,189 @@
+"""The order ticket: symbol, quantity, market/limit, limit price, Buy and Sell.
+
+The ticket only builds a :class:`~app.orders.Ticket` and emits it; the window confirms
+(if the trader wants that) and hands it to the order service.  A live check (the same
+validation and risk check the send uses, without recording anything) says under the
+buttons what would happen, and the outcome of every send -- ack, fill, reject with its
+reason, no reply -- replaces it the moment it is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from workers.executor.risk import Decision
+from workers.protocol import OrderType, Side
+from app.models.columns import price as fmt_price
+from app.orders import Outcome, Ticket
+from app.qt import Qt, QtWidgets, Signal
+from app.state import AppState
+from app.theme import repolish
+
+TONE_FOR = {"ok": "ok", "bad": "bad", "warn": "warn"}
+
+
+class TicketPanel(QtWidgets.QWidget):
+    """Signals:
+        submitted(object): a Ticket the trader asked to send (Buy/Sell button or hotkey).
+    """
+
+    submitted = Signal(object)
+
+    def __init__(self, state: AppState, default_qty: int = 100, parent=None):
+        super().__init__(parent)
+        self.setObjectName("ticket")
+        self.state = state
+        self.validator: Callable[[Ticket], Decision] | None = None
+        self._known: set[str] = set()
+
+        self.symbol = QtWidgets.QComboBox(self)
+        self.symbol.setObjectName("ticketSymbol")
+        self.symbol.setEditable(True)
+        self.symbol.setInsertPolicy(QtWidgets.QComboBox.InsertPolicy.NoInsert)
+        self.symbol.setMinimumWidth(90)
+        self.symbol.lineEdit().setPlaceholderText("Symbol")
+        self.qty = QtWidgets.QSpinBox(self)
+        self.qty.setObjectName("ticketQty")
+        self.qty.setRange(1, 10_000_000)
+        self.qty.setSingleStep(100)
+        self.qty.setValue(default_qty)
+        self.qty.setAccelerated(True)
+        self.qty.setMinimumWidth(80)
+        self.order_type = QtWidgets.QComboBox(self)
+        self.order_type.setObjectName("ticketType")
+        self.order_type.addItem("Market", OrderType.MARKET)
+        self.order_type.addItem("Limit", OrderType.LIMIT)
+        self.limit = QtWidgets.QDoubleSpinBox(self)
+        self.limit.setObjectName("ticketLimit")
+        self.limit.setRange(0.0, 1e9 - 1)
+        self.limit.setDecimals(2)
+        self.limit.setSingleStep(0.01)
+        self.limit.setMinimumWidth(90)
+        self.limit.setEnabled(False)
+        self.buy = QtWidgets.QPushButton("Buy  Ctrl+B", self)
+        self.buy.setObjectName("buyButton")
+        self.buy.setToolTip("Send a buy order (Ctrl+B)")
+        self.sell = QtWidgets.QPushButton("Sell  Ctrl+S", self)
+        self.sell.setObjectName("sellButton")
+        self.sell.setToolTip("Send a sell order (Ctrl+S)")
+        for b in (self.buy, self.sell):
+            b.setMinimumHeight(28)
+            b.setAutoDefault(False)
+        self.quote = QtWidgets.QLabel("", self)
+        self.quote.setObjectName("muted")
+        self.quote.setTextFormat(Qt.TextFormat.PlainText)
+        self.outcome = QtWidgets.QLabel("Ready.", self)
+        self.outcome.setObjectName("outcome")
+        self.outcome.setWordWrap(True)
+        self.outcome.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.outcome.setMinimumHeight(24)
+
+        grid = QtWidgets.QGridLayout(self)
+        grid.setContentsMargins(6, 4, 6, 4)
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(4)
+        for col, (text, w) in enumerate((("Symbol", self.symbol), ("Qty", self.qty), ("Type", self.order_type),
+                                          ("Limit", self.limit))):
+            lbl = QtWidgets.QLabel(text, self)
+            lbl.setObjectName("muted")
+            lbl.setBuddy(w)
+            grid.addWidget(lbl, 0, col)
+            grid.addWidget(w, 1, col)
+        grid.addWidget(self.buy, 1, 4)
+        grid.addWidget(self.sell, 1, 5)
+        grid.addWidget(self.quote, 2, 0, 1, 6)
+        grid.addWidget(self.outcome, 3, 0, 1, 6)
+        grid.setRowStretch(4, 1)
+        grid.setColumnStretch(0, 2)
+        grid.setColumnStretch(4, 1)
+        grid.setColumnStretch(5, 1)
+        self._connect_signals()
+
+    def _connect_signals(self) -> None:
+        self.buy.clicked.connect(lambda: self.send(Side.BUY))
+        self.sell.clicked.connect(lambda: self.send(Side.SELL))
+        self.order_type.currentIndexChanged.connect(self._type_changed)
+        self.symbol.currentTextChanged.connect(self._inputs_changed)
+        self.qty.valueChanged.connect(self._inputs_changed)
+        self.limit.valueChanged.connect(self._inputs_changed)
+
+    # ------------------------------------------------------------------ inputs
+    def ticket(self, side: Side) -> Ticket:
+        ot = self.order_type.currentData()
+        return Ticket(symbol=self.symbol.currentText().strip().upper(), side=side, qty=int(self.qty.value()),
+                      order_type=ot, limit_price=float(self.limit.value()) if ot is OrderType.LIMIT else None)
+
+    def set_symbol(self, symbol: str, prefill_limit: bool = True) -> None:
+        """Fill the ticket from the market watch (double-click)."""
+        self.add_symbols([symbol])
+        self.symbol.setCurrentText(symbol)
+        q = self.state.market.quotes.get(symbol)
+        if prefill_limit and q is not None and q.last:
+            self.limit.setValue(q.last)
+        self.refresh_quote()
+
+    def set_order_type(self, ot: OrderType) -> None:
+        self.order_type.setCurrentIndex(self.order_type.findData(ot))
+
+    def add_symbols(self, symbols) -> None:
+        new = set(symbols) - self._known
+        if new:
+            self._known |= new
+            text = self.symbol.currentText()
+            for s in sorted(new):
+                if self.symbol.findText(s) < 0:
+                    self.symbol.addItem(s)
+            self.symbol.setCurrentText(text)
+
+    def focus_symbol(self) -> None:
+        self.symbol.setFocus()
+        self.symbol.lineEdit().selectAll()
+
+    def _type_changed(self) -> None:
+        is_limit = self.order_type.currentData() is OrderType.LIMIT
+        self.limit.setEnabled(is_limit)
+        if is_limit and not self.limit.value():
+            q = self.state.market.quotes.get(self.symbol.currentText().strip().upper())
+            if q is not None and q.last:
+                self.limit.setValue(q.last)
+        self._inputs_changed()
+
+    def _inputs_changed(self, *_) -> None:
+        self.refresh_quote()
+
+    # ------------------------------------------------------------------ sending
+    def send(self, side: Side) -> None:
+        t = self.ticket(side)
+        if self.validator is not None:
+            d = self.validator(t)
+            if not d:
+                self.show_message(f"{t.describe()} not sent: {d.reason}", "bad")
+                return
+        self.submitted.emit(t)
+
+    def show_outcome(self, o: Outcome) -> None:
+        tone = "ok" if o.ok else ("warn" if o.kind in ("unknown", "cancel_unknown") else "bad")
+        self.show_message(o.text, tone)
+
+    def show_message(self, text: str, tone: str) -> None:
+        self.outcome.setText(text)
+        self.outcome.setProperty("tone", TONE_FOR.get(tone, ""))
+        repolish(self.outcome)
+
+    # ------------------------------------------------------------------ flush
+    def refresh_quote(self) -> None:
+        sym = self.symbol.currentText().strip().upper()
+        q = self.state.market.quotes.get(sym)
+        if q is None:
+            self.quote.setText(f"{sym or 'No symbol'}: no prices" if sym else "")
+            return
+        pos = self.state.positions.qty(sym)
+        working = len(self.state.orders.live(sym))
+        self.quote.setText(f"Bid {fmt_price(q.bid)} x {q.bid_size:,}   Ask {fmt_price(q.ask)} x {q.ask_size:,}   "
+                           f"Last {fmt_price(q.last)}   Pos {pos:+,}   Working {working}")
+
+    def apply(self, symbols: set[str]) -> None:
+        if symbols:
+            self.add_symbols(symbols)
+            if self.symbol.currentText().strip().upper() in symbols:
+                self.refresh_quote()

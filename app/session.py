@@ -1,0 +1,74 @@
+"""Everything behind the window that is not Qt: the fleet, the state, the feeds, the orders.
+
+A :class:`Session` owns the supervisor (it starts and stops the worker processes), the
+in-memory :class:`~app.state.AppState`, the subscriptions that fill it, the order service
+and the fleet controls.  The window drives it (``poll`` from a timer) and shows it; tests
+build one on ephemeral endpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from workers.config import Endpoints
+from workers.executor.risk import RiskLimits
+from workers.supervisor import Supervisor
+from app.control import FleetControl
+from app.feeds import Feeds
+from app.orders import OrderService
+from app.state import AppState, LogBridgeHandler
+
+log = logging.getLogger("tickdesk.app")
+
+_EVENT_LEVELS = (("died", logging.ERROR), ("silent", logging.ERROR), ("refused", logging.WARNING),
+                 ("cannot start", logging.ERROR), ("stop requested", logging.WARNING))
+
+
+class Session:
+    def __init__(self, sup: Supervisor, limits: RiskLimits | None = None, state: AppState | None = None):
+        self.sup = sup
+        self.endpoints: Endpoints = sup.endpoints
+        self.state = state or AppState()
+        self.feeds = Feeds(self.state, self.endpoints)
+        self.orders = OrderService(self.state, self.endpoints.orders, limits)
+        self.control = FleetControl(sup, self.orders, self.state)
+        self.started = False
+        self.closed = False
+        self._log_handler = LogBridgeHandler(self.state.log)
+        for ts, name, text in list(sup.events):
+            self._on_sup_event(name, text)
+        sup.listeners.append(self._on_sup_event)
+
+    def _on_sup_event(self, name: str, text: str) -> None:
+        level = next((lvl for word, lvl in _EVENT_LEVELS if word in text), logging.INFO)
+        self.state.log.add(level, name, text)
+
+    def start(self) -> None:
+        """Start the fleet and the subscriptions (needs a running asyncio loop)."""
+        logging.getLogger("tickdesk").addHandler(self._log_handler)
+        self.sup.start()
+        self.feeds.start()
+        self.orders.start()
+        self.started = True
+
+    def poll(self) -> None:
+        """Called from the window's timer: the supervisor's control socket and restarts."""
+        if self.closed:
+            return
+        self.sup.poll(0)
+        self.control.enforce()
+
+    def close(self) -> None:
+        """Stop everything now: tasks cancelled, sockets closed, every worker process ended
+        and waited for (this blocks for as long as the workers take to exit)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.control.close()
+        self.orders.close()
+        self.feeds.close()
+        try:
+            self.sup.stop()
+        finally:
+            logging.getLogger("tickdesk").removeHandler(self._log_handler)
+

@@ -1,0 +1,229 @@
+"""Window settings: what they are (a dataclass), where they live (QSettings, an INI file in the
+data folder), and the dialog that edits them (endpoints, risk limits, confirmations, theme)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workers.config import Endpoints, is_loopback
+from workers.executor.risk import RiskLimits
+from app.qt import QSettings, QtWidgets
+
+SETTINGS_FILE = "tickdesk.ini"
+RISK_FIELDS = ("max_order_qty", "max_position", "price_band_pct", "max_orders_per_sec")
+
+
+@dataclass
+class UiSettings:
+    theme: str = "dark"
+    #: ask before sending a manual order (an expert turns this off)
+    confirm_orders: bool = True
+    #: ask before "cancel all" (the kill switch never asks: it must act at once)
+    confirm_cancel_all: bool = True
+    default_qty: int = 100
+    #: risk limits of the manual ticket (RiskLimits field -> value)
+    risk: dict = field(default_factory=lambda: {k: getattr(RiskLimits(), k) for k in RISK_FIELDS})
+    #: also send the limits to the executor (set_limits) when they change
+    apply_limits_to_executor: bool = False
+    #: endpoint overrides (name -> url); empty = the default; used at the next start
+    endpoints: dict = field(default_factory=dict)
+
+    def limits(self) -> RiskLimits:
+        return RiskLimits().updated(self.risk)
+
+
+class Settings:
+    """QSettings in INI format at ``path`` (tests and --data-dir get their own file)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self.q = QSettings(self.path, QSettings.Format.IniFormat)
+
+    def load(self) -> UiSettings:
+        d = UiSettings()
+        q = self.q
+        s = UiSettings(
+            theme=str(q.value("ui/theme", d.theme)),
+            confirm_orders=_bool(q.value("orders/confirm", d.confirm_orders)),
+            confirm_cancel_all=_bool(q.value("orders/confirm_cancel_all", d.confirm_cancel_all)),
+            default_qty=_int(q.value("orders/default_qty", d.default_qty), d.default_qty),
+            apply_limits_to_executor=_bool(q.value("risk/apply_to_executor", d.apply_limits_to_executor)),
+        )
+        if s.theme not in ("dark", "light"):
+            s.theme = "dark"
+        risk = dict(d.risk)
+        for k in RISK_FIELDS:
+            v = q.value(f"risk/{k}")
+            if v is not None:
+                risk[k] = v
+        try:
+            RiskLimits().updated(risk)
+            s.risk = {k: getattr(RiskLimits().updated(risk), k) for k in RISK_FIELDS}
+        except ValueError:
+            s.risk = dict(d.risk)  # a hand-edited file with nonsense: back to safe defaults
+        for n in Endpoints.NAMES:
+            v = q.value(f"endpoints/{n}")
+            if v:
+                s.endpoints[n] = str(v)
+        return s
+
+    def save(self, s: UiSettings) -> None:
+        q = self.q
+        q.setValue("ui/theme", s.theme)
+        q.setValue("orders/confirm", s.confirm_orders)
+        q.setValue("orders/confirm_cancel_all", s.confirm_cancel_all)
+        q.setValue("orders/default_qty", int(s.default_qty))
+        q.setValue("risk/apply_to_executor", s.apply_limits_to_executor)
+        for k in RISK_FIELDS:
+            q.setValue(f"risk/{k}", s.risk[k])
+        q.remove("endpoints")
+        for n, v in s.endpoints.items():
+            if v:
+                q.setValue(f"endpoints/{n}", v)
+        q.sync()
+
+    # raw values (geometry, dock state, header states)
+    def value(self, key: str, default=None):
+        return self.q.value(key, default)
+
+    def set_value(self, key: str, value) -> None:
+        self.q.setValue(key, value)
+
+    def sync(self) -> None:
+        self.q.sync()
+
+
+def _bool(v) -> bool:
+    if isinstance(v, bool):
+        return v
+    return str(v).lower() in ("1", "true", "yes", "on")
+
+
+def _int(v, default: int) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+class SettingsDialog(QtWidgets.QDialog):
+    """Edits a copy of the settings; :meth:`result_settings` returns it after OK."""
+
+    def __init__(self, settings: UiSettings, current_endpoints: Endpoints, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("TickDesk settings")
+        self.setObjectName("settingsDialog")
+        self._orig = settings
+        tabs = QtWidgets.QTabWidget()
+
+        # ---- general
+        gen = QtWidgets.QWidget()
+        f = QtWidgets.QFormLayout(gen)
+        self.theme = QtWidgets.QComboBox()
+        self.theme.addItems(["dark", "light"])
+        self.theme.setCurrentText(settings.theme)
+        self.confirm = QtWidgets.QCheckBox("Ask before sending a manual order")
+        self.confirm.setChecked(settings.confirm_orders)
+        self.confirm_cancel_all = QtWidgets.QCheckBox("Ask before cancelling all working orders")
+        self.confirm_cancel_all.setChecked(settings.confirm_cancel_all)
+        self.default_qty = QtWidgets.QSpinBox()
+        self.default_qty.setRange(1, 10_000_000)
+        self.default_qty.setValue(settings.default_qty)
+        f.addRow("Theme", self.theme)
+        f.addRow("", self.confirm)
+        f.addRow("", self.confirm_cancel_all)
+        f.addRow("Default quantity", self.default_qty)
+        tabs.addTab(gen, "General")
+
+        # ---- risk
+        risk = QtWidgets.QWidget()
+        f = QtWidgets.QFormLayout(risk)
+        self.max_qty = QtWidgets.QSpinBox()
+        self.max_qty.setRange(1, 10_000_000)
+        self.max_qty.setValue(int(settings.risk["max_order_qty"]))
+        self.max_pos = QtWidgets.QSpinBox()
+        self.max_pos.setRange(0, 100_000_000)
+        self.max_pos.setValue(int(settings.risk["max_position"]))
+        self.band = QtWidgets.QDoubleSpinBox()
+        self.band.setRange(0.01, 100.0)
+        self.band.setDecimals(2)
+        self.band.setSuffix(" %")
+        self.band.setValue(float(settings.risk["price_band_pct"]))
+        self.rate = QtWidgets.QSpinBox()
+        self.rate.setRange(1, 10_000)
+        self.rate.setValue(int(settings.risk["max_orders_per_sec"]))
+        self.to_executor = QtWidgets.QCheckBox("Also apply these limits to the executor (strategy orders)")
+        self.to_executor.setChecked(settings.apply_limits_to_executor)
+        f.addRow("Max order quantity", self.max_qty)
+        f.addRow("Max position (per symbol)", self.max_pos)
+        f.addRow("Price band around last", self.band)
+        f.addRow("Max orders per second", self.rate)
+        f.addRow("", self.to_executor)
+        tabs.addTab(risk, "Risk limits")
+
+        # ---- endpoints
+        eps = QtWidgets.QWidget()
+        f = QtWidgets.QFormLayout(eps)
+        note = QtWidgets.QLabel("Endpoints take effect at the next start. Only loopback (127.x, ::1, ipc://) "
+                                "is allowed without CurveZMQ keys.")
+        note.setWordWrap(True)
+        note.setObjectName("muted")
+        f.addRow(note)
+        self.endpoint_edits: dict[str, QtWidgets.QLineEdit] = {}
+        defaults = Endpoints()
+        for n in Endpoints.NAMES:
+            e = QtWidgets.QLineEdit(settings.endpoints.get(n, ""))
+            e.setPlaceholderText(getattr(defaults, n))
+            e.setToolTip(f"now: {getattr(current_endpoints, n)}")
+            self.endpoint_edits[n] = e
+            f.addRow(n, e)
+        tabs.addTab(eps, "Endpoints")
+
+        self.error = QtWidgets.QLabel("")
+        self.error.setObjectName("outcome")
+        self.error.setProperty("tone", "bad")
+        self.error.hide()
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.addWidget(tabs)
+        lay.addWidget(self.error)
+        lay.addWidget(buttons)
+        self._result: UiSettings | None = None
+
+    def _accept(self) -> None:
+        s = dataclasses.replace(self._orig)
+        s.theme = self.theme.currentText()
+        s.confirm_orders = self.confirm.isChecked()
+        s.confirm_cancel_all = self.confirm_cancel_all.isChecked()
+        s.default_qty = self.default_qty.value()
+        s.risk = {"max_order_qty": self.max_qty.value(), "max_position": self.max_pos.value(),
+                  "price_band_pct": self.band.value(), "max_orders_per_sec": self.rate.value()}
+        s.apply_limits_to_executor = self.to_executor.isChecked()
+        s.endpoints = {}
+        for n, e in self.endpoint_edits.items():
+            v = e.text().strip()
+            if not v:
+                continue
+            if not v.startswith(("tcp://", "ipc://", "inproc://")):
+                return self._fail(f"{n}: an endpoint looks like tcp://127.0.0.1:5555 or ipc:///path")
+            if not is_loopback(v):
+                return self._fail(f"{n}: {v} is not loopback; remote endpoints need CurveZMQ keys (see docs)")
+            s.endpoints[n] = v
+        try:
+            s.limits()
+        except ValueError as e:
+            return self._fail(str(e))
+        self._result = s
+        self.accept()
+
+    def _fail(self, text: str) -> None:
+        self.error.setText(text)
+        self.error.show()
+
+    def result_settings(self) -> UiSettings | None:
+        return self._result

@@ -1,0 +1,590 @@
+"""The window's in-memory state: what the network said, kept without Qt.
+
+The feeds (app.feeds) write here as messages arrive -- per-symbol conflated quotes, bars
+built tick by tick, bounded ring buffers of orders, fills, signals and log lines -- and
+mark what changed.  About 30 times a second the window calls :meth:`AppState.collect`,
+which hands over everything that changed since the last call as one :class:`Changes`, and
+pushes exactly that to its table models and the chart.  Nothing here imports Qt, so all of
+it is tested with plain pytest and protocol messages.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from workers import protocol as P
+from workers.executor.positions import PositionBook, SymbolPosition
+from workers.protocol import OrderStatus, OrderType, Side
+
+try:  # the chart's bar builder is Qt-free numpy; the window still runs without it
+    from app.chart.bars import MultiIntervalBars
+except ImportError:  # pragma: no cover - only while app/chart is being written
+    MultiIntervalBars = None  # type: ignore[assignment,misc]
+
+#: bar intervals (seconds) built for every symbol
+BAR_INTERVALS = (1, 5, 60)
+MAX_ORDERS = 20_000
+MAX_FILLS = 20_000
+MAX_SIGNALS = 20_000
+MAX_LOG = 5_000
+#: fill ids remembered to drop a fill seen twice (snapshot + stream, resends)
+SEEN_FILL_IDS = 100_000
+
+#: statuses shown in the working-orders blotter: live at the exchange, or possibly live
+LIVE_STATUSES = frozenset(P.WORKING_STATUSES | {OrderStatus.UNKNOWN})
+
+
+# ----------------------------------------------------------------------------- market
+
+
+class Quote:
+    """The latest tick of one symbol (conflated: only the newest values are kept)."""
+
+    __slots__ = (
+        "symbol", "last", "bid", "ask", "bid_size", "ask_size", "volume", "ref", "ts", "seq",
+        "ticks", "missed", "restarts", "rate", "_rate_ticks", "_vol_base", "row",
+    )
+
+    def __init__(self, symbol: str):
+        self.symbol = symbol
+        self.last = self.bid = self.ask = 0.0
+        self.bid_size = self.ask_size = 0
+        self.volume = 0  # cumulative volume as the feed reports it
+        self.ref = 0.0  # reference for the change column: the first price this window saw
+        self.ts = 0  # origin timestamp (ns) of the newest tick
+        self.seq = 0
+        self.ticks = 0  # ticks received
+        self.missed = 0  # ticks lost in sequence gaps
+        self.restarts = 0  # times the feed's sequence started over
+        self.rate = 0.0  # ticks per second, updated by MarketState.update_rates
+        self._rate_ticks = 0
+        self._vol_base = 0
+
+    @property
+    def change(self) -> float:
+        return self.last - self.ref if self.ref else 0.0
+
+    @property
+    def change_pct(self) -> float:
+        return (self.last / self.ref - 1.0) * 100.0 if self.ref else 0.0
+
+    @property
+    def spread(self) -> float:
+        return self.ask - self.bid
+
+
+class MarketState:
+    """Quotes and bars of every symbol; ``on_tick`` is the hot path (one call per tick)."""
+
+    def __init__(self, intervals: tuple[int, ...] = BAR_INTERVALS, bars_factory: Callable[[], Any] | None = None):
+        self.quotes: dict[str, Quote] = {}
+        self.bars: dict[str, Any] = {}
+        self.dirty: set[str] = set()
+        self.total_ticks = 0
+        self.total_missed = 0
+        self.rate = 0.0  # all symbols, ticks/s
+        if bars_factory is None and MultiIntervalBars is not None:
+            bars_factory = lambda: MultiIntervalBars(intervals=intervals)  # noqa: E731
+        self._bars_factory = bars_factory
+        self._rate_t = time.monotonic()
+        self._rate_total = 0
+
+    def _new_symbol(self, symbol: str) -> Quote:
+        q = self.quotes[symbol] = Quote(symbol)
+        if self._bars_factory is not None:
+            self.bars[symbol] = self._bars_factory()
+        return q
+
+    def on_tick(self, symbol: str, seq: int, ts: int, last: float, bid: float, ask: float,
+                bid_size: int, ask_size: int, volume: int) -> None:
+        q = self.quotes.get(symbol)
+        if q is None:
+            q = self._new_symbol(symbol)
+        prev_seq = q.seq
+        if prev_seq and seq != prev_seq + 1:
+            if seq > prev_seq:
+                q.missed += seq - prev_seq - 1
+                self.total_missed += seq - prev_seq - 1
+            elif seq <= 1:
+                # the gateway restarted: its cumulative volume starts over too
+                q.restarts += 1
+                q._vol_base = 0
+                q.volume = 0
+            else:
+                return  # late or duplicate tick: never move the quote backwards
+        q.seq = seq
+        delta = volume - q.volume if volume >= q.volume else 0
+        if not q.ref:
+            q.ref = last
+            delta = 0  # the first tick carries the whole day's volume, not a trade
+        q.last, q.bid, q.ask, q.bid_size, q.ask_size, q.volume, q.ts = last, bid, ask, bid_size, ask_size, volume, ts
+        q.ticks += 1
+        self.total_ticks += 1
+        self.dirty.add(symbol)
+        bars = self.bars.get(symbol)
+        if bars is not None:
+            bars.add_tick(ts, last, delta)
+
+    def update_rates(self, now: float) -> None:
+        """Ticks per second, per symbol and in total, over the time since the last call."""
+        dt = now - self._rate_t
+        if dt < 0.5:
+            return
+        for sym, q in self.quotes.items():
+            rate = (q.ticks - q._rate_ticks) / dt
+            q._rate_ticks = q.ticks
+            if rate != q.rate:
+                q.rate = rate
+                self.dirty.add(sym)
+        self.rate = (self.total_ticks - self._rate_total) / dt
+        self._rate_total = self.total_ticks
+        self._rate_t = now
+
+    def take_dirty(self) -> set[str]:
+        d, self.dirty = self.dirty, set()
+        return d
+
+
+# ----------------------------------------------------------------------------- orders
+
+
+@dataclass(slots=True)
+class OrderRow:
+    """One order as this window knows it: the manual ticket's and the strategies' alike."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: int
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    source: str = ""
+    status: OrderStatus = OrderStatus.PENDING_NEW
+    filled_qty: int = 0
+    avg_price: float = 0.0
+    order_id: str = ""
+    reason: str = ""
+    created: int = 0  # ns
+    updated: int = 0  # ns
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.qty - self.filled_qty)
+
+    @property
+    def signed_remaining(self) -> int:
+        return self.remaining if self.side is Side.BUY else -self.remaining
+
+
+def _parse(enum_cls, value, default=None):
+    try:
+        return enum_cls(value)
+    except (ValueError, TypeError):
+        return default
+
+
+class OrderBook:
+    """Every order seen (bounded), keyed by client_order_id, with what changed since the last
+    :meth:`take_changes`.  Updates never move an order backwards: a terminal order stays
+    terminal and the filled quantity never shrinks, whatever order the reply and the
+    stream's updates arrive in."""
+
+    def __init__(self, max_orders: int = MAX_ORDERS):
+        self.orders: collections.OrderedDict[str, OrderRow] = collections.OrderedDict()
+        self.max_orders = max_orders
+        self._new: list[str] = []
+        self._changed: set[str] = set()
+        self._evicted: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.orders)
+
+    def get(self, coid: str) -> OrderRow | None:
+        return self.orders.get(coid)
+
+    def live(self, symbol: str | None = None) -> list[OrderRow]:
+        return [o for o in self.orders.values() if o.is_live and (symbol is None or o.symbol == symbol)]
+
+    def pending_qty(self, symbol: str) -> int:
+        """Signed remaining quantity of the live orders in ``symbol`` (for risk checks)."""
+        return sum(o.signed_remaining for o in self.orders.values() if o.symbol == symbol and o.is_live)
+
+    def add(self, row: OrderRow) -> OrderRow:
+        """Add an order this window is about to send (status pending_new)."""
+        if row.client_order_id in self.orders:
+            return self.orders[row.client_order_id]
+        now = P.now_ns()
+        row.created = row.created or now
+        row.updated = row.updated or now
+        self.orders[row.client_order_id] = row
+        self._new.append(row.client_order_id)
+        self._evict()
+        return row
+
+    def _evict(self) -> None:
+        if len(self.orders) <= self.max_orders:
+            return
+        for coid in list(self.orders):
+            if len(self.orders) <= self.max_orders:
+                break
+            if not self.orders[coid].is_live:
+                del self.orders[coid]
+                self._evicted.append(coid)
+                self._changed.discard(coid)
+
+    def set_status(self, coid: str, status: OrderStatus, reason: str = "") -> OrderRow | None:
+        """A status decided on this side (UNKNOWN after every retry; its reconciliation)."""
+        o = self.orders.get(coid)
+        if o is None:
+            return None
+        if o.status.is_terminal and status is not o.status:
+            return o
+        o.status = status
+        if reason:
+            o.reason = reason
+        o.updated = P.now_ns()
+        self._changed.add(coid)
+        return o
+
+    def apply_map(self, m: Mapping[str, Any]) -> OrderRow | None:
+        """Apply an order map (a send/get_order reply, a get_orders entry, an OrderUpdate)."""
+        coid = m.get("client_order_id")
+        if not isinstance(coid, str) or not coid:
+            return None
+        status = _parse(OrderStatus, m.get("status"))
+        o = self.orders.get(coid)
+        if o is None:
+            side = _parse(Side, m.get("side"))
+            sym = m.get("symbol")
+            qty = m.get("qty")
+            if side is None or not isinstance(sym, str) or not isinstance(qty, int) or isinstance(qty, bool) or qty <= 0:
+                return None
+            o = OrderRow(
+                client_order_id=coid, symbol=sym, side=side, qty=qty,
+                order_type=_parse(OrderType, m.get("order_type"), OrderType.MARKET),
+                limit_price=m.get("limit_price") if isinstance(m.get("limit_price"), (int, float)) else None,
+                source=str(m.get("source") or ""),
+                status=status or OrderStatus.PENDING_NEW,
+                created=_int(m.get("created_ts")) or _int(m.get("ts")),
+            )
+            self.add(o)
+        else:
+            self._changed.add(coid)
+        if status is not None and not (o.status.is_terminal and status is not o.status):
+            o.status = status
+        filled = _int(m.get("filled_qty"))
+        if filled > o.filled_qty:
+            o.filled_qty = filled
+            avg = m.get("avg_price")
+            if isinstance(avg, (int, float)) and not isinstance(avg, bool):
+                o.avg_price = float(avg)
+        oid = m.get("order_id")
+        if isinstance(oid, str) and oid:
+            o.order_id = oid
+        reason = m.get("reason")
+        if isinstance(reason, str) and reason:
+            o.reason = reason
+        o.updated = _int(m.get("ts")) or P.now_ns()
+        return o
+
+    def apply_update(self, up: P.OrderUpdate) -> OrderRow | None:
+        return self.apply_map(up.to_dict())
+
+    def take_changes(self) -> tuple[list[OrderRow], list[OrderRow], list[str]]:
+        """(new orders oldest first, changed orders, evicted client_order_ids)."""
+        new = [self.orders[c] for c in self._new if c in self.orders]
+        seen = set(self._new)
+        changed = [self.orders[c] for c in self._changed if c in self.orders and c not in seen]
+        evicted = self._evicted
+        self._new, self._changed, self._evicted = [], set(), []
+        return new, changed, evicted
+
+
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+# ----------------------------------------------------------------------------- fills, signals
+
+
+@dataclass(slots=True, frozen=True)
+class FillRow:
+    fill_id: str
+    client_order_id: str
+    order_id: str
+    symbol: str
+    side: Side
+    qty: int
+    price: float
+    ts: int
+    source: str = ""
+    latency_us: float = 0.0  # tick -> fill as seen here (origin_ts to arrival)
+
+
+@dataclass(slots=True, frozen=True)
+class SignalRow:
+    key: int
+    ts: int
+    strategy: str
+    symbol: str
+    side: Side
+    qty: int
+    price: float
+    reason: str
+    accepted: bool
+    decision: str
+    client_order_id: str
+    signal_id: str
+
+
+class RingLog:
+    """A bounded newest-last buffer that also hands over what was added since last asked."""
+
+    def __init__(self, maxlen: int):
+        self.items: collections.deque = collections.deque(maxlen=maxlen)
+        self._new: list = []
+        self.total = 0
+
+    def append(self, item) -> None:
+        self.items.append(item)
+        self._new.append(item)
+        self.total += 1
+        if len(self._new) > self.items.maxlen:  # nobody collected for a long time
+            del self._new[: len(self._new) - self.items.maxlen]
+
+    def take_new(self) -> list:
+        new, self._new = self._new, []
+        return new
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(slots=True, frozen=True)
+class LogLine:
+    ts: float  # wall clock seconds
+    level: int  # logging level
+    source: str
+    text: str
+
+
+class EventLog(RingLog):
+    """The log panel's lines: the supervisor's events, feed problems, order outcomes.
+
+    This is the message bridge of the window: code without Qt reports to the trader by
+    adding a line here; the log panel and the status bar show it at the next flush.
+    """
+
+    def __init__(self, maxlen: int = MAX_LOG):
+        super().__init__(maxlen)
+        self.counts: collections.Counter[int] = collections.Counter()
+
+    def add(self, level: int, source: str, text: str) -> LogLine:
+        line = LogLine(time.time(), level, source, text)
+        self.counts[level] += 1
+        self.append(line)
+        return line
+
+    def info(self, source: str, text: str) -> LogLine:
+        return self.add(logging.INFO, source, text)
+
+    def warning(self, source: str, text: str) -> LogLine:
+        return self.add(logging.WARNING, source, text)
+
+    def error(self, source: str, text: str) -> LogLine:
+        return self.add(logging.ERROR, source, text)
+
+
+class LogBridgeHandler(logging.Handler):
+    """Python logging (tickdesk.* loggers) into the EventLog, WARNING and above by default."""
+
+    def __init__(self, log: EventLog, level: int = logging.WARNING):
+        super().__init__(level)
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._log.add(record.levelno, record.name.removeprefix("tickdesk."), record.getMessage())
+        except Exception:  # a log handler must never raise
+            pass
+
+
+# ----------------------------------------------------------------------------- streams
+
+
+@dataclass
+class StreamStats:
+    """Health of one subscription, shown in the status bar."""
+
+    name: str
+    received: int = 0
+    decode_errors: int = 0
+    gaps: int = 0  # sequence gaps (exec stream; ticks count per symbol)
+    connected: bool = False
+    last_message: float = 0.0  # monotonic
+    batches: int = 0
+    max_batch: int = 0
+
+    def age(self, now: float) -> float | None:
+        return now - self.last_message if self.last_message else None
+
+
+# ----------------------------------------------------------------------------- everything
+
+
+@dataclass
+class Changes:
+    """What changed since the previous flush; built by :meth:`AppState.collect`."""
+
+    symbols: set[str] = field(default_factory=set)  # quotes to repaint
+    new_orders: list[OrderRow] = field(default_factory=list)
+    changed_orders: list[OrderRow] = field(default_factory=list)
+    evicted_orders: list[str] = field(default_factory=list)
+    new_fills: list[FillRow] = field(default_factory=list)
+    positions: set[str] = field(default_factory=set)
+    new_signals: list[SignalRow] = field(default_factory=list)
+    levels: dict[tuple[str, str], P.Levels] = field(default_factory=dict)
+    new_log: list[LogLine] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.symbols or self.new_orders or self.changed_orders or self.evicted_orders or self.new_fills
+                    or self.positions or self.new_signals or self.levels or self.new_log)
+
+
+class AppState:
+    """Everything the window shows, fed by the network, drained by the 30 Hz flush."""
+
+    def __init__(self, bars_factory: Callable[[], Any] | None = None):
+        self.market = MarketState(bars_factory=bars_factory)
+        self.orders = OrderBook()
+        self.fills = RingLog(MAX_FILLS)
+        self.signals = RingLog(MAX_SIGNALS)
+        self.log = EventLog()
+        self.positions = PositionBook()
+        self.levels: dict[tuple[str, str], P.Levels] = {}
+        self.streams = {n: StreamStats(n) for n in ("ticks", "execution", "events")}
+        #: set when the execution stream skipped messages: positions and orders need a resync
+        self.resync_wanted = False
+        self.exec_seq = 0
+        self.exec_gaps = 0
+        self.duplicate_fills = 0
+        self._seen_fills: set[str] = set()
+        self._seen_order: collections.deque[str] = collections.deque()
+        self._dirty_positions: set[str] = set()
+        self._dirty_levels: dict[tuple[str, str], P.Levels] = {}
+        self._signal_keys = 0
+
+    # ---- execution stream
+    def check_exec_seq(self, seq: int) -> None:
+        if not seq:
+            return
+        last = self.exec_seq
+        self.exec_seq = seq
+        if not last or seq == last + 1:
+            return
+        if seq > last + 1:
+            self.exec_gaps += 1
+            self.log.warning("execution", f"execution stream gap {last} -> {seq}: resyncing orders and positions")
+        else:
+            self.log.info("execution", f"execution stream restarted ({last} -> {seq}): resyncing")
+        self.resync_wanted = True
+
+    def on_fill(self, f: P.Fill, now_ns: int | None = None) -> bool:
+        """Record a fill once; False for one seen before."""
+        if f.fill_id in self._seen_fills:
+            self.duplicate_fills += 1
+            return False
+        self._seen_fills.add(f.fill_id)
+        self._seen_order.append(f.fill_id)
+        if len(self._seen_order) > SEEN_FILL_IDS:
+            self._seen_fills.discard(self._seen_order.popleft())
+        now_ns = now_ns or P.now_ns()
+        lat = (now_ns - f.origin_ts) / 1000.0 if f.origin_ts and now_ns > f.origin_ts else 0.0
+        self.fills.append(FillRow(f.fill_id, f.client_order_id, f.order_id, f.symbol, f.side, f.qty, f.price, f.ts, f.source, lat))
+        if self.positions.apply_fill(f):
+            q = self.market.quotes.get(f.symbol)
+            if q is not None and q.last:
+                self.positions.mark(f.symbol, q.last)
+            self._dirty_positions.add(f.symbol)
+        return True
+
+    def load_positions(self, positions: list, last_fill_seq: int) -> None:
+        """Re-base positions on the exchange's get_positions snapshot (raises ValueError)."""
+        self.positions.load_snapshot(positions, last_fill_seq)
+        for sym in self.positions.positions:
+            q = self.market.quotes.get(sym)
+            if q is not None and q.last:
+                self.positions.mark(sym, q.last)
+            self._dirty_positions.add(sym)
+
+    # ---- events stream
+    def on_decision(self, d: P.SignalDecision) -> None:
+        s = d.signal
+        self._signal_keys += 1
+        side = _parse(Side, s.get("side"), Side.BUY)
+        self.signals.append(SignalRow(
+            key=self._signal_keys, ts=_int(s.get("ts")) or d.ts, strategy=str(s.get("strategy", "")),
+            symbol=str(s.get("symbol", "")), side=side, qty=_int(s.get("qty")), price=float(s.get("price", 0.0)),
+            reason=str(s.get("reason", "")), accepted=d.accepted, decision=d.reason,
+            client_order_id=d.client_order_id or "", signal_id=str(s.get("id", "")),
+        ))
+
+    def on_levels(self, lv: P.Levels) -> None:
+        key = (lv.symbol, lv.strategy)
+        self.levels[key] = lv
+        self._dirty_levels[key] = lv
+
+    # ---- the flush
+    def collect(self, now: float | None = None) -> Changes:
+        """Everything that changed since the last call (the 30 Hz flush calls this)."""
+        now = time.monotonic() if now is None else now
+        m = self.market
+        m.update_rates(now)
+        symbols = m.take_dirty()
+        # marking positions to market is cheap and only for symbols whose price moved
+        for sym in symbols:
+            if sym in self.positions.positions:
+                q = m.quotes[sym]
+                pos = self.positions.positions[sym]
+                if pos.last != q.last:
+                    pos.last = q.last
+                    if pos.qty:
+                        self._dirty_positions.add(sym)
+        new_orders, changed_orders, evicted = self.orders.take_changes()
+        ch = Changes(
+            symbols=symbols,
+            new_orders=new_orders,
+            changed_orders=changed_orders,
+            evicted_orders=evicted,
+            new_fills=self.fills.take_new(),
+            positions=self._dirty_positions,
+            new_signals=self.signals.take_new(),
+            levels=self._dirty_levels,
+            new_log=self.log.take_new(),
+        )
+        self._dirty_positions = set()
+        self._dirty_levels = {}
+        return ch
+
+    # ---- summaries
+    def position(self, symbol: str) -> SymbolPosition | None:
+        return self.positions.positions.get(symbol)
+
+    def pnl_totals(self) -> tuple[float, float]:
+        realized = sum(p.realized_pnl for p in self.positions.positions.values())
+        unrealized = sum(p.unrealized_pnl for p in self.positions.positions.values())
+        return realized, unrealized
+
+
+def symbols_sorted(symbols: Iterable[str]) -> list[str]:
+    return sorted(symbols)

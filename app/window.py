@@ -1,0 +1,757 @@
+"""The TickDesk main window: docks, menus, hotkeys, status bar, kill switch, the flush.
+
+Data flow (see docs/window.md): the feeds drain sockets into :class:`~app.state.AppState`;
+``_flush`` runs about 30 times a second, takes what changed (``AppState.collect``) and
+hands it to each panel, which updates only the rows that changed; ``_poll`` runs the
+supervisor every 50 ms; ``_slow`` repaints the workers panel and the status bar 4 times a
+second.  Every signal of the window is wired in :meth:`MainWindow._connect_signals`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+
+from workers.protocol import OrderType, Side
+from app.orders import Outcome, Ticket
+from app.panels.blotters import FillsPanel, HistoryPanel, PositionsPanel, WorkingOrdersPanel
+from app.panels.chart import ChartPanel
+from app.panels.log import LogPanel
+from app.panels.market_watch import MarketWatchPanel
+from app.panels.signals import SignalsPanel
+from app.panels.ticket import TicketPanel
+from app.panels.workers import StrategyParamsDialog, WorkersPanel, ask_args
+from app.qt import QAction, QByteArray, QKeySequence, Qt, QTimer, QtWidgets, Signal
+from app.session import Session
+from app.settings import Settings, SettingsDialog, UiSettings
+from app.theme import apply_theme, repolish
+
+log = logging.getLogger("tickdesk.app.window")
+
+FLUSH_MS = 33  # ~30 Hz
+POLL_MS = 50
+SLOW_MS = 250
+LAG_MS = 50
+LAYOUT_VERSION = 3
+
+HOTKEYS = (
+    ("Ctrl+B", "Buy (order ticket)"),
+    ("Ctrl+S", "Sell (order ticket)"),
+    ("Ctrl+T", "Focus the ticket's symbol"),
+    ("Ctrl+L", "Ticket: toggle market / limit"),
+    ("Delete", "Cancel the selected working orders (working-orders table)"),
+    ("Ctrl+Shift+X", "Cancel all working orders"),
+    ("F12 / Ctrl+Shift+K", "KILL SWITCH: cancel all orders, pause strategies, executor kill switch on"),
+    ("F5", "Resync orders and positions from the exchange"),
+    ("Alt+1 / Alt+2 / Alt+3", "Chart interval 1 s / 5 s / 1 min"),
+    ("Enter / double-click", "Market watch: load the symbol into the ticket"),
+    ("Ctrl+1 … Ctrl+8", "Focus market watch, chart, ticket, working, fills, positions, signals, workers"),
+    ("Ctrl+Shift+L", "Toggle dark / light theme"),
+    ("Ctrl+,", "Settings (endpoints, risk limits, confirmations)"),
+    ("F1", "This list"),
+    ("Ctrl+Q", "Quit (stops every worker)"),
+)
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The workstation.
+
+    Attributes:
+        session: the fleet, state, feeds and order service behind the window.
+        market_watch, ticket, chart, working, history, fills, positions, signals_panel,
+        workers_panel, log_panel: the panels.
+
+    Signals:
+        closed(): the window closed and every worker has stopped.
+    """
+
+    closed = Signal()
+
+    def __init__(self, session: Session, settings: Settings, ui: UiSettings | None = None, parent=None):
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setWindowTitle("TickDesk")
+        self.session = session
+        self.state = session.state
+        self.settings = settings
+        self.ui = ui or settings.load()
+        self._closing = False
+        self._kill_task = None
+        self._lag = collections.deque(maxlen=200)
+        self._flush_ms = collections.deque(maxlen=100)
+        self._lag_expected = 0.0
+        self._last_alert = (0.0, "")
+        self.flushes = 0
+
+        self._build_panels()
+        self._build_docks()
+        self._build_toolbar()
+        self._build_menus()
+        self._build_status_bar()
+        self._build_timers()
+        self._connect_signals()
+        self.session.orders.listeners.append(self._on_outcome)
+        self.ticket.validator = self.session.orders.check
+        self.resize(1600, 960)
+        self.restore_layout()
+        self.set_theme(self.ui.theme, save=False)
+
+    # ------------------------------------------------------------------ construction
+    def _build_panels(self) -> None:
+        st = self.state
+        self.market_watch = MarketWatchPanel(st.market)
+        self.ticket = TicketPanel(st, self.ui.default_qty)
+        self.chart = ChartPanel(st)
+        self.working = WorkingOrdersPanel()
+        self.history = HistoryPanel()
+        self.fills = FillsPanel()
+        self.positions = PositionsPanel(st)
+        self.signals_panel = SignalsPanel()
+        self.workers_panel = WorkersPanel(self.session.sup.workers)
+        self.log_panel = LogPanel(st.log)
+        self.tables = {p.name: p for p in (self.market_watch, self.working, self.history, self.fills, self.positions,
+                                            self.signals_panel, self.workers_panel)}
+
+        self.banner = QtWidgets.QLabel("", self)
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner.hide()
+        central = QtWidgets.QWidget(self)
+        lay = QtWidgets.QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.chart, 1)
+        self.setCentralWidget(central)
+
+    def _dock(self, title: str, widget: QtWidgets.QWidget, name: str) -> QtWidgets.QDockWidget:
+        d = QtWidgets.QDockWidget(title, self)
+        d.setObjectName(f"dock_{name}")
+        d.setWidget(widget)
+        d.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
+                      | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                      | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        return d
+
+    def _build_docks(self) -> None:
+        self.setDockOptions(QtWidgets.QMainWindow.DockOption.AnimatedDocks
+                            | QtWidgets.QMainWindow.DockOption.AllowTabbedDocks
+                            | QtWidgets.QMainWindow.DockOption.AllowNestedDocks)
+        # the bottom blotters span the full width; the left column sits beside the chart
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.docks = {
+            "market": self._dock("Market watch", self.market_watch, "market"),
+            "ticket": self._dock("Order ticket", self.ticket, "ticket"),
+            "positions": self._dock("Positions", self.positions, "positions"),
+            "working": self._dock("Working orders", self.working, "working"),
+            "history": self._dock("Order history", self.history, "history"),
+            "fills": self._dock("Fills", self.fills, "fills"),
+            "signals": self._dock("Signals", self.signals_panel, "signals"),
+            "workers": self._dock("Workers", self.workers_panel, "workers"),
+            "log": self._dock("Log", self.log_panel, "log"),
+        }
+        self.default_layout()
+
+    def default_layout(self) -> None:
+        d = self.docks
+        for dock in d.values():
+            dock.setFloating(False)
+            dock.show()
+        L, B = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.BottomDockWidgetArea
+        self.addDockWidget(L, d["market"])
+        self.splitDockWidget(d["market"], d["ticket"], Qt.Orientation.Vertical)
+        self.splitDockWidget(d["ticket"], d["positions"], Qt.Orientation.Vertical)
+        self.addDockWidget(B, d["working"])
+        self.splitDockWidget(d["working"], d["workers"], Qt.Orientation.Horizontal)
+        for a, b in (("working", "history"), ("history", "fills"), ("fills", "signals"), ("workers", "log")):
+            self.tabifyDockWidget(d[a], d[b])
+        d["working"].raise_()
+        d["workers"].raise_()
+        self._default_sizes_pending = True
+        if self.isVisible():
+            QTimer.singleShot(0, self._default_sizes)
+
+    def _default_sizes(self) -> None:
+        """Dock sizes only take once the window has its real size, so this runs after show."""
+        self._default_sizes_pending = False
+        d = self.docks
+        w, h = self.width(), self.height()
+        self.resizeDocks([d["market"]], [min(690, int(w * 0.45))], Qt.Orientation.Horizontal)
+        self.resizeDocks([d["working"]], [max(220, int(h * 0.32))], Qt.Orientation.Vertical)
+        self.resizeDocks([d["market"], d["ticket"], d["positions"]], [200, self.ticket.sizeHint().height() + 24, 200],
+                         Qt.Orientation.Vertical)
+        self.resizeDocks([d["working"], d["workers"]], [int(w * 0.47), int(w * 0.53)], Qt.Orientation.Horizontal)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._default_sizes_pending:
+            QTimer.singleShot(0, self._default_sizes)
+
+    def _build_toolbar(self) -> None:
+        tb = QtWidgets.QToolBar("Trading", self)
+        tb.setObjectName("toolbar_trading")
+        tb.setMovable(False)
+        tb.setFloatable(False)
+        tb.toggleViewAction().setEnabled(False)  # the kill switch must stay on screen
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
+        title = QtWidgets.QLabel(" TickDesk ", tb)
+        f = title.font()
+        f.setBold(True)
+        f.setPointSize(f.pointSize() + 2)
+        title.setFont(f)
+        tb.addWidget(title)
+        self.pnl_label = QtWidgets.QLabel("", tb)
+        self.pnl_label.setObjectName("pnl")
+        self.pnl_label.setTextFormat(Qt.TextFormat.RichText)
+        tb.addWidget(self.pnl_label)
+        spacer = QtWidgets.QWidget(tb)
+        spacer.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred)
+        tb.addWidget(spacer)
+        self.cancel_all_button = QtWidgets.QPushButton("Cancel all orders", tb)
+        self.cancel_all_button.setObjectName("toolbarCancelAll")
+        self.cancel_all_button.setToolTip("Cancel every working order (Ctrl+Shift+X)")
+        tb.addWidget(self.cancel_all_button)
+        self.release_button = QtWidgets.QPushButton("Release", tb)
+        self.release_button.setObjectName("releaseKill")
+        self.release_button.setToolTip("Switch the kill switch off: executor accepts signals, strategies resume")
+        self.release_action = tb.addWidget(self.release_button)
+        self.release_action.setVisible(False)
+        self.kill_button = QtWidgets.QPushButton("KILL SWITCH  F12", tb)
+        self.kill_button.setObjectName("killSwitch")
+        self.kill_button.setToolTip("Cancel every working order, pause every strategy, switch the executor's "
+                                    "kill switch on (F12 or Ctrl+Shift+K)")
+        self.kill_button.setMinimumHeight(28)
+        tb.addWidget(self.kill_button)
+        self.trading_toolbar = tb
+
+    def _action(self, menu, text: str, slot, shortcut: str | list[str] | None = None, tip: str = "") -> QAction:
+        a = QAction(text, self)
+        if shortcut:
+            keys = [shortcut] if isinstance(shortcut, str) else shortcut
+            a.setShortcuts([QKeySequence(k) for k in keys])
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            a.setStatusTip(tip)
+        a.triggered.connect(slot)
+        menu.addAction(a)
+        self.addAction(a)  # shortcuts work with the menu bar hidden, too
+        return a
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        exp = m.addMenu("Export CSV")
+        for name, panel in self.tables.items():
+            exp.addAction(self.docks.get(name, None).windowTitle() if name in self.docks else name.title(),
+                          panel.export_dialog)
+        self.act_settings = self._action(m, "Settings…", self.open_settings, "Ctrl+,")
+        m.addSeparator()
+        self._action(m, "Quit", self.close, "Ctrl+Q")
+
+        m = mb.addMenu("&Trading")
+        self.act_buy = self._action(m, "Buy", lambda: self.ticket.send(Side.BUY), "Ctrl+B")
+        self.act_sell = self._action(m, "Sell", lambda: self.ticket.send(Side.SELL), "Ctrl+S")
+        self._action(m, "Focus ticket symbol", self._focus_ticket, "Ctrl+T")
+        self._action(m, "Toggle market / limit", self._toggle_order_type, "Ctrl+L")
+        m.addSeparator()
+        self.act_cancel_all = self._action(m, "Cancel all working orders", self.cancel_all, "Ctrl+Shift+X")
+        self.act_kill = self._action(m, "KILL SWITCH", self.engage_kill_switch, ["F12", "Ctrl+Shift+K"])
+        self._action(m, "Release kill switch…", self.ask_release_kill_switch)
+        m.addSeparator()
+        self._action(m, "Resync orders and positions", self.resync, "F5")
+
+        m = mb.addMenu("&View")
+        for dock in self.docks.values():
+            m.addAction(dock.toggleViewAction())
+        m.addSeparator()
+        focus = (("market", self.market_watch.view), ("chart", self.chart), ("ticket", None), ("working", self.working.view),
+                 ("fills", self.fills.view), ("positions", self.positions.view), ("signals", self.signals_panel.view),
+                 ("workers", self.workers_panel.view))
+        fm = m.addMenu("Focus")
+        for i, (name, widget) in enumerate(focus, 1):
+            self._action(fm, name.title(), lambda _=False, n=name, w=widget: self.focus_panel(n, w), f"Ctrl+{i}")
+        im = m.addMenu("Chart interval")
+        for i, secs in enumerate((1, 5, 60), 1):
+            self._action(im, f"{secs if secs < 60 else 1}{'s' if secs < 60 else 'm'}",
+                         lambda _=False, s=secs: self.chart.set_interval(s), f"Alt+{i}")
+        m.addSeparator()
+        self._action(m, "Toggle dark / light theme", self.toggle_theme, "Ctrl+Shift+L")
+        self._action(m, "Reset layout", self.reset_layout)
+
+        m = mb.addMenu("&Help")
+        self._action(m, "Keyboard shortcuts", self.show_hotkeys, "F1")
+
+    def createPopupMenu(self):
+        menu = super().createPopupMenu()
+        if menu is not None:
+            menu.removeAction(self.trading_toolbar.toggleViewAction())
+        return menu
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.sb_streams = QtWidgets.QLabel("", sb)
+        self.sb_rate = QtWidgets.QLabel("", sb)
+        self.sb_drops = QtWidgets.QLabel("", sb)
+        self.sb_workers = QtWidgets.QLabel("", sb)
+        self.sb_ui = QtWidgets.QLabel("", sb)
+        self.sb_kill = QtWidgets.QLabel("", sb)
+        self.sb_alert = QtWidgets.QLabel("", sb)
+        self.sb_alert.setObjectName("statusWarn")
+        for w in (self.sb_streams, self.sb_rate, self.sb_drops, self.sb_workers, self.sb_ui, self.sb_kill):
+            w.setTextFormat(Qt.TextFormat.RichText)
+            sb.addPermanentWidget(w)
+        sb.addWidget(self.sb_alert, 1)
+
+    def _build_timers(self) -> None:
+        self.flush_timer = QTimer(self)
+        self.flush_timer.setInterval(FLUSH_MS)
+        self.poll_timer = QTimer(self)
+        self.poll_timer.setInterval(POLL_MS)
+        self.slow_timer = QTimer(self)
+        self.slow_timer.setInterval(SLOW_MS)
+        self.lag_timer = QTimer(self)
+        self.lag_timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.lag_timer.setInterval(LAG_MS)
+
+    def _connect_signals(self) -> None:
+        # timers: network -> state (feeds, asyncio) ... state -> widgets (here)
+        self.flush_timer.timeout.connect(self._flush)
+        self.poll_timer.timeout.connect(self._poll)
+        self.slow_timer.timeout.connect(self._slow)
+        self.lag_timer.timeout.connect(self._measure_lag)
+        # market watch -> chart and ticket
+        self.market_watch.symbolSelected.connect(self.chart.set_symbol)
+        self.market_watch.symbolActivated.connect(self._load_ticket)
+        # ticket -> orders
+        self.ticket.submitted.connect(self.submit_ticket)
+        # blotters -> cancels
+        self.working.cancelRequested.connect(self.cancel_orders)
+        self.working.cancelAllRequested.connect(self.cancel_all)
+        self.cancel_all_button.clicked.connect(self.cancel_all)
+        # kill switch
+        self.kill_button.clicked.connect(self.engage_kill_switch)
+        self.release_button.clicked.connect(self.ask_release_kill_switch)
+        # workers
+        self.workers_panel.action.connect(self.worker_action)
+        # exports
+        for panel in self.tables.values():
+            panel.exported.connect(self._exported)
+            panel.exportFailed.connect(lambda text: self.state.log.error("export", text))
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start the fleet and the timers (the asyncio loop must be running or about to)."""
+        self.session.start()
+        for t in (self.flush_timer, self.poll_timer, self.slow_timer, self.lag_timer):
+            t.start()
+        self._lag_expected = time.monotonic() + LAG_MS / 1000.0
+
+    def closeEvent(self, event) -> None:
+        if self._closing:
+            event.accept()
+            return
+        self._closing = True
+        try:
+            self.save_layout()
+        except Exception:
+            log.exception("saving the layout failed")
+        for t in (self.flush_timer, self.poll_timer, self.slow_timer, self.lag_timer):
+            t.stop()
+        self.statusBar().showMessage("Stopping workers…")
+        self.hide()
+        try:
+            self.session.close()
+        finally:
+            event.accept()
+            self.closed.emit()
+
+    # ------------------------------------------------------------------ the flush
+    def _flush(self) -> None:
+        t0 = time.perf_counter()
+        ch = self.state.collect()
+        if ch.symbols:
+            self.market_watch.apply(ch)
+            self.ticket.apply(ch.symbols)
+            if not self.chart.symbol:
+                self._first_symbol()
+        self.working.apply(ch)
+        self.history.apply(ch)
+        self.fills.apply(ch)
+        self.positions.apply(ch)
+        if ch.positions:
+            self._update_pnl()
+        self.signals_panel.apply(ch)
+        if ch.new_log:
+            self.log_panel.append(ch.new_log)
+            worst = max(ch.new_log, key=lambda ln: ln.level)
+            if worst.level >= logging.WARNING:
+                self._alert(f"[{worst.source}] {worst.text}", worst.level)
+        self.chart.apply(ch)
+        self.flushes += 1
+        self._flush_ms.append((time.perf_counter() - t0) * 1000.0)
+
+    def _first_symbol(self) -> None:
+        saved = str(self.settings.value("session/symbol", "") or "")
+        quotes = self.state.market.quotes
+        sym = saved if saved in quotes else sorted(quotes)[0]
+        self.market_watch.select_symbol(sym)
+        self.chart.set_symbol(sym)
+        if not self.ticket.symbol.currentText():
+            self.ticket.set_symbol(sym)
+
+    def _poll(self) -> None:
+        try:
+            self.session.poll()
+        except Exception as e:  # the supervisor must keep being polled whatever happens
+            self.state.log.error("supervisor", f"poll failed: {type(e).__name__}: {e}")
+
+    def _measure_lag(self) -> None:
+        now = time.monotonic()
+        if self._lag_expected:
+            self._lag.append(max(0.0, now - self._lag_expected) * 1000.0)
+        self._lag_expected = now + LAG_MS / 1000.0
+
+    def ui_lag_p99(self) -> float:
+        if not self._lag:
+            return 0.0
+        s = sorted(self._lag)
+        return s[min(len(s) - 1, int(0.99 * len(s)))]
+
+    def _slow(self) -> None:
+        self.workers_panel.refresh()
+        self._update_status()
+
+    def _update_status(self) -> None:
+        st = self.state
+        now = time.monotonic()
+        parts = []
+        for name, label in (("ticks", "ticks"), ("execution", "exec"), ("events", "events")):
+            s = st.streams[name]
+            age = s.age(now)
+            if not s.connected:
+                color, tip = "#ff6b6b", "down"
+            elif name == "ticks" and (age is None or age > 2.0):
+                color, tip = "#f0b429", "stale"
+            else:
+                color, tip = "#26c6a6", "up"
+            parts.append(f'<span style="color:{color}">●</span> {label}')
+        self.sb_streams.setText(" ".join(parts))
+        self.sb_streams.setToolTip("\n".join(
+            f"{s.name}: {'connected' if s.connected else 'disconnected'}, {s.received:,} messages, "
+            f"{s.decode_errors} decode errors, largest batch {s.max_batch:,}" for s in st.streams.values()))
+        m = st.market
+        self.sb_rate.setText(f"{m.rate:,.0f} ticks/s")
+        totals = self.session.sup.totals()
+        decode = sum(s.decode_errors for s in st.streams.values())
+        worst = "statusBad" if decode else ("statusWarn" if m.total_missed or totals["dropped"] else "")
+        drops = (f"gaps {m.total_missed:,} · dropped {totals['dropped']:,} · decode errors {decode + totals['decode_errors']:,}")
+        self.sb_drops.setText(drops)
+        self.sb_drops.setObjectName(worst or "muted")
+        self.sb_drops.setToolTip("gaps: ticks this window missed (sequence gaps)\ndropped: messages the workers dropped "
+                                 "(full queues)\ndecode errors: malformed messages, window and workers")
+        up = sum(1 for w in self.session.sup.workers.values() if w.state in ("running", "paused"))
+        n = len(self.session.sup.workers)
+        color = "#26c6a6" if up == n else "#ff6b6b"
+        self.sb_workers.setText(f'workers <span style="color:{color}">{up}/{n}</span> up · restarts {totals["restarts"]}')
+        ft = self.chart.frame_time_ms()
+        flush = sorted(self._flush_ms)[len(self._flush_ms) // 2] if self._flush_ms else 0.0
+        self.sb_ui.setText(f"UI lag p99 {self.ui_lag_p99():.0f} ms · flush {flush:.1f} ms"
+                           + (f" · chart {ft:.1f} ms" if ft is not None else ""))
+        self.sb_kill.setText('<span style="color:#ff6b6b"><b>KILL SWITCH ON</b></span>' if self.session.control.kill_engaged else "")
+        if self.sb_alert.text() and now - self._last_alert[0] > 15.0:
+            self.sb_alert.setText("")
+
+    def _update_pnl(self) -> None:
+        realized, unrealized = self.state.pnl_totals()
+        total = realized + unrealized
+        color = "#26c6a6" if total > 0 else ("#ff5c5c" if total < 0 else "")
+        style = f' style="color:{color}"' if color else ""
+        self.pnl_label.setText(f"   P&L <b><span{style}>{total:+,.2f}</span></b> "
+                               f"(realized {realized:+,.2f}, unrealized {unrealized:+,.2f})")
+
+    def _alert(self, text: str, level: int) -> None:
+        self._last_alert = (time.monotonic(), text)
+        self.sb_alert.setObjectName("statusBad" if level >= logging.ERROR else "statusWarn")
+        repolish(self.sb_alert)
+        self.sb_alert.setText(text)
+        self.sb_alert.setToolTip(text)
+
+    def show_banner(self, text: str, tone: str = "warn") -> None:
+        self.banner.setText(text)
+        self.banner.setProperty("tone", tone)
+        repolish(self.banner)
+        self.banner.setVisible(bool(text))
+
+    # ------------------------------------------------------------------ ticket and orders
+    def _load_ticket(self, symbol: str) -> None:
+        self.ticket.set_symbol(symbol)
+        self.docks["ticket"].raise_()
+        self.ticket.qty.setFocus()
+        self.ticket.qty.selectAll()
+
+    def _focus_ticket(self) -> None:
+        self.docks["ticket"].show()
+        self.docks["ticket"].raise_()
+        self.ticket.focus_symbol()
+
+    def _toggle_order_type(self) -> None:
+        cur = self.ticket.order_type.currentData()
+        self.ticket.set_order_type(OrderType.MARKET if cur is OrderType.LIMIT else OrderType.LIMIT)
+
+    def submit_ticket(self, ticket: Ticket) -> None:
+        if not self.ui.confirm_orders:
+            self._send(ticket)
+            return
+        q = self.state.market.quotes.get(ticket.symbol)
+        quote = f"\nBid {q.bid:,.2f} / Ask {q.ask:,.2f}, last {q.last:,.2f}" if q else ""
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Question, "Confirm order",
+                                    f"Send {ticket.describe()}?{quote}",
+                                    QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No, self)
+        box.setObjectName("confirmOrder")
+        box.setDefaultButton(QtWidgets.QMessageBox.StandardButton.Yes)
+        never = QtWidgets.QCheckBox("Don't ask again (Settings to turn it back on)")
+        box.setCheckBox(never)
+
+        def done(_result: int) -> None:
+            if box.clickedButton() is box.button(QtWidgets.QMessageBox.StandardButton.Yes):
+                if never.isChecked():
+                    self.ui.confirm_orders = False
+                    self.settings.save(self.ui)
+                self._send(ticket)
+            else:
+                self.ticket.show_message(f"{ticket.describe()} not sent (cancelled at confirmation)", "warn")
+            box.deleteLater()
+
+        box.finished.connect(done)
+        box.open()  # not exec(): the window keeps running while the dialog is up
+
+    def _send(self, ticket: Ticket) -> None:
+        d, coid = self.session.orders.submit(ticket)
+        if not d:
+            self.ticket.show_message(f"{ticket.describe()} not sent: {d.reason}", "bad")
+
+    def _on_outcome(self, o: Outcome) -> None:
+        if self._closing:
+            return
+        self.ticket.show_outcome(o)
+
+    def cancel_orders(self, coids: list) -> None:
+        for coid in coids:
+            self.session.orders.cancel(coid)
+
+    def cancel_all(self) -> None:
+        live = len(self.state.orders.live())
+        if not self.ui.confirm_cancel_all:
+            self.session.control.spawn(self.session.orders.cancel_all())
+            return
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Cancel all orders",
+                                    f"Cancel every working order at the exchange ({live} known here), "
+                                    "the strategies' included?",
+                                    QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No, self)
+        box.setObjectName("confirmCancelAll")
+
+        def done(_r: int) -> None:
+            if box.clickedButton() is box.button(QtWidgets.QMessageBox.StandardButton.Yes):
+                self.session.control.spawn(self.session.orders.cancel_all())
+            box.deleteLater()
+
+        box.finished.connect(done)
+        box.open()
+
+    def resync(self) -> None:
+        self.state.resync_wanted = True
+        self.state.log.info("orders", "resync requested")
+
+    # ------------------------------------------------------------------ kill switch
+    def engage_kill_switch(self) -> None:
+        """Never asks: a kill switch acts at once.  Pressing it again runs it again."""
+        if self._kill_task is not None and not self._kill_task.done():
+            return
+        self.show_banner("KILL SWITCH: cancelling every working order, pausing strategies, executor kill switch on…", "bad")
+        self.kill_button.setProperty("engaged", True)
+        repolish(self.kill_button)
+        self.kill_button.setText("KILL SWITCH ON  F12")
+        self.release_action.setVisible(True)
+        self._kill_task = self.session.control.spawn(self.session.control.engage_kill_switch())
+        self._kill_task.add_done_callback(self._kill_done)
+
+    def _kill_done(self, task) -> None:
+        if self._closing or task.cancelled():
+            return
+        e = task.exception()
+        if e is not None:
+            self.show_banner(f"KILL SWITCH FAILED: {type(e).__name__}: {e}", "bad")
+            return
+        rep = task.result()
+        self.last_kill_report = rep
+        self.show_banner(rep.text(), "warn" if rep.ok else "bad")
+
+    def ask_release_kill_switch(self) -> None:
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Release kill switch",
+                                    "Switch the kill switch off? The executor accepts signals again and every "
+                                    "strategy resumes trading.",
+                                    QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No, self)
+        box.setDefaultButton(QtWidgets.QMessageBox.StandardButton.No)
+
+        def done(_r: int) -> None:
+            if box.clickedButton() is box.button(QtWidgets.QMessageBox.StandardButton.Yes):
+                self.release_kill_switch()
+            box.deleteLater()
+
+        box.finished.connect(done)
+        box.open()
+
+    def release_kill_switch(self):
+        t = self.session.control.spawn(self.session.control.release_kill_switch())
+        self.kill_button.setProperty("engaged", False)
+        repolish(self.kill_button)
+        self.kill_button.setText("KILL SWITCH  F12")
+        self.release_action.setVisible(False)
+
+        def done(task) -> None:
+            if not self._closing and not task.cancelled() and task.exception() is None:
+                self.show_banner(task.result(), "warn")
+
+        t.add_done_callback(done)
+        return t
+
+    # ------------------------------------------------------------------ workers
+    def worker_action(self, name: str, action: str) -> None:
+        ctl = self.session.control
+        if action == "restart":
+            ctl.spawn(ctl.restart_worker(name))
+        elif action == "stop":
+            ctl.spawn(ctl.stop_worker(name))
+        elif action == "start":
+            ctl.spawn(ctl.start_worker(name))
+        elif action in ("pause", "resume"):
+            ctl.spawn(ctl.strategy_command(name, action))
+        elif action == "params":
+            ctl.spawn(self._edit_params(name))
+        elif action == "args":
+            w = self.session.sup.workers[name]
+            args = ask_args(self, name, w.spec.args)
+            if args is not None:
+                self.session.sup.set_worker_args(name, args)
+                self.state.log.info(name, f"options set (next restart): {' '.join(args)}")
+
+    async def _edit_params(self, name: str) -> None:
+        r = await self.session.control.command(name, "get_params")
+        if r is None or not r.ok:
+            self.state.log.error(name, f"get_params failed: {'no reply' if r is None else r.reason}")
+            return
+        params = r.result.get("params", {})
+        dlg = StrategyParamsDialog(name, params, self)
+
+        def done(code: int) -> None:
+            if code == QtWidgets.QDialog.DialogCode.Accepted and dlg.changes:
+                self.session.control.spawn(self.session.control.strategy_command(name, "set_params", dlg.changes))
+            dlg.deleteLater()
+
+        dlg.finished.connect(done)
+        dlg.open()
+
+    # ------------------------------------------------------------------ view
+    def focus_panel(self, name: str, widget) -> None:
+        dock = self.docks.get(name)
+        if dock is not None:
+            dock.show()
+            dock.raise_()
+        if name == "ticket":
+            self.ticket.focus_symbol()
+        elif widget is not None:
+            widget.setFocus()
+
+    def set_theme(self, name: str, save: bool = True) -> None:
+        app = QtWidgets.QApplication.instance()
+        apply_theme(app, name)
+        self.ui.theme = name
+        self.chart.set_theme(name != "light")
+        self.log_panel.set_dark(name != "light")
+        for p in self.tables.values():
+            p.model.refresh_all()
+        if save:
+            self.settings.save(self.ui)
+
+    def toggle_theme(self) -> None:
+        self.set_theme("light" if self.ui.theme == "dark" else "dark")
+
+    def reset_layout(self) -> None:
+        self.default_layout()
+        for p in self.tables.values():
+            p.reset_columns()
+
+    def show_hotkeys(self) -> None:
+        text = "\n".join(f"{k:<24} {v}" for k, v in HOTKEYS)
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Information, "Keyboard shortcuts", text,
+                                    QtWidgets.QMessageBox.StandardButton.Close, self)
+        box.setStyleSheet("QLabel { font-family: monospace; }")
+        box.finished.connect(box.deleteLater)
+        box.open()
+
+    def open_settings(self) -> None:
+        dlg = SettingsDialog(self.ui, self.session.endpoints, self)
+
+        def done(code: int) -> None:
+            s = dlg.result_settings()
+            dlg.deleteLater()
+            if code != QtWidgets.QDialog.DialogCode.Accepted or s is None:
+                return
+            self.apply_settings(s)
+
+        dlg.finished.connect(done)
+        dlg.open()
+
+    def apply_settings(self, s: UiSettings) -> None:
+        old = self.ui
+        try:
+            self.session.orders.set_limits(s.risk)
+        except ValueError as e:
+            self.state.log.error("settings", f"risk limits not applied: {e}")
+            return
+        self.ui = s
+        self.settings.save(s)
+        if s.theme != old.theme:
+            self.set_theme(s.theme, save=False)
+        if s.apply_limits_to_executor:
+            for name in self.session.control.names("executor"):
+                self.session.control.spawn(self.session.control.strategy_command(name, "set_limits", dict(s.risk)))
+        if s.endpoints != old.endpoints:
+            self.state.log.warning("settings", "endpoints changed: they take effect at the next start")
+        self.state.log.info("settings", "settings saved")
+
+    def _exported(self, path: str, n: int) -> None:
+        self.state.log.info("export", f"{n:,} rows written to {path}")
+        self.statusBar().showMessage(f"Exported {n:,} rows to {path}", 5000)
+
+    # ------------------------------------------------------------------ layout persistence
+    def save_layout(self) -> None:
+        s = self.settings
+        s.set_value("window/geometry", self.saveGeometry())
+        s.set_value("window/state", self.saveState(LAYOUT_VERSION))
+        for p in self.tables.values():
+            p.save_state(s)
+        s.set_value("chart/interval", self.chart.interval)
+        if self.chart.symbol:
+            s.set_value("session/symbol", self.chart.symbol)
+        s.sync()
+
+    def restore_layout(self) -> None:
+        s = self.settings
+        geo = s.value("window/geometry")
+        if isinstance(geo, QByteArray) and not geo.isEmpty():
+            self.restoreGeometry(geo)
+        state = s.value("window/state")
+        if isinstance(state, QByteArray) and not state.isEmpty() and self.restoreState(state, LAYOUT_VERSION):
+            self._default_sizes_pending = False
+        for p in self.tables.values():
+            p.restore_state(s)
+        try:
+            interval = int(s.value("chart/interval", 1))
+        except (TypeError, ValueError):
+            interval = 1
+        if interval in (1, 5, 60):
+            self.chart.set_interval(interval)
