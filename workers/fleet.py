@@ -27,8 +27,8 @@ def _flags(options: dict[str, Any]) -> list[str]:
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
-            if value:
-                out.append(flag)
+            # true -> --flag; false -> --no-flag (argparse BooleanOptionalAction options)
+            out.append(flag if value else "--no-" + key.replace("_", "-"))
         elif isinstance(value, (list, tuple)):
             out += [flag, ",".join(map(str, value))]
         else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import math
 import os
 import signal
 import sys
@@ -190,7 +191,10 @@ class Worker:
         linger: int = 0,
         subscribe: list[bytes] | None = None,
         routing_id: bytes | None = None,
+        options: dict[int, int] | None = None,
     ) -> zmq.Socket:
+        """A socket with LINGER, MAXMSGSIZE (receivers), HWMs and ``options`` set before it binds
+        or connects (most options only take effect then), plus CURVE when keys are configured."""
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, linger)
         if kind in (zmq.SUB, zmq.PULL, zmq.ROUTER, zmq.DEALER, zmq.REP, zmq.REQ, zmq.XSUB):
@@ -201,6 +205,8 @@ class Worker:
             sock.setsockopt(zmq.RCVHWM, rcvhwm)
         if routing_id is not None:
             sock.setsockopt(zmq.ROUTING_ID, routing_id)
+        for opt, value in (options or {}).items():
+            sock.setsockopt(opt, value)
         for t in subscribe or ():
             sock.setsockopt(zmq.SUBSCRIBE, t)
         if bind:
@@ -342,8 +348,13 @@ class Worker:
                 want = self.next_wakeup(now)
                 if want is not None:
                     wake = min(wake, want)
-                timeout_ms = max(0, int((wake - now) * 1000))
-                ready = self.poller.poll(min(timeout_ms, 100))
+                timeout_ms = min(100, max(0, math.ceil((wake - now) * 1000)))
+                if self._readers:
+                    ready = self.poller.poll(timeout_ms)
+                else:
+                    # zmq.Poller returns at once with nothing registered: sleep instead of spinning
+                    time.sleep(timeout_ms / 1000)
+                    ready = []
                 for sock, _ in ready:
                     self._drain(sock)
                 if ready:

@@ -75,12 +75,6 @@ class MarketDataGateway(Worker):
             self.feed = SimFeed(symbols or DEFAULT_SYMBOLS, seed=a.seed)
             rate = a.rate
         self.sock = self.socket(zmq.PUB, bind=self.endpoints.ticks, sndhwm=a.hwm)
-        # pyzmq's Poller.poll returns at once when no socket is registered, so with
-        # --no-control (no control DEALER) the runtime loop would spin at 100% CPU instead of
-        # sleeping until the next tick.  A reader that never receives anything (a PULL bound
-        # and connected nowhere) makes poll block.
-        self._idle = self.socket(zmq.PULL)
-        self.add_reader(self._idle, lambda _frame: None)
         self._nsym = len(self.feed.symbols)
         self._max_ticks = a.max_ticks
         self._emitted = 0  # ticks taken from the feed (published + dropped)

@@ -85,14 +85,9 @@ class StrategyWorker(Worker):
         ep = self.endpoints
         topics = [P.tick_topic(s) + P.TOPIC_SEP for s in self.symbols] or [b"tick."]
         self.ticks = self.socket(zmq.SUB, connect=ep.ticks, rcvhwm=int(a.tick_hwm), subscribe=topics)
-        # IMMEDIATE must be set before connect, which Worker.socket() would do itself, so
-        # connect here (with the same CurveZMQ client setup the helper applies)
-        self.out = self.socket(zmq.PUSH, sndhwm=int(a.signal_hwm))
-        self.out.setsockopt(zmq.IMMEDIATE, 1)
-        curve = getattr(self, "curve", None)
-        if curve is not None:
-            curve.apply_client(self.out)
-        self.out.connect(ep.signals)
+        # IMMEDIATE: with no executor connected a signal is dropped at once (counted), never
+        # queued to be executed later at a stale price
+        self.out = self.socket(zmq.PUSH, connect=ep.signals, sndhwm=int(a.signal_hwm), options={zmq.IMMEDIATE: 1})
         self.events = self.socket(zmq.SUB, connect=ep.events, rcvhwm=100_000, subscribe=[b"signal."])
         self.add_reader(self.ticks, self._on_tick)
         self.add_reader(self.events, self._on_event)
