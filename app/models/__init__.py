@@ -1,0 +1,1 @@
+"""Table models (Qt) and their declared columns (no Qt)."""

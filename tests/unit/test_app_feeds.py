@@ -1,0 +1,123 @@
+"""The window's stream decoders and a drained subscription on a real ipc socket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgpack
+import zmq
+import zmq.asyncio
+
+from workers import protocol as P
+from workers.config import Endpoints
+from workers.protocol import OrderStatus, Side
+from app.feeds import EventsDecoder, ExecDecoder, Subscription, TickDecoder
+from app.state import AppState
+
+
+class NoBars:
+    def add_tick(self, *a):
+        pass
+
+
+def state():
+    return AppState(bars_factory=NoBars)
+
+
+def tick(sym="AAPL", seq=1, last=100.0, **kw):
+    d = dict(symbol=sym, seq=seq, ts=P.now_ns(), last=last, bid=last - 0.01, ask=last + 0.01, bid_size=1, ask_size=2, volume=10)
+    d.update(kw)
+    return P.Tick(**d)
+
+
+def test_fast_path_decodes_valid_ticks():
+    st = state()
+    dec = TickDecoder(st)
+    dec([P.pub(tick(seq=1)), P.pub(tick(seq=2, last=101.5)), P.pub(tick("MSFT", 1, 300.0))])
+    assert st.market.quotes["AAPL"].last == 101.5 and st.market.quotes["MSFT"].last == 300.0
+    assert st.streams["ticks"].received == 3 and st.streams["ticks"].decode_errors == 0
+
+
+def test_bad_tick_frames_are_counted_and_logged_once_per_interval():
+    st = state()
+    dec = TickDecoder(st)
+    good = tick(seq=1).to_dict()
+    nan = dict(good, last=float("nan"))
+    crossed = dict(good, bid=101.0, ask=100.0)
+    frames = [
+        b"garbage",
+        b"tick.AAPL\x00" + b"\xc1",  # not msgpack
+        b"tick.AAPL\x00" + msgpack.packb(nan),
+        b"tick.AAPL\x00" + msgpack.packb(crossed),
+        b"tick.MSFT\x00" + msgpack.packb(good),  # topic does not match the symbol
+        b"tick.AAPL\x00" + msgpack.packb(dict(good, v=99)),
+        b"tick.AAPL\x00" + msgpack.packb([1, 2, 3]),
+    ]
+    dec(frames)
+    assert st.streams["ticks"].decode_errors == len(frames)
+    assert "AAPL" not in st.market.quotes
+    warnings = [ln for ln in st.log.items if ln.source == "ticks"]
+    assert len(warnings) == 1 and "bad tick" in warnings[0].text
+
+
+def test_valid_but_unusual_encoding_takes_the_slow_path():
+    st = state()
+    d = tick(seq=1).to_dict()
+    d["last"], d["bid"], d["ask"] = 100, 99, 101  # integers are valid prices
+    TickDecoder(st)([b"tick.AAPL\x00" + msgpack.packb(d)])
+    assert st.market.quotes["AAPL"].last == 100.0 and st.streams["ticks"].decode_errors == 0
+
+
+def test_exec_and_events_decoders():
+    st = state()
+    up = P.OrderUpdate(client_order_id="c1", order_id="O1", symbol="MSFT", side=Side.BUY, qty=10, filled_qty=10,
+                       avg_price=100.0, status=OrderStatus.FILLED, ts=1, seq=1)
+    f = P.Fill(fill_id="F1", client_order_id="c1", order_id="O1", symbol="MSFT", side=Side.BUY, qty=10, price=100.0, ts=1, seq=2)
+    ExecDecoder(st)([P.pub(up), P.pub(f), P.pub(f), b"exec.x\x00junk"])
+    assert st.orders.get("c1").status is OrderStatus.FILLED
+    assert st.position("MSFT").qty == 10 and st.duplicate_fills == 1
+    assert st.streams["execution"].decode_errors == 1
+    sig = P.Signal(id="s", strategy="sr", symbol="MSFT", side=Side.BUY, qty=1, price=1.0, ts=1, cause_ts=1)
+    EventsDecoder(st)([P.pub(P.SignalDecision(signal=sig.to_dict(), accepted=True, ts=2, client_order_id="x")),
+                       P.pub(P.Levels(strategy="sr", symbol="MSFT", ts=3, support=1.0, resistance=2.0)),
+                       P.pub(P.Position(symbol="MSFT", qty=1, avg_price=1.0, realized_pnl=0.0, unrealized_pnl=0.0, ts=4))])
+    ch = st.collect()
+    assert len(ch.new_signals) == 1 and ("MSFT", "sr") in ch.levels
+
+
+def test_subscription_drains_in_batches(tmp_path):
+    eps = Endpoints.ephemeral_ipc(tmp_path)
+    st = state()
+    n = 20_000
+
+    async def main():
+        ctx = zmq.asyncio.Context()
+        pub = zmq.Context.instance().socket(zmq.PUB)
+        pub.setsockopt(zmq.SNDHWM, 0)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.bind(eps.ticks)
+        sub = Subscription(ctx, eps.ticks, [b"tick."], TickDecoder(st), st.streams["ticks"], rcvhwm=0)
+        sub.start()
+        try:
+            for _ in range(200):  # slow joiner: wait until the subscription is live
+                pub.send(P.pub(tick("ZZZ", 1)))
+                await asyncio.sleep(0.01)
+                if "ZZZ" in st.market.quotes:
+                    break
+            for i in range(1, n + 1):
+                pub.send(P.pub(tick(seq=i, last=100.0 + (i % 7))))
+            for _ in range(500):
+                if st.market.quotes.get("AAPL") and st.market.quotes["AAPL"].seq == n:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await sub.aclose()
+            pub.close(0)
+            ctx.destroy(0)
+
+    asyncio.run(main())
+    q = st.market.quotes["AAPL"]
+    assert q.ticks == n and q.missed == 0
+    stats = st.streams["ticks"]
+    assert stats.max_batch > 1  # it drained, not one message per wake-up
+    assert stats.batches < stats.received

@@ -1,0 +1,210 @@
+"""Manual orders: validation, risk, outcomes, UNKNOWN and its reconciliation (fake client)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from workers import protocol as P
+from workers.executor.risk import RiskLimits
+from workers.order_client import RetryPolicy
+from workers.protocol import OrderStatus, OrderType, Side
+from app import orders as orders_mod
+from app.orders import OrderService, Ticket, validate_ticket
+from app.state import AppState
+
+
+class NoBars:
+    def add_tick(self, *a):
+        pass
+
+
+class FakeClient:
+    """Answers requests from a script: a callable (msg -> reply map or None)."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sent: list[P.Message] = []
+        self.policy = RetryPolicy(0.01, 3)
+
+    async def request(self, msg):
+        self.sent.append(msg)
+        await asyncio.sleep(0)
+        return self.answer(msg)
+
+
+def market(last=100.0):
+    st = AppState(bars_factory=NoBars)
+    st.market.on_tick("MSFT", 1, P.now_ns(), last, last - 0.01, last + 0.01, 100, 100, 1000)
+    return st
+
+
+def test_validation_messages():
+    st = market()
+    from workers.executor.risk import RiskChecker
+
+    risk = RiskChecker(RiskLimits(max_order_qty=500, price_band_pct=5.0))
+    assert validate_ticket(Ticket("", Side.BUY, 1), st, risk).reason == "Enter a symbol."
+    assert "No prices for ZZZ" in validate_ticket(Ticket("zzz", Side.BUY, 1), st, risk).reason
+    assert "at least 1" in validate_ticket(Ticket("MSFT", Side.BUY, 0), st, risk).reason
+    assert "limit price" in validate_ticket(Ticket("MSFT", Side.BUY, 1, OrderType.LIMIT, 0.0), st, risk).reason
+    assert "exceeds max order qty 500" in validate_ticket(Ticket("MSFT", Side.BUY, 501), st, risk).reason
+    assert "band" in validate_ticket(Ticket("MSFT", Side.BUY, 1, OrderType.LIMIT, 90.0), st, risk).reason
+    assert validate_ticket(Ticket("msft", Side.SELL, 10, OrderType.LIMIT, 99.0), st, risk)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_ack_and_fill_outcomes():
+    st = market()
+
+    def answer(msg):
+        if isinstance(msg, P.SendOrder):
+            return P.reply("send_order", True, client_order_id=msg.client_order_id, order_id="O9",
+                           status="filled", filled_qty=msg.qty, avg_price=100.01)
+        return None
+
+    svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
+    seen = []
+    svc.listeners.append(seen.append)
+
+    async def main():
+        d, coid = svc.submit(Ticket("MSFT", Side.BUY, 10))
+        assert d and coid.startswith("manual-")
+        assert st.orders.get(coid).status is OrderStatus.PENDING_NEW  # visible before the reply
+        await asyncio.sleep(0.05)
+        return coid
+
+    coid = run(main())
+    o = st.orders.get(coid)
+    assert o.status is OrderStatus.FILLED and o.order_id == "O9" and o.source == "manual"
+    assert [x.kind for x in seen] == ["sent", "filled"]
+    req = svc.client.sent[0]
+    assert req.source == "manual" and req.order_type is OrderType.MARKET and req.limit_price is None
+
+
+def test_reject_shows_the_reason():
+    st = market()
+    svc = OrderService(st, "ipc://unused", client=FakeClient(
+        lambda m: P.reply("send_order", False, "insufficient liquidity", client_order_id=m.client_order_id, status="rejected")))
+    seen = []
+    svc.listeners.append(seen.append)
+
+    async def main():
+        _, coid = svc.submit(Ticket("MSFT", Side.SELL, 10, OrderType.LIMIT, 99.5))
+        await asyncio.sleep(0.05)
+        return coid
+
+    coid = run(main())
+    assert st.orders.get(coid).status is OrderStatus.REJECTED
+    assert seen[-1].kind == "rejected" and "insufficient liquidity" in seen[-1].text and not seen[-1].ok
+
+
+def test_invalid_ticket_is_not_sent():
+    st = market()
+    svc = OrderService(st, "ipc://unused", RiskLimits(kill_switch=True), client=FakeClient(lambda m: None))
+    d, coid = svc.submit(Ticket("MSFT", Side.BUY, 10))
+    assert not d and coid is None and "kill switch" in d.reason
+    assert svc.client.sent == [] and len(st.orders) == 0
+
+
+def test_no_reply_is_unknown_then_reconciled_never_resent(monkeypatch):
+    monkeypatch.setattr(orders_mod, "RECONCILE_EVERY", 0.01)
+    st = market()
+    phase = {"up": False}
+
+    def answer(msg):
+        if isinstance(msg, P.SendOrder):
+            return None  # lost
+        if isinstance(msg, P.GetOrder) and phase["up"]:
+            return P.reply("get_order", True, client_order_id=msg.client_order_id, status="new",
+                           order={"client_order_id": msg.client_order_id, "status": "new", "order_id": "O5",
+                                  "symbol": "MSFT", "side": "buy", "qty": 10, "filled_qty": 0, "avg_price": 0.0, "ts": 1})
+        return None
+
+    svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
+    svc.synced = True  # no startup sync in this test
+    seen = []
+    svc.listeners.append(seen.append)
+
+    async def main():
+        svc.start()
+        _, coid = svc.submit(Ticket("MSFT", Side.BUY, 10))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if st.orders.get(coid).status is OrderStatus.UNKNOWN:
+                break
+        assert st.orders.get(coid).status is OrderStatus.UNKNOWN and st.orders.get(coid).is_live
+        phase["up"] = True
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if st.orders.get(coid).status is OrderStatus.NEW:
+                break
+        await svc.aclose()
+        return coid
+
+    coid = run(main())
+    assert st.orders.get(coid).status is OrderStatus.NEW and st.orders.get(coid).order_id == "O5"
+    sends = [m for m in svc.client.sent if isinstance(m, P.SendOrder)]
+    assert len(sends) == 1  # retries are the client's job with the same id; never a new order
+    assert [o.kind for o in seen if o.kind in ("unknown", "reconciled")] == ["unknown", "reconciled"]
+
+
+def test_unknown_order_the_exchange_never_saw(monkeypatch):
+    monkeypatch.setattr(orders_mod, "RECONCILE_EVERY", 0.01)
+    st = market()
+
+    def answer(msg):
+        if isinstance(msg, P.GetOrder):
+            return P.reply("get_order", False, f"unknown client_order_id {msg.client_order_id}")
+        return None
+
+    svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
+    svc.synced = True
+
+    async def main():
+        svc.start()
+        _, coid = svc.submit(Ticket("MSFT", Side.BUY, 10))
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if st.orders.get(coid).status is OrderStatus.REJECTED:
+                break
+        await svc.aclose()
+        return coid
+
+    coid = run(main())
+    o = st.orders.get(coid)
+    assert o.status is OrderStatus.REJECTED and "never reached the exchange" in o.reason
+
+
+def test_sync_loads_positions_and_orders():
+    st = market()
+
+    def answer(msg):
+        if isinstance(msg, P.GetPositions):
+            return P.reply("get_positions", True, positions=[{"symbol": "MSFT", "qty": -50, "avg_price": 101.0,
+                                                              "realized_pnl": 5.0}], last_fill_seq=3)
+        if isinstance(msg, P.GetOrders):
+            return P.reply("get_orders", True, orders=[{"client_order_id": "x1", "order_id": "O1", "symbol": "MSFT",
+                                                        "side": "sell", "qty": 50, "filled_qty": 0, "avg_price": 0.0,
+                                                        "status": "new", "ts": 1, "order_type": "limit",
+                                                        "limit_price": 105.0, "source": "strategy"}])
+        return None
+
+    svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
+    assert run(svc.sync())
+    pos = st.position("MSFT")
+    assert pos.qty == -50 and pos.realized_pnl == 5.0 and pos.last == 100.0
+    o = st.orders.get("x1")
+    assert o.is_live and o.order_type is OrderType.LIMIT and o.limit_price == 105.0
+
+
+def test_cancel_all_reports_the_count():
+    st = market()
+    svc = OrderService(st, "ipc://unused", client=FakeClient(
+        lambda m: P.reply("cancel_all", True, cancelled=["a", "b"], count=2)))
+    seen = []
+    svc.listeners.append(seen.append)
+    reply = run(svc.cancel_all())
+    assert reply["count"] == 2 and "2 orders" in seen[-1].text
