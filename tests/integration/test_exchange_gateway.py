@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 import signal
 
 import pytest
@@ -187,7 +188,7 @@ def test_orders_idempotency_bad_input_and_recovery_after_sigkill(env, ctx):
     assert last_fill_seq >= 1
 
     # A resting limit order that must come back into the book after the crash.
-    r = call(sock, P.SendOrder(client_order_id="rest-1", symbol="AAA", side=P.Side.SELL, qty=5, order_type=P.OrderType.LIMIT, limit_price=150.0))
+    r = call(sock, P.SendOrder(client_order_id="rest-1", symbol="AAA", side=P.Side.SELL, qty=5, order_type=P.OrderType.LIMIT, limit_price=115.0))
     assert r["ok"] and r["status"] == "new"
 
     # SIGKILL: no teardown, no checkpoint.  Then restart on the same journal.
@@ -212,14 +213,14 @@ def test_orders_idempotency_bad_input_and_recovery_after_sigkill(env, ctx):
 
     # The recovered resting order fills when the market crosses it; fill ids continue.
     def crossed():
-        publish_tick(ticks, "AAA", bid=151.0, ask=152.0, size=100)
+        publish_tick(ticks, "AAA", bid=116.0, ask=117.0, size=100)
         return call(sock, P.GetOrder(client_order_id="rest-1"))["status"] == "filled"
 
     wait_until(crossed, timeout=10, interval=0.05)
     r = call(sock, P.GetPositions())
     assert r["last_fill_seq"] == last_fill_seq + 1
     aaa = {p["symbol"]: p for p in r["positions"]}["AAA"]
-    assert aaa["qty"] == 5 and aaa["realized_pnl"] == pytest.approx(5 * (151.0 - 101.0))
+    assert aaa["qty"] == 5 and aaa["realized_pnl"] == pytest.approx(5 * (116.0 - 101.0))  # a sell limit fills at the better bid
 
     # cancel paths
     r = call(sock, P.CancelOrder(client_order_id="ord-1"))
@@ -227,7 +228,7 @@ def test_orders_idempotency_bad_input_and_recovery_after_sigkill(env, ctx):
     r = call(sock, P.CancelOrder(client_order_id="nope"))
     assert r["ok"] is False and r["reason"] == "unknown client_order_id nope"
     for i in range(3):
-        call(sock, P.SendOrder(client_order_id=f"w{i}", symbol="BBB" if i else "AAA", side=P.Side.BUY, qty=1, order_type=P.OrderType.LIMIT, limit_price=1.0))
+        call(sock, P.SendOrder(client_order_id=f"w{i}", symbol="BBB" if i else "AAA", side=P.Side.BUY, qty=1, order_type=P.OrderType.LIMIT, limit_price=100.0))
     r = call(sock, P.CancelOrder(client_order_id="w0"))
     assert (r["ok"], r["status"]) == (True, "cancelled")
     r = call(sock, P.CancelAll(symbol="BBB"))
@@ -289,3 +290,40 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(env, ctx):
     assert all(P.unpack_map(r)["status"] == "filled" for r in replies.values())
     r = call(sock, P.GetPositions())
     assert {p["symbol"]: p["qty"] for p in r["positions"]}["AAA"] == total
+
+
+def test_hard_limits_hold_for_any_client(tmp_path):
+    """A stranger on the orders endpoint cannot bypass risk: the gateway enforces hard limits."""
+    eps = Endpoints.ephemeral_ipc(tmp_path)
+    proc = start_worker("exchange", eps, "--journal", str(tmp_path / "j.sqlite"), "--hard-max-order-qty", "500", "--hard-max-position", "800", "--hard-price-band-pct", "10", tmp_path=tmp_path)
+    ctx = zmq.Context()
+    ticks = ctx.socket(zmq.PUB)
+    ticks.setsockopt(zmq.LINGER, 0)
+    ticks.bind(eps.ticks)
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
+    sock.connect(eps.orders)
+    try:
+        # the gateway has seen a market once a market order can fill
+        def market_seen():
+            publish_tick(ticks, "AAA", bid=100.0, ask=101.0, size=10_000)
+            r = call(sock, P.SendOrder(client_order_id=f"probe-{time.monotonic_ns()}", symbol="AAA", side=P.Side.BUY, qty=1))
+            return r["status"] == "filled"
+
+        wait_until(market_seen, timeout=10, interval=0.05)
+        big = call(sock, P.SendOrder(client_order_id="big", symbol="AAA", side=P.Side.BUY, qty=501))
+        assert big["ok"] is False and big["reason"] == "hard limit: qty 501 exceeds max order qty 500"
+        far = call(sock, P.SendOrder(client_order_id="far", symbol="AAA", side=P.Side.BUY, qty=10, order_type=P.OrderType.LIMIT, limit_price=200.0))
+        assert far["ok"] is False and "band" in far["reason"]
+        for i in range(3):  # 1 + 3 * 250 = 751 long, still within 800 ...
+            assert call(sock, P.SendOrder(client_order_id=f"b{i}", symbol="AAA", side=P.Side.BUY, qty=250))["ok"]
+        over = call(sock, P.SendOrder(client_order_id="over", symbol="AAA", side=P.Side.BUY, qty=100))
+        assert over["ok"] is False and "beyond max 800" in over["reason"]  # ... 851 is not
+        # a refusal is journaled like any answer: the resend gets the same reply
+        assert call(sock, P.SendOrder(client_order_id="over", symbol="AAA", side=P.Side.BUY, qty=100)) == over
+        assert call(sock, P.SendOrder(client_order_id="flatten", symbol="AAA", side=P.Side.SELL, qty=500))["ok"]
+        assert proc.poll() is None
+    finally:
+        ctx.destroy(linger=0)
+        stop(proc)

@@ -30,7 +30,8 @@ from workers.config import data_dir
 from workers.exchange.client import ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent, PositionBook
 from workers.exchange.journal import SYNC_MODES, Journal, JournalError, remove_journal
 from workers.exchange.simulated import SimulatedExchange
-from workers.protocol import MsgType, OrderStatus
+from workers.exchange.limits import HardLimits, add_hard_limit_args
+from workers.protocol import MsgType, OrderStatus, Side
 from workers.runtime import Worker, run_worker
 
 DEFAULT_JOURNAL_NAME = "exchange-journal.sqlite"
@@ -81,6 +82,7 @@ class ExchangeGateway(Worker):
         self.positions = PositionBook()
         self.exec_seq = 0  # per-publisher sequence of the execution stream (restarts at 1)
         self.batch_max = max(1, int(args.batch))
+        self.hard_limits = HardLimits.from_args(args)
         self._failed = False
         self._handlers: dict[type[P.Message], Callable[[P.Message, Batch, int], bytes]] = {
             P.SendOrder: self._send_order,
@@ -231,10 +233,11 @@ class ExchangeGateway(Worker):
         order = Order.from_request(req, now)
         self.orders[cid] = order
         batch.dirty[cid] = order
-        if order.order_type not in self.caps.get("order_types", ()):
+        refusal = self._refusal(order)
+        if refusal:
             order.order_id = NO_ORDER_ID
             order.status = OrderStatus.REJECTED
-            order.reason = f"{order.order_type.value} orders are not supported by the {self.client.name} exchange"
+            order.reason = refusal
             batch.events.append(OrderEvent(order.snapshot()))
         else:
             if self.caps.get("remote", False):
@@ -251,6 +254,20 @@ class ExchangeGateway(Worker):
             self.stats.inc("rejects")
         reply = batch.replies[cid] = self._order_reply(order, now)
         return reply
+
+    def _refusal(self, order: Order) -> str:
+        """Why the gateway itself refuses an order before the exchange sees it ("" if it does not)."""
+        if order.order_type not in self.caps.get("order_types", ()):
+            return f"{order.order_type.value} orders are not supported by the {self.client.name} exchange"
+        pos = self.positions.get(order.symbol)
+        pending = sum(
+            (o.remaining if o.side is Side.BUY else -o.remaining) for o in self.working.values() if o.symbol == order.symbol
+        )
+        d = self.hard_limits.check(order.side, order.symbol, order.qty, order.order_type, order.limit_price, pos.qty if pos else 0, pending)
+        if not d:
+            self.stats.inc("hard_limit_rejects")
+            return f"hard limit: {d.reason}"
+        return ""
 
     def _order_reply(self, order: Order, now: int) -> bytes:
         return P.packb(
@@ -379,6 +396,7 @@ class ExchangeGateway(Worker):
             self.stats.inc("decode_errors")
             self.rlog.warning("tick", "bad tick: %s", e)
             return
+        self.hard_limits.on_last(tick.symbol, tick.last)
         self._apply(self.client.on_tick(tick), batch)
 
     # ------------------------------------------------------------------ events, journal, output
@@ -501,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BATCH,
         help=f"most requests handled per journal commit (group commit; default {DEFAULT_BATCH})",
     )
+    add_hard_limit_args(p)
     return p
 
 
