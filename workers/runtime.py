@@ -196,6 +196,7 @@ class Worker:
         """A socket with LINGER, MAXMSGSIZE (receivers), HWMs and ``options`` set before it binds
         or connects (most options only take effect then), plus CURVE when keys are configured."""
         sock = self.ctx.socket(kind)
+        self._sockets.append(sock)  # before bind/connect, which may raise: _close must see it
         sock.setsockopt(zmq.LINGER, linger)
         if kind in (zmq.SUB, zmq.PULL, zmq.ROUTER, zmq.DEALER, zmq.REP, zmq.REQ, zmq.XSUB):
             sock.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES)
@@ -219,7 +220,6 @@ class Worker:
             if self.curve is not None:
                 self.curve.apply_client(sock)
             sock.connect(connect)
-        self._sockets.append(sock)
         return sock
 
     def _ensure_zap(self) -> None:
@@ -384,7 +384,8 @@ class Worker:
                 s.close(0)
             except Exception:
                 pass
-        self.ctx.term()
+        # destroy, not term: a socket opened outside Worker.socket() must not hang the exit
+        self.ctx.destroy(linger=0)
 
     def _install_signal_handlers(self) -> None:
         def handler(signum, _frame):
