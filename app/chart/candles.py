@@ -70,6 +70,15 @@ def mix_colors(a, b, t: float) -> QtGui.QColor:
     )
 
 
+def _cosmetic_pen(color: QtGui.QColor) -> QtGui.QPen:
+    pen = pg.mkPen(color)  # width 1, cosmetic
+    # A zero-length wick (a one-price bar) with a square cap, replayed from a QPicture under the
+    # view's scaling transform, paints as a band across the whole plot. Flat caps end exactly
+    # at low/high and draw nothing for a zero-length line (the body outline still shows it).
+    pen.setCapStyle(QtCore.Qt.PenCapStyle.FlatCap)
+    return pen
+
+
 class _PictureItem(pg.GraphicsObject):
     """A GraphicsObject that replays one QPicture; subclasses record it."""
 
@@ -83,8 +92,8 @@ class _PictureItem(pg.GraphicsObject):
         self.rebuild_count = 0
         #: How many bars (or aggregated candles) the current picture holds.
         self.drawn_count = 0
-        self._up_pen = pg.mkPen("#26a69a")
-        self._down_pen = pg.mkPen("#ef5350")
+        self._up_pen = _cosmetic_pen(pg.mkColor("#26a69a"))
+        self._down_pen = _cosmetic_pen(pg.mkColor("#ef5350"))
         self._up_brush = pg.mkBrush("#26a69a")
         self._down_brush = pg.mkBrush("#ef5350")
 
@@ -92,8 +101,8 @@ class _PictureItem(pg.GraphicsObject):
         """Colours for the next recording (the owner re-records after a theme change)."""
         up_c, down_c = pg.mkColor(up), pg.mkColor(down)
         # The 1 px cosmetic outline is what keeps sub-pixel wide bars and flat bodies visible.
-        self._up_pen = pg.mkPen(up_c)
-        self._down_pen = pg.mkPen(down_c)
+        self._up_pen = _cosmetic_pen(up_c)
+        self._down_pen = _cosmetic_pen(down_c)
         self._up_brush = pg.mkBrush(up_c)
         self._down_brush = pg.mkBrush(down_c)
 
@@ -183,6 +192,7 @@ class CandleItem(_PictureItem):
                 bodies[:, 2] = width
                 bodies[:, 3] = np.abs(cm - om)
                 p.setPen(pen)
+                p.setBrush(QtCore.Qt.BrushStyle.NoBrush)
                 draw_lines(p, wicks)
                 p.setBrush(brush)
                 draw_rects(p, bodies)

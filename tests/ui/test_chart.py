@@ -65,6 +65,42 @@ def test_shows_candles_for_the_selected_symbol(chart):
     assert not img.isNull()
 
 
+def test_candle_picture_paints_only_inside_the_bars(qapp):
+    """Render the recorded QPicture under a chart-like transform and check the painted pixels:
+    with square pen caps, a zero-length wick (one-price bar) replayed from a QPicture under a
+    scaling transform painted as a band across the whole plot."""
+    from app.chart.candles import CandleItem
+
+    x = np.arange(1000, 1040, dtype=np.float64)
+    o = 100 + np.sin(x / 3)
+    c = o + np.where(np.arange(40) % 3 == 0, 0.0, np.cos(x) * 0.3)  # every third one a doji
+    h = np.maximum(o, c) + 0.2
+    lo = np.minimum(o, c) - 0.2
+    flat = np.arange(40) % 5 == 0  # one-price bars (a single tick): zero-length wicks
+    c[flat] = h[flat] = lo[flat] = o[flat]
+    item = CandleItem()
+    item.set_candles(x, o, h, lo, c)
+    w_px, h_px = 800, 600
+    img = QtGui.QImage(w_px, h_px, QtGui.QImage.Format.Format_ARGB32_Premultiplied)
+    img.fill(0)
+    y0, y1 = lo.min() - 0.1, h.max() + 0.1  # a little empty space above and below
+    tr = QtGui.QTransform()
+    tr.scale(w_px / 42, -h_px / (y1 - y0))
+    tr.translate(-999, -y1)
+    p = QtGui.QPainter(img)
+    p.setTransform(tr)
+    item.paint(p)
+    p.end()
+    px = np.frombuffer(img.constBits(), dtype=np.uint32).reshape(h_px, w_px)
+    rows = np.flatnonzero(px.any(axis=1))
+    unit = h_px / (y1 - y0)
+    assert rows.min() >= 0.1 * unit - 2 and rows.max() <= h_px - 0.1 * unit + 2
+    # every candle column has paint, and the painted area is far from full columns
+    cols = np.flatnonzero(px.any(axis=0))
+    assert len(cols) >= 40
+    assert (px != 0).sum() < 0.25 * w_px * h_px
+
+
 def test_interval_combo_changes_bar_count(chart, qtbot):
     bars = MultiIntervalBars(intervals=(1, 5, 60))
     feed(bars, 0, 600)  # 10 minutes from a minute boundary
