@@ -498,7 +498,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.ticket.focus_symbol()
 
     def _toggle_order_type(self) -> None:
-        cur = self.ticket.order_type.currentData()
+        cur = self.ticket.current_type()
         self.ticket.set_order_type(OrderType.MARKET if cur is OrderType.LIMIT else OrderType.LIMIT)
 
     def submit_ticket(self, ticket: Ticket) -> None:

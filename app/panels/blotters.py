@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from app.models.table import RecordTableModel
 from app.models.tables import FILL_COLUMNS, HISTORY_COLUMNS, POSITION_COLUMNS, WORKING_COLUMNS
-from app.panels.table_panel import TablePanel, shortcut
-from app.qt import QtWidgets, Signal
+from app.panels.table_panel import TablePanel
+from app.qt import Qt, QtCore, QtWidgets, Signal
 from app.state import MAX_FILLS, MAX_ORDERS, AppState, Changes
 
 
@@ -31,7 +31,14 @@ class WorkingOrdersPanel(TablePanel):
                          buttons=(self.cancel_button, self.cancel_all_button), parent=parent)
         self.cancel_button.clicked.connect(self.cancel_selected)
         self.cancel_all_button.clicked.connect(self.cancelAllRequested)
-        self.delete_shortcut = shortcut("Delete", self.view, self.cancel_selected)
+        # Delete on the table cancels (an event filter, so it needs no active-window shortcut map)
+        self.view.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self.view and event.type() == QtCore.QEvent.Type.KeyPress and event.key() == Qt.Key.Key_Delete:
+            self.cancel_selected()
+            return True
+        return super().eventFilter(obj, event)
 
     def cancel_selected(self) -> None:
         coids = [o.client_order_id for o in self.selected_rows() if o is not None]

@@ -51,8 +51,9 @@ class TicketPanel(QtWidgets.QWidget):
         self.qty.setMinimumWidth(80)
         self.order_type = QtWidgets.QComboBox(self)
         self.order_type.setObjectName("ticketType")
-        self.order_type.addItem("Market", OrderType.MARKET)
-        self.order_type.addItem("Limit", OrderType.LIMIT)
+        # item data are plain strings: Qt turns a StrEnum into a QString anyway
+        self.order_type.addItem("Market", OrderType.MARKET.value)
+        self.order_type.addItem("Limit", OrderType.LIMIT.value)
         self.limit = QtWidgets.QDoubleSpinBox(self)
         self.limit.setObjectName("ticketLimit")
         self.limit.setRange(0.0, 1e9 - 1)
@@ -108,8 +109,11 @@ class TicketPanel(QtWidgets.QWidget):
         self.limit.valueChanged.connect(self._inputs_changed)
 
     # ------------------------------------------------------------------ inputs
+    def current_type(self) -> OrderType:
+        return OrderType(self.order_type.currentData())
+
     def ticket(self, side: Side) -> Ticket:
-        ot = self.order_type.currentData()
+        ot = self.current_type()
         return Ticket(symbol=self.symbol.currentText().strip().upper(), side=side, qty=int(self.qty.value()),
                       order_type=ot, limit_price=float(self.limit.value()) if ot is OrderType.LIMIT else None)
 
@@ -123,7 +127,7 @@ class TicketPanel(QtWidgets.QWidget):
         self.refresh_quote()
 
     def set_order_type(self, ot: OrderType) -> None:
-        self.order_type.setCurrentIndex(self.order_type.findData(ot))
+        self.order_type.setCurrentIndex(self.order_type.findData(OrderType(ot).value))
 
     def add_symbols(self, symbols) -> None:
         new = set(symbols) - self._known
@@ -140,7 +144,7 @@ class TicketPanel(QtWidgets.QWidget):
         self.symbol.lineEdit().selectAll()
 
     def _type_changed(self) -> None:
-        is_limit = self.order_type.currentData() is OrderType.LIMIT
+        is_limit = self.current_type() is OrderType.LIMIT
         self.limit.setEnabled(is_limit)
         if is_limit and not self.limit.value():
             q = self.state.market.quotes.get(self.symbol.currentText().strip().upper())

@@ -1,0 +1,241 @@
+"""The main window over a real fleet (offscreen, ipc endpoints in tmp_path, fresh journal).
+
+Each test starts the five worker processes behind a MainWindow, drives the window the way
+a trader would (clicks, keys) and waits on conditions with qtbot.waitUntil.  The fixture
+closes the window and checks that every worker process it ever saw is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass, field
+
+import pytest
+import qasync
+
+from workers.config import Endpoints
+from workers.launcher import parse
+from workers.protocol import OrderStatus, OrderType
+from app.main import build_session
+from app.qt import Qt
+from app.settings import Settings
+from app.window import MainWindow
+
+pytestmark = pytest.mark.slow
+
+START_TIMEOUT = 30_000  # ms: five Python processes on a busy 2-core machine
+TIMEOUT = 15_000
+
+# Strategies trade AAPL and GOOG only, so MSFT and AMZN positions are the manual ticket's alone.
+FLEET_TOML = """
+[fleet.marketdata]
+symbols = "AAPL,MSFT,GOOG,AMZN"
+
+[[fleet.strategies]]
+name = "sr-breakout"
+symbols = "AAPL"
+mode = "breakout"
+
+[[fleet.strategies]]
+name = "sr-bounce"
+symbols = "GOOG"
+mode = "bounce"
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def qloop(qapp):
+    """One qasync loop on the Qt loop that qtbot spins (already running)."""
+    loop = qasync.QEventLoop(qapp, already_running=True)
+    asyncio.set_event_loop(loop)
+    yield loop
+    for t in asyncio.all_tasks(loop):
+        t.cancel()
+    qapp.processEvents()
+    # Not loop.stop(): for an already-running loop it calls QApplication.exit(), after which
+    # Qt timers stop firing in the next tests.  Mark it stopped and close it instead.
+    loop._QEventLoop__is_running = False
+    loop.close()
+    asyncio.events._set_running_loop(None)
+    asyncio.set_event_loop(None)
+
+
+@dataclass
+class Desk:
+    window: MainWindow
+    pids: set[int] = field(default_factory=set)
+
+    @property
+    def sup(self):
+        return self.window.session.sup
+
+    @property
+    def state(self):
+        return self.window.state
+
+
+@pytest.fixture
+def desk(qtbot, qloop, tmp_path):
+    cfg = tmp_path / "fleet.toml"
+    cfg.write_text(FLEET_TOML)
+    eps = Endpoints.ephemeral_ipc(tmp_path)
+    args = parse(["--data-dir", str(tmp_path / "data"), "--fresh", "--seed", "11", "--tick-rate", "40",
+                  "--config", str(cfg), *eps.as_args()])
+    settings = Settings(tmp_path / "tickdesk.ini")
+    ui = settings.load()
+    ui.confirm_orders = False
+    ui.confirm_cancel_all = False
+    session = build_session(args, settings, ui)
+    d = Desk(MainWindow(session, settings, ui))
+    session.sup.listeners.append(lambda name, text: text.startswith("started pid ") and d.pids.add(int(text.split()[-1])))
+    w = d.window
+    w.resize(1400, 900)
+    w.show()
+    qtbot.waitExposed(w)
+    w.start()
+    try:
+        qtbot.waitUntil(lambda: all(x.state == "running" for x in session.sup.workers.values()), timeout=START_TIMEOUT)
+        qtbot.waitUntil(lambda: w.market_watch.model.rowCount() == 4 and session.orders.synced, timeout=TIMEOUT)
+        yield d
+    finally:
+        w.close()
+        leftover = [p for p in d.pids if alive(p)]
+        assert not leftover, f"worker processes left behind: {leftover}"
+
+
+def cell(panel, key, column: str) -> str:
+    """The text a table shows for row ``key`` in ``column``."""
+    m = panel.model
+    r = m.row_for(key)
+    if r is None:
+        return ""
+    c = [col.key for col in m.columns].index(column)
+    return m.index(r, c).data()
+
+
+def load_ticket(qtbot, w: MainWindow, symbol: str) -> None:
+    """Double-click the symbol in the market watch (fills the ticket)."""
+    mw = w.market_watch
+    src = mw.model.index(mw.model.row_for(symbol), 0)
+    idx = mw.proxy.mapFromSource(src)
+    rect = mw.view.visualRect(idx)
+    qtbot.mouseClick(mw.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(mw.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: w.ticket.symbol.currentText() == symbol, timeout=TIMEOUT)
+
+
+def manual_orders(d: Desk) -> list:
+    return [o for o in d.state.orders.orders.values() if o.source == "manual"]
+
+
+def test_ticks_reach_market_watch_and_chart(qtbot, desk):
+    w = desk.window
+    qtbot.waitUntil(lambda: all(cell(w.market_watch, s, "last") for s in ("AAPL", "MSFT", "GOOG", "AMZN")), timeout=TIMEOUT)
+    # selecting a symbol switches the chart, which draws its candles
+    load_ticket(qtbot, w, "AMZN")
+    assert w.chart.symbol == "AMZN"
+    qtbot.waitUntil(lambda: w.chart.bar_count() >= 2, timeout=TIMEOUT)
+    chart = w.chart.chart
+    if chart is not None:
+        qtbot.waitUntil(lambda: chart.drawn_candles >= 2 and chart.symbol == "AMZN", timeout=TIMEOUT)
+    before = desk.state.market.quotes["AMZN"].ticks
+    qtbot.waitUntil(lambda: desk.state.market.quotes["AMZN"].ticks > before + 20, timeout=TIMEOUT)
+    assert w.flushes > 10 and desk.state.streams["ticks"].decode_errors == 0
+
+
+def test_market_order_clicked_buy_is_filled_with_position(qtbot, desk):
+    w = desk.window
+    load_ticket(qtbot, w, "MSFT")
+    w.ticket.set_order_type(OrderType.MARKET)
+    w.ticket.qty.setValue(10)
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: any(f.source == "manual" and f.symbol == "MSFT" for f in w.fills.model.rows()), timeout=TIMEOUT)
+    order = manual_orders(desk)[0]
+    qtbot.waitUntil(lambda: cell(w.history, order.client_order_id, "status") == "FILLED", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: cell(w.positions, "MSFT", "qty") == "+10", timeout=TIMEOUT)
+    assert "MSFT" in w.ticket.outcome.text() and "filled" in w.ticket.outcome.text()
+    # the sell hotkey flattens it
+    w.activateWindow()
+    qtbot.keyClick(w, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: cell(w.positions, "MSFT", "qty") == "0", timeout=TIMEOUT)
+    assert len(manual_orders(desk)) == 2
+
+
+def test_limit_order_away_from_market_is_cancelled_from_the_blotter(qtbot, desk):
+    w = desk.window
+    load_ticket(qtbot, w, "AMZN")
+    last = desk.state.market.quotes["AMZN"].last
+    w.ticket.set_order_type(OrderType.LIMIT)
+    w.ticket.limit.setValue(round(last * 0.97, 2))  # 3% under: inside the 5% band, far from the market
+    w.ticket.qty.setValue(5)
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: manual_orders(desk) and cell(w.working, manual_orders(desk)[0].client_order_id, "status") == "NEW",
+                    timeout=TIMEOUT)
+    coid = manual_orders(desk)[0].client_order_id
+    assert w.working.select_key(coid)
+    w.working.view.setFocus()
+    qtbot.keyClick(w.working.view, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: cell(w.history, coid, "status") == "CANCELLED", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.working.model.row_for(coid) is None, timeout=TIMEOUT)
+    assert desk.state.position("AMZN") is None or desk.state.position("AMZN").qty == 0
+
+
+def test_kill_switch_cancels_orders_and_stops_strategies(qtbot, desk):
+    w = desk.window
+    load_ticket(qtbot, w, "MSFT")
+    last = desk.state.market.quotes["MSFT"].last
+    w.ticket.set_order_type(OrderType.LIMIT)
+    w.ticket.limit.setValue(round(last * 1.03, 2))  # a sell far above the market: stays working
+    qtbot.mouseClick(w.ticket.sell, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(w.working.model.rows()) == 1 and w.working.model.rows()[0].status is OrderStatus.NEW,
+                    timeout=TIMEOUT)
+    coid = w.working.model.rows()[0].client_order_id
+
+    qtbot.mouseClick(w.kill_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: getattr(w, "last_kill_report", None) is not None, timeout=TIMEOUT)
+    rep = w.last_kill_report
+    assert rep.ok, rep.text()
+    assert rep.cancelled >= 1 and set(rep.strategies) == {"sr-breakout", "sr-bounce"}
+    assert w.banner.isVisible() and "KILL SWITCH engaged" in w.banner.text()
+    qtbot.waitUntil(lambda: cell(w.history, coid, "status") == "CANCELLED", timeout=TIMEOUT)
+    assert w.working.model.rowCount() == 0
+    # the workers panel shows the strategies paused; the executor reports its kill switch on
+    qtbot.waitUntil(lambda: cell(w.workers_panel, "sr-breakout", "state") == "PAUSED"
+                    and cell(w.workers_panel, "sr-bounce", "state") == "PAUSED", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: desk.sup.workers["executor"].stats.get("gauges", {}).get("kill_switch") is True, timeout=TIMEOUT)
+    # and the ticket refuses manual orders while it is on
+    n = len(manual_orders(desk))
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
+    assert "kill switch" in w.ticket.outcome.text() and len(manual_orders(desk)) == n
+
+
+def test_sigkilled_worker_shows_its_restart(qtbot, desk):
+    w = desk.window
+    old = desk.sup.workers["sr-bounce"].pid
+    assert cell(w.workers_panel, "sr-bounce", "pid") == str(old)
+    os.kill(old, signal.SIGKILL)
+    qtbot.waitUntil(lambda: cell(w.workers_panel, "sr-bounce", "restarts") == "1"
+                    and cell(w.workers_panel, "sr-bounce", "pid") not in ("", str(old))
+                    and cell(w.workers_panel, "sr-bounce", "state") == "RUNNING", timeout=START_TIMEOUT)
+    assert not alive(old)
+    assert any("died" in ln.text for ln in desk.state.log.items if ln.source == "sr-bounce")
+
+
+def test_closing_the_window_stops_every_worker(qtbot, desk):
+    w = desk.window
+    pids = {x.pid for x in desk.sup.workers.values()}
+    assert len(pids) == 5 and all(alive(p) for p in pids)
+    with qtbot.waitSignal(w.closed, timeout=TIMEOUT):
+        w.close()
+    assert not any(alive(p) for p in pids)
+    assert all(x.proc is None and x.state == "stopped" for x in desk.sup.workers.values())
