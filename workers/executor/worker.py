@@ -154,7 +154,7 @@ class OrderExecutor(Worker):
         # One attempt per call: send_order loops over --order-retries itself (see
         # _request_order); queries (get_positions, get_order, cancel_all) try once because the
         # timer asks again, so a gateway that is down costs one timeout per round.
-        self.orders = OrderClient(ep.orders, RetryPolicy(a.order_timeout, 1), ctx=self.ctx)
+        self.orders = OrderClient(ep.orders, RetryPolicy(a.order_timeout, 1), ctx=self.ctx, curve=self.curve)
         self._sync_positions()
         self._update_gauges()
 
