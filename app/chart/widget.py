@@ -137,9 +137,9 @@ def _infer_decimals(prices: np.ndarray) -> int:
 class ChartWidget(QtWidgets.QWidget):
     """Candlestick + volume chart of one symbol with levels, markers, crosshair and live follow.
 
-    Keys (when the chart has focus): Left/Right pan 10 % (Shift: a page), +/- zoom (anchored on
-    the live edge while following), End = back to live (follow on), Home = oldest bar.
-    Mouse: drag pans, wheel zooms; either turns follow off.
+    Keys (when the chart has focus): Left/Right pan 10 % (Shift: 90 %), PageUp/PageDown pan
+    90 %, +/- zoom (anchored on the live edge while following), End or Home = back to live
+    (follow on), Shift+Home = oldest bar. Mouse: drag pans, wheel zooms; either turns follow off.
     """
 
     intervalChanged = QtCore.Signal(float)
@@ -159,6 +159,10 @@ class ChartWidget(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, dark: bool = True,
                  interval: float = 1.0, stats_window: int = 600) -> None:
+        # Keep the widget out of Python reference cycles (no bound methods of self stored in
+        # items, no lambdas capturing self kept as attributes): a parentless chart that only the
+        # cycle collector can free gets its pyqtgraph wrappers torn down in arbitrary order and
+        # crashes in ~QObject. Signal connections to methods are fine (not strong references).
         super().__init__(parent)
         self._symbol: str | None = None
         self._bars: MultiIntervalBars | None = None
@@ -300,7 +304,7 @@ class ChartWidget(QtWidgets.QWidget):
                 symbol=sym, size=size, pxMode=True,
                 brush=pg.mkBrush(fill) if fill else pg.mkBrush(None),
                 pen=pg.mkPen(outline, width=2 if fill is None else 1),
-                hoverable=True, tip=self._marker_tip, name=kind,
+                hoverable=True, tip=_marker_tip, name=kind,
             )
             item.setZValue(20)
             self._price_plot.addItem(item, ignoreBounds=True)
@@ -999,7 +1003,8 @@ class ChartWidget(QtWidgets.QWidget):
             K.Key_Minus: lambda: self.zoom(1.25),
             K.Key_Underscore: lambda: self.zoom(1.25),
             K.Key_End: self.go_live,
-            K.Key_Home: self.go_oldest,
+            # Home is "back to live" too (the brief's key map); Shift+Home goes to the oldest bar.
+            K.Key_Home: self.go_oldest if mods == shift else self.go_live,
         }.get(key)
 
     def _handle_key(self, ev: QtGui.QKeyEvent) -> bool:
@@ -1049,8 +1054,12 @@ class ChartWidget(QtWidgets.QWidget):
         for line in (self._cross_v, self._cross_h, self._cross_v_vol):
             line.setVisible(False)
 
-    def _marker_tip(self, x: float, y: float, data: object) -> str:
-        return str(data)
+
+
+def _marker_tip(x: float, y: float, data: object) -> str:
+    # A module function, not a bound method: items holding a method of the widget would make
+    # the widget part of a reference cycle (see ChartWidget.__init__).
+    return str(data)
 
 
 def _finite_or_none(v: float | None) -> float | None:

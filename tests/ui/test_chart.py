@@ -261,12 +261,14 @@ def test_keys_zoom_and_home(chart, qtbot):
     qtbot.keyClick(chart, Key.Key_Minus)
     chart.refresh()
     assert np.diff(chart.x_range())[0] > w0
-    qtbot.keyClick(chart, Key.Key_Home)
+    qtbot.keyClick(chart, Key.Key_Home, QtCore.Qt.KeyboardModifier.ShiftModifier)
     chart.refresh()
     lo, hi = chart.visible_range()
     assert lo <= chart.series.first_index < hi and not chart.follow
     qtbot.keyClick(chart, Key.Key_Right, QtCore.Qt.KeyboardModifier.ShiftModifier)
     assert chart.visible_range()[0] > lo
+    qtbot.keyClick(chart, Key.Key_Home)  # plain Home, like End, goes back to live
+    assert chart.follow and chart.visible_range()[1] > chart.series.last_index
 
 
 def test_refresh_without_change_does_not_rebuild(chart):
@@ -296,7 +298,7 @@ def test_scrolled_back_new_bars_do_not_rebuild(chart, qtbot):
     bars = MultiIntervalBars()
     t = feed(bars, 0, 1000)
     chart.set_series("AAA", bars)
-    qtbot.keyClick(chart, Key.Key_Home)
+    qtbot.keyClick(chart, Key.Key_Home, QtCore.Qt.KeyboardModifier.ShiftModifier)
     chart.refresh()
     rebuilds = chart.candle_rebuilds
     for i in range(5):
@@ -382,6 +384,33 @@ def test_frame_stats_are_exposed(chart):
     stats = chart.frame_time_ms()
     assert stats["count"] >= 10 and stats["p99"] >= stats["median"] >= 0
     assert chart.paint_time_ms()["count"] > 0
+
+
+def test_widget_is_freed_without_the_cycle_collector(qapp):
+    """Nothing inside the chart may point back at it. When a parentless ChartWidget was only
+    reachable through a reference cycle, the cycle collector freed its pyqtgraph wrappers in
+    arbitrary order and crashed the interpreter (segfault in ~QObject)."""
+    import gc
+    import weakref
+
+    w = ChartWidget()
+    bars = MultiIntervalBars()
+    feed(bars, 0, 30)
+    w.set_series("AAA", bars)
+    w.set_levels(99.0, 101.0, "x", key="k")
+    w.add_marker(T0 + 5 * NS, 100.0, "signal_buy", "t")
+    w.show()
+    w.refresh()
+    w.grab()
+    w.close()
+    ref = weakref.ref(w)
+    gc.disable()
+    try:
+        del w
+        assert ref() is None  # freed by reference counting, in Qt's own order
+    finally:
+        gc.enable()
+    gc.collect()
 
 
 def test_bench_runs_with_a_tiny_size(qapp, capsys):
