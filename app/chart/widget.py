@@ -191,6 +191,8 @@ class ChartWidget(QtWidgets.QWidget):
         self._k = 1
 
         self._markers: dict[str | None, MarkerStore] = {}
+        #: add_marker calls refused (unknown kind, non-finite price).
+        self.ignored_markers = 0
         self._levels: dict[str | None, dict[str, tuple[float | None, float | None, str]]] = {}
         self._level_lines: dict[str, tuple[pg.InfiniteLine, pg.InfiniteLine]] = {}
 
@@ -285,6 +287,8 @@ class ChartWidget(QtWidgets.QWidget):
         self._vb = self._price_plot.getViewBox()
         self._vol_vb = self._volume_plot.getViewBox()
         self._vb.sigXRangeChanged.connect(self._on_x_range_changed)
+        # The candle cap depends on the plot width (min_candle_px): re-evaluate after a resize.
+        self._vb.sigResized.connect(self._on_x_range_changed)
 
         self._candles = CandleItem(self._paint_times)
         self._live_candle = CandleItem(self._paint_times)
@@ -469,7 +473,10 @@ class ChartWidget(QtWidgets.QWidget):
         if store is None:
             store = self._markers[sym] = MarkerStore(self.markers_per_symbol)
         if not store.add(ts_ns, price, kind, text):
-            log.warning("chart: ignored marker kind=%r price=%r", kind, price)
+            self.ignored_markers += 1
+            if self.ignored_markers <= 5 or self.ignored_markers % 1000 == 0:
+                log.warning("chart: ignored marker kind=%r price=%r (%d so far)", kind, price,
+                            self.ignored_markers)
             return False
         if sym == self._symbol:
             self._dirty = True
