@@ -56,14 +56,15 @@ def default_fleet(
     md_opts.update(fleet.get("marketdata", {}))
 
     ex_opts: dict[str, Any] = {"journal": str(data / "exchange-journal.sqlite")}
-    if fresh_journal:
-        ex_opts["fresh"] = True
     ex_opts.update(fleet.get("exchange", {}))
+    # --fresh wipes the journal: only at the fleet's start, never when a crashed gateway is
+    # restarted (that would forget every order and position it journaled)
+    fresh = bool(ex_opts.pop("fresh", False)) or fresh_journal
 
     exe_opts: dict[str, Any] = dict(fleet.get("executor", {}))
 
     specs = [
-        WorkerSpec("exchange", "exchange", _flags(ex_opts) + common),
+        WorkerSpec("exchange", "exchange", _flags(ex_opts) + common, first_start_args=["--fresh"] if fresh else []),
         WorkerSpec("marketdata", "marketdata", _flags(md_opts) + common),
         WorkerSpec("executor", "executor", _flags(exe_opts) + common),
     ]

@@ -49,6 +49,9 @@ class WorkerSpec:
     kind: str
     args: list[str] = field(default_factory=list)
     restart: bool = True
+    #: options for the first start only (the exchange's --fresh): a restart after a crash must
+    #: pick up where the dead process left off, not wipe its state again
+    first_start_args: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -70,6 +73,7 @@ class WorkerState:
     reason: str = ""
     wanted: bool = True  # False once the user stopped it: no automatic restart
     carried: dict = field(default_factory=dict)  # counters of earlier incarnations
+    starts: int = 0  # processes started so far
     _prev_counters: dict = field(default_factory=dict)
     _prev_ts: float = 0.0
 
@@ -158,6 +162,8 @@ class Supervisor:
     def _spawn(self, w: WorkerState) -> None:
         spec = w.spec
         cmd = worker_command(spec.kind) + ["--name", spec.name, *self.endpoints.as_args(), *spec.args]
+        if not w.starts:
+            cmd += spec.first_start_args
         if self.config.curve_dir:
             cmd += ["--curve-dir", self.config.curve_dir]
         env = dict(os.environ)
@@ -179,6 +185,7 @@ class Supervisor:
             if out is not None:
                 out.close()
         w.pid = w.proc.pid
+        w.starts += 1
         w.state = "starting"
         w.started_at = time.monotonic()
         w.last_heartbeat = 0.0
