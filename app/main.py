@@ -88,6 +88,11 @@ def run_app(args: argparse.Namespace) -> int:
     wake.timeout.connect(lambda: None)
     wake.start(200)
 
+    def excepthook(etype, value, tb) -> None:
+        # a bug in a slot must be seen (log panel, status bar, stderr), never swallowed
+        log.error("uncaught %s: %s", etype.__name__, value, exc_info=(etype, value, tb))
+
+    sys.excepthook = excepthook
     if args.screenshot:
         window.resize(1600, 960)
     window.show()

@@ -38,8 +38,12 @@ def palette_for(name: str) -> Palette:
 
 
 def apply_theme(app: QApplication, name: str) -> Palette:
-    """Apply ``name`` ("dark" or "light") to the whole application."""
+    """Apply ``name`` ("dark" or "light") to the whole application (restyling every widget
+    costs tens of milliseconds, so applying the theme already in use does nothing)."""
     p = palette_for(name)
+    if app.property("tickdesk_theme") == p and RecordTableModel.tones:
+        return p
+    app.setProperty("tickdesk_theme", p)
     app.setStyle(QtWidgets.QStyleFactory.create("Fusion"))
     pal = QtGui.QPalette()
     R = QtGui.QPalette.ColorRole

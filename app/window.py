@@ -9,6 +9,7 @@ second.  Every signal of the window is wired in :meth:`MainWindow._connect_signa
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import time
@@ -31,7 +32,7 @@ log = logging.getLogger("tickdesk.app.window")
 
 FLUSH_MS = 33  # ~30 Hz
 POLL_MS = 50
-SLOW_MS = 250
+SLOW_EVERY = 8  # flushes between workers-panel / status-bar refreshes (~4 Hz)
 LAG_MS = 50
 LAYOUT_VERSION = 3
 
@@ -310,8 +311,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.flush_timer.setInterval(FLUSH_MS)
         self.poll_timer = QTimer(self)
         self.poll_timer.setInterval(POLL_MS)
-        self.slow_timer = QTimer(self)
-        self.slow_timer.setInterval(SLOW_MS)
         self.lag_timer = QTimer(self)
         self.lag_timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.lag_timer.setInterval(LAG_MS)
@@ -320,7 +319,6 @@ class MainWindow(QtWidgets.QMainWindow):
         # timers: network -> state (feeds, asyncio) ... state -> widgets (here)
         self.flush_timer.timeout.connect(self._flush)
         self.poll_timer.timeout.connect(self._poll)
-        self.slow_timer.timeout.connect(self._slow)
         self.lag_timer.timeout.connect(self._measure_lag)
         # market watch -> chart and ticket
         self.market_watch.symbolSelected.connect(self.chart.set_symbol)
@@ -345,8 +343,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def start(self) -> None:
         """Start the fleet and the timers (the asyncio loop must be running or about to)."""
         self.session.start()
-        for t in (self.flush_timer, self.poll_timer, self.slow_timer, self.lag_timer):
+        for t in (self.flush_timer, self.poll_timer, self.lag_timer):
             t.start()
+        try:  # an exception in a task nobody awaits must reach the trader, not vanish
+            asyncio.get_event_loop().set_exception_handler(self._loop_exception)
+        except RuntimeError:
+            pass
         self._lag_expected = time.monotonic() + LAG_MS / 1000.0
 
     def closeEvent(self, event) -> None:
@@ -358,7 +360,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.save_layout()
         except Exception:
             log.exception("saving the layout failed")
-        for t in (self.flush_timer, self.poll_timer, self.slow_timer, self.lag_timer):
+        for t in (self.flush_timer, self.poll_timer, self.lag_timer):
             t.stop()
         self.statusBar().showMessage("Stopping workers…")
         self.hide()
@@ -391,6 +393,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self._alert(f"[{worst.source}] {worst.text}", worst.level)
         self.chart.apply(ch)
         self.flushes += 1
+        if self.flushes % SLOW_EVERY == 0:  # in the same pass: one repaint, not two
+            self._slow()
         self._flush_ms.append((time.perf_counter() - t0) * 1000.0)
 
     def _first_symbol(self) -> None:
@@ -407,6 +411,13 @@ class MainWindow(QtWidgets.QMainWindow):
             self.session.poll()
         except Exception as e:  # the supervisor must keep being polled whatever happens
             self.state.log.error("supervisor", f"poll failed: {type(e).__name__}: {e}")
+
+    def _loop_exception(self, loop, context) -> None:
+        exc = context.get("exception")
+        msg = context.get("message", "")
+        text = f"{msg}: {type(exc).__name__}: {exc}" if exc is not None else msg
+        log.error("asyncio: %s", text, exc_info=exc)
+        self.state.log.error("app", text)
 
     def _measure_lag(self) -> None:
         now = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.models.table import RecordTableModel
 from app.models.tables import MARKET_COLUMNS
 from app.panels.table_panel import TablePanel
-from app.qt import Signal
+from app.qt import Qt, Signal
 from app.state import Changes, MarketState
 
 
@@ -22,6 +22,7 @@ class MarketWatchPanel(TablePanel):
         super().__init__("market", RecordTableModel(MARKET_COLUMNS, key=lambda q: q.symbol), parent=parent)
         self.market = market
         self.view.setSortingEnabled(True)
+        self.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # by symbol until the trader sorts otherwise
         # activated = double-click or Enter (Qt emits it after doubleClicked)
         self.view.activated.connect(self._activated)
         self.view.selectionModel().currentRowChanged.connect(self._current_changed)

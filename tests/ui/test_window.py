@@ -109,6 +109,7 @@ def desk(qtbot, qloop, tmp_path):
         yield d
     finally:
         w.close()
+        w.deleteLater()
         leftover = [p for p in d.pids if alive(p)]
         assert not leftover, f"worker processes left behind: {leftover}"
 

@@ -1,0 +1,187 @@
+"""The main window without a fleet: state fed by hand, flushes run by hand.
+
+Ticket validation and confirmation, CSV export, settings, theme, layout persistence.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from workers import protocol as P
+from workers.config import Endpoints
+from workers.protocol import OrderStatus, OrderType, Side
+from workers.supervisor import Supervisor
+from app.orders import Outcome
+from app.qt import QByteArray, Qt, QtWidgets
+from app.session import Session
+from app.settings import Settings, SettingsDialog
+from app.window import MainWindow
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    made = []
+
+    def make(**ui_changes):
+        settings = Settings(tmp_path / "tickdesk.ini")
+        ui = settings.load()
+        for k, v in ui_changes.items():
+            setattr(ui, k, v)
+        session = Session(Supervisor(Endpoints.ephemeral_ipc(tmp_path), []))
+        w = MainWindow(session, settings, ui)
+        qtbot.addWidget(w)
+        w.resize(1400, 900)
+        w.show()
+        qtbot.waitExposed(w)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+        w.deleteLater()  # closed windows must not linger: a theme change restyles every widget alive
+
+
+def feed(w: MainWindow, sym="MSFT", n=3, last=100.0):
+    m = w.state.market
+    q = m.quotes.get(sym)
+    seq = q.seq if q else 0
+    for i in range(1, n + 1):
+        p = last + i * 0.01
+        m.on_tick(sym, seq + i, P.now_ns(), p, p - 0.01, p + 0.01, 100, 200, 1000 * (seq + i))
+    w._flush()
+
+
+def test_market_watch_rows_and_csv_export(make_window, tmp_path):
+    w = make_window()
+    feed(w, "MSFT")
+    feed(w, "AAPL", last=200.0)
+    assert sorted(w.market_watch.model.keys()) == ["AAPL", "MSFT"]
+    assert [q.symbol for q in w.market_watch.visible_rows()] == ["AAPL", "MSFT"]  # sorted by symbol
+    path = tmp_path / "mw.csv"
+    assert w.market_watch.export_csv(str(path)) == 2
+    rows = list(csv.DictReader(path.open()))
+    assert {r["symbol"] for r in rows} == {"AAPL", "MSFT"} and float(rows[0]["last"]) > 0
+    # the first symbol is shown on the chart and loaded into the ticket
+    assert w.chart.symbol in ("AAPL", "MSFT") and w.ticket.symbol.currentText() == w.chart.symbol
+    # the filter narrows the view and the export follows it
+    w.market_watch.filter.setText("aap")
+    assert w.market_watch.export_csv(str(path)) == 1
+
+
+def test_ticket_validates_before_sending(make_window, qtbot):
+    w = make_window(confirm_orders=False)
+    sent = []
+    w.session.orders.submit = lambda t: (sent.append(t), (True, "x"))[1]
+    w.ticket.set_symbol("ZZZ")
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
+    assert sent == [] and "No prices for ZZZ" in w.ticket.outcome.text()
+    feed(w, "MSFT")
+    w.ticket.set_symbol("MSFT")
+    w.ticket.set_order_type(OrderType.LIMIT)
+    w.ticket.limit.setValue(50.0)  # far outside the 5% band
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
+    assert sent == [] and "band" in w.ticket.outcome.text()
+    w.ticket.limit.setValue(99.5)
+    w.ticket.qty.setValue(7)
+    qtbot.mouseClick(w.ticket.sell, Qt.MouseButton.LeftButton)
+    assert len(sent) == 1
+    t = sent[0]
+    assert (t.symbol, t.side, t.qty, t.order_type, t.limit_price) == ("MSFT", Side.SELL, 7, OrderType.LIMIT, 99.5)
+
+
+def test_confirmation_can_refuse_and_can_be_turned_off(make_window, qtbot):
+    w = make_window(confirm_orders=True)
+    sent = []
+    w.session.orders.submit = lambda t: (sent.append(t), (True, "x"))[1]
+    feed(w, "MSFT")
+    w.ticket.set_symbol("MSFT")
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
+    box = w.findChild(QtWidgets.QMessageBox, "confirmOrder")
+    assert box is not None and box.isVisible() and "BUY 100 MSFT" in box.text()
+    qtbot.mouseClick(box.button(QtWidgets.QMessageBox.StandardButton.No), Qt.MouseButton.LeftButton)
+    assert sent == [] and "not sent" in w.ticket.outcome.text()
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
+    box = [b for b in w.findChildren(QtWidgets.QMessageBox, "confirmOrder") if b.isVisible()][0]
+    box.checkBox().setChecked(True)  # "don't ask again"
+    qtbot.mouseClick(box.button(QtWidgets.QMessageBox.StandardButton.Yes), Qt.MouseButton.LeftButton)
+    assert len(sent) == 1 and not w.ui.confirm_orders
+    assert not Settings(w.settings.path).load().confirm_orders  # persisted
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
+    assert len(sent) == 2  # no dialog any more
+
+
+def test_outcomes_are_shown_at_once(make_window):
+    w = make_window()
+    w._on_outcome(Outcome("rejected", "BUY 5 MSFT REJECTED: no liquidity", "c1", ok=False))
+    assert w.ticket.outcome.property("tone") == "bad" and "no liquidity" in w.ticket.outcome.text()
+    w._on_outcome(Outcome("unknown", "NO REPLY: order UNKNOWN", "c2", ok=False))
+    assert w.ticket.outcome.property("tone") == "warn"
+
+
+def test_blotters_follow_orders_and_fills(make_window):
+    w = make_window()
+    feed(w, "MSFT")
+    st = w.state
+    st.orders.apply_map({"client_order_id": "c1", "order_id": "O1", "symbol": "MSFT", "side": "buy", "qty": 10,
+                         "filled_qty": 0, "avg_price": 0.0, "status": "new", "ts": 1, "order_type": "limit",
+                         "limit_price": 99.0, "source": "manual"})
+    w._flush()
+    assert w.working.model.keys() == ["c1"] and w.history.model.keys() == ["c1"]
+    st.orders.apply_map({"client_order_id": "c1", "status": "filled", "filled_qty": 10, "avg_price": 99.0, "ts": 2})
+    st.on_fill(P.Fill(fill_id="F1", client_order_id="c1", order_id="O1", symbol="MSFT", side=Side.BUY, qty=10,
+                      price=99.0, ts=P.now_ns(), source="manual"))
+    w._flush()
+    assert w.working.model.rowCount() == 0
+    assert w.history.model.row_at(0).status is OrderStatus.FILLED
+    assert w.fills.model.keys() == ["F1"] and w.positions.model.keys() == ["MSFT"]
+    assert "+10" == w.positions.model.index(0, 1).data()
+    assert "P&L" in w.pnl_label.text()
+
+
+def test_settings_dialog_applies_limits_and_refuses_remote_endpoints(make_window, qtbot):
+    w = make_window()
+    dlg = SettingsDialog(w.ui, w.session.endpoints, w)
+    qtbot.addWidget(dlg)
+    dlg.max_qty.setValue(42)
+    dlg.endpoint_edits["ticks"].setText("tcp://10.0.0.5:5555")
+    dlg._accept()
+    assert dlg.result_settings() is None and "not loopback" in dlg.error.text()
+    dlg.endpoint_edits["ticks"].setText("tcp://127.0.0.1:6555")
+    dlg._accept()
+    s = dlg.result_settings()
+    assert s is not None and s.risk["max_order_qty"] == 42 and s.endpoints == {"ticks": "tcp://127.0.0.1:6555"}
+    w.apply_settings(s)
+    assert w.session.orders.risk.limits.max_order_qty == 42
+    loaded = Settings(w.settings.path).load()
+    assert loaded.risk["max_order_qty"] == 42 and loaded.endpoints["ticks"] == "tcp://127.0.0.1:6555"
+
+
+def test_theme_toggle_and_layout_are_persisted(make_window, qtbot):
+    w = make_window()
+    assert w.ui.theme == "dark"
+    w.toggle_theme()
+    assert w.ui.theme == "light" and Settings(w.settings.path).load().theme == "light"
+    w.docks["signals"].raise_()
+    w.docks["log"].hide()
+    w.fills.view.horizontalHeader().setSectionHidden(2, True)
+    w.fills.view.setColumnWidth(0, 123)
+    w.close()
+    w2 = make_window()
+    assert w2.ui.theme == "light"
+    assert not w2.docks["log"].isVisible() and w2.docks["signals"].isVisible()
+    assert w2.fills.view.horizontalHeader().isSectionHidden(2)
+    assert w2.fills.view.columnWidth(0) == 123
+    assert isinstance(w2.settings.value("window/geometry"), QByteArray)
+
+
+def test_hotkeys_are_bound(make_window):
+    w = make_window()
+    keys = {a.text(): [k.toString() for k in a.shortcuts()] for a in w.actions()}
+    assert keys["Buy"] == ["Ctrl+B"] and keys["Sell"] == ["Ctrl+S"]
+    assert keys["KILL SWITCH"] == ["F12", "Ctrl+Shift+K"] and keys["Cancel all working orders"] == ["Ctrl+Shift+X"]
+    assert w.trading_toolbar.isVisible() and w.kill_button.isVisible()
+    menu = w.createPopupMenu()
+    assert w.trading_toolbar.toggleViewAction() not in menu.actions()  # the kill switch cannot be hidden
