@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Build the Linux bundle from build.spec and smoke-test it (tests/packaging), printing the
+# build time and the bundle size.  Called by .ci/run after the test suite; runs alone too:
+#
+#     bash .ci/build_bundle.sh            # -> dist/TickDesk, then the smoke tests
+#
+# Knobs: TICKDESK_BUNDLE_TARGET_MB (default 150: above it, a warning) and
+#        TICKDESK_BUNDLE_MAX_MB (default 165: above it, the build fails -- something big,
+#        e.g. Qt translations or a Qt module, came back into the bundle).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_mb="${TICKDESK_BUNDLE_TARGET_MB:-150}"
+max_mb="${TICKDESK_BUNDLE_MAX_MB:-165}"
+t0=$(date +%s)
+
+[ -x .venv/bin/python ] || bash .ci/setup.sh
+py=.venv/bin/python
+
+# System tools and libraries the build needs on Debian/Ubuntu, when missing:
+# binutils (objdump, readelf, strip: PyInstaller and build.spec on Linux) and the xcb
+# libraries Qt's X11 plugin links that a headless machine may lack (they go into the bundle).
+pkgs=(binutils libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xfixes0 libxcb-sync1 libxcb-xkb1 libxkbcommon-x11-0 libxcb-cursor0)
+if command -v dpkg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "bundle: installing ${missing[*]}"
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# PyInstaller comes with the project's optional "build" extra.
+if ! $py -c "import PyInstaller" >/dev/null 2>&1; then
+  echo "bundle: installing the build extra (PyInstaller)"
+  $py -m pip install -q -e ".[build]"
+fi
+echo "bundle: PyInstaller $($py -c 'import PyInstaller; print(PyInstaller.__version__)'), $($py --version)"
+
+# Build from a clean work dir so the timing is a CI build's, not an incremental one.
+rm -rf build/pyinstaller dist/TickDesk
+mkdir -p build
+b0=$(date +%s)
+if ! $py -m PyInstaller --noconfirm --clean --distpath dist --workpath build/pyinstaller build.spec >build/pyinstaller.log 2>&1; then
+  tail -n 60 build/pyinstaller.log
+  echo "bundle: PyInstaller failed (full log: build/pyinstaller.log)" >&2
+  exit 1
+fi
+build_s=$(( $(date +%s) - b0 ))
+grep -E "^build\.spec:" build/pyinstaller.log | cut -c1-400 || true
+grep -E "WARNING: Library not found" build/pyinstaller.log | sed 's/^[0-9]* //' | sort -u | head -n 10 || true
+
+size_mb=$(du -sm dist/TickDesk | cut -f1)
+files=$(find dist/TickDesk -type f | wc -l)
+echo "bundle: built dist/TickDesk in ${build_s} s"
+echo "bundle: size $(du -sh dist/TickDesk | cut -f1) (${size_mb} MiB, ${files} files; target < ${target_mb} MiB)"
+echo "bundle: largest parts:"
+du -sm dist/TickDesk/_internal/* dist/TickDesk/TickDesk 2>/dev/null | sort -rn | head -n 8 | sed 's/^/  /'
+if [ "$size_mb" -gt "$max_mb" ]; then
+  echo "bundle: ${size_mb} MiB is over the ${max_mb} MiB ceiling: see build/pyinstaller.log and docs/packaging.md" >&2
+  exit 1
+elif [ "$size_mb" -ge "$target_mb" ]; then
+  echo "bundle: WARNING: ${size_mb} MiB is not under the ${target_mb} MiB target"
+fi
+
+# Smoke tests of the frozen executable: headless fleet, offscreen window, module coverage.
+TICKDESK_BUNDLE="$PWD/dist/TickDesk" QT_QPA_PLATFORM=offscreen $py -m pytest tests/packaging -q -p no:cacheprovider
+echo "bundle: build ${build_s} s, total $(( $(date +%s) - t0 )) s"
