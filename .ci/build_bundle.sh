@@ -49,7 +49,7 @@ if ! $py -m PyInstaller --noconfirm --clean --distpath dist --workpath build/pyi
 fi
 build_s=$(( $(date +%s) - b0 ))
 grep -E "^build\.spec:" build/pyinstaller.log | cut -c1-400 || true
-grep -E "WARNING: Library not found" build/pyinstaller.log | sed 's/^[0-9]* //' | sort -u | head -n 10 || true
+grep -E "WARNING: Library not found" build/pyinstaller.log | grep -v "platformthemes/libqgtk3" | sed 's/^[0-9]* //' | sort -u | head -n 10 || true
 
 size_mb=$(du -sm dist/TickDesk | cut -f1)
 files=$(find dist/TickDesk -type f | wc -l)

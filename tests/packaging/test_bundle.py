@@ -101,7 +101,7 @@ def processes() -> list[tuple[int, int, str, list[str]]]:
         for line in text.splitlines():
             parts = line.split("\t")
             if len(parts) == 4 and parts[0].isdigit():
-                out.append((int(parts[0]), int(parts[1] or 0), parts[2], parts[3].split()))
+                out.append((int(parts[0]), int(parts[1] or 0), parts[2], split_windows_cmdline(parts[3])))
         return out
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -117,6 +117,15 @@ def processes() -> list[tuple[int, int, str, list[str]]]:
             continue  # exited meanwhile, or not ours to read
         out.append((int(entry.name), int(fields[1]), exe, [a for a in argv if a]))
     return out
+
+
+def split_windows_cmdline(line: str) -> list[str]:
+    """Good enough for our own argv: a possibly quoted program path, then plain arguments."""
+    line = line.strip()
+    if line.startswith('"'):
+        end = line.find('"', 1)
+        return [line[1:end], *line[end + 1 :].split()]
+    return line.split()
 
 
 def ours(marker: str) -> list[tuple[int, int, str, list[str]]]:
