@@ -18,6 +18,8 @@ from workers.protocol import OrderType, Side
 from app.orders import Outcome, Ticket
 from app.panels.blotters import FillsPanel, HistoryPanel, PositionsPanel, WorkingOrdersPanel
 from app.panels.chart import ChartPanel
+from app.models.table import RecordTableModel
+from app.panels.live_label import LiveLabel
 from app.panels.log import LogPanel
 from app.panels.market_watch import MarketWatchPanel
 from app.panels.signals import SignalsPanel
@@ -180,7 +182,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._default_sizes_pending = False
         d = self.docks
         w, h = self.width(), self.height()
-        self.resizeDocks([d["market"]], [min(690, int(w * 0.45))], Qt.Orientation.Horizontal)
+        self.resizeDocks([d["market"]], [min(712, int(w * 0.45))], Qt.Orientation.Horizontal)
         self.resizeDocks([d["working"]], [max(220, int(h * 0.32))], Qt.Orientation.Vertical)
         self.resizeDocks([d["market"], d["ticket"], d["positions"]], [200, self.ticket.sizeHint().height() + 24, 200],
                          Qt.Orientation.Vertical)
@@ -204,9 +206,8 @@ class MainWindow(QtWidgets.QMainWindow):
         f.setPointSize(f.pointSize() + 2)
         title.setFont(f)
         tb.addWidget(title)
-        self.pnl_label = QtWidgets.QLabel("", tb)
+        self.pnl_label = LiveLabel(60, parent=tb)
         self.pnl_label.setObjectName("pnl")
-        self.pnl_label.setTextFormat(Qt.TextFormat.RichText)
         tb.addWidget(self.pnl_label)
         spacer = QtWidgets.QWidget(tb)
         spacer.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred)
@@ -293,16 +294,16 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
-        self.sb_streams = QtWidgets.QLabel("", sb)
-        self.sb_rate = QtWidgets.QLabel("", sb)
-        self.sb_drops = QtWidgets.QLabel("", sb)
-        self.sb_workers = QtWidgets.QLabel("", sb)
-        self.sb_ui = QtWidgets.QLabel("", sb)
-        self.sb_kill = QtWidgets.QLabel("", sb)
+        # live labels: their text changes every refresh without re-laying-out the window
+        self.sb_streams = LiveLabel(24, parent=sb)
+        self.sb_rate = LiveLabel(14, parent=sb)
+        self.sb_drops = LiveLabel(44, parent=sb)
+        self.sb_workers = LiveLabel(28, parent=sb)
+        self.sb_ui = LiveLabel(42, parent=sb)
+        self.sb_kill = LiveLabel(16, bold=True, parent=sb)
         self.sb_alert = QtWidgets.QLabel("", sb)
         self.sb_alert.setObjectName("statusWarn")
         for w in (self.sb_streams, self.sb_rate, self.sb_drops, self.sb_workers, self.sb_ui, self.sb_kill):
-            w.setTextFormat(Qt.TextFormat.RichText)
             sb.addPermanentWidget(w)
         sb.addWidget(self.sb_alert, 1)
 
@@ -438,50 +439,52 @@ class MainWindow(QtWidgets.QMainWindow):
     def _update_status(self) -> None:
         st = self.state
         now = time.monotonic()
-        parts = []
+        tones = RecordTableModel.tones
+        good, warn, bad = tones.get("up"), tones.get("warn"), tones.get("bad")
+        segs: list = []
         for name, label in (("ticks", "ticks"), ("execution", "exec"), ("events", "events")):
             s = st.streams[name]
             age = s.age(now)
             if not s.connected:
-                color, tip = "#ff6b6b", "down"
+                color = bad
             elif name == "ticks" and (age is None or age > 2.0):
-                color, tip = "#f0b429", "stale"
+                color = warn  # connected but nothing for 2 s: stale
             else:
-                color, tip = "#26c6a6", "up"
-            parts.append(f'<span style="color:{color}">●</span> {label}')
-        self.sb_streams.setText(" ".join(parts))
+                color = good
+            segs += [("● ", color), (f"{label}  ", None)]
+        self.sb_streams.set_segments(segs)
         self.sb_streams.setToolTip("\n".join(
             f"{s.name}: {'connected' if s.connected else 'disconnected'}, {s.received:,} messages, "
             f"{s.decode_errors} decode errors, largest batch {s.max_batch:,}" for s in st.streams.values()))
         m = st.market
         self.sb_rate.setText(f"{m.rate:,.0f} ticks/s")
         totals = self.session.sup.totals()
-        decode = sum(s.decode_errors for s in st.streams.values())
-        worst = "statusBad" if decode else ("statusWarn" if m.total_missed or totals["dropped"] else "")
-        drops = (f"gaps {m.total_missed:,} · dropped {totals['dropped']:,} · decode errors {decode + totals['decode_errors']:,}")
-        self.sb_drops.setText(drops)
-        self.sb_drops.setObjectName(worst or "muted")
+        decode = sum(s.decode_errors for s in st.streams.values()) + totals["decode_errors"]
+        self.sb_drops.set_segments([
+            ("gaps ", None), (f"{m.total_missed:,}", warn if m.total_missed else None),
+            (" · dropped ", None), (f"{totals['dropped']:,}", warn if totals["dropped"] else None),
+            (" · decode errors ", None), (f"{decode:,}", bad if decode else None)])
         self.sb_drops.setToolTip("gaps: ticks this window missed (sequence gaps)\ndropped: messages the workers dropped "
                                  "(full queues)\ndecode errors: malformed messages, window and workers")
         up = sum(1 for w in self.session.sup.workers.values() if w.state in ("running", "paused"))
         n = len(self.session.sup.workers)
-        color = "#26c6a6" if up == n else "#ff6b6b"
-        self.sb_workers.setText(f'workers <span style="color:{color}">{up}/{n}</span> up · restarts {totals["restarts"]}')
+        self.sb_workers.set_segments([("workers ", None), (f"{up}/{n}", good if up == n else bad),
+                                      (f" up · restarts {totals['restarts']}", None)])
         ft = self.chart.frame_time_ms()
         flush = sorted(self._flush_ms)[len(self._flush_ms) // 2] if self._flush_ms else 0.0
         self.sb_ui.setText(f"UI lag p99 {self.ui_lag_p99():.0f} ms · flush {flush:.1f} ms"
                            + (f" · chart {ft:.1f} ms" if ft is not None else ""))
-        self.sb_kill.setText('<span style="color:#ff6b6b"><b>KILL SWITCH ON</b></span>' if self.session.control.kill_engaged else "")
+        self.sb_kill.set_segments([("KILL SWITCH ON", bad)] if self.session.control.kill_engaged else [])
         if self.sb_alert.text() and now - self._last_alert[0] > 15.0:
             self.sb_alert.setText("")
 
     def _update_pnl(self) -> None:
         realized, unrealized = self.state.pnl_totals()
         total = realized + unrealized
-        color = "#26c6a6" if total > 0 else ("#ff5c5c" if total < 0 else "")
-        style = f' style="color:{color}"' if color else ""
-        self.pnl_label.setText(f"   P&L <b><span{style}>{total:+,.2f}</span></b> "
-                               f"(realized {realized:+,.2f}, unrealized {unrealized:+,.2f})")
+        tones = RecordTableModel.tones
+        color = tones.get("up") if total > 0 else (tones.get("down") if total < 0 else None)
+        self.pnl_label.set_segments([("   P&L ", None), (f"{total:+,.2f}", color),
+                                     (f"  (realized {realized:+,.2f}, unrealized {unrealized:+,.2f})", None)])
 
     def _alert(self, text: str, level: int) -> None:
         self._last_alert = (time.monotonic(), text)

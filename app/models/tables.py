@@ -29,7 +29,7 @@ def _status_tone(row: Any) -> str | None:
 # ----------------------------------------------------------------------------- market watch
 
 MARKET_COLUMNS = (
-    Column("symbol", "Symbol", attr("symbol"), width=58),
+    Column("symbol", "Symbol", attr("symbol"), width=66),
     Column("last", "Last", attr("last"), F.price, "r", lambda q: F.updown(q.change), width=66),
     Column("change", "Chg", attr("change"), F.signed, "r", lambda q: F.updown(q.change), width=52,
            header_tip="Change since the first price this window saw"),
@@ -38,11 +38,11 @@ MARKET_COLUMNS = (
     Column("ask", "Ask", attr("ask"), F.price, "r", width=62),
     Column("bid_size", "BidSz", attr("bid_size"), F.integer, "r", width=46),
     Column("ask_size", "AskSz", attr("ask_size"), F.integer, "r", width=46),
-    Column("volume", "Volume", attr("volume"), F.integer, "r", width=70),
+    Column("volume", "Volume", attr("volume"), F.integer, "r", width=68),
     Column("rate", "Tick/s", attr("rate"), F.rate, "r", width=44),
     Column("missed", "Gaps", attr("missed"), F.integer, "r", lambda q: "warn" if q.missed else "muted", width=38,
            header_tip="Ticks lost in sequence gaps (feed faster than the window, or a reconnect)"),
-    Column("ts", "Time", attr("ts"), F.clock_ns, "r", width=80, csv=lambda q: F.iso_ns(q.ts)),
+    Column("ts", "Time", attr("ts"), F.clock_ns, "r", width=86, csv=lambda q: F.iso_ns(q.ts)),
 )
 
 # ----------------------------------------------------------------------------- orders

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.models.table import RecordTableModel
 from app.models.tables import FILL_COLUMNS, HISTORY_COLUMNS, POSITION_COLUMNS, WORKING_COLUMNS
+from app.panels.live_label import LiveLabel
 from app.panels.table_panel import TablePanel
 from app.qt import Qt, QtCore, QtWidgets, Signal
 from app.state import MAX_FILLS, MAX_ORDERS, AppState, Changes
@@ -93,7 +94,7 @@ class PositionsPanel(TablePanel):
     """Positions with average price and P&L (marked to the last tick at every flush)."""
 
     def __init__(self, state: AppState, parent=None):
-        self.totals = QtWidgets.QLabel("")
+        self.totals = LiveLabel(64)
         self.totals.setObjectName("positionTotals")
         super().__init__("positions", RecordTableModel(POSITION_COLUMNS, key=lambda p: p.symbol),
                          filterable=False, buttons=(self.totals,), parent=parent)
@@ -104,5 +105,12 @@ class PositionsPanel(TablePanel):
             book = self.state.positions.positions
             self.model.upsert(book[s] for s in sorted(ch.positions) if s in book)
             realized, unrealized = self.state.pnl_totals()
-            self.totals.setText(f"P&L  realized {realized:+,.2f}   unrealized {unrealized:+,.2f}   "
-                                f"total {realized + unrealized:+,.2f}")
+            tones = RecordTableModel.tones
+
+            def tone(v: float):
+                return tones.get("up") if v > 0 else (tones.get("down") if v < 0 else None)
+
+            total = realized + unrealized
+            self.totals.set_segments([("P&L  realized ", None), (f"{realized:+,.2f}", tone(realized)),
+                                      ("   unrealized ", None), (f"{unrealized:+,.2f}", tone(unrealized)),
+                                      ("   total ", None), (f"{total:+,.2f}", tone(total))])

@@ -5,14 +5,13 @@ from __future__ import annotations
 from app.models.table import RecordTableModel
 from app.models.tables import SIGNAL_COLUMNS
 from app.panels.table_panel import TablePanel
-from app.qt import QtWidgets
+from app.panels.live_label import LiveLabel
 from app.state import MAX_SIGNALS, Changes
 
 
 class SignalsPanel(TablePanel):
     def __init__(self, parent=None):
-        self.summary = QtWidgets.QLabel("")
-        self.summary.setObjectName("muted")
+        self.summary = LiveLabel(32, muted=True)
         super().__init__("signals", RecordTableModel(SIGNAL_COLUMNS, key=lambda s: s.key, newest_first=True,
                                                      max_rows=MAX_SIGNALS), buttons=(self.summary,), parent=parent)
         self.accepted = 0

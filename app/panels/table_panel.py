@@ -12,6 +12,7 @@ import datetime as _dt
 from collections.abc import Sequence
 
 from app.models.table import RawRole, RecordTableModel, RowRole
+from app.panels.live_label import LiveLabel
 from app.qt import QSortFilterProxyModel, Qt, QtCore, QtGui, QtWidgets, Signal
 
 ROW_HEIGHT = 20
@@ -91,8 +92,8 @@ class TablePanel(QtWidgets.QWidget):
         for b in buttons:
             bar.addWidget(b)
         bar.addStretch(1)
-        self.count = QtWidgets.QLabel("0 rows", self)
-        self.count.setObjectName("muted")
+        self.count = LiveLabel(16, muted=True, parent=self)
+        self.count.setText("0 rows")
         bar.addWidget(self.count)
         self.export_button = QtWidgets.QToolButton(self)
         self.export_button.setText("CSV")

@@ -15,6 +15,7 @@ from workers.executor.risk import Decision
 from workers.protocol import OrderType, Side
 from app.models.columns import price as fmt_price
 from app.orders import Outcome, Ticket
+from app.panels.live_label import LiveLabel
 from app.qt import Qt, QtWidgets, Signal
 from app.state import AppState
 from app.theme import repolish
@@ -70,9 +71,8 @@ class TicketPanel(QtWidgets.QWidget):
         for b in (self.buy, self.sell):
             b.setMinimumHeight(28)
             b.setAutoDefault(False)
-        self.quote = QtWidgets.QLabel("", self)
-        self.quote.setObjectName("muted")
-        self.quote.setTextFormat(Qt.TextFormat.PlainText)
+        self.quote = LiveLabel(60, muted=True, parent=self)  # changes with every tick
+        self.quote.setObjectName("ticketQuote")
         self.outcome = QtWidgets.QLabel("Ready.", self)
         self.outcome.setObjectName("outcome")
         self.outcome.setWordWrap(True)

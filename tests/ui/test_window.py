@@ -240,3 +240,43 @@ def test_closing_the_window_stops_every_worker(qtbot, desk):
         w.close()
     assert not any(alive(p) for p in pids)
     assert all(x.proc is None and x.state == "stopped" for x in desk.sup.workers.values())
+
+
+def select_worker(w: MainWindow, name: str) -> None:
+    assert w.workers_panel.select_key(name)
+    w.workers_panel._update_buttons()
+
+
+def test_workers_panel_restart_stop_start_and_params(qtbot, desk):
+    from app.panels.workers import StrategyParamsDialog
+
+    w = desk.window
+    assert "started pid" in w.log_panel.plain_text()
+    old = desk.sup.workers["sr-breakout"].pid
+    select_worker(w, "sr-breakout")
+    flushes = w.flushes
+    qtbot.mouseClick(w.workers_panel.buttons["restart"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: cell(w.workers_panel, "sr-breakout", "restarts") == "1"
+                    and cell(w.workers_panel, "sr-breakout", "pid") != str(old)
+                    and cell(w.workers_panel, "sr-breakout", "state") == "RUNNING", timeout=START_TIMEOUT)
+    assert w.flushes > flushes + 5  # the window kept flushing while the worker restarted
+    assert not alive(old)
+
+    select_worker(w, "sr-bounce")
+    qtbot.mouseClick(w.workers_panel.buttons["stop"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: cell(w.workers_panel, "sr-bounce", "state") == "STOPPED", timeout=TIMEOUT)
+    qtbot.wait(1500)  # a stopped worker is not restarted behind the trader's back
+    assert desk.sup.workers["sr-bounce"].proc is None and cell(w.workers_panel, "sr-bounce", "restarts") == "0"
+    select_worker(w, "sr-bounce")
+    qtbot.mouseClick(w.workers_panel.buttons["start"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: cell(w.workers_panel, "sr-bounce", "state") == "RUNNING", timeout=START_TIMEOUT)
+
+    # live parameters of a strategy: get_params -> dialog -> set_params
+    select_worker(w, "sr-breakout")
+    qtbot.mouseClick(w.workers_panel.buttons["params"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: any(d.isVisible() for d in w.findChildren(StrategyParamsDialog)), timeout=TIMEOUT)
+    dlg = [d for d in w.findChildren(StrategyParamsDialog) if d.isVisible()][0]
+    dlg.edits["qty"].setText("37")
+    dlg._accept()
+    qtbot.waitUntil(lambda: desk.sup.workers["sr-breakout"].stats.get("gauges", {}).get("params", {}).get("qty") == 37,
+                    timeout=TIMEOUT)
