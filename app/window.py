@@ -576,8 +576,18 @@ class MainWindow(QtWidgets.QMainWindow):
         box.open()
 
     def resync(self) -> None:
-        self.state.resync_wanted = True
+        """F5: load orders and positions from the exchange now."""
         self.state.log.info("orders", "resync requested")
+
+        async def run() -> None:
+            ok = await self.session.orders.sync()
+            if ok:
+                self.state.log.info("orders", f"resynced: {len(self.state.orders)} orders, "
+                                    f"{len(self.state.positions)} positions")
+            else:
+                self.state.log.error("orders", "resync failed: the exchange did not answer")
+
+        self.session.control.spawn(run())
 
     # ------------------------------------------------------------------ kill switch
     def engage_kill_switch(self) -> None:

@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['lag_p50']:>8.2f} {r['lag_p99']:>7.2f} {r['lag_max']:>7.1f}    | "
               f"{r['flush_p50']:>9.2f} {r['flush_p99']:>6.2f}    | {r['chart_med']:>9.2f} {r['chart_p99']:>6.2f}    | "
               f"{r['cpu_pct']:>5.0f}%   paint {r['paint_p50']:.1f}/{r['paint_p99']:.1f} ms n={r['paint_n']} "
-              f"gc2 {r['gc2_n']} max {r['gc2_max']:.1f} ms")
+              f"gc2 {r['gc2_n']} max {r['gc2_max']:.1f} ms, largest batch {r['max_batch']:,}")
     print("\nlag: lateness of a 10 ms timer on the UI thread; missed: ticks the window lost in sequence gaps "
           "(dropped by ZeroMQ when the window falls behind); UI CPU: the window process (1 core = 100%).")
     return 0
