@@ -118,3 +118,69 @@ def test_fresh_journal_is_wiped_on_the_first_start_only():
     assert "--fresh" not in ex.args and ex.first_start_args == ["--fresh"]
     ex = next(s for s in default_fleet(data="/nonexistent") if s.kind == "exchange")
     assert "--fresh" not in ex.args and not ex.first_start_args
+
+
+def test_orders_racing_the_first_tick_wait_for_it(tmp_path):
+    """Right after a (re)start the gateway answers orders a few ms before the first ticks reach
+    it; the exchange run above saw ~14 orders per restart rejected "no market data" that way.
+    Now such a market order is journaled pending_new and answered once its market shows up (or
+    rejected as before when --market-wait runs out); get_order finds it, cancel cancels it."""
+    import zmq
+
+    from tests.procs import start_worker, stop, wait_until
+    from workers import protocol as P
+    from workers.config import Endpoints
+
+    eps = Endpoints.ephemeral_ipc(tmp_path)
+    ctx = zmq.Context()
+    ticks = ctx.socket(zmq.PUB)
+    ticks.setsockopt(zmq.LINGER, 0)
+    ticks.bind(eps.ticks)
+    proc = start_worker("exchange", eps, "--journal", str(tmp_path / "j.sqlite"), "--market-wait", "30", tmp_path=tmp_path)
+
+    def req():
+        s = ctx.socket(zmq.REQ)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVTIMEO, 10_000)
+        s.connect(eps.orders)
+        return s
+
+    def call(msg):
+        s = req()
+        try:
+            s.send(msg.pack())
+            return P.unpack_map(s.recv())
+        finally:
+            s.close(0)
+
+    try:
+        assert call(P.Ping())["ok"]
+        early = req()
+        early.send(P.SendOrder(client_order_id="early", symbol="AAA", side=P.Side.BUY, qty=5).pack())
+        again = req()  # a Lazy Pirate resend of the same order while it waits
+        again.send(P.SendOrder(client_order_id="early", symbol="AAA", side=P.Side.BUY, qty=5).pack())
+        doomed = req()
+        doomed.send(P.SendOrder(client_order_id="doomed", symbol="BBB", side=P.Side.SELL, qty=1).pack())
+        wait_until(lambda: call(P.GetOrder(client_order_id="doomed")).get("status") == "pending_new", 10, message="held order is journaled")
+        assert not early.poll(100), "no answer before the market"
+        r = call(P.CancelOrder(client_order_id="doomed"))
+        assert r["ok"] and r["status"] == "cancelled", r
+        got = P.unpack_map(doomed.recv())
+        assert (got["ok"], got["status"], got["order_id"]) == (True, "cancelled", "-"), got
+
+        tick = P.Tick(symbol="AAA", seq=1, ts=P.now_ns(), last=100.0, bid=99.0, ask=101.0, bid_size=100, ask_size=100, volume=1)
+
+        def answered():
+            ticks.send(P.pub(tick))
+            return early.poll(50)
+
+        wait_until(answered, 10, interval=0, message="the held order is answered after the first tick")
+        first, second = early.recv(), again.recv()
+        assert first == second
+        ack = P.unpack_map(first)
+        assert (ack["ok"], ack["status"], ack["filled_qty"], ack["avg_price"]) == (True, "filled", 5, 101.0), ack
+        pos = call(P.GetPositions())["positions"]
+        assert [(p["symbol"], p["qty"]) for p in pos] == [("AAA", 5)]
+    finally:
+        stop(proc)
+        ctx.destroy(linger=0)

@@ -178,7 +178,8 @@ def test_gateway_group_commit_journals_a_whole_batch_in_one_transaction(tmp_path
     parser = build_parser()
     add_common_args(parser)
     eps = [f"--{n}=inproc://{n}" for n in ("ticks", "orders", "execution", "control")]
-    gw = ExchangeGateway(parser.parse_args([*eps, "--no-control", "--journal", str(tmp_path / "g.sqlite")]))
+    # --market-wait 0: the order for NONE (no tick ever) is rejected at once, not held for a tick
+    gw = ExchangeGateway(parser.parse_args([*eps, "--no-control", "--market-wait", "0", "--journal", str(tmp_path / "g.sqlite")]))
     ticks = gw.ctx.socket(zmq.PUB)
     ticks.bind("inproc://ticks")
     gw.setup()

@@ -19,6 +19,7 @@ Ticks go through the same cycle, since they fill working orders.
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,11 @@ from workers.runtime import Worker, run_worker
 
 DEFAULT_JOURNAL_NAME = "exchange-journal.sqlite"
 DEFAULT_EXEC_HWM = 100_000
+DEFAULT_TICK_HWM = 100_000
 DEFAULT_BATCH = 2048
+#: after a (re)start, seconds during which a market order for a symbol without a tick yet waits
+#: for the market instead of being rejected "no market data" (see ExchangeGateway._should_hold)
+DEFAULT_MARKET_WAIT = 1.0
 #: get_orders answers with at most this many (the most recent), flagging ``truncated``
 MAX_ORDERS_IN_REPLY = 20_000
 #: order id shown for an order the gateway refused before any exchange saw it
@@ -83,6 +88,13 @@ class ExchangeGateway(Worker):
         self.exec_seq = 0  # per-publisher sequence of the execution stream (restarts at 1)
         self.batch_max = max(1, int(args.batch))
         self.hard_limits = HardLimits.from_args(args)
+        # Market orders that arrived before the first tick of their symbol (see _should_hold):
+        # (envelope, client_order_id) in arrival order, answered when the market shows up.
+        self._held: list[tuple[list[bytes], str]] = []
+        self._held_cids: set[str] = set()
+        self._market_seen: set[str] = set()
+        self._hold_until = 0.0
+        self._envelope: list[bytes] | None = None  # of the request being handled
         self._failed = False
         self._handlers: dict[type[P.Message], Callable[[P.Message, Batch, int], bytes]] = {
             P.SendOrder: self._send_order,
@@ -102,14 +114,15 @@ class ExchangeGateway(Worker):
         # The journal first: a gateway that cannot own its journal must not take orders.
         self.journal = Journal(path, sync=self.args.journal_sync)
         self._recover()
-        self.router = self.socket(zmq.ROUTER, bind=self.endpoints.orders, sndhwm=self.args.exec_hwm)
+        self.router = self.socket(zmq.ROUTER, bind=self.endpoints.orders, sndhwm=self.args.exec_hwm, rcvhwm=self.args.exec_hwm)
         # Replies to a vanished or stuck peer raise instead of vanishing, so they are counted.
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.add_reader(self.router, self._on_requests, multipart=True)
         self.pub = self.socket(zmq.PUB, bind=self.endpoints.execution, sndhwm=self.args.exec_hwm)
         if self.caps.get("needs_ticks", False):
-            self.ticks = self.socket(zmq.SUB, connect=self.endpoints.ticks, subscribe=[b"tick."])
+            self.ticks = self.socket(zmq.SUB, connect=self.endpoints.ticks, subscribe=[b"tick."], rcvhwm=self.args.tick_hwm)
             self.add_reader(self.ticks, self._on_ticks)
+            self._hold_until = time.monotonic() + max(0.0, float(self.args.market_wait))
         self.log.info(
             "exchange gateway (%s) on %s, execution %s, journal %s (sync %s): %d orders, %d working, %d fills recovered",
             self.client.name,
@@ -138,6 +151,14 @@ class ExchangeGateway(Worker):
         self.journal.write(batch.dirty.values(), batch.fills, batch.replies, self.client.state())
 
     def on_timer(self, now: float) -> None:
+        if self._hold_until and now >= self._hold_until and not self._failed:
+            if self._held:
+                # the wait is over: what still has no market is decided now (rejected, as ever)
+                batch = Batch(P.now_ns())
+                self._release_held(batch, everything=True)
+                self._flush(batch)
+            self._hold_until = 0.0
+            self._market_seen.clear()
         if self.caps.get("async_events", False) and not self._failed:
             batch = Batch(P.now_ns())
             self._apply(self.client.poll(P.now_ns()), batch)
@@ -146,6 +167,7 @@ class ExchangeGateway(Worker):
         self.stats.gauges["orders_known"] = len(self.orders)
         self.stats.gauges["exec_seq"] = self.exec_seq
         self.stats.gauges["last_fill_seq"] = self.positions.last_fill_seq
+        self.stats.gauges["held_orders"] = len(self._held)
 
     def on_command(self, cmd: str, args: dict) -> dict | None:
         if cmd == "positions":
@@ -189,10 +211,12 @@ class ExchangeGateway(Worker):
             self.rlog.warning("frames", "request with %d body frames (want exactly 1)", len(body))
             batch.sends.append(envelope + [P.error_reply(f"a request is exactly one frame, got {len(body)}")])
             return
-        batch.sends.append(envelope + [self._handle_payload(body[0], batch)])
+        reply = self._handle_payload(body[0], batch, envelope)
+        if reply is not None:  # None: a held order, answered when its market shows up
+            batch.sends.append(envelope + [reply])
 
-    def _handle_payload(self, payload: bytes, batch: Batch) -> bytes:
-        """One request in, one packed reply out; never raises."""
+    def _handle_payload(self, payload: bytes, batch: Batch, envelope: list[bytes] | None = None) -> bytes | None:
+        """One request in, one packed reply out (None for an order held for the market); never raises."""
         request_type = ""
         try:
             d = P.unpack_map(payload)
@@ -204,15 +228,56 @@ class ExchangeGateway(Worker):
             self.stats.inc("decode_errors")
             self.rlog.warning("decode", "bad request: %s", e)
             return P.error_reply(str(e), request_type)
+        self._envelope = envelope
         try:
             return self._handlers[type(msg)](msg, batch, P.now_ns())
         except Exception as e:  # a bug must cost one request, not the gateway
             self.stats.inc("handler_errors")
             self.log.exception("%s failed", request_type)
             return P.error_reply(f"internal error: {type(e).__name__}: {e}", request_type)
+        finally:
+            self._envelope = None
+
+    # ---- market orders that arrive before the market
+    def _should_hold(self, order: Order) -> bool:
+        """Keep a market order for a symbol without a tick yet, shortly after a (re)start?
+
+        The orders endpoint is bound a few milliseconds before the first ticks reach a new
+        gateway, and clients retry into exactly that moment after a crash; rejecting their
+        orders with "no market data" would be true of this process only, not of the market.
+        So, for ``--market-wait`` seconds after start, such an order is journaled as
+        ``pending_new`` (get_order finds it; a crash turns it into "not placed" on recovery)
+        and its reply waits for the symbol's first tick, or for the end of the wait.
+        """
+        return (
+            self._envelope is not None
+            and bool(self._hold_until)
+            and order.order_type is P.OrderType.MARKET
+            and order.symbol not in self._market_seen
+            and time.monotonic() < self._hold_until
+        )
+
+    def _release_held(self, batch: Batch, everything: bool = False, cids: frozenset[str] = frozenset()) -> None:
+        """Answer the held orders whose market has shown up (all of them with ``everything``,
+        and those in ``cids``): submit each once, send its reply to every request that waits."""
+        keep: list[tuple[list[bytes], str]] = []
+        for envelope, cid in self._held:
+            order = self.orders[cid]
+            if not (everything or cid in cids or order.symbol in self._market_seen):
+                keep.append((envelope, cid))
+                continue
+            reply = batch.replies.get(cid)
+            if reply is None:
+                if order.status is OrderStatus.PENDING_NEW:
+                    reply = self._submit(order, batch, P.now_ns())
+                else:  # cancelled while it waited
+                    reply = batch.replies[cid] = self._order_reply(order, P.now_ns())
+            batch.sends.append(envelope + [reply])
+        self._held = keep
+        self._held_cids = {cid for _, cid in keep}
 
     # ---- send_order
-    def _send_order(self, req: P.SendOrder, batch: Batch, now: int) -> bytes:
+    def _send_order(self, req: P.SendOrder, batch: Batch, now: int) -> bytes | None:
         self.stats.inc("orders")
         cid = req.client_order_id
         known = self.orders.get(cid)
@@ -221,6 +286,9 @@ class ExchangeGateway(Worker):
                 self.stats.inc("rejects")
                 return P.packb(P.reply(MsgType.SEND_ORDER, False, f"client_order_id {cid} already used for a different order", client_order_id=cid))
             self.stats.inc("duplicates")
+            if cid in self._held_cids and self._envelope is not None:
+                self._held.append((self._envelope, cid))  # answered with the first one
+                return None
             stored = batch.replies.get(cid) or self.journal.reply_for(cid)
             if stored is None:
                 # Journaled before it was answered (a remote exchange that crashed mid-submit):
@@ -239,17 +307,31 @@ class ExchangeGateway(Worker):
             order.status = OrderStatus.REJECTED
             order.reason = refusal
             batch.events.append(OrderEvent(order.snapshot()))
-        else:
-            if self.caps.get("remote", False):
-                # The order is about to leave the process: journal it first, so a crash
-                # before the broker's answer leaves a pending_new row that recover() settles.
-                self.journal.write([order])
-            try:
-                events = self.client.submit(order, now)
-            except Exception as e:
-                self.log.exception("exchange client failed on submit of %s", cid)
-                events = self._reject(order, now, f"exchange error: {type(e).__name__}: {e}")
-            self._apply(events, batch)
+            self.stats.inc("rejects")
+            reply = batch.replies[cid] = self._order_reply(order, now)
+            return reply
+        if self._should_hold(order):
+            self.stats.inc("held_for_market")
+            self.working[cid] = order
+            self._held.append((self._envelope, cid))
+            self._held_cids.add(cid)
+            return None
+        return self._submit(order, batch, now)
+
+    def _submit(self, order: Order, batch: Batch, now: int) -> bytes:
+        """Hand a new, accepted order to the exchange; its reply is stored in the batch."""
+        cid = order.client_order_id
+        if self.caps.get("remote", False):
+            # The order is about to leave the process: journal it first, so a crash
+            # before the broker's answer leaves a pending_new row that recover() settles.
+            self.journal.write([order])
+        try:
+            events = self.client.submit(order, now)
+        except Exception as e:
+            self.log.exception("exchange client failed on submit of %s", cid)
+            events = self._reject(order, now, f"exchange error: {type(e).__name__}: {e}")
+        self._apply(events, batch)
+        batch.dirty[cid] = order
         if order.status is OrderStatus.REJECTED:
             self.stats.inc("rejects")
         reply = batch.replies[cid] = self._order_reply(order, now)
@@ -318,6 +400,17 @@ class ExchangeGateway(Worker):
         if not self.caps.get("cancel", False):
             return False, f"the {self.client.name} exchange does not support cancels"
         batch.journaled_requests += 1
+        cid = order.client_order_id
+        if cid in self._held_cids:  # never reached the exchange: cancelled here
+            order.order_id = NO_ORDER_ID
+            order.status = OrderStatus.CANCELLED
+            order.updated_ts = now
+            order.cause_ts = cause_ts or now
+            self.working.pop(cid, None)
+            batch.dirty[cid] = order
+            batch.events.append(OrderEvent(order.snapshot()))
+            self._release_held(batch, cids=frozenset((cid,)))
+            return True, ""
         try:
             result = self.client.cancel(order, now, cause_ts)
         except Exception as e:
@@ -387,6 +480,8 @@ class ExchangeGateway(Worker):
                 latest[topic] = frame
         for frame in latest.values():
             self._tick(frame, batch)
+        if self._held:
+            self._release_held(batch)
         self._flush(batch)
 
     def _tick(self, frame: bytes, batch: Batch) -> None:
@@ -397,6 +492,8 @@ class ExchangeGateway(Worker):
             self.rlog.warning("tick", "bad tick: %s", e)
             return
         self.hard_limits.on_last(tick.symbol, tick.last)
+        if self._hold_until:
+            self._market_seen.add(tick.symbol)
         self._apply(self.client.on_tick(tick), batch)
 
     # ------------------------------------------------------------------ events, journal, output
@@ -511,7 +608,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--exec-hwm",
         type=int,
         default=DEFAULT_EXEC_HWM,
-        help=f"send high-water mark of the execution PUB and the orders ROUTER (default {DEFAULT_EXEC_HWM})",
+        help=f"send high-water mark of the execution PUB and the orders ROUTER, receive high-water mark of the ROUTER (default {DEFAULT_EXEC_HWM})",
+    )
+    g.add_argument(
+        "--tick-hwm",
+        type=int,
+        default=DEFAULT_TICK_HWM,
+        help=f"receive high-water mark of the ticks SUB; beyond it ticks are dropped by ZeroMQ (default {DEFAULT_TICK_HWM})",
+    )
+    g.add_argument(
+        "--market-wait",
+        type=float,
+        default=DEFAULT_MARKET_WAIT,
+        help="seconds after start during which a market order for a symbol without a tick yet waits for its first "
+        f"tick instead of being rejected 'no market data'; 0 = never wait (default {DEFAULT_MARKET_WAIT:g})",
     )
     g.add_argument(
         "--batch",
