@@ -33,7 +33,9 @@ class KillReport:
 
     cancel_all: str = ""
     cancel_ok: bool = False
-    cancelled: int = 0
+    cancelled: int = 0  # what the exchange's cancel_all reply counted (the executor may have been first)
+    live_before: int = 0  # working orders the window knew of when the switch was pressed
+    ended: int = 0  # of those, how many are finished (cancelled, or filled meanwhile) now
     strategies: dict[str, str] = field(default_factory=dict)
     executor: dict[str, str] = field(default_factory=dict)
     live_left: int = 0
@@ -47,8 +49,9 @@ class KillReport:
     def text(self) -> str:
         strat = ", ".join(f"{k} {v}" for k, v in self.strategies.items()) or "none running"
         exe = ", ".join(f"{k} {v}" for k, v in self.executor.items()) or "no executor running"
-        left = f"; {self.live_left} orders still working" if self.live_left else ""
-        return (f"KILL SWITCH {'engaged' if self.ok else 'INCOMPLETE'}: cancel all: {self.cancel_all}; "
+        left = f"; {self.live_left} orders STILL WORKING" if self.live_left else ""
+        done = f", {self.ended} of {self.live_before} working orders done" if self.cancel_ok else ""
+        return (f"KILL SWITCH {'engaged' if self.ok else 'INCOMPLETE'}: cancel all: {self.cancel_all}{done}; "
                 f"strategies: {strat}; executor kill switch: {exe}{left} ({self.elapsed:.1f}s)")
 
 
@@ -169,6 +172,7 @@ class FleetControl:
         executors = self.names("executor")
         for n in strategies + executors:  # their heartbeats lag the commands: no re-sends meanwhile
             self._enforced[n] = t0
+        before = [o.client_order_id for o in self.state.orders.live()]
         results = await asyncio.gather(
             self.orders.cancel_all(),
             *(self.command(n, "pause") for n in strategies),
@@ -181,7 +185,7 @@ class FleetControl:
             rep.cancel_ok = bool(cancel.get("ok"))
             n = cancel.get("count", len(cancel.get("cancelled", []) or []))
             rep.cancelled = n if isinstance(n, int) else 0
-            rep.cancel_all = f"{rep.cancelled} cancelled" if rep.cancel_ok else f"refused: {cancel.get('reason')}"
+            rep.cancel_all = "ok" if rep.cancel_ok else f"refused: {cancel.get('reason')}"
         else:
             rep.cancel_all = "NO REPLY from the exchange" if cancel is None else f"error: {cancel}"
         for name, r in zip(strategies, results[1:1 + len(strategies)]):
@@ -193,6 +197,8 @@ class FleetControl:
         while self.state.orders.live() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         rep.live_left = len(self.state.orders.live())
+        rep.live_before = len(before)
+        rep.ended = sum(1 for c in before if (o := self.state.orders.get(c)) is not None and not o.is_live)
         rep.elapsed = time.monotonic() - t0
         self.state.log.add(logging.ERROR if not rep.ok else logging.WARNING, "kill switch", rep.text())
         return rep
