@@ -16,7 +16,7 @@ from pathlib import Path
 
 from workers.config import Endpoints, data_dir
 from workers.launcher import make_supervisor
-from app.qt import QApplication, QTimer
+from app.qt import QApplication, QtCore, QTimer
 
 log = logging.getLogger("tickdesk.app")
 
@@ -34,6 +34,21 @@ def build_session(args: argparse.Namespace, settings, ui):
     except ValueError:
         limits = None
     return Session(sup, limits)
+
+
+#: Qt messages that say nothing to a trader (the offscreen platform has no window manager)
+QT_NOISE = ("This plugin does not support propagateSizeHints()",)
+_qt_log = logging.getLogger("tickdesk.qt")
+
+
+def qt_message(mode, context, message: str) -> None:
+    """Qt's own warnings go to the log (and so to the log panel), not only to stderr."""
+    if message in QT_NOISE:
+        return
+    M = QtCore.QtMsgType
+    level = {M.QtDebugMsg: logging.DEBUG, M.QtInfoMsg: logging.INFO, M.QtWarningMsg: logging.WARNING,
+             M.QtCriticalMsg: logging.ERROR, M.QtFatalMsg: logging.CRITICAL}.get(mode, logging.WARNING)
+    _qt_log.log(level, "%s", message)
 
 
 def take_screenshot(window, path: str) -> bool:
@@ -93,6 +108,7 @@ def run_app(args: argparse.Namespace) -> int:
         log.error("uncaught %s: %s", etype.__name__, value, exc_info=(etype, value, tb))
 
     sys.excepthook = excepthook
+    QtCore.qInstallMessageHandler(qt_message)
     if args.screenshot:
         window.resize(1600, 960)
     window.show()

@@ -94,8 +94,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_status_bar()
         self._build_timers()
         self._connect_signals()
-        self.session.orders.listeners.append(self._on_outcome)
-        self.ticket.validator = self.session.orders.check
         self.resize(1600, 960)
         self.restore_layout()
         self.set_theme(self.ui.theme, save=False)
@@ -295,11 +293,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_status_bar(self) -> None:
         sb = self.statusBar()
         # live labels: their text changes every refresh without re-laying-out the window
-        self.sb_streams = LiveLabel(24, parent=sb)
+        self.sb_streams = LiveLabel(30, parent=sb)
         self.sb_rate = LiveLabel(14, parent=sb)
         self.sb_drops = LiveLabel(44, parent=sb)
         self.sb_workers = LiveLabel(28, parent=sb)
-        self.sb_ui = LiveLabel(42, parent=sb)
+        self.sb_ui = LiveLabel(52, parent=sb)
         self.sb_kill = LiveLabel(16, bold=True, parent=sb)
         self.sb_alert = QtWidgets.QLabel("", sb)
         self.sb_alert.setObjectName("statusWarn")
@@ -335,6 +333,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.release_button.clicked.connect(self.ask_release_kill_switch)
         # workers
         self.workers_panel.action.connect(self.worker_action)
+        # services without Qt report through plain callbacks
+        self.session.orders.listeners.append(self._on_outcome)
+        self.ticket.validator = self.session.orders.check
         # exports
         for panel in self.tables.values():
             panel.exported.connect(self._exported)
