@@ -32,6 +32,11 @@ log = logging.getLogger("tickdesk.worker")
 
 DRAIN_BATCH = 4096  # max messages taken from one socket per wake-up before looking at others
 SUPERVISOR_PID_ENV = "TICKDESK_SUPERVISOR_PID"
+#: MAXMSGSIZE of receiving sockets that connect (see Worker.socket): against memory exhaustion only
+CONNECTED_MAXMSGSIZE = 64 * P.MAX_MESSAGE_BYTES
+#: supervisor silent this long (and at least 3 heartbeats) -> reconnect the control DEALER: a
+#: connection that took over our routing id (ROUTER_HANDOVER) leaves ours deaf for good
+CONTROL_RECONNECT_AFTER = 1.5
 
 
 class CommandError(Exception):
@@ -71,6 +76,11 @@ class LatencyRecorder:
         self.samples.append(ns)
         self.count += 1
 
+    def add_many(self, values: list[int]) -> None:
+        """Several samples at once (e.g. every tick of a batched frame)."""
+        self.samples.extend(values)
+        self.count += len(values)
+
     def snapshot(self) -> dict[str, float] | None:
         if not self.samples:
             return None
@@ -100,6 +110,13 @@ class Stats:
         if rec is None:
             rec = self.latency[hop] = LatencyRecorder()
         rec.add(ns)
+
+    def lat_many(self, hop: str, values: list[int]) -> None:
+        """Record several latency samples (ns) of one hop; cheaper than one :meth:`lat` each."""
+        rec = self.latency.get(hop)
+        if rec is None:
+            rec = self.latency[hop] = LatencyRecorder()
+        rec.add_many(values)
 
     def snapshot(self) -> dict[str, Any]:
         lat = {}
@@ -150,6 +167,7 @@ class Worker:
         self._exit_code = 0
         self._control: zmq.Socket | None = None
         self._last_supervisor = time.monotonic()
+        self._control_opened = 0.0
         self._started = time.monotonic()
         self._supervisor_pid = int(os.environ.get(SUPERVISOR_PID_ENV, "0") or 0)
         curve_dir = getattr(args, "curve_dir", None)
@@ -199,7 +217,11 @@ class Worker:
         self._sockets.append(sock)  # before bind/connect, which may raise: _close must see it
         sock.setsockopt(zmq.LINGER, linger)
         if kind in (zmq.SUB, zmq.PULL, zmq.ROUTER, zmq.DEALER, zmq.REP, zmq.REQ, zmq.XSUB):
-            sock.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES)
+            # Bound sockets: a stranger's oversized frame costs it its connection.  Connecting
+            # sockets get a wide cap instead: libzmq (4.3) treats an oversized frame as a protocol
+            # error and never reconnects, so one big frame from a publisher would deafen a SUB
+            # for good, silently.  Frames over MAX_MESSAGE_BYTES are still refused, by decode.
+            sock.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES if bind else CONNECTED_MAXMSGSIZE)
         if sndhwm is not None:
             sock.setsockopt(zmq.SNDHWM, sndhwm)
         if rcvhwm is not None:
@@ -237,6 +259,7 @@ class Worker:
         if getattr(self.args, "no_control", False):
             return
         self._control = self.socket(zmq.DEALER, connect=self.endpoints.control, routing_id=self.name.encode(), sndhwm=100)
+        self._control_opened = time.monotonic()
         self.add_reader(self._control, self._on_control)
         self._send_control(P.Hello(name=self.name, role=self.kind, pid=os.getpid(), ts=P.now_ns()))
 
@@ -297,6 +320,25 @@ class Worker:
         self._send_control(
             P.Heartbeat(ts=P.now_ns(), name=self.name, role=self.kind, pid=os.getpid(), stats=self._heartbeat_stats(), state=self.state)
         )
+
+    def _control_deaf(self, now: float, hb_every: float) -> bool:
+        if self._control is None:
+            return False
+        quiet = now - max(self._last_supervisor, self._control_opened)
+        return quiet > max(CONTROL_RECONNECT_AFTER, 3 * hb_every)
+
+    def _reopen_control(self) -> None:
+        """A new control connection (and hello): it takes our routing id back at the supervisor."""
+        old = self._control
+        self.poller.unregister(old)
+        self._readers.pop(old, None)
+        if old in self._sockets:
+            self._sockets.remove(old)
+        old.close(0)
+        self._control = None
+        self.stats.inc("control_reconnects")
+        self.rlog.warning("control", "no word from the supervisor for a while; reconnecting the control channel")
+        self._open_control()
 
     def _supervisor_gone(self, now: float) -> bool:
         if self._control is None:
@@ -368,6 +410,8 @@ class Worker:
                     next_hb = now + hb_every
                     if self._supervisor_gone(now):
                         self.request_stop("supervisor is gone")
+                    elif self._control_deaf(now, hb_every):
+                        self._reopen_control()
         except KeyboardInterrupt:
             pass
         finally:

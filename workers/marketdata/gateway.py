@@ -46,7 +46,44 @@ MAX_LAG = 1.0
 DEFAULT_RATE = 5.0
 DEFAULT_SPEED = BAR_SECONDS / 5  # one daily bar every 5 seconds
 DEFAULT_HWM = 100_000
+#: 1 until every consumer of ticks reads the batched form (docs/performance.md)
+DEFAULT_BATCH_TICKS = 1
 MAX_RATE = 1_000_000.0
+
+
+class Schedule:
+    """Due times of ticks, evenly spaced at ``rate`` ticks per second in all (0: as fast as possible).
+
+    :meth:`take` says how many ticks are due at ``now`` (those due within :data:`SLACK` count)
+    and when to come back.  The raw PUB/SUB baseline of ``bench/`` paces itself with this very
+    class, so the two are compared at the same pacing.
+    """
+
+    __slots__ = ("interval", "next_due", "resets")
+
+    def __init__(self, rate: float, start: float):
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_due = start
+        self.resets = 0
+
+    def restart(self, now: float) -> None:
+        self.next_due = now
+
+    def take(self, now: float) -> tuple[int, float]:
+        """(ticks to publish now, monotonic time at which to call again)."""
+        due = self.next_due
+        if due > now + SLACK:
+            return 0, due  # not yet (--start-delay, or between bursts)
+        if self.interval <= 0:
+            return BATCH, now
+        if due < now - MAX_LAG:
+            # We cannot keep up with the rate (or the process was stopped): do not burst the
+            # whole backlog, carry on from now.
+            self.resets += 1
+            due = now
+        n = max(1, min(BATCH, int((now + SLACK - due) / self.interval) + 1))
+        self.next_due = due + n * self.interval
+        return n, self.next_due
 
 
 class MarketDataGateway(Worker):
@@ -81,8 +118,11 @@ class MarketDataGateway(Worker):
         self._published = 0
         self._done = False
         self._paused = False
-        self._set_rate(rate)
-        self._next_due = time.monotonic() + max(0.0, a.start_delay)
+        self._batch = a.batch_ticks
+        self._rr = 0
+        # (symbol, next-tick function) per symbol when the feed can make ticks symbol by symbol
+        self._per_symbol = [(sym, self.feed.sims[sym].next_tick) for sym in self.feed.symbols] if isinstance(self.feed, SimFeed) else None
+        self._set_rate(rate, start=time.monotonic() + max(0.0, a.start_delay))
         self._rate_mark = (time.monotonic(), 0)
         g = self.stats.gauges
         g.update(feed=a.feed, symbols=self._nsym, ticks_per_s=0.0, done=False)
@@ -94,10 +134,10 @@ class MarketDataGateway(Worker):
         )
 
     # ------------------------------------------------------------------ pacing
-    def _set_rate(self, rate: float) -> None:
+    def _set_rate(self, rate: float, start: float | None = None) -> None:
         self._rate = rate
-        self._interval = 1.0 / (rate * self._nsym) if rate > 0 else 0.0
-        self._next_due = time.monotonic()
+        self._schedule = Schedule(rate * self._nsym, time.monotonic() if start is None else start)
+        self._resets_seen = 0
         self.stats.gauges["rate"] = rate
         if isinstance(self.feed, ReplayFeed):
             self.stats.gauges["speed"] = rate_to_speed(rate, self.feed.ticks_per_bar)
@@ -113,26 +153,37 @@ class MarketDataGateway(Worker):
             return now + 0.1
 
     def _pump(self, now: float) -> float:
-        if self._rate <= 0:
-            self._publish(BATCH)
-            return now
-        due = self._next_due
-        if due > now + SLACK:
-            return due
-        if due < now - MAX_LAG:
-            # We cannot keep up with the rate (or the process was stopped): do not burst the
-            # whole backlog, carry on from now.
-            self.stats.inc("schedule_resets")
-            due = now
-        horizon = now + SLACK
-        n = max(1, min(BATCH, int((horizon - due) / self._interval) + 1))
-        self._next_due = due + n * self._interval
-        self._publish(n)
-        return self._next_due
+        n, wake = self._schedule.take(now)
+        if self._schedule.resets != self._resets_seen:
+            self.stats.inc("schedule_resets", self._schedule.resets - self._resets_seen)
+            self._resets_seen = self._schedule.resets
+        if n:
+            self._publish(n)
+        return wake
 
     def _publish(self, n: int) -> None:
         if self._max_ticks:
             n = min(n, self._max_ticks - self._emitted)
+        if n <= 0:
+            return
+        if self._batch > 1 and n > 1:
+            if self._per_symbol is not None:
+                sent, dropped = self._publish_per_symbol(n)
+            else:
+                sent, dropped = self._publish_grouped(n)
+        else:
+            sent, dropped = self._publish_each(n)
+        self._emitted += sent + dropped
+        self._published += sent
+        if sent:
+            self.stats.inc("ticks", sent)
+        if dropped:
+            self.stats.inc("dropped", dropped)
+        if self._max_ticks and self._emitted >= self._max_ticks:
+            self._finish(f"--max-ticks {self._max_ticks} reached")
+
+    def _publish_each(self, n: int) -> tuple[int, int]:
+        """One ``tick`` frame per tick (the classic form)."""
         nxt, send, encode, nb = self.feed.next, self.sock.send, P.pub, zmq.NOBLOCK
         sent = dropped = 0
         for _ in range(n):
@@ -146,14 +197,70 @@ class MarketDataGateway(Worker):
             except zmq.Again:
                 # PUB drops silently at SNDHWM, so this rarely fires; subscribers see the gap in seq
                 dropped += 1
-        self._emitted += sent + dropped
-        self._published += sent
-        if sent:
-            self.stats.inc("ticks", sent)
-        if dropped:
-            self.stats.inc("dropped", dropped)
-        if self._max_ticks and self._emitted >= self._max_ticks:
-            self._finish(f"--max-ticks {self._max_ticks} reached")
+        self.stats.inc("frames", sent)
+        return sent, dropped
+
+    def _send_rows(self, symbol: str, rows: list[list]) -> bool:
+        try:
+            self.sock.send(P.encode_ticks(symbol, rows), zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        self.stats.inc("frames")
+        return True
+
+    def _publish_per_symbol(self, n: int) -> tuple[int, int]:
+        """The simulated feed can make ticks per symbol: make each symbol's share of the ``n``
+        due ticks and send it at once, so no tick waits while other symbols' ticks are made
+        (the first tick of a frame waits for at most ``n / symbols`` others)."""
+        gens = self._per_symbol
+        nsym = len(gens)
+        base, extra = divmod(n, nsym)
+        start = self._rr
+        self._rr = (start + extra) % nsym
+        cap = self._batch
+        sent = dropped = 0
+        for j in range(nsym):
+            k = base + (1 if j < extra else 0)
+            if not k:
+                continue
+            symbol, nt = gens[(start + j) % nsym]
+            while k:
+                m = min(k, cap)
+                k -= m
+                rows = []
+                add = rows.append
+                for _ in range(m):
+                    t = nt()
+                    add([t.seq, t.ts, t.last, t.bid, t.ask, t.bid_size, t.ask_size, t.volume])
+                if self._send_rows(symbol, rows):
+                    sent += m
+                else:
+                    dropped += m
+        return sent, dropped
+
+    def _publish_grouped(self, n: int) -> tuple[int, int]:
+        """Any other feed: take ``n`` ticks in feed order, then one frame per symbol."""
+        nxt = self.feed.next
+        groups: dict[str, list[list]] = {}
+        for _ in range(n):
+            t = nxt()
+            if t is None:
+                self._finish("replay reached the end of the file")
+                break
+            rows = groups.get(t.symbol)
+            if rows is None:
+                rows = groups[t.symbol] = []
+            rows.append([t.seq, t.ts, t.last, t.bid, t.ask, t.bid_size, t.ask_size, t.volume])
+        sent = dropped = 0
+        cap = self._batch
+        for symbol, rows in groups.items():
+            for i in range(0, len(rows), cap):
+                part = rows[i:i + cap]
+                if self._send_rows(symbol, part):
+                    sent += len(part)
+                else:
+                    dropped += len(part)
+        return sent, dropped
 
     def _finish(self, why: str) -> None:
         if not self._done:
@@ -175,7 +282,7 @@ class MarketDataGateway(Worker):
     def on_pause(self, paused: bool) -> None:
         self._paused = paused
         if not paused:
-            self._next_due = time.monotonic()  # resume at the rate, without a burst of the backlog
+            self._schedule.restart(time.monotonic())  # resume at the rate, without a burst of the backlog
 
     def on_command(self, cmd: str, args: dict) -> dict | None:
         if cmd == "set_rate":
@@ -222,10 +329,13 @@ def parse_symbols(text: str | list[str]) -> list[str]:
 def _check_options(a: argparse.Namespace) -> None:
     """Values from a TOML file skip argparse's type checks; check them here (a ValueError
     makes the runtime report "failed to start" and exit 2)."""
-    for name, lo in (("rate", 0), ("speed", 0), ("start_delay", 0), ("spread_bps", 0), ("max_ticks", 0), ("hwm", 1), ("ticks_per_bar", 4)):
+    for name, lo in (("rate", 0), ("speed", 0), ("start_delay", 0), ("spread_bps", 0), ("max_ticks", 0), ("hwm", 1), ("ticks_per_bar", 4),
+                     ("batch_ticks", 1)):
         v = getattr(a, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
             raise ValueError(f"--{name.replace('_', '-')} must be a number >= {lo}, got {v!r}")
+    if isinstance(a.batch_ticks, float) or a.batch_ticks > P.MAX_TICKS_PER_FRAME:
+        raise ValueError(f"--batch-ticks must be a whole number 1..{P.MAX_TICKS_PER_FRAME}, got {a.batch_ticks!r}")
     if a.feed not in ("sim", "replay"):
         raise ValueError(f"--feed must be sim or replay, got {a.feed!r}")
 
@@ -255,6 +365,13 @@ def _pos_int(text: str) -> int:
     v = int(text)
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return v
+
+
+def _batch_ticks(text: str) -> int:
+    v = int(text)
+    if not 1 <= v <= P.MAX_TICKS_PER_FRAME:
+        raise argparse.ArgumentTypeError(f"must be 1..{P.MAX_TICKS_PER_FRAME}, got {text}")
     return v
 
 
@@ -299,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--spread-bps", type=_nonneg_float, default=DEFAULT_SPREAD_BPS, help=f"replay: synthetic bid/ask spread in basis points (default {DEFAULT_SPREAD_BPS:g})")
     o = p.add_argument_group("publisher")
     o.add_argument("--hwm", type=_pos_int, default=DEFAULT_HWM, help=f"SNDHWM of the PUB socket, in messages per subscriber (default {DEFAULT_HWM})")
+    o.add_argument(
+        "--batch-ticks", type=_batch_ticks, default=DEFAULT_BATCH_TICKS,
+        help=f"most ticks of one symbol in one frame: the ticks of a symbol due at the same wake-up go out as one 'ticks' "
+        f"message (never waiting for more); 1 = one 'tick' frame per tick, the classic form every consumer reads "
+        f"(default {DEFAULT_BATCH_TICKS}; max {P.MAX_TICKS_PER_FRAME})",
+    )
     return p
 
 

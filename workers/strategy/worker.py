@@ -77,6 +77,7 @@ class StrategyWorker(Worker):
         for k in COUNTERS:
             self.stats.counters[k] = 0
         self._last_seq: dict[str, int] = {}
+        self._gauged_params: StrategyParams | None = None
         # levels throttle: symbol -> (last published state, monotonic time of that attempt)
         self._lv_sent: dict[str, tuple[tuple | None, float]] = {}
         self._lv_dirty: set[str] = set()
@@ -98,32 +99,48 @@ class StrategyWorker(Worker):
 
     # ------------------------------------------------------------------ ticks
     def _on_tick(self, frame: bytes) -> None:
+        # One frame holds one tick (``tick``) or several of one symbol (``ticks``); either way
+        # it is checked whole (P.tick_rows) before any of its ticks is acted on.
         try:
-            topic, tick = P.decode_pub(frame, expect=P.Tick)
-            if topic[5:] != tick.symbol.encode():
-                raise P.ProtocolError(f"topic {topic!r} does not match symbol {tick.symbol!r}")
+            sym, rows = P.tick_rows(frame)
         except P.ProtocolError as e:
             self.stats.inc("decode_errors")
             self.rlog.warning("tick", "dropped a bad tick frame: %s", e)
             return
         now = P.now_ns()
         stats = self.stats
-        stats.inc("ticks")
-        stats.lat("tick_to_strategy", now - tick.ts if now > tick.ts else 0)
-        sym = tick.symbol
-        if sym not in self.strategy.books and len(self.strategy.books) >= self.max_symbols:
-            stats.inc("symbols_dropped")
+        n = len(rows)
+        stats.inc("ticks", n)
+        # latency: frame decoded (now) minus each tick's creation time at the gateway
+        if n == 1:
+            ts = rows[0][1]
+            stats.lat("tick_to_strategy", now - ts if now > ts else 0)
+        else:
+            stats.lat_many("tick_to_strategy", [now - r[1] if now > r[1] else 0 for r in rows])
+        strategy = self.strategy
+        if sym not in strategy.books and len(strategy.books) >= self.max_symbols:
+            stats.inc("symbols_dropped", n)
             self.rlog.warning("symbols", "ignoring %s: already tracking %d symbols (--max-symbols)", sym, self.max_symbols)
             return
-        self._check_seq(sym, tick.seq)
-        sig = self.strategy.on_price(sym, tick.last, tick.ts, now)
-        if sig is not None:
-            self._send_signal(sig)
+        on_price = strategy.on_price
+        last = self._last_seq.get(sym)
+        try:
+            for seq, ts, price, _bid, _ask, _bsz, _asz, _vol in rows:
+                if last is not None and seq != last + 1:
+                    self._check_seq(sym, seq, last)
+                last = seq
+                # now=None: a signal is stamped when it is made, not when its frame arrived
+                sig = on_price(sym, price, ts)
+                if sig is not None:
+                    self._send_signal(sig)
+        finally:
+            self._last_seq[sym] = last
+        # once per frame: levels are throttled to --levels-interval anyway, and the state after
+        # the frame's last tick is the one worth publishing
         self._maybe_levels(sym, time.monotonic())
 
-    def _check_seq(self, sym: str, seq: int) -> None:
-        last = self._last_seq.get(sym)
-        self._last_seq[sym] = seq
+    def _check_seq(self, sym: str, seq: int, last: int | None) -> None:
+        """``seq`` after ``last`` is not the next one: a gap, a feed restart or a step back."""
         if last is None or seq == last + 1:
             return
         if seq > last + 1:
@@ -256,7 +273,10 @@ class StrategyWorker(Worker):
 
     def _update_gauges(self) -> None:
         g = self.stats.gauges
-        g["params"] = self.strategy.params.as_dict()
+        params = self.strategy.params
+        if params is not self._gauged_params:  # asdict() costs more than a signal: only on change
+            self._gauged_params = params
+            g["params"] = params.as_dict()
         g["positions"] = self.strategy.positions()
         g["symbols"] = self.symbols or ["*"]
 

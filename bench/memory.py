@@ -1,0 +1,63 @@
+"""Resident memory of every worker after 1M (and 5M) ticks: nothing may grow with the stream.
+
+Processes: exchange gateway (journal on), executor, one strategy (default parameters, every
+symbol) and the market-data gateway at ``--rate 0`` -- the fleet that reads ticks.  The feed
+runs until the gateway has published the next mark, is paused, and once every subscriber has
+stopped counting (the queues are drained) the RSS of each process is read from /proc.  Then
+it resumes to the next mark.  "Flat" means the RSS at the last mark is within 10 % of the
+first one, for every process.
+"""
+
+from __future__ import annotations
+
+from bench.common import SYMBOLS, Sizes
+from bench.procs import Fleet
+
+MEMORY_STRATEGY_ARGS = ("--symbols", ",".join(SYMBOLS))
+
+
+def _drained(fleet: Fleet, names: list[str]) -> None:
+    seen: dict[str, list[int]] = {n: [] for n in names}
+    beats = {n: -1 for n in names}
+
+    def quiet() -> bool:
+        ok = True
+        for n in names:
+            w = fleet.workers[n]
+            if w.heartbeats != beats[n]:
+                beats[n] = w.heartbeats
+                seen[n].append(w.counter("ticks") + w.counter("ticks_in"))
+            h = seen[n]
+            if not (len(h) >= 4 and h[-1] == h[-4]):
+                ok = False
+        return ok
+
+    fleet.wait(quiet, 120, "the subscribers to drain")
+
+
+def run(sizes: Sizes, log=print) -> dict:
+    marks = sorted(sizes.memory_ticks)
+    out: dict = {"marks": marks, "rss": {}}
+    with Fleet("memory") as fleet:
+        fleet.start("exchange", "exchange", "--journal", str(fleet.dir / "journal.sqlite"), "--fresh")
+        fleet.start("executor", "executor")
+        fleet.start("strategy", "strategy", *MEMORY_STRATEGY_ARGS)
+        md = fleet.start("marketdata", "marketdata", "--rate", "0", "--start-delay", "3600", "--seed", "1")
+        subs = ["exchange", "executor", "strategy"]
+        fleet.fresh_stats(*subs)
+        fleet.command("marketdata", "set_rate", rate=0)
+        for mark in marks:
+            log(f"memory: up to {mark:,} ticks")
+            fleet.wait(lambda: md.counter("ticks") >= mark, 60 + mark / 10_000, f"{mark} ticks published")
+            fleet.command("marketdata", "pause")
+            _drained(fleet, subs)
+            fleet.fresh_stats("marketdata")
+            out["rss"][str(mark)] = {name: w.rss() for name, w in fleet.workers.items()}
+            out.setdefault("published", {})[str(mark)] = md.counter("ticks")
+            out.setdefault("received", {})[str(mark)] = {n: fleet.workers[n].counter("ticks") + fleet.workers[n].counter("ticks_in") for n in subs}
+            if mark != marks[-1]:
+                fleet.command("marketdata", "resume")
+    first, last = out["rss"][str(marks[0])], out["rss"][str(marks[-1])]
+    out["growth"] = {n: (last[n] - first[n]) / first[n] if first[n] else 0.0 for n in first}
+    out["flat"] = all(abs(g) <= 0.10 for g in out["growth"].values()) if len(marks) > 1 else None
+    return out
