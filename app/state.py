@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,7 @@ class Quote:
 
     __slots__ = (
         "symbol", "last", "bid", "ask", "bid_size", "ask_size", "volume", "ref", "ts", "seq",
-        "ticks", "missed", "restarts", "rate", "_rate_ticks", "_vol_base", "row",
+        "ticks", "missed", "restarts", "rate", "_rate_ticks",
     )
 
     def __init__(self, symbol: str):
@@ -63,7 +63,6 @@ class Quote:
         self.restarts = 0  # times the feed's sequence started over
         self.rate = 0.0  # ticks per second, updated by MarketState.update_rates
         self._rate_ticks = 0
-        self._vol_base = 0
 
     @property
     def change(self) -> float:
@@ -113,7 +112,6 @@ class MarketState:
             elif seq <= 1:
                 # the gateway restarted: its cumulative volume starts over too
                 q.restarts += 1
-                q._vol_base = 0
                 q.volume = 0
             else:
                 return  # late or duplicate tick: never move the quote backwards
@@ -585,6 +583,3 @@ class AppState:
         unrealized = sum(p.unrealized_pnl for p in self.positions.positions.values())
         return realized, unrealized
 
-
-def symbols_sorted(symbols: Iterable[str]) -> list[str]:
-    return sorted(symbols)
