@@ -280,3 +280,25 @@ def test_workers_panel_restart_stop_start_and_params(qtbot, desk):
     dlg._accept()
     qtbot.waitUntil(lambda: desk.sup.workers["sr-breakout"].stats.get("gauges", {}).get("params", {}).get("qty") == 37,
                     timeout=TIMEOUT)
+
+
+def test_order_without_reply_is_unknown_then_reconciled(qtbot, desk):
+    """The exchange is down: the ticket's order gets no reply after every retry, shows as
+    UNKNOWN at once, and once the exchange is back get_order settles it -- never a new order."""
+    w = desk.window
+    load_ticket(qtbot, w, "MSFT")
+    w.ticket.set_order_type(OrderType.MARKET)
+    w.ticket.qty.setValue(3)
+    w.session.control.spawn(w.session.control.stop_worker("exchange"))
+    qtbot.waitUntil(lambda: desk.sup.workers["exchange"].proc is None, timeout=TIMEOUT)
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
+    coid = manual_orders(desk)[0].client_order_id
+    qtbot.waitUntil(lambda: cell(w.working, coid, "status") == "UNKNOWN", timeout=TIMEOUT)
+    assert "UNKNOWN" in w.ticket.outcome.text() and w.ticket.outcome.property("tone") == "warn"
+    w.session.control.spawn(w.session.control.start_worker("exchange"))
+    qtbot.waitUntil(lambda: cell(w.history, coid, "status") not in ("UNKNOWN", "PENDING_NEW", ""), timeout=START_TIMEOUT)
+    o = desk.state.orders.get(coid)
+    # the exchange never saw it (every try went to a closed endpoint): not placed, and not re-sent
+    assert o.status is OrderStatus.REJECTED and "never reached the exchange" in o.reason
+    qtbot.waitUntil(lambda: w.working.model.row_for(coid) is None, timeout=TIMEOUT)
+    assert len(manual_orders(desk)) == 1
