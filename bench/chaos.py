@@ -292,6 +292,15 @@ class OrderLoad:
 # ----------------------------------------------------------------------------- observers
 
 
+def read_ticks(frame: bytes) -> list[P.Tick]:
+    """The ticks of one frame of the ticks endpoint: one ``tick``, or a ``ticks`` batch where
+    the protocol has it (workers.protocol.iter_ticks)."""
+    iter_ticks = getattr(P, "iter_ticks", None)
+    if iter_ticks is not None:
+        return list(iter_ticks(frame))
+    return [P.decode_pub(frame, expect=P.Tick)[1]]
+
+
 class TickObserver:
     """A subscriber of the tick stream: counts gaps and restarts of the per-symbol seq."""
 
@@ -310,19 +319,20 @@ class TickObserver:
             except zmq.Again:
                 return
             try:
-                _, t = P.decode_pub(frame, expect=P.Tick)
+                ticks = read_ticks(frame)
             except P.ProtocolError:
                 continue
-            self.ticks += 1
-            last = self.last.get(t.symbol)
-            self.last[t.symbol] = t.seq
-            if last is None or t.seq == last + 1:
-                continue
-            if t.seq > last + 1:
-                self.gaps += 1
-                self.missed += t.seq - last - 1
-            else:
-                self.restarts += 1
+            for t in ticks:
+                self.ticks += 1
+                last = self.last.get(t.symbol)
+                self.last[t.symbol] = t.seq
+                if last is None or t.seq == last + 1:
+                    continue
+                if t.seq > last + 1:
+                    self.gaps += 1
+                    self.missed += t.seq - last - 1
+                else:
+                    self.restarts += 1
 
 
 class ExecObserver:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -112,6 +113,26 @@ class SupervisorConfig:
     stop_timeout: float = 5.0
     log_dir: str | None = None  # worker stderr goes here (one file each), else inherited
     curve_dir: str | None = None  # CurveZMQ keys: control socket and every worker use CURVE
+
+
+def _clean_stats(stats: Any) -> dict:
+    """A heartbeat's stats in the shape the rest of the code reads: counters are numbers,
+    latency and gauges are maps.  Anything else is dropped here, so that a malformed or forged
+    heartbeat cannot break poll(), counter() or totals()."""
+    if not isinstance(stats, dict):
+        stats = {}
+    counters = stats.get("counters")
+    clean = {
+        "counters": {
+            k: v
+            for k, v in (counters.items() if isinstance(counters, dict) else ())
+            if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        }
+    }
+    for key in ("latency", "gauges"):
+        v = stats.get(key)
+        clean[key] = v if isinstance(v, dict) else {}
+    return clean
 
 
 class Supervisor:
@@ -255,7 +276,8 @@ class Supervisor:
                 self._emit(name, f"command {msg.cmd} refused: {msg.reason}")
 
     def _update_stats(self, w: WorkerState, stats: dict, now: float) -> None:
-        counters = stats.get("counters", {}) if isinstance(stats, dict) else {}
+        stats = _clean_stats(stats)
+        counters = stats["counters"]
         if w._prev_ts and now > w._prev_ts:
             dt = now - w._prev_ts
             w.rates = {k: max(0.0, (v - w._prev_counters.get(k, 0)) / dt) for k, v in counters.items() if isinstance(v, (int, float))}

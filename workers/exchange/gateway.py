@@ -224,6 +224,7 @@ class ExchangeGateway(Worker):
             if isinstance(t, str) and 0 < len(t) <= P.MAX_STR:
                 request_type = t
             msg = P.from_map(d, expect=_REQUEST_CLASSES)
+            _check_timestamps(msg)
         except P.ProtocolError as e:
             self.stats.inc("decode_errors")
             self.rlog.warning("decode", "bad request: %s", e)
@@ -487,6 +488,7 @@ class ExchangeGateway(Worker):
     def _tick(self, frame: bytes, batch: Batch) -> None:
         try:
             _, tick = P.decode_pub(frame, expect=P.Tick)
+            _check_timestamps(tick)  # its ts becomes the fills' cause_ts, in the journal
         except P.ProtocolError as e:
             self.stats.inc("decode_errors")
             self.rlog.warning("tick", "bad tick: %s", e)
@@ -557,6 +559,19 @@ class ExchangeGateway(Worker):
             except zmq.Again:
                 self.stats.inc("dropped")
         self.stats.inc("published", len(events))
+
+
+#: timestamps are journaled as SQLite INTEGERs (signed 64-bit); the protocol's ints may be larger
+MAX_TS = 2**63 - 1
+
+
+def _check_timestamps(msg: P.Message) -> None:
+    """Refuse a request whose timestamps the journal cannot store: one such value would fail
+    the whole group-commit batch it arrived in."""
+    for name in ("ts", "cause_ts", "origin_ts"):
+        v = getattr(msg, name, 0)
+        if isinstance(v, int) and v > MAX_TS:
+            raise P.ProtocolError(f"field '{name}' is out of range: {v} (at most {MAX_TS} ns)")
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:

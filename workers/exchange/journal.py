@@ -181,13 +181,15 @@ class Journal:
                     list(changed_state.items()),
                 )
             db.execute("COMMIT")
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OverflowError, ValueError, TypeError) as e:
+            # (OverflowError: an integer beyond SQLite's 64 bits.)  Whatever it was, the batch
+            # is not stored, and the gateway must learn it as a JournalError, not a stray crash.
             if db.in_transaction:
                 try:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-            raise JournalError(f"journal write failed: {e}") from e
+            raise JournalError(f"journal write failed: {type(e).__name__}: {e}") from e
         self._saved_state.update(changed_state)
 
     # ------------------------------------------------------------------ reading

@@ -184,9 +184,11 @@ class OrderExecutor(Worker):
         # Only the newest tick per symbol matters here, so keep the raw frame and decode it
         # when a price is needed: a burst of ticks costs a dict store each, not a decode.
         i = frame.find(P.TOPIC_SEP)
-        if i <= 0:
+        if i <= 0 or len(frame) > P.MAX_MESSAGE_BYTES:
+            # (an oversized frame is refused now, not kept until it is decoded: the cache holds
+            # one frame per topic, and the SUB's own size cap is wide -- see Worker.socket)
             self.stats.inc("decode_errors")
-            self.rlog.warning("ticks", "tick frame without topic dropped")
+            self.rlog.warning("ticks", "tick frame without topic or over %d bytes dropped", P.MAX_MESSAGE_BYTES)
             return
         self.stats.inc("ticks")
         self._tick_frames[frame[:i]] = frame
