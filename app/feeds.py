@@ -9,9 +9,9 @@ never wait for the network; what the socket cannot hold meanwhile is dropped by 
 and shows up as sequence gaps.
 
 Ticks take a fast decoding path (msgpack + the checks the window relies on, about 3x
-cheaper than the generic decoder); a frame that fails it goes through
-:func:`workers.protocol.decode_pub`, which either accepts it (an unusual but valid
-encoding) or says exactly what is wrong, for the count and the log.
+cheaper than the generic decoder); a frame that fails it -- a batched ``ticks`` frame, an
+unusual but valid encoding, or garbage -- goes through :func:`workers.protocol.tick_rows`,
+which reads it or says exactly what is wrong, for the count and the log.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class RateLimited:
 
 
 class TickDecoder:
-    """Frames of the ticks stream into ``MarketState.on_tick`` calls."""
+    """Frames of the ticks stream (``tick`` or batched ``ticks``) into ``MarketState.on_tick``."""
 
     def __init__(self, state: AppState):
         self.state = state
@@ -66,8 +66,8 @@ class TickDecoder:
 
     def __call__(self, frames: list[bytes]) -> None:
         on_tick = self.state.market.on_tick
-        stats = self.stats
         for frame in frames:
+            # Fast path: one ``tick`` with the usual encoding, checked inline (no objects).
             i = frame.find(b"\x00")
             try:
                 d = _unpackb(frame[i + 1:]) if i > 0 else None
@@ -80,37 +80,31 @@ class TickDecoder:
                 bsz = d["bid_size"]
                 asz = d["ask_size"]
                 vol = d["volume"]
-                if not (
+                ok = (
                     d["v"] == 1 and d["type"] == "tick"
                     and type(last) is float and type(bid) is float and type(ask) is float
                     and 0.0 < last < _MAXP and 0.0 < bid <= ask < _MAXP
                     and type(seq) is int and type(ts) is int and type(bsz) is int and type(asz) is int and type(vol) is int
                     and seq >= 0 and ts >= 0 and bsz >= 0 and asz >= 0 and vol >= 0
                     and type(sym) is str and frame[5:i] == sym.encode()
-                ):
-                    raise ValueError
+                )
             except Exception:
-                t = self._slow(frame)
-                if t is None:
-                    continue
-                sym, seq, ts, last, bid, ask, bsz, asz, vol = (
-                    t.symbol, t.seq, t.ts, t.last, t.bid, t.ask, t.bid_size, t.ask_size, t.volume)
-            on_tick(sym, seq, ts, last, bid, ask, bsz, asz, vol)
-        stats.received += len(frames)
-
-    def _slow(self, frame: bytes) -> P.Tick | None:
-        try:
-            topic, tick = P.decode_pub(frame, expect=P.Tick)
-            if topic != P.tick_topic(tick.symbol):
-                raise P.ProtocolError(f"topic {topic[:40]!r} does not match symbol {tick.symbol!r}")
-            if len(tick.symbol) > 32:
-                raise P.ProtocolError("symbol too long")
-            return tick
-        except P.ProtocolError as e:
-            self.stats.decode_errors += 1
-            if self._rl.ready("tick"):
-                self.state.log.warning("ticks", f"dropped a bad tick frame: {e}")
-            return None
+                ok = False
+            if ok:
+                on_tick(sym, seq, ts, last, bid, ask, bsz, asz, vol)
+                continue
+            # Everything else -- a batched ``ticks`` frame, an unusual but valid encoding, or
+            # garbage -- goes through the protocol's own reader, which names what is wrong.
+            try:
+                sym, rows = P.tick_rows(frame)
+            except P.ProtocolError as e:
+                self.stats.decode_errors += 1
+                if self._rl.ready("tick"):
+                    self.state.log.warning("ticks", f"dropped a bad tick frame: {e}")
+                continue
+            for r in rows:
+                on_tick(sym, *r)
+        self.stats.received += len(frames)
 
 
 class ExecDecoder:

@@ -60,6 +60,17 @@ def test_bad_tick_frames_are_counted_and_logged_once_per_interval():
     assert len(warnings) == 1 and "bad tick" in warnings[0].text
 
 
+def test_batched_ticks_frames():
+    st = state()
+    rows = [[i, P.now_ns(), 100.0 + i, 99.0 + i, 101.0 + i, 1, 2, 10 * i] for i in range(1, 6)]
+    TickDecoder(st)([P.encode_ticks("AAPL", rows), P.encode_ticks("AAPL", [[6, P.now_ns(), 50.0, 49.0, 51.0, 1, 1, 70]])])
+    q = st.market.quotes["AAPL"]
+    assert (q.seq, q.ticks, q.last, q.missed) == (6, 6, 50.0, 0) and st.streams["ticks"].decode_errors == 0
+    bad = P.encode_ticks("AAPL", [[1, 1, 100.0, 101.0, 99.0, 1, 1, 1], [2, 1, 100.0, 99.0, 101.0, 1, 1, 1]])  # crossed row
+    TickDecoder(st)([bad])
+    assert st.streams["ticks"].decode_errors == 1 and q.ticks == 6  # a bad frame is dropped whole
+
+
 def test_valid_but_unusual_encoding_takes_the_slow_path():
     st = state()
     d = tick(seq=1).to_dict()
