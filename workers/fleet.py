@@ -44,7 +44,7 @@ def default_fleet(
     config_path: str | None = None,
     fresh_journal: bool = False,
 ) -> list[WorkerSpec]:
-    """The workers to start.  ``config_path`` may override any part (see docs/configuration.md)."""
+    """The workers to start.  ``config_path`` may override any part (see docs/architecture.md, Configuration)."""
     data = Path(data) if data else data_dir()
     cfg = load_toml(config_path)
     fleet = cfg.get("fleet", {})

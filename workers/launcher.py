@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true", help="run the worker fleet without a window")
     p.add_argument("--duration", type=float, default=0.0, help="stop cleanly after this many seconds (0: run until Ctrl-C)")
     p.add_argument("--screenshot", metavar="PNG", default=None, help="window mode: save a screenshot when --duration ends")
-    p.add_argument("--config", metavar="TOML", default=None, help="fleet and worker settings (see docs/configuration.md)")
+    p.add_argument("--config", metavar="TOML", default=None, help="fleet and worker settings (see docs/architecture.md, Configuration)")
     p.add_argument("--data-dir", default=None, help="journal, logs and state (default: the user's app-data folder)")
     p.add_argument("--tick-rate", type=float, default=20.0, help="simulated ticks per second per symbol (default 20)")
     p.add_argument("--seed", type=int, default=None, help="seed of the simulated market (default: random)")
