@@ -14,7 +14,7 @@ import collections
 import logging
 import time
 
-from workers.protocol import OrderType, Side
+from workers.protocol import OrderStatus, OrderType, Side
 from app.orders import Outcome, Ticket
 from app.panels.blotters import FillsPanel, HistoryPanel, PositionsPanel, WorkingOrdersPanel
 from app.panels.chart import ChartPanel
@@ -81,6 +81,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.ui = ui or settings.load()
         self._closing = False
         self._kill_task = None
+        #: (client_order_id, ticket, status last shown) of the ticket's newest order
+        self._ticket_order: tuple | None = None
         self._lag = collections.deque(maxlen=200)
         self._flush_ms = collections.deque(maxlen=100)
         self._lag_expected = 0.0
@@ -381,6 +383,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.ticket.apply(ch.symbols)
             if not self.chart.symbol:
                 self._first_symbol()
+        if self._ticket_order is not None and (ch.changed_orders or ch.new_orders):
+            self._follow_ticket_order(ch)
         self.working.apply(ch)
         self.history.apply(ch)
         self.fills.apply(ch)
@@ -547,11 +551,29 @@ class MainWindow(QtWidgets.QMainWindow):
         d, coid = self.session.orders.submit(ticket)
         if not d:
             self.ticket.show_message(f"{ticket.describe()} not sent: {d.reason}", "bad")
+        else:
+            self._ticket_order = (coid, ticket, None)
 
     def _on_outcome(self, o: Outcome) -> None:
         if self._closing:
             return
         self.ticket.show_outcome(o)
+        if self._ticket_order and o.client_order_id == self._ticket_order[0]:
+            row = self.state.orders.get(o.client_order_id)
+            self._ticket_order = (*self._ticket_order[:2], row.status if row else None)
+
+    def _follow_ticket_order(self, ch) -> None:
+        """The ticket's last order changed on the stream (filled, cancelled...) after its
+        reply: say so in the ticket at once, not only in the blotter."""
+        coid, ticket, shown = self._ticket_order
+        for o in ch.changed_orders + ch.new_orders:
+            if o.client_order_id != coid or o.status is shown:
+                continue
+            self._ticket_order = (coid, ticket, o.status)
+            fill = f" {o.filled_qty:,} @ {o.avg_price:,.2f}" if o.filled_qty else ""
+            tone = "bad" if o.status is OrderStatus.REJECTED else ("warn" if o.status is OrderStatus.UNKNOWN else "ok")
+            reason = f": {o.reason}" if o.reason and o.status is OrderStatus.REJECTED else ""
+            self.ticket.show_message(f"{ticket.describe()} {o.status.value}{fill}{reason} ({coid})", tone)
 
     def cancel_orders(self, coids: list) -> None:
         for coid in coids:

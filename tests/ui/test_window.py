@@ -164,7 +164,9 @@ def test_market_order_clicked_buy_is_filled_with_position(qtbot, desk):
     order = manual_orders(desk)[0]
     qtbot.waitUntil(lambda: cell(w.history, order.client_order_id, "status") == "FILLED", timeout=TIMEOUT)
     qtbot.waitUntil(lambda: cell(w.positions, "MSFT", "qty") == "+10", timeout=TIMEOUT)
-    assert "MSFT" in w.ticket.outcome.text() and "filled" in w.ticket.outcome.text()
+    # the ticket says so too: from the reply, or from the stream if the fill came first
+    qtbot.waitUntil(lambda: "BUY 10 MSFT" in w.ticket.outcome.text() and "filled" in w.ticket.outcome.text(),
+                    timeout=TIMEOUT)
     # the sell hotkey flattens it
     w.activateWindow()
     qtbot.keyClick(w, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
