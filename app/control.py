@@ -1,11 +1,9 @@
 """Fleet control from the window: worker stop/restart, strategy commands, the kill switch.
 
-The supervisor's own ``stop_worker``/``restart_worker`` wait for the process to exit (up
-to seconds); called on the UI thread they would freeze the window.  Here the same steps
-run as asyncio tasks: ask the worker to stop, let the supervisor's poll timer notice the
-exit, escalate to SIGTERM then SIGKILL on deadlines, and only then use the supervisor's
-(now instant) calls.  Command replies are awaited by polling ``Supervisor.reply_for``
-while the window's timer keeps calling ``Supervisor.poll``.  No Qt here.
+The supervisor's ``stop_worker``/``restart_worker`` return at once: the stop (command, then
+SIGTERM, then SIGKILL on deadlines) and any restart are carried out by ``Supervisor.poll``,
+which the window's timer calls.  Command replies are awaited by polling
+``Supervisor.reply_for`` while that timer runs.  No Qt here.
 """
 
 from __future__ import annotations
@@ -21,8 +19,6 @@ from app.state import AppState
 
 log = logging.getLogger("tickdesk.app.control")
 
-STOP_GRACE = 3.0  # seconds a worker gets to stop on request before SIGTERM
-TERM_GRACE = 1.0  # then before SIGKILL
 #: while the kill switch is on, a strategy seen running again is paused again, at most this often
 ENFORCE_EVERY = 2.0
 
@@ -63,7 +59,6 @@ class FleetControl:
         self.orders = orders
         self.state = state
         self.kill_engaged = False
-        self.busy: set[str] = set()  # workers with a stop/restart under way
         self._enforced: dict[str, float] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -118,47 +113,15 @@ class FleetControl:
         return r
 
     # ------------------------------------------------------------------ processes
-    async def _wait_gone(self, name: str, timeout: float) -> bool:
-        w = self.sup.workers[name]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if w.proc is None or w.proc.poll() is not None:
-                return True
-            await asyncio.sleep(0.03)
-        return False
-
     async def stop_worker(self, name: str) -> None:
         """Stop a worker for good (until started again), without blocking."""
-        w = self.sup.workers[name]
-        if name in self.busy:
-            return
-        self.busy.add(name)
-        try:
-            w.wanted = False  # the supervisor's poll now treats its exit as a stop, not a crash
-            if w.proc is not None:
-                self.state.log.info(name, f"stop requested (pid {w.pid})")
-                self.sup.command(name, "stop")
-                w.state = "stopping"
-                if not await self._wait_gone(name, STOP_GRACE) and w.proc is not None:
-                    w.proc.terminate()
-                    if not await self._wait_gone(name, TERM_GRACE) and w.proc is not None:
-                        w.proc.kill()
-                        await self._wait_gone(name, 5.0)
-            self.sup.stop_worker(name)  # the process is gone: instant; reaps it and sets the state
-        finally:
-            self.busy.discard(name)
+        self.sup.stop_worker(name)
 
     async def start_worker(self, name: str) -> None:
         self.sup.start_worker(name)
 
     async def restart_worker(self, name: str) -> None:
-        w = self.sup.workers[name]
-        was_running = w.proc is not None
-        await self.stop_worker(name)
-        if was_running:
-            w.restarts += 1
-        self.sup.start_worker(name)
-        self.state.log.info(name, f"restarted (pid {w.pid})")
+        self.sup.restart_worker(name)
 
     # ------------------------------------------------------------------ kill switch
     async def engage_kill_switch(self) -> KillReport:

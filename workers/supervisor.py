@@ -74,6 +74,9 @@ class WorkerState:
     reason: str = ""
     wanted: bool = True  # False once the user stopped it: no automatic restart
     carried: dict = field(default_factory=dict)  # counters of earlier incarnations
+    stopping_since: float = 0.0  # a requested stop is under way (0: none)
+    signalled: int = 0  # 0: stop command sent, 1: SIGTERM sent, 2: SIGKILL sent
+    restart_after_stop: bool = False
     starts: int = 0  # processes started so far
     _prev_counters: dict = field(default_factory=dict)
     _prev_ts: float = 0.0
@@ -298,6 +301,9 @@ class Supervisor:
                 if code is not None:
                     w.proc = None
                     w.exit_code = code
+                    if w.stopping_since:
+                        self._stopped_on_request(w)
+                        continue
                     if self._stopping or not w.wanted:
                         w.state = "stopped"
                         continue
@@ -307,6 +313,9 @@ class Supervisor:
                     if now - w.started_at > self.config.stable_after:
                         w.backoff = 0.0
                     self._schedule_restart(w)
+                    continue
+                if w.stopping_since:
+                    self._escalate_stop(w, now)
                     continue
                 silent_for = now - (w.last_heartbeat or w.started_at)
                 limit = self.config.startup_timeout if w.state == "starting" else self.config.heartbeat_timeout
@@ -335,28 +344,57 @@ class Supervisor:
         return None
 
     def restart_worker(self, name: str) -> None:
-        w = self.workers[name]
-        w.wanted = True
-        if w.proc is not None:
-            self._emit(name, "restart requested")
-            self._terminate(w)
-            w.restarts += 1
-        self._spawn(w)
+        """Ask a worker to stop and start it again once it is gone.  Returns at once; the
+        stop escalates (command, SIGTERM, SIGKILL) in :meth:`poll`."""
+        self._request_stop(name, restart=True)
 
     def stop_worker(self, name: str) -> None:
-        w = self.workers[name]
-        w.wanted = False
-        if w.proc is not None:
-            self._emit(name, "stop requested")
-            self._terminate(w)
-        w.state = "stopped"
+        """Stop a worker until it is started again.  Returns at once (see restart_worker)."""
+        self._request_stop(name, restart=False)
 
     def start_worker(self, name: str) -> None:
         w = self.workers[name]
         w.wanted = True
+        w.restart_after_stop = w.stopping_since > 0  # a stop under way becomes a restart
         if w.proc is None:
             w.backoff = 0.0
             self._spawn(w)
+
+    def _request_stop(self, name: str, restart: bool) -> None:
+        w = self.workers[name]
+        w.wanted = restart
+        w.restart_after_stop = restart
+        if w.proc is None:
+            w.state = "stopped"
+            if restart:
+                self._spawn(w)
+            return
+        if not w.stopping_since:
+            self._emit(name, "restart requested" if restart else "stop requested")
+            w.stopping_since = time.monotonic()
+            w.signalled = 0
+            w.state = "stopping"
+            self.command(name, "stop")
+
+    def _escalate_stop(self, w: WorkerState, now: float) -> None:
+        """A requested stop that takes too long: SIGTERM after the grace, SIGKILL after 1 s more."""
+        waited = now - w.stopping_since
+        if w.signalled == 0 and waited > self.config.stop_timeout:
+            w.signalled = 1
+            w.proc.terminate()
+        elif w.signalled == 1 and waited > self.config.stop_timeout + 1.0:
+            w.signalled = 2
+            self._kill(w.proc)
+
+    def _stopped_on_request(self, w: WorkerState) -> None:
+        w.stopping_since = 0.0
+        if w.restart_after_stop and not self._stopping:
+            w.restart_after_stop = False
+            w.restarts += 1
+            w.backoff = 0.0
+            self._spawn(w)
+        else:
+            w.state = "stopped"
 
     def add_worker(self, spec: WorkerSpec, start: bool = True) -> WorkerState:
         if spec.name in self.workers:
@@ -371,23 +409,6 @@ class Supervisor:
         self.workers[name].spec.args = list(args)
 
     # ------------------------------------------------------------------ stopping
-    def _terminate(self, w: WorkerState, timeout: float = 3.0) -> None:
-        proc = w.proc
-        if proc is None:
-            return
-        self.command(w.name, "stop")
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(1.0)
-            except subprocess.TimeoutExpired:
-                self._kill(proc)
-                proc.wait()
-        w.exit_code = proc.returncode
-        w.proc = None
-
     @staticmethod
     def _kill(proc: subprocess.Popen) -> None:
         try:

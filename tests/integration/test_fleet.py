@@ -224,3 +224,20 @@ def test_silent_worker_is_killed_and_restarted(fleet):
             pass
     assert w.restarts == 1
     assert any("silent" in text for _, name, text in sup.events if name == "sr-fast")
+
+
+def test_stop_and_restart_requests_return_at_once_and_complete_in_poll(fleet):
+    sup, _ = fleet
+    w = sup.workers["executor"]
+    sup.pump(lambda: w.state == "running")
+    old = w.pid
+    sup.restart_worker("executor")
+    assert w.state == "stopping" and w.proc is not None  # asked, not waited for
+    sup.pump(lambda: w.pid != old and w.state == "running", message="restarted by poll")
+    assert w.restarts == 1 and not alive(old)
+    second = w.pid
+    sup.stop_worker("executor")
+    sup.pump(lambda: w.state == "stopped" and w.proc is None, message="stopped by poll")
+    assert not alive(second)
+    sup.start_worker("executor")
+    sup.pump(lambda: w.state == "running" and w.pid not in (old, second))
