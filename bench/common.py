@@ -22,7 +22,10 @@ class Sizes:
     dealer_n: int  # pipelined orders
     memory_ticks: tuple[int, ...]  # RSS is read after each of these tick counts
     rates: tuple[int, ...] = (10_000, 50_000)
+    chain_rates: tuple[int, ...] = (10_000, 50_000)
     inflight: int = 16
+    #: also run the one-tick-per-frame form beside the batched one (the before/after comparison)
+    both_forms: bool = True
 
     def scaled(self, factor: float) -> Sizes:
         """Tiny sizes for the smoke test (only counts shrink; rates stay)."""
@@ -35,11 +38,14 @@ class Sizes:
             dealer_n=max(100, int(self.dealer_n * factor)),
             memory_ticks=tuple(max(1000, int(n * factor)) for n in self.memory_ticks),
             rates=self.rates,
+            chain_rates=self.chain_rates,
             inflight=self.inflight,
+            both_forms=self.both_forms,
         )
 
 
-QUICK = Sizes("quick", ticks=300_000, latency_s=2.0, chain_s=3.0, req_n=2_000, dealer_n=5_000, memory_ticks=(1_000_000,))
+QUICK = Sizes("quick", ticks=300_000, latency_s=2.0, chain_s=3.0, req_n=2_000, dealer_n=5_000, memory_ticks=(1_000_000,),
+              chain_rates=(10_000,), both_forms=False)
 FULL = Sizes("full", ticks=2_000_000, latency_s=12.0, chain_s=15.0, req_n=20_000, dealer_n=60_000, memory_ticks=(1_000_000, 5_000_000))
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 
 from bench.common import SYMBOLS, Sizes, pct
-from bench.procs import Fleet
+from bench.procs import DEFAULT_HEARTBEAT, Fleet
 from bench.ticks import STRATEGY_ARGS, tick_form_args
 
 CHAIN_STRATEGY_ARGS = ("--symbols", ",".join(SYMBOLS), "--window", "100", "--min-fill", "50", "--mode", "breakout",
@@ -33,34 +33,38 @@ def per_symbol(rate: float) -> str:
 def tick_to_strategy(sizes: Sizes, rate: float, batched: bool | None = None) -> dict:
     form = tick_form_args(batched) if batched is not None else []
     with Fleet("lat") as fleet:
-        fleet.start("marketdata", "md", "--rate", per_symbol(rate), "--start-delay", "3600", "--seed", "1", *form)
-        fleet.start("strategy", "s0", *STRATEGY_ARGS, instrumented=True)
-        fleet.fresh_stats("s0")
+        hb = DEFAULT_HEARTBEAT
+        fleet.start("marketdata", "md", "--rate", per_symbol(rate), "--start-delay", "3600", "--seed", "1", *form, heartbeat=hb)
+        fleet.start("strategy", "s0", *STRATEGY_ARGS, instrumented=True, heartbeat=hb)
+        # no wait for the subscription: a tick lost to a slow start would not change percentiles
+        cpu0 = {n: w.cpu() for n, w in fleet.workers.items()}
+        t0 = time.monotonic()
         fleet.command("md", "set_rate", rate=rate / len(SYMBOLS))
         t_end = time.monotonic() + sizes.latency_s
         fleet.wait(lambda: time.monotonic() >= t_end, sizes.latency_s + 5, "the run")
         fleet.command("md", "pause")
+        cpu = {n: round((w.cpu() - cpu0[n]) / (time.monotonic() - t0), 3) for n, w in fleet.workers.items()}
         res = fleet.result("s0")
     lat = res["samples"].get("tick_to_strategy")
     return {"rate": rate, "batched": batched, "latency": pct(lat if lat is not None else []),
-            "received": res["counters"].get("ticks", 0), "lost": res["counters"].get("ticks_missed", 0)}
+            "received": res["counters"].get("ticks", 0), "lost": res["counters"].get("ticks_missed", 0), "cpu": cpu}
 
 
 def chain(sizes: Sizes, rate: float) -> dict:
     with Fleet("chain") as fleet:
         journal = fleet.dir / "journal.sqlite"
-        fleet.start("exchange", "ex", "--journal", str(journal), "--fresh")
-        fleet.start("executor", "ox", *CHAIN_EXECUTOR_ARGS, instrumented=True)
-        fleet.start("strategy", "s0", *CHAIN_STRATEGY_ARGS, instrumented=True)
-        fleet.start("marketdata", "md", "--rate", per_symbol(rate), "--start-delay", "3600", "--seed", "1")
-        fleet.fresh_stats("ox", "s0", "ex")
+        hb = DEFAULT_HEARTBEAT
+        fleet.start("exchange", "ex", "--journal", str(journal), "--fresh", heartbeat=hb)
+        fleet.start("executor", "ox", *CHAIN_EXECUTOR_ARGS, instrumented=True, heartbeat=hb)
+        fleet.start("strategy", "s0", *CHAIN_STRATEGY_ARGS, instrumented=True, heartbeat=hb)
+        fleet.start("marketdata", "md", "--rate", per_symbol(rate), "--start-delay", "3600", "--seed", "1", *tick_form_args(None), heartbeat=hb)
+        cpu0 = {n: w.cpu() for n, w in fleet.workers.items()}
+        t0 = time.monotonic()
         fleet.command("md", "set_rate", rate=rate / len(SYMBOLS))
         t_end = time.monotonic() + sizes.chain_s
         fleet.wait(lambda: time.monotonic() >= t_end, sizes.chain_s + 5, "the run")
         fleet.command("md", "pause")
-        fleet.fresh_stats("ex")
-        ex = fleet.workers["ex"]
-        ex_counters = dict(ex.stats.get("counters", {}))
+        cpu = {n: round((w.cpu() - cpu0[n]) / (time.monotonic() - t0), 3) for n, w in fleet.workers.items()}
         ox = fleet.result("ox")
         s0 = fleet.result("s0")
     hops = {hop: pct(ox["samples"][hop]) for hop in ("signal_to_executor", "order_ack", "tick_to_ack", "tick_to_fill") if hop in ox["samples"]}
@@ -69,20 +73,23 @@ def chain(sizes: Sizes, rate: float) -> dict:
     c = ox["counters"]
     return {"rate": rate, "hops": hops, "signals": s0["counters"].get("signals", 0), "orders": c.get("orders", 0),
             "acks": c.get("acks", 0), "fills": c.get("fills", 0), "rejected": c.get("rejected", 0),
-            "exchange_fills": ex_counters.get("fills", 0), "seconds": sizes.chain_s}
+            "seconds": sizes.chain_s, "cpu": cpu}
 
 
 def run(sizes: Sizes, log=print) -> dict:
     from bench.ticks import gateway_supports
 
     out = {}
-    forms = [True, False] if gateway_supports("--batch-ticks") else [None]
+    if not gateway_supports("--batch-ticks"):
+        forms = [None]
+    else:
+        forms = [True, False] if sizes.both_forms else [True]
     for r in sizes.rates:
         for b in forms:
             tag = {True: "batched", False: "classic", None: "classic"}[b]
             log(f"latency: tick -> strategy at {r}/s ({tag})")
             out[f"tick_{r}_{tag}"] = tick_to_strategy(sizes, r, b)
-    for r in sizes.rates:
+    for r in sizes.chain_rates:
         log(f"latency: tick -> fill chain at {r}/s")
         out[f"chain_{r}"] = chain(sizes, r)
     return out

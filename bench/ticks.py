@@ -24,9 +24,10 @@ def gateway_supports(option: str) -> bool:
     return any(option in a.option_strings for a in build_parser()._actions)
 
 
-def tick_form_args(batched: bool) -> list[str]:
-    """Gateway flags for one tick per frame (the classic form) or batched frames."""
-    if not gateway_supports("--batch-ticks"):
+def tick_form_args(batched: bool | None) -> list[str]:
+    """Gateway flags for one tick per frame (the classic form), batched frames, or (None)
+    whatever the gateway does by default."""
+    if batched is None or not gateway_supports("--batch-ticks"):
         return []
     return ["--batch-ticks", "256" if batched else "1"]
 
@@ -87,7 +88,10 @@ def throughput(sizes: Sizes, subs: int = 1, batched: bool = True, log=print) -> 
 
 def run(sizes: Sizes, log=print) -> dict:
     out = {}
-    forms = [True, False] if gateway_supports("--batch-ticks") else [False]
+    if not gateway_supports("--batch-ticks"):
+        forms = [False]
+    else:
+        forms = [True, False] if sizes.both_forms else [True]
     for batched in forms:
         tag = "batched" if batched else "classic"
         log(f"ticks: gateway -> 1 strategy ({tag})")

@@ -391,9 +391,21 @@ def _tick_rows(name: str, v: Any) -> list:
         v = list(v)
     if not 0 < len(v) <= MAX_TICKS_PER_FRAME:
         raise ProtocolError(f"field '{name}' must hold 1..{MAX_TICKS_PER_FRAME} ticks, got {len(v)}")
-    for i, r in enumerate(v):
-        if not _row_ok(r):
+    i = 0
+    for r in v:
+        # _row_ok inline (a call per row costs as much as the checks)
+        if r.__class__ is list and len(r) == 8:
+            seq, ts, last, bid, ask, bsz, asz, vol = r
+            if not (
+                last.__class__ is float and bid.__class__ is float and ask.__class__ is float
+                and 0.0 < last < MAX_PRICE and 0.0 < bid <= ask < MAX_PRICE
+                and seq.__class__ is int and ts.__class__ is int and bsz.__class__ is int and asz.__class__ is int
+                and vol.__class__ is int and seq >= 0 and ts >= 0 and bsz >= 0 and asz >= 0 and vol >= 0
+            ):
+                v[i] = _row(i, r)
+        else:
             v[i] = _row(i, r)
+        i += 1
     return v
 
 
@@ -856,13 +868,31 @@ def tick_rows(frame: bytes) -> tuple[str, list[list]]:
     if t == "tick" and d.get("v") == PROTOCOL_VERSION:
         try:
             sym = d["symbol"]
-            row = [d["seq"], d["ts"], d["last"], d["bid"], d["ask"], d["bid_size"], d["ask_size"], d["volume"]]
+            seq = d["seq"]
+            ts = d["ts"]
+            last = d["last"]
+            bid = d["bid"]
+            ask = d["ask"]
+            bsz = d["bid_size"]
+            asz = d["ask_size"]
+            vol = d["volume"]
+            ok = (  # the checks of _row_ok, inline: this is the per-tick path of classic frames
+                last.__class__ is float and bid.__class__ is float and ask.__class__ is float
+                and 0.0 < last < MAX_PRICE and 0.0 < bid <= ask < MAX_PRICE
+                and seq.__class__ is int and ts.__class__ is int and bsz.__class__ is int and asz.__class__ is int
+                and vol.__class__ is int and seq >= 0 and ts >= 0 and bsz >= 0 and asz >= 0 and vol >= 0
+                and sym.__class__ is str and sym in _VALID_SYMBOLS
+            )
         except KeyError:
-            row = None
-        if row is None or not (_row_ok(row) and sym.__class__ is str and sym in _VALID_SYMBOLS):
+            ok = False
+        if ok:
+            row = [seq, ts, last, bid, ask, bsz, asz, vol]
+        else:
             tick = Tick.from_dict(d)  # names the problem, or accepts an unusual encoding
             sym, row = tick.symbol, tick.row
-        rows = [row]
+        if not frame.startswith(tick_prefix(sym)):  # the first NUL is at i: this is topic == tick.<sym>
+            raise ProtocolError(f"topic {bytes(frame[:min(i, 40)])!r} does not match symbol {sym!r}")
+        return sym, [row]
     elif t == "ticks" and d.get("v") == PROTOCOL_VERSION:
         sym = d.get("symbol", _MISSING)
         if sym is _MISSING:
@@ -874,7 +904,7 @@ def tick_rows(frame: bytes) -> tuple[str, list[list]]:
         if t in _REGISTRY:
             raise ProtocolError(f"unexpected message type {t!r} on this endpoint")
         raise ProtocolError(f"unknown message type {t!r}")
-    if frame[:i] != tick_prefix(sym)[:-1]:
+    if not frame.startswith(tick_prefix(sym)):
         raise ProtocolError(f"topic {bytes(frame[:min(i, 40)])!r} does not match symbol {sym!r}")
     return sym, rows
 

@@ -2,17 +2,21 @@
 
 ``python main.py worker marketdata [options]`` — see docs/marketdata.md.
 
-Every tick goes out as ONE frame, ``tick.<SYMBOL> NUL msgpack`` (:func:`workers.protocol.pub`),
-sent with NOBLOCK on a PUB bound to the ticks endpoint with an explicit SNDHWM.
+Every frame is ``tick.<SYMBOL> NUL msgpack``, sent with NOBLOCK on a PUB bound to the ticks
+endpoint with an explicit SNDHWM: one ``tick`` per frame (:func:`workers.protocol.pub`), or with
+``--batch-ticks N`` the ticks of a symbol due at the same wake-up as one ``ticks`` frame
+(:func:`workers.protocol.encode_ticks`), never waiting for a batch to fill.
 
 Pacing.  Ticks follow a schedule of evenly spaced due times (``1 / (rate * symbols)`` apart,
 symbols taking turns).  The runtime loop calls :meth:`MarketDataGateway.next_wakeup` at the top
 of every iteration; that is where due ticks are published, all of them in one burst, before
-the method returns when the next one is due so that the loop sleeps in ``poll`` until then.
+the method returns when to come back so that the loop sleeps in ``poll`` until then.
 (The runtime calls no other hook when a ``next_wakeup`` time arrives — ``on_timer`` runs on its
-own fixed interval — hence publishing from here.)  ``poll`` takes whole milliseconds and rounds
-the wait down, so a tick due within :data:`SLACK` seconds counts as due: otherwise the loop
-would spin on ``poll(0)`` for the last fraction of a millisecond before every tick.
+own fixed interval — hence publishing from here.)  ``poll`` waits whole milliseconds (rounded
+up), so a tick due within :data:`SLACK` seconds counts as due, and the gateway asks to come
+back when the next tick enters that window: at high rates it wakes about every millisecond
+and publishes one millisecond of ticks (the smallest bursts ``poll`` allows, which is what
+keeps the latency of the last tick of a burst low), and it never spins on ``poll(0)``.
 At rate 0 ("as fast as possible") one iteration publishes :data:`BATCH` ticks and asks to be
 woken at once, so the loop still services commands and heartbeats between batches.
 """
@@ -40,12 +44,17 @@ from workers.runtime import CommandError, Worker, run_worker
 #: most ticks published in one loop iteration (rate 0, or a backlog after a stall)
 BATCH = 1000
 #: a tick due this close in the future is published now (poll's millisecond granularity)
-SLACK = 0.002
+SLACK = 0.001
+#: shortest sleep between two bursts (one poll tick); bursts are about this long at high rates
+MIN_SLEEP = 0.001
 #: when the schedule is this far behind (the rate is more than we can do), restart it from now
 MAX_LAG = 1.0
 DEFAULT_RATE = 5.0
 DEFAULT_SPEED = BAR_SECONDS / 5  # one daily bar every 5 seconds
 DEFAULT_HWM = 100_000
+#: batched mode: seconds of ticks per symbol made ahead between bursts, and a cap in ticks
+PREFETCH_S = 0.003
+MAX_PREFETCH = 1024
 #: 1 until every consumer of ticks reads the batched form (docs/performance.md)
 DEFAULT_BATCH_TICKS = 1
 MAX_RATE = 1_000_000.0
@@ -73,7 +82,7 @@ class Schedule:
         """(ticks to publish now, monotonic time at which to call again)."""
         due = self.next_due
         if due > now + SLACK:
-            return 0, due  # not yet (--start-delay, or between bursts)
+            return 0, max(due - SLACK, now + MIN_SLEEP)  # not yet (--start-delay, or between bursts)
         if self.interval <= 0:
             return BATCH, now
         if due < now - MAX_LAG:
@@ -83,7 +92,10 @@ class Schedule:
             due = now
         n = max(1, min(BATCH, int((now + SLACK - due) / self.interval) + 1))
         self.next_due = due + n * self.interval
-        return n, self.next_due
+        # Come back when the next tick counts as due, but sleep at least MIN_SLEEP: at high
+        # rates that tick is due at once, and coming straight back would publish a tick or two
+        # per loop turn, spinning.  poll's smallest wait is 1 ms anyway.
+        return n, max(self.next_due - SLACK, now + MIN_SLEEP)
 
 
 class MarketDataGateway(Worker):
@@ -122,6 +134,8 @@ class MarketDataGateway(Worker):
         self._rr = 0
         # (symbol, next-tick function) per symbol when the feed can make ticks symbol by symbol
         self._per_symbol = [(sym, self.feed.sims[sym].next_tick) for sym in self.feed.symbols] if isinstance(self.feed, SimFeed) else None
+        # per symbol: rows made ahead of their burst (see _prefetch); their ts is set at sending
+        self._buffers: list[list[list]] = [[] for _ in self.feed.symbols]
         self._set_rate(rate, start=time.monotonic() + max(0.0, a.start_delay))
         self._rate_mark = (time.monotonic(), 0)
         g = self.stats.gauges
@@ -159,6 +173,8 @@ class MarketDataGateway(Worker):
             self._resets_seen = self._schedule.resets
         if n:
             self._publish(n)
+        if self._per_symbol is not None and self._batch > 1 and self._rate > 0:
+            self._prefetch()
         return wake
 
     def _publish(self, n: int) -> None:
@@ -209,34 +225,54 @@ class MarketDataGateway(Worker):
         return True
 
     def _publish_per_symbol(self, n: int) -> tuple[int, int]:
-        """The simulated feed can make ticks per symbol: make each symbol's share of the ``n``
-        due ticks and send it at once, so no tick waits while other symbols' ticks are made
-        (the first tick of a frame waits for at most ``n / symbols`` others)."""
+        """The simulated feed makes ticks symbol by symbol: each symbol's share of the ``n`` due
+        ticks goes out as soon as it is ready, so no tick waits while other symbols' ticks are
+        made.  The ticks themselves were mostly made after the previous burst (:meth:`_prefetch`);
+        every row of a frame is stamped with the frame's send time."""
         gens = self._per_symbol
+        bufs = self._buffers
         nsym = len(gens)
         base, extra = divmod(n, nsym)
         start = self._rr
         self._rr = (start + extra) % nsym
         cap = self._batch
+        clock = time.time_ns
         sent = dropped = 0
         for j in range(nsym):
             k = base + (1 if j < extra else 0)
             if not k:
                 continue
-            symbol, nt = gens[(start + j) % nsym]
+            i = (start + j) % nsym
+            symbol, nt = gens[i]
+            buf = bufs[i]
             while k:
                 m = min(k, cap)
                 k -= m
-                rows = []
-                add = rows.append
-                for _ in range(m):
-                    t = nt()
-                    add([t.seq, t.ts, t.last, t.bid, t.ask, t.bid_size, t.ask_size, t.volume])
+                if len(buf) >= m:
+                    rows = buf[:m]
+                    del buf[:m]
+                else:
+                    rows = buf + _make_rows(nt, m - len(buf))
+                    buf.clear()
+                ts = clock()
+                for r in rows:
+                    r[1] = ts
                 if self._send_rows(symbol, rows):
                     sent += m
                 else:
                     dropped += m
         return sent, dropped
+
+    def _prefetch(self) -> None:
+        """Between bursts, make the next burst's ticks ahead (about 3 ms of them per symbol), so
+        a burst only stamps, packs and sends.  This is also where the simulator's occasional
+        block refill (~1.5 ms per 4096 ticks of a symbol) now lands: it may make the next burst
+        a little late, never the ticks already made slower to leave."""
+        want = min(MAX_PREFETCH, max(2, int(self._rate * PREFETCH_S)))
+        for (_, nt), buf in zip(self._per_symbol, self._buffers):
+            short = want - len(buf)
+            if short > 0:
+                buf.extend(_make_rows(nt, short))
 
     def _publish_grouped(self, n: int) -> tuple[int, int]:
         """Any other feed: take ``n`` ticks in feed order, then one frame per symbol."""
@@ -300,6 +336,16 @@ class MarketDataGateway(Worker):
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _make_rows(next_tick, k: int) -> list[list]:
+    """``k`` ticks of one symbol as ``ticks`` rows (their ts is overwritten when sent)."""
+    rows = []
+    add = rows.append
+    for _ in range(k):
+        t = next_tick()
+        add([t.seq, t.ts, t.last, t.bid, t.ask, t.bid_size, t.ask_size, t.volume])
+    return rows
 
 
 def speed_to_rate(speed: float, ticks_per_bar: int) -> float:

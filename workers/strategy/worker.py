@@ -180,8 +180,13 @@ class StrategyWorker(Worker):
         return (b.support, b.resistance, b.position, active)
 
     def _maybe_levels(self, sym: str, mono: float) -> None:
-        state = self._levels_state(self.strategy.books[sym])
         prev = self._lv_sent.get(sym)
+        if prev is not None and mono - prev[1] < self.levels_interval:
+            # throttled: whether the state changed is for on_timer to see (it compares and
+            # publishes only a change), which spares the per-frame state tuple at high rates
+            self._lv_dirty.add(sym)
+            return
+        state = self._levels_state(self.strategy.books[sym])
         if prev is not None and prev[0] == state:
             return
         if prev is None or mono - prev[1] >= self.levels_interval:
