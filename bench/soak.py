@@ -130,7 +130,7 @@ def print_table(r: dict) -> None:
     print(f"TickDesk soak: {c['minutes']:g} min of load, SIGKILL every {c['kill_every_s']:g} s (seed {c['seed']}), {len(r['kills'])} kills")
     print(f"{'orders sent':<34}{o['sent']:>10}   ({o['per_second']:.0f}/s from the test client)")
     print(f"{'acked (ok)':<34}{o['acked']:>10}")
-    print(f"{'rejected (answered, with reason)':<34}{o['rejected']:>10}   {r['reject_reasons'] or ''}")
+    print(f"{'rejected (answered, with reason)':<34}{o['rejected']:>10}" + (f"   {r['reject_reasons']}" if r["reject_reasons"] else ""))
     print(f"{'filled':<34}{o['filled']:>10}")
     print(f"{'unknown, then found by get_order':<34}{o['reconciled']:>10}")
     print(f"{'unknown, never reached the gateway':<34}{o['not_placed']:>10}")
