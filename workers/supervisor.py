@@ -152,6 +152,7 @@ class Supervisor:
         self._stopping = False
         self._zap = None
         self.decode_errors = 0
+        self.impostors = 0  # hello/heartbeats under a worker's name from another pid
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -261,8 +262,11 @@ class Supervisor:
             return
         now = time.monotonic()
         if isinstance(msg, (P.Hello, P.Heartbeat)):
-            if msg.pid and w.pid and msg.pid != w.pid:
-                return  # a late message from a previous incarnation
+            if w.proc is None or msg.pid != w.pid:
+                # a late message from a previous incarnation, or someone else using the name:
+                # only the process this supervisor started speaks for a worker
+                self.impostors += 1
+                return
             w.last_heartbeat = now
             if isinstance(msg, P.Hello):
                 if w.state == "starting":
