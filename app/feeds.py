@@ -26,6 +26,7 @@ import zmq
 import zmq.asyncio
 
 from workers import protocol as P
+from workers.runtime import CONNECTED_MAXMSGSIZE
 from app.state import AppState, StreamStats
 
 log = logging.getLogger("tickdesk.app.feeds")
@@ -178,12 +179,17 @@ class Subscription:
         self._tasks: list[asyncio.Task] = []
         self._sock: zmq.asyncio.Socket | None = None
         self._rl = RateLimited()
+        self.curve = None  # CurveKeys, when the fleet runs with CurveZMQ
 
     def start(self) -> None:
         s = self.ctx.socket(zmq.SUB)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.RCVHWM, self.rcvhwm)
-        s.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES)
+        # A connecting socket whose MAXMSGSIZE trips never reconnects (libzmq 4.3): allow large
+        # frames here and refuse anything over the protocol's limit when decoding instead.
+        s.setsockopt(zmq.MAXMSGSIZE, CONNECTED_MAXMSGSIZE)
+        if self.curve is not None:
+            self.curve.apply_client(s)
         for t in self.topics:
             s.setsockopt(zmq.SUBSCRIBE, t)
         monitor = s.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
@@ -270,7 +276,7 @@ class Subscription:
 class Feeds:
     """The three subscriptions of the window (ticks, execution, events)."""
 
-    def __init__(self, state: AppState, endpoints, ctx: zmq.asyncio.Context | None = None):
+    def __init__(self, state: AppState, endpoints, ctx: zmq.asyncio.Context | None = None, curve=None):
         self.state = state
         self.ctx = ctx or zmq.asyncio.Context()
         self._own_ctx = ctx is None
@@ -280,6 +286,8 @@ class Feeds:
             Subscription(self.ctx, endpoints.execution, [b"exec."], ExecDecoder(state), st["execution"]),
             Subscription(self.ctx, endpoints.events, [b"signal.", b"levels.", b"position."], EventsDecoder(state), st["events"]),
         ]
+        for sub in self.subs:
+            sub.curve = curve
 
     def start(self) -> None:
         for s in self.subs:

@@ -105,9 +105,9 @@ class OrderService:
     """Sends the ticket's orders and cancels; keeps UNKNOWN orders reconciled."""
 
     def __init__(self, state: AppState, endpoint: str, limits: RiskLimits | None = None,
-                 policy: RetryPolicy = RetryPolicy(), client: AsyncOrderClient | None = None):
+                 policy: RetryPolicy = RetryPolicy(), client: AsyncOrderClient | None = None, curve=None):
         self.state = state
-        self.client = client or AsyncOrderClient(endpoint, policy)
+        self.client = client or AsyncOrderClient(endpoint, policy, curve=curve)
         self.risk = RiskChecker(limits or RiskLimits())
         self.listeners: list[Callable[[Outcome], None]] = []
         #: client_order_id -> times get_order said it does not know the order

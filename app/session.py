@@ -12,6 +12,7 @@ import logging
 
 from workers.config import Endpoints
 from workers.executor.risk import RiskLimits
+from workers.security import CurveKeys
 from workers.supervisor import Supervisor
 from app.control import FleetControl
 from app.feeds import Feeds
@@ -29,8 +30,10 @@ class Session:
         self.sup = sup
         self.endpoints: Endpoints = sup.endpoints
         self.state = state or AppState()
-        self.feeds = Feeds(self.state, self.endpoints)
-        self.orders = OrderService(self.state, self.endpoints.orders, limits)
+        # With CurveZMQ on, the window is one more client of the fleet's server key.
+        curve = CurveKeys.load(sup.config.curve_dir) if sup.config.curve_dir else None
+        self.feeds = Feeds(self.state, self.endpoints, curve=curve)
+        self.orders = OrderService(self.state, self.endpoints.orders, limits, curve=curve)
         self.control = FleetControl(sup, self.orders, self.state)
         self.started = False
         self.closed = False

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="start with an empty exchange journal (forget orders and positions)")
     p.add_argument("--status-every", type=float, default=5.0, help="headless: seconds between status lines (default 5)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--curve-dir", default=None, help="CurveZMQ keys (main.py keys generate DIR): every socket of the fleet and the window uses CURVE")
     add_endpoint_args(p)
     return p
 
@@ -53,7 +54,7 @@ def make_supervisor(args: argparse.Namespace) -> Supervisor:
     data = Path(args.data_dir) if args.data_dir else data_dir()
     data.mkdir(parents=True, exist_ok=True)
     specs = default_fleet(data=data, tick_rate=args.tick_rate, seed=args.seed, config_path=args.config, fresh_journal=args.fresh)
-    return Supervisor(Endpoints.from_args(args), specs, SupervisorConfig(log_dir=str(data / "logs")))
+    return Supervisor(Endpoints.from_args(args), specs, SupervisorConfig(log_dir=str(data / "logs"), curve_dir=args.curve_dir))
 
 
 def status_line(sup: Supervisor) -> str:
