@@ -14,9 +14,9 @@ import signal
 import sys
 from pathlib import Path
 
-from workers.config import Endpoints, data_dir
+from workers.config import Endpoints, data_dir, resources_dir
 from workers.launcher import make_supervisor
-from app.qt import QApplication, QtCore, QTimer
+from app.qt import QApplication, QtCore, QtGui, QTimer
 
 log = logging.getLogger("tickdesk.app")
 
@@ -71,8 +71,14 @@ def run_app(args: argparse.Namespace) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "tickdesk"])
     app.setApplicationName("TickDesk")
     app.setOrganizationName("TickDesk")
+    icon = resources_dir() / "icons" / "tickdesk.png"
+    if icon.exists():
+        app.setWindowIcon(QtGui.QIcon(str(icon)))
     app.setQuitOnLastWindowClosed(False)  # the loop ends when the window has stopped the fleet
-    loop = qasync.QEventLoop(app)
+    # A selector loop on every platform: qasync's default on Windows is a proactor loop, on
+    # which zmq.asyncio can only watch sockets through tornado's selector thread.  Qt's socket
+    # notifiers serve zmq's file descriptors (sockets on Windows too), so one code path serves all.
+    loop = qasync.QSelectorEventLoop(app)
     asyncio.set_event_loop(loop)
 
     data = Path(args.data_dir) if args.data_dir else data_dir()

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     app = QApplication.instance() or QApplication(["ui_lag"])
     app.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(app)
+    loop = qasync.QSelectorEventLoop(app)  # as app/main.py
     asyncio.set_event_loop(loop)
     results = []
 

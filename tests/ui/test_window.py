@@ -56,7 +56,7 @@ def alive(pid: int) -> bool:
 @pytest.fixture
 def qloop(qapp):
     """One qasync loop on the Qt loop that qtbot spins (already running)."""
-    loop = qasync.QEventLoop(qapp, already_running=True)
+    loop = qasync.QSelectorEventLoop(qapp, already_running=True)  # as app/main.py
     asyncio.set_event_loop(loop)
     yield loop
     for t in asyncio.all_tasks(loop):
