@@ -25,6 +25,11 @@ from typing import Any, ClassVar
 import zmq
 
 from workers import protocol as P
+
+try:  # for cheap percentiles at every heartbeat (LatencyRecorder.snapshot); optional
+    import numpy as _np
+except ImportError:  # pragma: no cover - numpy is a dependency, but the runtime works without
+    _np = None
 from workers.config import Endpoints, add_common_args, apply_toml_defaults, is_loopback
 from workers.security import CurveKeys, ZapHandler
 
@@ -84,14 +89,24 @@ class LatencyRecorder:
     def snapshot(self) -> dict[str, float] | None:
         if not self.samples:
             return None
-        s = sorted(self.samples)
-        n = len(s)
-
-        def pct(q: float) -> float:
-            return s[min(n - 1, int(q * n))] / 1000.0
-
+        n = len(self.samples)
+        ranks = [min(n - 1, int(q * n)) for q in (0.50, 0.99, 0.999)] + [n - 1]
+        vals = None
+        if _np is not None and n > 256:
+            # The same order statistics as sorting, without sorting: a full sort of 8192 ints
+            # stalls the loop ~0.6 ms at every heartbeat, which showed in the latency tails.
+            try:
+                a = _np.fromiter(self.samples, dtype=_np.int64, count=n)
+                a.partition(ranks)
+                vals = [int(a[k]) for k in ranks]
+            except (OverflowError, ValueError, TypeError):
+                vals = None
+        if vals is None:
+            s = sorted(self.samples)
+            vals = [s[k] for k in ranks]
         self.samples.clear()
-        return {"n": n, "p50_us": pct(0.50), "p99_us": pct(0.99), "p999_us": pct(0.999), "max_us": s[-1] / 1000.0}
+        p50, p99, p999, mx = vals
+        return {"n": n, "p50_us": p50 / 1000.0, "p99_us": p99 / 1000.0, "p999_us": p999 / 1000.0, "max_us": mx / 1000.0}
 
 
 class Stats:

@@ -52,9 +52,6 @@ MAX_LAG = 1.0
 DEFAULT_RATE = 5.0
 DEFAULT_SPEED = BAR_SECONDS / 5  # one daily bar every 5 seconds
 DEFAULT_HWM = 100_000
-#: batched mode: seconds of ticks per symbol made ahead between bursts, and a cap in ticks
-PREFETCH_S = 0.003
-MAX_PREFETCH = 1024
 #: 1 until every consumer of ticks reads the batched form (docs/performance.md)
 DEFAULT_BATCH_TICKS = 1
 MAX_RATE = 1_000_000.0
@@ -134,8 +131,6 @@ class MarketDataGateway(Worker):
         self._rr = 0
         # (symbol, next-tick function) per symbol when the feed can make ticks symbol by symbol
         self._per_symbol = [(sym, self.feed.sims[sym].next_tick) for sym in self.feed.symbols] if isinstance(self.feed, SimFeed) else None
-        # per symbol: rows made ahead of their burst (see _prefetch); their ts is set at sending
-        self._buffers: list[list[list]] = [[] for _ in self.feed.symbols]
         self._set_rate(rate, start=time.monotonic() + max(0.0, a.start_delay))
         self._rate_mark = (time.monotonic(), 0)
         g = self.stats.gauges
@@ -173,8 +168,6 @@ class MarketDataGateway(Worker):
             self._resets_seen = self._schedule.resets
         if n:
             self._publish(n)
-        if self._per_symbol is not None and self._batch > 1 and self._rate > 0:
-            self._prefetch()
         return wake
 
     def _publish(self, n: int) -> None:
@@ -225,54 +218,36 @@ class MarketDataGateway(Worker):
         return True
 
     def _publish_per_symbol(self, n: int) -> tuple[int, int]:
-        """The simulated feed makes ticks symbol by symbol: each symbol's share of the ``n`` due
-        ticks goes out as soon as it is ready, so no tick waits while other symbols' ticks are
-        made.  The ticks themselves were mostly made after the previous burst (:meth:`_prefetch`);
-        every row of a frame is stamped with the frame's send time."""
+        """The simulated feed makes ticks symbol by symbol.  First make every tick of the burst
+        (the simulator's work, including its occasional block refill of ~1.5 ms), then stamp,
+        pack and send the frames back to back, each stamped just before it is packed: the
+        gateway's own time between a tick's ``ts`` and its frame leaving is one pack and one
+        send, and it goes back to sleep (freeing the core) right after the last send."""
         gens = self._per_symbol
-        bufs = self._buffers
         nsym = len(gens)
         base, extra = divmod(n, nsym)
         start = self._rr
         self._rr = (start + extra) % nsym
         cap = self._batch
-        clock = time.time_ns
-        sent = dropped = 0
+        parts = []
         for j in range(nsym):
             k = base + (1 if j < extra else 0)
-            if not k:
-                continue
-            i = (start + j) % nsym
-            symbol, nt = gens[i]
-            buf = bufs[i]
-            while k:
-                m = min(k, cap)
-                k -= m
-                if len(buf) >= m:
-                    rows = buf[:m]
-                    del buf[:m]
-                else:
-                    rows = buf + _make_rows(nt, m - len(buf))
-                    buf.clear()
-                ts = clock()
-                for r in rows:
-                    r[1] = ts
-                if self._send_rows(symbol, rows):
-                    sent += m
-                else:
-                    dropped += m
+            if k:
+                symbol, nt = gens[(start + j) % nsym]
+                rows = _make_rows(nt, k)
+                for i in range(0, k, cap):
+                    parts.append((symbol, rows[i:i + cap] if k > cap else rows))
+        clock = time.time_ns
+        sent = dropped = 0
+        for symbol, rows in parts:
+            ts = clock()
+            for r in rows:
+                r[1] = ts
+            if self._send_rows(symbol, rows):
+                sent += len(rows)
+            else:
+                dropped += len(rows)
         return sent, dropped
-
-    def _prefetch(self) -> None:
-        """Between bursts, make the next burst's ticks ahead (about 3 ms of them per symbol), so
-        a burst only stamps, packs and sends.  This is also where the simulator's occasional
-        block refill (~1.5 ms per 4096 ticks of a symbol) now lands: it may make the next burst
-        a little late, never the ticks already made slower to leave."""
-        want = min(MAX_PREFETCH, max(2, int(self._rate * PREFETCH_S)))
-        for (_, nt), buf in zip(self._per_symbol, self._buffers):
-            short = want - len(buf)
-            if short > 0:
-                buf.extend(_make_rows(nt, short))
 
     def _publish_grouped(self, n: int) -> tuple[int, int]:
         """Any other feed: take ``n`` ticks in feed order, then one frame per symbol."""
@@ -339,7 +314,7 @@ class MarketDataGateway(Worker):
 
 
 def _make_rows(next_tick, k: int) -> list[list]:
-    """``k`` ticks of one symbol as ``ticks`` rows (their ts is overwritten when sent)."""
+    """``k`` ticks of one symbol as ``ticks`` rows (their ts is set again when sent)."""
     rows = []
     add = rows.append
     for _ in range(k):
