@@ -139,7 +139,10 @@ class Fleet:
         ``heartbeat``: seconds between heartbeats.  0.1 makes conditions quick to see; latency
         runs use the product's default 0.5, because each heartbeat sorts the recent latency
         samples (~0.7 ms for 8192), a pause that would otherwise show in the tail."""
-        common = [*self.endpoints.as_args(), "--name", name, "--heartbeat", str(heartbeat), "--log-level", "WARNING"]
+        # --orphan-timeout 0: the benchmark does not answer heartbeats while its own client is
+        # busy (a REQ loop); the workers die with it instead (TICKDESK_SUPERVISOR_PID below).
+        common = [*self.endpoints.as_args(), "--name", name, "--heartbeat", str(heartbeat), "--log-level", "WARNING",
+                  "--orphan-timeout", "0"]
         out = None
         if instrumented:
             out = self.dir / f"{name}.result"
@@ -147,8 +150,8 @@ class Fleet:
         else:
             cmd = [sys.executable, str(REPO / "main.py"), "worker", kind, *common, *args]
         log = self.dir / f"{name}.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env.pop("TICKDESK_SUPERVISOR_PID", None)
+        # as under the real supervisor: the kernel SIGTERMs the worker if this process dies
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TICKDESK_SUPERVISOR_PID=str(os.getpid()))
         with open(log, "wb") as f:
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=f, env=env)
         w = self.workers[name] = Worker(name, kind, proc, log, out)
