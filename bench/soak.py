@@ -155,7 +155,7 @@ def print_table(r: dict) -> None:
     print()
     print(
         f"gaps and restarts seen: tick subscriber {obs.get('gaps', 0)} gaps / {obs.get('feed_restarts', 0)} feed restarts; "
-        f"strategy {st.get('tick_gaps', 0)} gaps, {st.get('feed_restarts', 0)} restarts, {st.get('ticks_out_of_order', 0)} seq back-steps; "
+        f"strategy {st.get('tick_gaps', 0)} gaps, {st.get('feed_restarts', 0)} restarts; "
         f"executor {exe.get('exec_gaps', 0)} exec gaps, {exe.get('exec_restarts', 0)} exec restarts, {exe.get('syncs', 0)} position syncs"
     )
     if r["problems"]:

@@ -95,7 +95,7 @@ def test_sigkill_under_load_loses_and_doubles_nothing(kind, tmp_path):
         # Every restart starts the per-symbol seq at 1 again; subscribers see it go back.
         assert c["observer"]["feed_restarts"] >= KILLS
         s = c["strategy"]
-        assert s["feed_restarts"] + s["ticks_out_of_order"] >= KILLS, s
+        assert s["feed_restarts"] >= KILLS, s
     elif kind == "exchange":
         # The execution stream's seq restarts with the gateway; the executor notices and
         # re-bases its positions on get_positions.

@@ -369,7 +369,13 @@ class OrderExecutor(Worker):
         if seq == last:
             return  # the same report again: nothing was lost
         self._exec_seq = seq
-        if not last or seq == last + 1:
+        if not last:
+            # The first report since start: fills published after the startup snapshot but
+            # before this SUB had joined (the slow-joiner window) would be lost without a trace
+            # of a gap, so take one more snapshot now that the subscription is live.
+            self._resync_wanted = True
+            return
+        if seq == last + 1:
             return
         if seq > last + 1:
             self.stats.inc("exec_gaps")
