@@ -45,8 +45,11 @@ from workers.runtime import CommandError, Worker, run_worker
 BATCH = 1000
 #: a tick due this close in the future is published now (poll's millisecond granularity)
 SLACK = 0.001
-#: shortest sleep between two bursts (one poll tick); bursts are about this long at high rates
-MIN_SLEEP = 0.001
+#: shortest sleep between two bursts: one poll tick (the runtime rounds up to whole ms, so
+#: just under 1 ms -- 0.001 itself can come out as 1.0000000000000009 ms and round up to 2)
+MIN_SLEEP = 0.0009
+#: a burst carries at most this many seconds of ticks (catching up after a stall at <= 2x the rate)
+MAX_BURST_S = 0.002
 #: when the schedule is this far behind (the rate is more than we can do), restart it from now
 MAX_LAG = 1.0
 DEFAULT_RATE = 5.0
@@ -65,12 +68,17 @@ class Schedule:
     class, so the two are compared at the same pacing.
     """
 
-    __slots__ = ("interval", "next_due", "resets")
+    __slots__ = ("interval", "next_due", "resets", "burst")
 
     def __init__(self, rate: float, start: float):
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.next_due = start
         self.resets = 0
+        # Most ticks in one burst: MAX_BURST_S worth.  After a stall (the simulator refills its
+        # random numbers in ~1.3 ms blocks; the OS may deschedule us) the backlog goes out over
+        # the next bursts at up to twice the rate instead of all at once, so subscribers never
+        # get a pile of ticks that would wait behind each other.
+        self.burst = max(1, min(BATCH, int(rate * MAX_BURST_S))) if rate > 0 else BATCH
 
     def restart(self, now: float) -> None:
         self.next_due = now
@@ -87,7 +95,7 @@ class Schedule:
             # whole backlog, carry on from now.
             self.resets += 1
             due = now
-        n = max(1, min(BATCH, int((now + SLACK - due) / self.interval) + 1))
+        n = max(1, min(self.burst, int((now + SLACK - due) / self.interval) + 1))
         self.next_due = due + n * self.interval
         # Come back when the next tick counts as due, but sleep at least MIN_SLEEP: at high
         # rates that tick is due at once, and coming straight back would publish a tick or two

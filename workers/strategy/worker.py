@@ -78,6 +78,7 @@ class StrategyWorker(Worker):
             self.stats.counters[k] = 0
         self._last_seq: dict[str, int] = {}
         self._gauged_params: StrategyParams | None = None
+        self._levels_touched: set[str] = set()  # symbols with ticks since the last on_batch_end
         # levels throttle: symbol -> (last published state, monotonic time of that attempt)
         self._lv_sent: dict[str, tuple[tuple | None, float]] = {}
         self._lv_dirty: set[str] = set()
@@ -135,9 +136,16 @@ class StrategyWorker(Worker):
                     self._send_signal(sig)
         finally:
             self._last_seq[sym] = last
-        # once per frame: levels are throttled to --levels-interval anyway, and the state after
-        # the frame's last tick is the one worth publishing
-        self._maybe_levels(sym, time.monotonic())
+        self._levels_touched.add(sym)
+
+    def on_batch_end(self) -> None:
+        # Levels once per wake-up, not per frame: they are throttled to --levels-interval
+        # anyway, and the state after the last tick read is the one worth publishing.
+        if self._levels_touched:
+            mono = time.monotonic()
+            for sym in self._levels_touched:
+                self._maybe_levels(sym, mono)
+            self._levels_touched.clear()
 
     def _check_seq(self, sym: str, seq: int, last: int | None) -> None:
         """``seq`` after ``last`` is not the next one: a gap, a feed restart or a step back."""
