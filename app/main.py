@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import logging
 import signal
 import sys
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from workers.config import Endpoints, data_dir, resources_dir
 from workers.launcher import make_supervisor
-from app.qt import QApplication, QtCore, QtGui, QTimer
+from workers.supervisor import SupervisorError
+from app.qt import QApplication, QtCore, QtGui, QtWidgets, QTimer
 
 log = logging.getLogger("tickdesk.app")
 
@@ -62,8 +64,22 @@ def take_screenshot(window, path: str) -> bool:
     return ok
 
 
+def no_display() -> bool:
+    """Linux with no X11/Wayland display and no platform chosen: Qt would abort."""
+    env = os.environ
+    return sys.platform.startswith("linux") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") or env.get("QT_QPA_PLATFORM"))
+
+
 def run_app(args: argparse.Namespace) -> int:
     import qasync
+
+    if no_display():
+        if args.screenshot:
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
+        else:
+            log.error("no display to open the window on: run 'main.py --headless' for the fleet alone, or "
+                      "'QT_QPA_PLATFORM=offscreen main.py --screenshot shot.png --duration 10' to see the window")
+            return 2
 
     from app.settings import SETTINGS_FILE, Settings
     from app.window import MainWindow
@@ -118,7 +134,14 @@ def run_app(args: argparse.Namespace) -> int:
     if args.screenshot:
         window.resize(1600, 960)
     window.show()
-    window.start()
+    try:
+        window.start()
+    except SupervisorError as e:
+        log.error("%s", e)
+        if not args.screenshot:
+            QtWidgets.QMessageBox.critical(window, "TickDesk cannot start", str(e))
+        window.session.close()
+        return 2
     if args.duration:
         QTimer.singleShot(int(args.duration * 1000), finish)
     with loop:

@@ -17,7 +17,7 @@ from pathlib import Path
 from workers.config import Endpoints, add_endpoint_args, apply_toml_defaults, data_dir
 from workers.fleet import default_fleet
 from workers.runtime import setup_logging
-from workers.supervisor import Supervisor, SupervisorConfig
+from workers.supervisor import Supervisor, SupervisorConfig, SupervisorError
 
 log = logging.getLogger("tickdesk.headless")
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the simulated market (default: random)")
     p.add_argument("--fresh", action="store_true", help="start with an empty exchange journal (forget orders and positions)")
     p.add_argument("--status-every", type=float, default=5.0, help="headless: seconds between status lines (default 5)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO); worker logs go to DATA_DIR/logs")
     p.add_argument("--curve-dir", default=None, help="CurveZMQ keys (main.py keys generate DIR): every socket of the fleet and the window uses CURVE")
     add_endpoint_args(p)
     return p
@@ -87,9 +87,14 @@ def run_headless(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     log.info("starting %d workers; logs in %s", len(sup.workers), sup.config.log_dir)
-    sup.start()
+    try:
+        sup.start()
+    except SupervisorError as e:
+        log.error("%s", e)
+        return 2
     t0 = time.monotonic()
     next_status = t0 + args.status_every
+    exit_code = 0
     try:
         while not stop["why"]:
             sup.poll(100)
@@ -99,6 +104,12 @@ def run_headless(args: argparse.Namespace) -> int:
                 next_status = now + args.status_every
             if args.duration and now - t0 >= args.duration:
                 stop["why"] = f"duration {args.duration:g}s reached"
+            failed = sup.failed()
+            if failed:
+                for w in failed:
+                    log.error("%s could not start: %s (log: %s/%s.log)", w.name, w.reason, sup.config.log_dir, w.name)
+                stop["why"] = "a worker could not start"
+                exit_code = 2
     finally:
         log.info("stopping (%s)", stop["why"] or "error")
         # one last look at the counters before the workers go
@@ -108,7 +119,7 @@ def run_headless(args: argparse.Namespace) -> int:
         final = status_line(sup)
         sup.stop()
     print_summary(sup, final, time.monotonic() - t0)
-    return 0
+    return exit_code
 
 
 def print_summary(sup: Supervisor, final: str, elapsed: float) -> None:

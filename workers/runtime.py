@@ -37,6 +37,8 @@ log = logging.getLogger("tickdesk.worker")
 
 DRAIN_BATCH = 4096  # max messages taken from one socket per wake-up before looking at others
 SUPERVISOR_PID_ENV = "TICKDESK_SUPERVISOR_PID"
+#: exit code of a worker that cannot start as configured (bad option, endpoint refused, ...)
+EXIT_CONFIG_ERROR = 2
 #: MAXMSGSIZE of receiving sockets that connect (see Worker.socket): against memory exhaustion only
 CONNECTED_MAXMSGSIZE = 64 * P.MAX_MESSAGE_BYTES
 #: supervisor silent this long (and at least 3 heartbeats) -> reconnect the control DEALER: a
@@ -394,7 +396,7 @@ class Worker:
         except Exception as e:
             self.log.error("%s failed to start: %s", self.name, e)
             self._close()
-            return 2
+            return EXIT_CONFIG_ERROR
         hb_every = getattr(self.args, "heartbeat", 0.5)
         next_hb = time.monotonic()
         next_timer = time.monotonic()

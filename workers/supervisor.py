@@ -30,11 +30,15 @@ import zmq
 
 from workers import protocol as P
 from workers.config import Endpoints
-from workers.runtime import SUPERVISOR_PID_ENV, check_bind_allowed
+from workers.runtime import EXIT_CONFIG_ERROR, SUPERVISOR_PID_ENV, check_bind_allowed
 
 log = logging.getLogger("tickdesk.supervisor")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SupervisorError(RuntimeError):
+    """The fleet cannot be started as configured; the message says why."""
 
 
 def worker_command(kind: str) -> list[str]:
@@ -169,7 +173,12 @@ class Supervisor:
         r.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES)
         r.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its name at once
         r.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        r.bind(self.endpoints.control)
+        try:
+            r.bind(self.endpoints.control)
+        except zmq.ZMQError as e:
+            r.close(0)
+            hint = " (is another TickDesk running? pass other endpoints, e.g. --control)" if e.errno == zmq.EADDRINUSE else ""
+            raise SupervisorError(f"cannot bind the control endpoint {self.endpoints.control}: {e.strerror}{hint}") from None
         self._router = r
         for w in self.workers.values():
             if w.wanted:
@@ -218,6 +227,23 @@ class Supervisor:
         w.retire_stats()
         w._prev_counters, w._prev_ts = {}, 0.0
         self._emit(spec.name, f"started pid {w.pid}")
+
+    def _last_log_line(self, w: WorkerState) -> str:
+        """The last error line of a worker's log file (where it says why it could not start)."""
+        if not self.config.log_dir:
+            return ""
+        try:
+            lines = (Path(self.config.log_dir) / f"{w.name}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        for line in reversed(lines[-50:]):
+            if "ERROR" in line or "error:" in line:
+                return line.split("] ", 1)[-1].strip()
+        return lines[-1].strip() if lines else ""
+
+    def failed(self) -> list[WorkerState]:
+        """Workers whose first start failed on their configuration (never restarted)."""
+        return [w for w in self.workers.values() if w.state == "failed"]
 
     def _schedule_restart(self, w: WorkerState) -> None:
         if not w.spec.restart or not w.wanted or self._stopping:
@@ -310,6 +336,12 @@ class Supervisor:
                         continue
                     if self._stopping or not w.wanted:
                         w.state = "stopped"
+                        continue
+                    if code == EXIT_CONFIG_ERROR and w.starts == 1 and not w.last_heartbeat:
+                        # Its very first start failed before it said hello: a configuration
+                        # error (bad option, endpoint refused).  Restarting cannot fix it.
+                        w.state, w.reason = "failed", self._last_log_line(w) or f"exited with code {code}"
+                        self._emit(w.name, f"failed to start: {w.reason}; not restarting")
                         continue
                     w.restarts += 1
                     w.state, w.reason = "crashed", f"exited with code {code}"

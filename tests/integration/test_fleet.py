@@ -241,3 +241,27 @@ def test_stop_and_restart_requests_return_at_once_and_complete_in_poll(fleet):
     assert not alive(second)
     sup.start_worker("executor")
     sup.pump(lambda: w.state == "running" and w.pid not in (old, second))
+
+
+def test_a_worker_that_cannot_start_fails_the_run_with_its_reason(tmp_path):
+    eps = Endpoints.ephemeral_ipc(tmp_path)
+    bad = Endpoints(**{**eps.__dict__, "orders": "tcp://0.0.0.0:0"})  # refused without CurveZMQ
+    cmd = [sys.executable, "main.py", "--headless", "--duration", "30", "--data-dir", str(tmp_path), "--fresh", *bad.as_args()]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "exchange could not start" in out.stderr and "requires CurveZMQ" in out.stderr
+
+
+def test_a_second_fleet_on_the_same_endpoints_says_why_it_cannot_start(tmp_path):
+    eps = Endpoints.ephemeral_tcp()
+    ctx = zmq.Context()
+    taken = ctx.socket(zmq.ROUTER)  # the control endpoint of a TickDesk already running
+    taken.bind(eps.control)
+    try:
+        cmd = [sys.executable, "main.py", "--headless", "--duration", "5", "--data-dir", str(tmp_path), *eps.as_args()]
+        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    finally:
+        ctx.destroy(linger=0)
+    assert out.returncode == 2
+    assert "cannot bind the control endpoint" in out.stderr and "another TickDesk" in out.stderr
+    assert "Traceback" not in out.stderr
