@@ -810,8 +810,10 @@ def check_envelope(d: dict) -> str:
     if v != PROTOCOL_VERSION:
         raise ProtocolError(f"unsupported protocol version {v!r}; this peer speaks v{PROTOCOL_VERSION}")
     t = d.get("type")
-    if not isinstance(t, str):
+    if t is None:
         raise ProtocolError("message has no 'type'")
+    if not isinstance(t, str):
+        raise ProtocolError(f"'type' must be a string, got {type(t).__name__}")
     return t
 
 
