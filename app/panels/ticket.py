@@ -146,11 +146,16 @@ class TicketPanel(QtWidgets.QWidget):
     def _type_changed(self) -> None:
         is_limit = self.current_type() is OrderType.LIMIT
         self.limit.setEnabled(is_limit)
-        if is_limit and not self.limit.value():
-            q = self.state.market.quotes.get(self.symbol.currentText().strip().upper())
-            if q is not None and q.last:
-                self.limit.setValue(q.last)
+        # A limit order starts from the market as it is now, not from whatever price the
+        # (disabled) field last held.
+        self._track_last()
         self._inputs_changed()
+
+    def _track_last(self) -> None:
+        """Follow the last price in the limit field while the ticket is on market orders."""
+        q = self.state.market.quotes.get(self.symbol.currentText().strip().upper())
+        if q is not None and q.last and (self.current_type() is OrderType.MARKET or not self.limit.value()):
+            self.limit.setValue(q.last)
 
     def _inputs_changed(self, *_) -> None:
         self.refresh_quote()
@@ -181,6 +186,8 @@ class TicketPanel(QtWidgets.QWidget):
         if q is None:
             self.quote.setText(f"{sym or 'No symbol'}: no prices" if sym else "")
             return
+        if self.current_type() is OrderType.MARKET:
+            self._track_last()
         pos = self.state.positions.qty(sym)
         working = len(self.state.orders.live(sym))
         self.quote.setText(f"Bid {fmt_price(q.bid)} x {q.bid_size:,}   Ask {fmt_price(q.ask)} x {q.ask_size:,}   "

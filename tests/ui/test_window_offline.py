@@ -185,3 +185,16 @@ def test_hotkeys_are_bound(make_window):
     assert w.trading_toolbar.isVisible() and w.kill_button.isVisible()
     menu = w.createPopupMenu()
     assert w.trading_toolbar.toggleViewAction() not in menu.actions()  # the kill switch cannot be hidden
+
+
+def test_limit_price_starts_from_the_market_as_it_is_now(make_window):
+    w = make_window(confirm_orders=False)
+    feed(w, "MSFT", n=3, last=100.0)
+    w.ticket.set_symbol("MSFT")
+    w.ticket.set_order_type(OrderType.MARKET)
+    feed(w, "MSFT", n=3, last=120.0)  # the market moves while the ticket is on market orders
+    w.ticket.set_order_type(OrderType.LIMIT)
+    assert w.ticket.limit.value() == pytest.approx(120.03)
+    w.ticket.limit.setValue(119.5)  # the trader's own price is not overwritten by new ticks
+    feed(w, "MSFT", n=3, last=121.0)
+    assert w.ticket.limit.value() == pytest.approx(119.5)
