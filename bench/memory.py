@@ -1,10 +1,10 @@
 """Resident memory of every worker after 1M (and 5M) ticks: nothing may grow with the stream.
 
 Processes: exchange gateway (journal on), executor, one strategy (default parameters, every
-symbol) and the market-data gateway at ``--rate 0`` in its default tick form -- the fleet that
-reads ticks.  The benchmark keeps the stream as fast as the slowest subscriber takes it: it
-pauses the feed while any subscriber is more than :data:`MAX_BACKLOG` ticks behind and resumes
-it once they have caught up.  (Otherwise the subscribers' ZeroMQ queues fill towards their
+symbol) and the market-data gateway in its default tick form, paced at :data:`PACED_RATE`
+ticks/s -- the fleet that reads ticks.  As a safety net the benchmark also pauses the feed
+while any subscriber is more than :data:`MAX_BACKLOG` ticks behind and resumes it once they
+have caught up (or stopped counting).  (Otherwise the subscribers' ZeroMQ queues fill towards their
 high-water marks, which is bounded but adds up to ~15 MB of RSS at a moment that varies from
 run to run, and the comparison would say more about queue depth than about leaks.)  At each
 mark the feed is paused, the queues drain, and the RSS of each process is read from /proc.
@@ -18,7 +18,10 @@ from bench.procs import Fleet
 
 MEMORY_STRATEGY_ARGS = ("--symbols", ",".join(SYMBOLS))
 #: pause the feed while a subscriber is this many ticks behind the gateway; resume below RESUME_AT
-MAX_BACKLOG = 40_000
+MAX_BACKLOG = 20_000
+#: ticks/s in all: about half of what the slowest subscriber (a strategy reading one tick per
+#: frame) takes, so queues stay near empty; the flow control above is only the safety net
+PACED_RATE = 100_000
 RESUME_AT = 5_000
 
 
@@ -51,8 +54,10 @@ def run(sizes: Sizes, log=print) -> dict:
         md = fleet.start("marketdata", "marketdata", "--rate", "0", "--start-delay", "3600", "--seed", "1")
         subs = ["exchange", "executor", "strategy"]
         fleet.fresh_stats(*subs)
-        fleet.command("marketdata", "set_rate", rate=0)
+        fleet.command("marketdata", "set_rate", rate=PACED_RATE / len(SYMBOLS))
         paused = [False]
+        history: list[tuple[int, ...]] = []  # subscribers' counts, one entry per new heartbeat
+        beats = [-1]
 
         def received(n: str) -> int:
             w = fleet.workers[n]
@@ -60,14 +65,24 @@ def run(sizes: Sizes, log=print) -> dict:
 
         def published_up_to(mark: int) -> bool:
             # flow control from the heartbeats: the feed never runs far ahead of the slowest
-            backlog = md.counter("ticks") - min(received(n) for n in subs)
+            counts = tuple(received(n) for n in subs)
+            hb = fleet.workers[subs[0]].heartbeats
+            if hb != beats[0]:
+                beats[0] = hb
+                history.append(counts)
+                del history[:-4]
+            backlog = md.counter("ticks") - min(counts)
+            # resume once caught up -- or once nobody is counting any more (a subscriber that
+            # lost ticks would otherwise never "catch up"; the loss shows in the JSON)
+            drained = len(history) == 4 and history[0] == history[-1]
             if not paused[0] and backlog > MAX_BACKLOG:
                 fleet.command("marketdata", "pause")
                 paused[0] = True
                 out["pauses"] = out.get("pauses", 0) + 1
-            elif paused[0] and backlog < RESUME_AT and md.counter("ticks") < mark:
+            elif paused[0] and (backlog < RESUME_AT or drained) and md.counter("ticks") < mark:
                 fleet.command("marketdata", "resume")
                 paused[0] = False
+                history.clear()
             return md.counter("ticks") >= mark
 
         for mark in marks:
