@@ -487,16 +487,18 @@ class ExchangeGateway(Worker):
 
     def _tick(self, frame: bytes, batch: Batch) -> None:
         try:
-            _, tick = P.decode_pub(frame, expect=P.Tick)
-            _check_timestamps(tick)  # its ts becomes the fills' cause_ts, in the journal
+            ticks = list(P.iter_ticks(frame))  # a 'tick' or a batched 'ticks' frame
+            for tick in ticks:
+                _check_timestamps(tick)  # its ts becomes the fills' cause_ts, in the journal
         except P.ProtocolError as e:
             self.stats.inc("decode_errors")
             self.rlog.warning("tick", "bad tick: %s", e)
             return
-        self.hard_limits.on_last(tick.symbol, tick.last)
-        if self._hold_until:
-            self._market_seen.add(tick.symbol)
-        self._apply(self.client.on_tick(tick), batch)
+        for tick in ticks:
+            self.hard_limits.on_last(tick.symbol, tick.last)
+            if self._hold_until:
+                self._market_seen.add(tick.symbol)
+            self._apply(self.client.on_tick(tick), batch)
 
     # ------------------------------------------------------------------ events, journal, output
     def _apply(self, events: list[ExecEvent], batch: Batch) -> None:

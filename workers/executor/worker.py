@@ -201,7 +201,7 @@ class OrderExecutor(Worker):
         frames, self._tick_frames = self._tick_frames, {}
         for frame in frames.values():
             try:
-                _, tick = P.decode_pub(frame, expect=P.Tick)
+                tick = P.last_tick(frame)  # a 'tick' or a batched 'ticks' frame: the newest
             except P.ProtocolError as e:
                 self.stats.inc("decode_errors")
                 self.rlog.warning("ticks", "bad tick dropped: %s", e)
