@@ -5,9 +5,10 @@
   decoding), every one of them, via :mod:`bench.instrumented`.  Two processes, like the raw
   PUB/SUB latency baseline that runs at the same rate with the same pacing code.
 * **the chain**: exchange gateway (journal on, ``synchronous=NORMAL``), executor, strategy and
-  market data, all real.  The strategy runs with parameters that make it trade often (window
-  100, breakouts only, 10 ms cooldown per symbol: a few hundred signals/s), the executor with
-  its rate limit lifted.  Hops, as the workers record them:
+  market data, all real (every one of them reads both tick forms; the full run measures the
+  chain with batched frames and with one tick per frame).  The strategy runs with parameters
+  that make it trade often (window 100, breakouts only, 10 ms cooldown per symbol: a few
+  hundred signals/s), the executor with its rate limit lifted.  Hops, as the workers record them:
   ``signal_to_executor`` (signal ``ts`` -> executor pulled it), ``order_ack`` (executor's REQ
   send -> reply), ``tick_to_ack`` (the tick's ``ts`` -> that reply) and ``tick_to_fill`` (the
   tick's ``ts`` -> the fill reaching the executor on the execution stream).
@@ -50,14 +51,14 @@ def tick_to_strategy(sizes: Sizes, rate: float, batched: bool | None = None) -> 
             "received": res["counters"].get("ticks", 0), "lost": res["counters"].get("ticks_missed", 0), "cpu": cpu}
 
 
-def chain(sizes: Sizes, rate: float) -> dict:
+def chain(sizes: Sizes, rate: float, batched: bool | None = True) -> dict:
     with Fleet("chain") as fleet:
         journal = fleet.dir / "journal.sqlite"
         hb = DEFAULT_HEARTBEAT
         fleet.start("exchange", "ex", "--journal", str(journal), "--fresh", heartbeat=hb)
         fleet.start("executor", "ox", *CHAIN_EXECUTOR_ARGS, instrumented=True, heartbeat=hb)
         fleet.start("strategy", "s0", *CHAIN_STRATEGY_ARGS, instrumented=True, heartbeat=hb)
-        fleet.start("marketdata", "md", "--rate", per_symbol(rate), "--start-delay", "3600", "--seed", "1", *tick_form_args(None), heartbeat=hb)
+        fleet.start("marketdata", "md", "--rate", per_symbol(rate), "--start-delay", "3600", "--seed", "1", *tick_form_args(batched), heartbeat=hb)
         cpu0 = {n: w.cpu() for n, w in fleet.workers.items()}
         t0 = time.monotonic()
         fleet.command("md", "set_rate", rate=rate / len(SYMBOLS))
@@ -71,7 +72,7 @@ def chain(sizes: Sizes, rate: float) -> dict:
     if "tick_to_strategy" in s0["samples"]:
         hops["tick_to_strategy"] = pct(s0["samples"]["tick_to_strategy"])
     c = ox["counters"]
-    return {"rate": rate, "hops": hops, "signals": s0["counters"].get("signals", 0), "orders": c.get("orders", 0),
+    return {"rate": rate, "batched": batched, "hops": hops, "signals": s0["counters"].get("signals", 0), "orders": c.get("orders", 0),
             "acks": c.get("acks", 0), "fills": c.get("fills", 0), "rejected": c.get("rejected", 0),
             "seconds": sizes.chain_s, "cpu": cpu}
 
@@ -90,6 +91,8 @@ def run(sizes: Sizes, log=print) -> dict:
             log(f"latency: tick -> strategy at {r}/s ({tag})")
             out[f"tick_{r}_{tag}"] = tick_to_strategy(sizes, r, b)
     for r in sizes.chain_rates:
-        log(f"latency: tick -> fill chain at {r}/s")
-        out[f"chain_{r}"] = chain(sizes, r)
+        for b in forms:
+            tag = {True: "batched", False: "classic", None: "classic"}[b]
+            log(f"latency: tick -> fill chain at {r}/s ({tag})")
+            out[f"chain_{r}_{tag}"] = chain(sizes, r, b)
     return out

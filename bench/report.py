@@ -111,12 +111,12 @@ def rows(res: dict[str, Any]) -> list[Row]:
             out.append(Row("latency p50 / p99 / p99.9", f"tick -> strategy at {rate // 1000}k ticks/s ({form})", lat(t["latency"]),
                            lat(base), ratio(p99, b99) + " (p99)" if p99 and b99 else "—", "p99 <= 1.5x raw", yes(met)))
     raw_rtt = _get(raw, "reqrep", "rtt")
-    for rate in (10_000, 50_000):
-        c = latency.get(f"chain_{rate}")
+    for rate, form in ((10_000, "batched"), (10_000, "classic"), (50_000, "batched"), (50_000, "classic")):
+        c = latency.get(f"chain_{rate}_{form}")
         if not c:
             continue
         h = c["hops"]
-        tag = f"at {rate // 1000}k ticks/s"
+        tag = f"at {rate // 1000}k ticks/s ({form})"
         out.append(Row("latency p50 / p99 / p99.9", f"signal -> executor {tag} ({c['signals']:,} signals)", lat(h.get("signal_to_executor"))))
         a = h.get("order_ack")
         out.append(Row("latency p50 / p99 / p99.9", f"order -> ack (executor REQ) {tag}", lat(a), lat(raw_rtt),
@@ -156,11 +156,12 @@ def rows(res: dict[str, Any]) -> list[Row]:
                            met=yes(flat)))
 
     # ---------------------------------------------------------------- ui
-    ui = res.get("ui")
-    if ui and ui.get("available"):
-        out.append(Row("ui", "window UI-thread lag", "see the ui_lag table below" if ui.get("text") else "failed: " + ui.get("error", "")))
-    else:
-        out.append(Row("ui", "window UI-thread lag", "not available (bench/ui_lag.py not present)"))
+    if "ui" in res:  # run (or asked for and failed): say what became of it
+        ui = res.get("ui") or {}
+        if ui.get("available"):
+            out.append(Row("ui", "window UI-thread lag", "see the ui_lag table below" if ui.get("text") else "failed: " + ui.get("error", "")))
+        else:
+            out.append(Row("ui", "window UI-thread lag", "not available (bench/ui_lag.py not present)"))
 
     for name, err in (res.get("errors") or {}).items():
         out.append(Row("errors", f"{name} failed", err.splitlines()[0][:120] if err else "error"))

@@ -46,8 +46,10 @@ def test_report_renders_a_row_per_figure(results):
     text = report.render(rows)
     assert "ticks/s into 1 strategy, batched frames" in text
     assert "order round trip" not in text  # no exchange run here: no row, not a made-up number
-    assert "window UI-thread lag" in text
+    assert "window UI-thread lag" not in text  # not run: not mentioned
     json.dumps([r.as_dict() for r in rows])
+    text = report.render(report.rows({**results, "ui": {"available": False}}))
+    assert "window UI-thread lag | not available" in text
 
 
 def test_median_merge_takes_medians_of_numbers_only():
