@@ -31,7 +31,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import statistics
 import tempfile
 import time
@@ -792,25 +791,23 @@ class ChaosFleet:
 
 
 def read_journal(path: Path) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Orders and fills of a journal, opened read-only (after the gateway stopped)."""
+    """Orders and fills of a journal (after the gateway stopped), read by the journal itself:
+    its tables plus any log rows a last crash left (docs/exchange.md, *The journal*)."""
+    from workers.exchange.journal import Journal
+
+    j = Journal(path)
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        db.execute("SELECT 1 FROM orders LIMIT 1")
-    except sqlite3.Error:
-        # a read-only open cannot replay a WAL left without its -shm; read a copy instead
-        tmp = Path(tempfile.mkdtemp(prefix="td-journal-"))
-        for suffix in ("", "-wal"):
-            if Path(f"{path}{suffix}").exists():
-                shutil.copy(f"{path}{suffix}", tmp / f"j.sqlite{suffix}")
-        db = sqlite3.connect(str(tmp / "j.sqlite"))
-    db.row_factory = sqlite3.Row
-    try:
-        counts = db.execute("SELECT client_order_id, COUNT(*) c FROM orders GROUP BY client_order_id HAVING c > 1").fetchall()
-        assert not counts, f"journal holds an order twice: {[tuple(r) for r in counts]}"
-        orders = {r["client_order_id"]: dict(r) for r in db.execute("SELECT client_order_id, qty, status, filled_qty, source, reason FROM orders")}
-        fills = {r["fill_id"]: dict(r) for r in db.execute("SELECT fill_id, client_order_id, symbol, side, qty, price FROM fills")}
+        rec = j.load()
+        counts = j.db.execute("SELECT client_order_id, COUNT(*) c FROM orders GROUP BY client_order_id HAVING c > 1").fetchall()
     finally:
-        db.close()
+        j.close()
+    assert not counts, f"journal holds an order twice: {counts}"
+    cids = [o.client_order_id for o in rec.orders]
+    assert len(cids) == len(set(cids)), "journal holds an order twice"
+    orders = {o.client_order_id: {"client_order_id": o.client_order_id, "qty": o.qty, "status": o.status.value,
+                                  "filled_qty": o.filled_qty, "source": o.source, "reason": o.reason} for o in rec.orders}
+    fills = {f.fill_id: {"fill_id": f.fill_id, "client_order_id": f.client_order_id, "symbol": f.symbol, "side": f.side.value,
+                         "qty": f.qty, "price": f.price} for f in rec.fills}
     return orders, fills
 
 

@@ -222,6 +222,9 @@ def _price_list(name: str, v: Any) -> tuple[float, ...]:
 
 # ----------------------------------------------------------------------------- messages
 
+_SIDES: dict[str, Side] = {e.value: e for e in Side}
+_ORDER_TYPES: dict[str, OrderType] = {e.value: e for e in OrderType}
+
 _REGISTRY: dict[str, type[Message]] = {}
 _MISSING = object()
 
@@ -655,6 +658,38 @@ class SendOrder(Message):
     ts: int = 0
     cause_ts: int = 0
     origin_ts: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SendOrder:
+        # On the order path of every order: FIELDS and validate() inline for the ordinary
+        # case, the generic path for anything else (same verdicts, about 2x cheaper).
+        get = d.get
+        try:
+            side = _SIDES.get(get("side"))
+            otype = _ORDER_TYPES.get(get("order_type", "market"))
+        except TypeError:  # an unhashable value: let the generic path name it
+            return Message.from_dict.__func__(cls, d)
+        cid = get("client_order_id")
+        sym = get("symbol")
+        qty = get("qty")
+        lp = get("limit_price")
+        src = get("source", "")
+        ts = get("ts", 0)
+        cause = get("cause_ts", 0)
+        origin = get("origin_ts", 0)
+        if (
+            side is not None and otype is not None
+            and cid.__class__ is str and 0 < len(cid) <= MAX_STR
+            and sym.__class__ is str and sym in _VALID_SYMBOLS
+            and qty.__class__ is int and 0 < qty <= MAX_QTY
+            and src.__class__ is str and len(src) <= 1024
+            and ts.__class__ is int and ts >= 0 and cause.__class__ is int and cause >= 0
+            and origin.__class__ is int and origin >= 0
+            and ((lp is None and otype is OrderType.MARKET)
+                 or (otype is OrderType.LIMIT and lp.__class__ is float and 0.0 < lp < MAX_PRICE))
+        ):
+            return cls(cid, sym, side, qty, otype, lp, src, ts, cause, origin)
+        return Message.from_dict.__func__(cls, d)
 
     def validate(self) -> None:
         if self.order_type is OrderType.LIMIT and self.limit_price is None:

@@ -17,6 +17,7 @@ from array import array
 import logging
 import math
 import os
+from pathlib import Path
 import signal
 import sys
 import time
@@ -214,7 +215,7 @@ class Worker:
         self.state = "running"
         self.rlog = RateLimitedLog(logging.getLogger(f"tickdesk.{self.name}"))
         self.log = logging.getLogger(f"tickdesk.{self.name}")
-        self._readers: dict[zmq.Socket, tuple[Callable[[Any], None], bool]] = {}
+        self._readers: dict[zmq.Socket, tuple[Callable[[Any], None], bool, bool]] = {}
         self._sockets: list[zmq.Socket] = []
         self._stop = False
         self._exit_code = 0
@@ -303,8 +304,12 @@ class Worker:
             self._sockets.append(self._zap.sock)
             self.add_reader(self._zap.sock, self._zap.handle, multipart=True)
 
-    def add_reader(self, sock: zmq.Socket, handler: Callable[[Any], None], multipart: bool = False) -> None:
-        self._readers[sock] = (handler, multipart)
+    def add_reader(self, sock: zmq.Socket, handler: Callable[[Any], None], multipart: bool = False, drains: bool = False) -> None:
+        """Call ``handler`` with each message waiting on ``sock`` (a list of frames if
+        ``multipart``).  ``drains``: the handler reads the rest of what is waiting itself,
+        up to zmq.Again, so it is handed the first message only (one failed recv per wake-up
+        instead of two)."""
+        self._readers[sock] = (handler, multipart, drains)
         self.poller.register(sock, zmq.POLLIN)
 
     # ------------------------------------------------------------------ control channel
@@ -409,9 +414,9 @@ class Worker:
         self._exit_code = code
 
     def _drain(self, sock: zmq.Socket) -> None:
-        handler, multipart = self._readers[sock]
+        handler, multipart, drains = self._readers[sock]
         recv = sock.recv_multipart if multipart else sock.recv
-        for _ in range(DRAIN_BATCH):
+        for _ in range(1 if drains else DRAIN_BATCH):
             try:
                 data = recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -532,4 +537,16 @@ def run_worker(cls: type[Worker], parser: argparse.ArgumentParser, argv: list[st
         apply_toml_defaults(parser, argv, f"worker.{args.name}")
         args = parser.parse_args(argv)
     setup_logging(args.log_level, args.name or cls.kind)
-    return cls(args).run()
+    worker = cls(args)
+    profile_dir = os.environ.get("TICKDESK_PROFILE")
+    if not profile_dir:
+        return worker.run()
+    # A developer's switch (docs/performance.md): cProfile the whole run, one file per process.
+    import cProfile
+
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(worker.run)
+    finally:
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        prof.dump_stats(str(Path(profile_dir) / f"{worker.name}-{os.getpid()}.prof"))

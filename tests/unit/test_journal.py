@@ -216,6 +216,16 @@ def test_gateway_group_commit_journals_a_whole_batch_in_one_transaction(tmp_path
         assert (c["requests"], c["orders"], c["duplicates"], c["decode_errors"], c["rejects"], c["fills"]) == (53, 52, 1, 1, 1, 50)
         assert gw.stats.latency["order_journal"].count == 51
         assert gw.exec_seq == 50 * 3 + 1  # ack, fill, filled per order; one reject
+        # Nothing is folded while requests keep coming; once idle, the timer folds the log.
+        import time
+
+        pending = gw.journal.pending  # the batch (and the counters written at start)
+        assert pending >= 1
+        gw.on_timer(time.monotonic())
+        assert gw.journal.pending == pending and c["journal_folds"] == 0
+        gw.on_timer(time.monotonic() + 1.0)
+        assert gw.journal.pending == 0 and c["journal_folds"] == 1
+        assert gw.journal.db.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 51
         rec = gw.journal.load()
         assert len(rec.orders) == 51 and len(rec.fills) == 50 and rec.positions.get("AAA").qty == 50
     finally:
@@ -223,3 +233,102 @@ def test_gateway_group_commit_journals_a_whole_batch_in_one_transaction(tmp_path
         ticks.close(0)
         gw.teardown()
         gw._close()
+
+
+# ----------------------------------------------------------------------------- the log and the fold
+
+
+def _crash_after_writes(path, n: int) -> None:
+    """A child process writes ``n`` one-order batches and dies without closing or folding."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).resolve().parents[2])!r})
+        from workers import protocol as P
+        from workers.exchange.client import Order
+        from workers.exchange.journal import Journal
+        from workers.protocol import OrderStatus, Side
+        j = Journal({str(path)!r})
+        for i in range({n}):
+            o = Order(f"c{{i}}", "AAA", Side.BUY, 1, order_id=f"O{{i}}", status=OrderStatus.NEW)
+            j.write([o], [], {{o.client_order_id: b"reply-%d" % i}}, {{"next_order_n": i + 1}})
+        os._exit(0)  # no close, no fold: what a SIGKILL leaves
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_batches_left_in_the_log_by_a_crash_are_recovered_and_folded(path):
+    _crash_after_writes(path, 30)
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT COUNT(*) FROM log").fetchone()[0] == 30  # all in the log, none folded
+    assert raw.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 0
+    raw.close()
+    j = Journal(path)
+    rec = j.load()
+    assert [o.client_order_id for o in rec.orders] == [f"c{i}" for i in range(30)]
+    assert rec.state == {"next_order_n": 30}
+    assert j.reply_for("c7") == b"reply-7"
+    assert j.pending == 0  # load folded them
+    assert j.db.execute("SELECT COUNT(*) FROM log").fetchone()[0] == 0
+    assert j.db.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 30
+    j.close()
+
+
+def test_fold_moves_the_log_into_the_tables_and_keeps_the_first_reply(path):
+    j = Journal(path)
+    ex = SimulatedExchange()
+    ex.on_tick(tick(size=30))
+    o = new_order("p-1", qty=50)  # partially filled, then filled by a later tick
+    trade(j, ex, o)
+    first = j.reply_for("p-1")
+    assert j.pending == 1
+    assert j.fold() == 1 and j.pending == 0
+    # after the fold a new state and a different reply for the same order: the first stays
+    events = ex.on_tick(tick(ask=102.0, size=100))
+    j.write([e.order for e in events if not isinstance(e, FillEvent)], [e.fill for e in events if isinstance(e, FillEvent)],
+            {"p-1": b"a later reply"}, ex.state())
+    assert j.reply_for("p-1") == first
+    j.fold()
+    row = j.db.execute("SELECT status, filled_qty, reply FROM orders WHERE client_order_id = 'p-1'").fetchone()
+    assert (row[0], row[1], bytes(row[2])) == ("filled", 50, first)
+    assert [r[0] for r in j.db.execute("SELECT fill_id FROM fills ORDER BY n")] == ["F1", "F2"]
+    j.close()
+    rec = Journal(path).load()
+    assert rec.positions.get("AAA").qty == 50 and rec.last_fill_seq == 2
+
+
+def test_values_the_tables_cannot_hold_are_refused_before_anything_is_stored(path):
+    j = Journal(path)
+    o = new_order("big")
+    o.updated_ts = 2**64  # beyond SQLite's 64-bit integers
+    with pytest.raises(JournalError, match="out of range"):
+        j.write([o], [], {}, {})
+    o2 = new_order("nan")
+    o2.avg_price = float("nan")
+    with pytest.raises(JournalError, match="out of range"):
+        j.write([o2], [], {}, {})
+    assert j.pending == 0
+    j.write([new_order("fine")], [], {}, {})
+    assert [x.client_order_id for x in j.load().orders] == ["fine"]
+    j.close()
+
+
+def test_a_version_1_journal_is_upgraded_in_place(path):
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE orders (client_order_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL,"
+        " qty INTEGER NOT NULL, order_type TEXT NOT NULL, limit_price REAL, source TEXT NOT NULL, status TEXT NOT NULL,"
+        " filled_qty INTEGER NOT NULL, avg_price REAL NOT NULL, reason TEXT NOT NULL, created_ts INTEGER NOT NULL,"
+        " updated_ts INTEGER NOT NULL, cause_ts INTEGER NOT NULL, origin_ts INTEGER NOT NULL, reply BLOB);"
+        "INSERT INTO orders VALUES ('old-1','O1','AAA','buy',5,'market',NULL,'t','filled',5,100.0,'',1,2,3,4,x'a1');"
+        "PRAGMA user_version=1;"
+    )
+    db.close()
+    j = Journal(path)
+    rec = j.load()
+    assert [o.client_order_id for o in rec.orders] == ["old-1"] and j.reply_for("old-1") == b"\xa1"
+    assert j.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    j.close()

@@ -113,6 +113,33 @@ class Order:
             self.origin_ts,
         )
 
+    def update_frame(self, seq: int) -> bytes:
+        """This state as a published ``order_update`` frame: the bytes of
+        ``P.pub(self.to_update(seq))``, built without the intermediate message (the gateway
+        publishes two or three per order; tests/unit/test_exchange_frames.py holds them equal)."""
+        return b"exec.order." + self.symbol.encode() + P.TOPIC_SEP + P.packb(
+            {
+                "v": P.PROTOCOL_VERSION,
+                "type": "order_update",
+                "client_order_id": self.client_order_id,
+                "order_id": self.order_id,
+                "symbol": self.symbol,
+                "side": self.side,
+                "qty": self.qty,
+                "filled_qty": self.filled_qty,
+                "avg_price": self.avg_price,
+                "status": self.status,
+                "ts": self.updated_ts,
+                "reason": self.reason,
+                "order_type": self.order_type,
+                "limit_price": self.limit_price,
+                "source": self.source,
+                "cause_ts": self.cause_ts,
+                "origin_ts": self.origin_ts,
+                "seq": seq,
+            }
+        )
+
     def to_update(self, seq: int = 0) -> P.OrderUpdate:
         return P.OrderUpdate(
             client_order_id=self.client_order_id,
@@ -150,6 +177,27 @@ class FillRecord:
     source: str = ""
     cause_ts: int = 0
     origin_ts: int = 0
+
+    def fill_frame(self, seq: int) -> bytes:
+        """This fill as a published ``fill`` frame: the bytes of ``P.pub(self.to_message(seq))``."""
+        return b"exec.fill." + self.symbol.encode() + P.TOPIC_SEP + P.packb(
+            {
+                "v": P.PROTOCOL_VERSION,
+                "type": "fill",
+                "fill_id": self.fill_id,
+                "client_order_id": self.client_order_id,
+                "order_id": self.order_id,
+                "symbol": self.symbol,
+                "side": self.side,
+                "qty": self.qty,
+                "price": self.price,
+                "ts": self.ts,
+                "source": self.source,
+                "cause_ts": self.cause_ts,
+                "origin_ts": self.origin_ts,
+                "seq": seq,
+            }
+        )
 
     def to_message(self, seq: int = 0) -> P.Fill:
         return P.Fill(

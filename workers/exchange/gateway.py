@@ -42,8 +42,15 @@ DEFAULT_BATCH = 2048
 #: after a (re)start, seconds during which a market order for a symbol without a tick yet waits
 #: for the market instead of being rejected "no market data" (see ExchangeGateway._should_hold)
 DEFAULT_MARKET_WAIT = 1.0
+#: fold the journal's log into its tables once no batch was written for this long (seconds)...
+FOLD_IDLE = 0.05
+#: ...or at once when the log holds this many batches or this many order rows and fills
+FOLD_MAX_BATCHES = 2_000
+FOLD_MAX_RECORDS = 20_000
 #: get_orders answers with at most this many (the most recent), flagging ``truncated``
 MAX_ORDERS_IN_REPLY = 20_000
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE_NOBLOCK = int(zmq.NOBLOCK | zmq.SNDMORE)
 #: order id shown for an order the gateway refused before any exchange saw it
 NO_ORDER_ID = "-"
 
@@ -96,6 +103,7 @@ class ExchangeGateway(Worker):
         self._hold_until = 0.0
         self._envelope: list[bytes] | None = None  # of the request being handled
         self._failed = False
+        self._last_write = 0.0  # monotonic time of the latest journal write (see _maybe_fold)
         self._handlers: dict[type[P.Message], Callable[[P.Message, Batch, int], bytes]] = {
             P.SendOrder: self._send_order,
             P.CancelOrder: self._cancel_order,
@@ -117,11 +125,11 @@ class ExchangeGateway(Worker):
         self.router = self.socket(zmq.ROUTER, bind=self.endpoints.orders, sndhwm=self.args.exec_hwm, rcvhwm=self.args.exec_hwm)
         # Replies to a vanished or stuck peer raise instead of vanishing, so they are counted.
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.add_reader(self.router, self._on_requests, multipart=True)
+        self.add_reader(self.router, self._on_requests, multipart=True, drains=True)
         self.pub = self.socket(zmq.PUB, bind=self.endpoints.execution, sndhwm=self.args.exec_hwm)
         if self.caps.get("needs_ticks", False):
             self.ticks = self.socket(zmq.SUB, connect=self.endpoints.ticks, subscribe=[b"tick."], rcvhwm=self.args.tick_hwm)
-            self.add_reader(self.ticks, self._on_ticks)
+            self.add_reader(self.ticks, self._on_ticks, drains=True)
             self._hold_until = time.monotonic() + max(0.0, float(self.args.market_wait))
         self.log.info(
             "exchange gateway (%s) on %s, execution %s, journal %s (sync %s): %d orders, %d working, %d fills recovered",
@@ -163,11 +171,36 @@ class ExchangeGateway(Worker):
             batch = Batch(P.now_ns())
             self._apply(self.client.poll(P.now_ns()), batch)
             self._flush(batch)
+        if not self._failed:
+            self._maybe_fold(now)
         self.stats.gauges["working_orders"] = len(self.working)
         self.stats.gauges["orders_known"] = len(self.orders)
         self.stats.gauges["exec_seq"] = self.exec_seq
         self.stats.gauges["last_fill_seq"] = self.positions.last_fill_seq
         self.stats.gauges["held_orders"] = len(self._held)
+
+    def _maybe_fold(self, now: float) -> None:
+        """Fold the journal's log into its tables and checkpoint the WAL while nobody waits:
+        after FOLD_IDLE without a write, or under sustained load once the log is long."""
+        j = self.journal
+        if not j.pending:
+            return
+        if now - self._last_write < FOLD_IDLE and j.pending < FOLD_MAX_BATCHES and j.pending_records < FOLD_MAX_RECORDS:
+            return
+        t0 = P.now_ns()
+        try:
+            j.fold()
+            j.checkpoint()
+        except JournalError as e:
+            # Everything is still in the log, but a journal that cannot write its tables will
+            # not write its log for long either: stop like a failed commit (see _flush).
+            self._failed = True
+            self.stats.inc("journal_errors")
+            self.log.error("%s; stopping", e)
+            self.request_stop("journal fold failed", code=3)
+            return
+        self.stats.inc("journal_folds")
+        self.stats.lat("journal_fold", P.now_ns() - t0)
 
     def on_command(self, cmd: str, args: dict) -> dict | None:
         if cmd == "positions":
@@ -538,14 +571,18 @@ class ExchangeGateway(Worker):
                 self.log.error("%s; stopping without answering %d requests", e, len(batch.sends))
                 self.request_stop("journal write failed", code=3)
                 return
+            self._last_write = time.monotonic()
             if batch.journaled_requests:
                 elapsed = P.now_ns() - batch.started_ns
                 for _ in range(batch.journaled_requests):
                     self.stats.lat("order_journal", elapsed)
-        send = self.router.send_multipart
+        send = self.router.send
         for frames in batch.sends:
             try:
-                send(frames, zmq.NOBLOCK)
+                # send_multipart, without its per-frame flag arithmetic on enums
+                for frame in frames[:-1]:
+                    send(frame, _MORE_NOBLOCK)
+                send(frames[-1], _NOBLOCK)
             except zmq.ZMQError:  # peer gone (ROUTER_MANDATORY) or its pipe full
                 self.stats.inc("dropped")
                 self.rlog.warning("reply", "could not deliver a reply: peer gone or not reading")
@@ -555,9 +592,9 @@ class ExchangeGateway(Worker):
         send = self.pub.send
         for ev in events:
             self.exec_seq += 1
-            msg = ev.fill.to_message(self.exec_seq) if isinstance(ev, FillEvent) else ev.order.to_update(self.exec_seq)
+            frame = ev.fill.fill_frame(self.exec_seq) if ev.__class__ is FillEvent else ev.order.update_frame(self.exec_seq)
             try:
-                send(P.pub(msg), zmq.NOBLOCK)
+                send(frame, zmq.NOBLOCK)
             except zmq.Again:
                 self.stats.inc("dropped")
         self.stats.inc("published", len(events))
