@@ -429,6 +429,18 @@ class Worker:
                 if self.log.isEnabledFor(logging.DEBUG):
                     self.log.exception("handler error")
 
+    def _hook(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call a worker's loop hook; a bug in it is counted and logged, never the end of the
+        loop (the worker keeps serving, and the count shows in the workers panel)."""
+        try:
+            return fn(*args)
+        except Exception as e:
+            self.stats.inc("handler_errors")
+            self.rlog.warning(fn.__name__, "%s failed: %s: %s", fn.__name__, type(e).__name__, e)
+            if self.log.isEnabledFor(logging.DEBUG):
+                self.log.exception("%s failed", fn.__name__)
+            return None
+
     def run(self) -> int:
         self._install_signal_handlers()
         try:
@@ -445,7 +457,7 @@ class Worker:
             while not self._stop:
                 now = time.monotonic()
                 wake = min(next_hb, next_timer)
-                want = self.next_wakeup(now)
+                want = self._hook(self.next_wakeup, now)
                 if want is not None:
                     wake = min(wake, want)
                 timeout_ms = min(100, max(0, math.ceil((wake - now) * 1000)))
@@ -458,10 +470,10 @@ class Worker:
                 for sock, _ in ready:
                     self._drain(sock)
                 if ready:
-                    self.on_batch_end()
+                    self._hook(self.on_batch_end)
                 now = time.monotonic()
                 if now >= next_timer:
-                    self.on_timer(now)
+                    self._hook(self.on_timer, now)
                     next_timer = now + self.timer_interval
                 if now >= next_hb:
                     self._send_heartbeat()

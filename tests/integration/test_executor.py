@@ -47,14 +47,18 @@ class FakeExchange:
     def pump(self) -> None:
         while True:
             try:
-                ident, empty, payload = self.sock.recv_multipart(zmq.NOBLOCK)
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            # [identity, ..., "", request]: REQ clients and the executor's DEALER (which puts
+            # its client_order_id before the delimiter); the reply echoes the envelope
+            i = frames.index(b"", 1)
+            envelope, payload = frames[: i + 1], frames[i + 1]
             req = msgpack.unpackb(payload, raw=False)
             self.requests.append(req)
             rep = self.handle(req)
             if rep is not None:
-                self.sock.send_multipart([ident, empty, msgpack.packb(rep)])
+                self.sock.send_multipart(envelope + [msgpack.packb(rep)])
 
     def handle(self, req: dict) -> dict | None:
         t = req.get("type")

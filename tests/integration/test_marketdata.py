@@ -38,9 +38,11 @@ class Sub:
                 frame = self.sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return n
-            topic, tick = P.decode_pub(frame, P.Tick)
-            self.topics.append(topic)
-            self.ticks.append(tick)
+            # either form: a 'tick', or a batched 'ticks' frame (the gateway's default)
+            topic = P.split_pub(frame)[0]
+            for tick in P.iter_ticks(frame):
+                self.topics.append(topic)
+                self.ticks.append(tick)
             n += 1
         return n
 

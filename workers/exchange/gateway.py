@@ -513,14 +513,18 @@ class ExchangeGateway(Worker):
             else:
                 latest[topic] = frame
         for frame in latest.values():
-            self._tick(frame, batch)
+            self._tick(frame, batch, newest_only=True)
         if self._held:
             self._release_held(batch)
         self._flush(batch)
 
-    def _tick(self, frame: bytes, batch: Batch) -> None:
+    def _tick(self, frame: bytes, batch: Batch, newest_only: bool = False) -> None:
+        """Match a tick frame's ticks against the book.  ``newest_only``: the symbol has no
+        working order, so only its newest quote matters (a batched frame's older rows would
+        only be stored and overwritten)."""
         try:
-            ticks = list(P.iter_ticks(frame))  # a 'tick' or a batched 'ticks' frame
+            # a 'tick' or a batched 'ticks' frame
+            ticks = [P.last_tick(frame)] if newest_only else list(P.iter_ticks(frame))
             for tick in ticks:
                 _check_timestamps(tick)  # its ts becomes the fills' cause_ts, in the journal
         except P.ProtocolError as e:

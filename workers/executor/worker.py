@@ -9,12 +9,19 @@ Sockets (see docs/executor.md):
 * SUB on ``ticks`` (``tick.``): last prices, for the price band and unrealized P&L.
 * SUB on ``execution`` (``exec.``): fills into the :class:`PositionBook`, order updates
   into the working-order bookkeeping.
-* REQ (Lazy Pirate :class:`~workers.order_client.OrderClient`) on ``orders``.
+* DEALER on ``orders`` for ``send_order``: up to ``--max-in-flight`` orders outstanding at
+  once, each framed ``[client_order_id, "", request]`` so its reply comes back under the
+  same id (the gateway echoes whatever envelope came in).  Lazy Pirate per order: no reply
+  within ``--order-timeout`` -> the same request again, ``--order-retries`` attempts in all.
+* REQ (Lazy Pirate :class:`~workers.order_client.OrderClient`) on ``orders`` for the
+  queries: get_positions, get_order, cancel_all.
 
-An order whose send gets no reply after every retry is UNKNOWN: it stays counted as
-working, new signals are refused until it is resolved, and a timer asks the gateway about
-it with ``get_order`` every ``--reconcile-interval`` seconds.  It is never sent again under
-another ``client_order_id``.
+Signals are never held up by an order in flight: a burst of signals goes out back to back
+and the gateway journals them in one group commit (docs/performance.md).  An order whose
+send gets no reply after every retry is UNKNOWN: it stays counted as working, new signals
+are refused until it is resolved, and a timer asks the gateway about it with ``get_order``
+every ``--reconcile-interval`` seconds (a late reply to one of its sends resolves it too).
+It is never sent again under another ``client_order_id``.
 """
 
 from __future__ import annotations
@@ -88,6 +95,17 @@ class WorkingOrder:
         self.status = status
 
 
+@dataclass(slots=True)
+class InFlight:
+    """A send_order on the DEALER whose reply has not come yet."""
+
+    order: WorkingOrder
+    payload: bytes
+    sent_ns: int  # the first attempt (order_ack is measured from it)
+    deadline: float  # monotonic: resend (or give up) after this
+    attempts: int = 1
+
+
 def parse_status(value: Any) -> OrderStatus | None:
     try:
         return OrderStatus(value)
@@ -130,6 +148,8 @@ class OrderExecutor(Worker):
         self.working: dict[str, WorkingOrder] = {}
         #: client_order_ids whose outcome is unknown, in the order they became unknown
         self.unknown: dict[str, WorkingOrder] = {}
+        #: send_orders waiting for their reply, by client_order_id (oldest first)
+        self.in_flight: dict[str, InFlight] = {}
         self.paused = False
         self.synced = False
         self._tick_frames: dict[bytes, bytes] = {}
@@ -151,9 +171,11 @@ class OrderExecutor(Worker):
         self.add_reader(self.execution, self._on_exec)
         self.add_reader(self.ticks, self._on_tick)
         self.add_reader(self.signals, self._on_signal_frame)
-        # One attempt per call: send_order loops over --order-retries itself (see
-        # _request_order); queries (get_positions, get_order, cancel_all) try once because the
-        # timer asks again, so a gateway that is down costs one timeout per round.
+        # Orders: a DEALER, many in flight, replies matched by the client_order_id frame.
+        self.order_pipe = self.socket(zmq.DEALER, connect=ep.orders, sndhwm=a.max_in_flight * 4, rcvhwm=a.max_in_flight * 4)
+        self.add_reader(self.order_pipe, self._on_order_reply, multipart=True)
+        # Queries (get_positions, get_order, cancel_all) try once because the timer asks
+        # again, so a gateway that is down costs one timeout per round.
         self.orders = OrderClient(ep.orders, RetryPolicy(a.order_timeout, 1), ctx=self.ctx, curve=self.curve)
         self._sync_positions()
         self._update_gauges()
@@ -233,6 +255,8 @@ class OrderExecutor(Worker):
             return "positions not loaded from the exchange yet"
         if len(self.unknown) > self.args.max_unknown_orders:
             return f"{len(self.unknown)} order(s) with unknown outcome; reconciling"
+        if len(self.in_flight) >= self.args.max_in_flight:
+            return f"{len(self.in_flight)} orders already waiting for the gateway's reply"
         return ""
 
     def pending(self, symbol: str) -> int:
@@ -279,21 +303,79 @@ class OrderExecutor(Worker):
         # Booked before the send, so fills that race the reply find their order.
         wo = self.working[coid] = WorkingOrder(coid, sig.symbol, sig.side, sig.qty, sig)
         self.stats.inc("orders")
-        t0 = P.now_ns()
-        reply = self._request_order(order)
-        t1 = P.now_ns()
-        now = time.monotonic()
+        inf = self.in_flight[coid] = InFlight(wo, order.pack(), P.now_ns(), time.monotonic() + self.args.order_timeout)
+        self._transmit(inf)
 
-        if reply is None or not self._reply_is_for(reply, coid):
-            # No answer (or one we cannot read): the gateway may or may not hold the order.
+    def _transmit(self, inf: InFlight) -> None:
+        try:
+            self.order_pipe.send_multipart([inf.order.client_order_id.encode(), b"", inf.payload], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            # the pipe to a gateway that is gone is full: the deadline resends it, or gives up
+            self.stats.inc("order_send_blocked")
+
+    def next_wakeup(self, now: float) -> float | None:
+        # Called by the runtime before every poll.  The oldest order in flight has the
+        # earliest deadline (a resend moves an order to the back).
+        oldest = next(iter(self.in_flight.values()), None)
+        if oldest is None:
+            return None
+        if oldest.deadline <= now:
+            self._check_in_flight(now)
+            oldest = next(iter(self.in_flight.values()), None)
+        return oldest.deadline if oldest is not None else None
+
+    def _check_in_flight(self, now: float) -> None:
+        """Lazy Pirate per order: past its deadline an order is sent again (the same request,
+        so the gateway can never take it twice), and after the last attempt it is UNKNOWN."""
+        due = [inf for inf in self.in_flight.values() if inf.deadline <= now]
+        for inf in due:
+            coid = inf.order.client_order_id
+            del self.in_flight[coid]
+            if inf.attempts < self.args.order_retries:
+                inf.attempts += 1
+                inf.deadline = now + self.args.order_timeout
+                self.in_flight[coid] = inf  # to the back: deadlines stay in order
+                self.stats.inc("order_resends")
+                self._transmit(inf)
+                continue
+            wo = inf.order
             wo.status = OrderStatus.UNKNOWN
             self.unknown[coid] = wo
             self.stats.inc("unknown")
             self.rlog.warning("unknown", "order %s outcome unknown; reconciling with get_order", coid)
-            self._decide(sig, True, UNKNOWN_REASON, coid)
-            return
+            self._decide(wo.signal, True, UNKNOWN_REASON, coid)
 
-        self.stats.lat("order_ack", t1 - t0)
+    def _on_order_reply(self, frames: list[bytes]) -> None:
+        t1 = P.now_ns()
+        if len(frames) != 3 or frames[1] != b"":
+            self.stats.inc("decode_errors")
+            self.rlog.warning("reply", "order reply of %d frames dropped (want [client_order_id, '', reply])", len(frames))
+            return
+        coid = frames[0].decode("utf-8", "replace")
+        try:
+            reply = P.unpack_map(frames[2])
+        except P.ProtocolError as e:
+            reply = P.reply("", False, f"unreadable reply: {e}")
+        inf = self.in_flight.pop(coid, None)
+        if inf is None:
+            wo = self.unknown.get(coid)
+            if wo is not None and self._reply_is_for(reply, coid):
+                self._late_reply(wo, reply)  # the gateway had it after all
+            else:
+                self.stats.inc("late_replies")  # a resend's second answer, or after a restart
+            return
+        wo = inf.order
+        if not self._reply_is_for(reply, coid):
+            # An answer that does not tell: the gateway may or may not hold the order.
+            wo.status = OrderStatus.UNKNOWN
+            self.unknown[coid] = wo
+            self.stats.inc("unknown")
+            self.rlog.warning("unknown", "order %s: unreadable reply; reconciling with get_order", coid)
+            self._decide(wo.signal, True, UNKNOWN_REASON, coid)
+            return
+        sig = wo.signal
+        self.stats.lat("order_ack", t1 - inf.sent_ns)
+        now = time.monotonic()
         fields = order_map(reply)
         status = parse_status(fields.get("status"))
         if not reply.get("ok") or status is OrderStatus.REJECTED:
@@ -311,23 +393,20 @@ class OrderExecutor(Worker):
         self._retire_if_done(wo)
         self._decide(sig, True, f"order {wo.status.value}", coid)
 
-    def _request_order(self, order: P.SendOrder) -> dict | None:
-        """Lazy Pirate over ``--order-retries`` attempts of the same request (same
-        client_order_id, so the gateway can never take it twice), or None: outcome unknown.
-
-        The attempts are looped here rather than inside OrderClient so that a heartbeat goes
-        out between them: retries x timeout can exceed the supervisor's silence limit, and
-        killing the executor mid-outage would forget which orders are unknown.
-        """
-        payload = order.pack()
-        for attempt in range(self.args.order_retries):
-            if attempt:
-                self.stats.inc("order_resends")
-                self._send_heartbeat()
-            reply = self.orders.request_raw(payload)
-            if reply is not None:
-                return reply
-        return None
+    def _late_reply(self, wo: WorkingOrder, reply: Mapping[str, Any]) -> None:
+        """A send_order reply for an order already declared UNKNOWN: it settles it."""
+        fields = order_map(reply)
+        status = parse_status(fields.get("status"))
+        if not reply.get("ok") or status is None:
+            status = OrderStatus.REJECTED
+        oid = fields.get("order_id")
+        if isinstance(oid, str) and oid:
+            wo.order_id = oid
+        wo.set_status(status, _nonneg_int_or_none(fields.get("filled_qty")), time.monotonic())
+        if status is OrderStatus.REJECTED:
+            self.working.pop(wo.client_order_id, None)
+        self._resolved(wo, "late reply")
+        self._retire_if_done(wo)
 
     @staticmethod
     def _reply_is_for(reply: Mapping[str, Any], coid: str) -> bool:
@@ -517,6 +596,7 @@ class OrderExecutor(Worker):
         g["position_count"] = len(g["positions"])
         g["working_orders"] = len(self.working)
         g["unknown_orders"] = len(self.unknown)
+        g["in_flight_orders"] = len(self.in_flight)
         g["kill_switch"] = self.risk.limits.kill_switch
         g["synced"] = self.synced
 
@@ -607,6 +687,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("orders")
     g.add_argument("--order-timeout", type=_positive_float, default=1.0, help="seconds to wait for one reply from the order gateway (default 1.0)")
     g.add_argument("--order-retries", type=_positive_int, default=3, help="send attempts per order before its outcome is unknown (default 3)")
+    g.add_argument(
+        "--max-in-flight",
+        type=_positive_int,
+        default=64,
+        help="orders sent and not yet answered by the gateway; beyond it new signals are refused (default 64)",
+    )
     g.add_argument(
         "--reconcile-interval",
         type=_positive_float,

@@ -3,9 +3,10 @@
 ``python main.py worker marketdata [options]`` — see docs/marketdata.md.
 
 Every frame is ``tick.<SYMBOL> NUL msgpack``, sent with NOBLOCK on a PUB bound to the ticks
-endpoint with an explicit SNDHWM: one ``tick`` per frame (:func:`workers.protocol.pub`), or with
-``--batch-ticks N`` the ticks of a symbol due at the same wake-up as one ``ticks`` frame
-(:func:`workers.protocol.encode_ticks`), never waiting for a batch to fill.
+endpoint with an explicit SNDHWM: the ticks of a symbol due at the same wake-up as one ``ticks``
+frame (:func:`workers.protocol.encode_ticks`, up to ``--batch-ticks N``, default
+:data:`DEFAULT_BATCH_TICKS`), never waiting for a batch to fill; a lone due tick, and every
+tick with ``--batch-ticks 1``, as one ``tick`` frame (:func:`workers.protocol.pub`).
 
 Pacing.  Ticks follow a schedule of evenly spaced due times (``1 / (rate * symbols)`` apart,
 symbols taking turns).  The runtime loop calls :meth:`MarketDataGateway.next_wakeup` at the top
@@ -56,7 +57,7 @@ DEFAULT_RATE = 5.0
 DEFAULT_SPEED = BAR_SECONDS / 5  # one daily bar every 5 seconds
 DEFAULT_HWM = 100_000
 #: 1 until every consumer of ticks reads the batched form (docs/performance.md)
-DEFAULT_BATCH_TICKS = 1
+DEFAULT_BATCH_TICKS = 256
 MAX_RATE = 1_000_000.0
 
 
