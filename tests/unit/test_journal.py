@@ -223,8 +223,10 @@ def test_gateway_group_commit_journals_a_whole_batch_in_one_transaction(tmp_path
         assert pending >= 1
         gw.on_timer(time.monotonic())
         assert gw.journal.pending == pending and c["journal_folds"] == 0
-        gw.on_timer(time.monotonic() + 1.0)
-        assert gw.journal.pending == 0 and c["journal_folds"] == 1
+        gw.on_timer(time.monotonic() + 2.0)  # idle past FOLD_IDLE: folded, not yet checkpointed
+        assert gw.journal.pending == 0 and c["journal_folds"] == 1 and c["journal_checkpoints"] == 0
+        gw.on_timer(time.monotonic() + 10.0)  # idle past CHECKPOINT_IDLE
+        assert c["journal_checkpoints"] == 1
         assert gw.journal.db.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 51
         rec = gw.journal.load()
         assert len(rec.orders) == 51 and len(rec.fills) == 50 and rec.positions.get("AAA").qty == 50
