@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -152,7 +154,7 @@ def test_remove_journal(path):
     j.write([new_order("x")], [], {}, {})
     j.close()
     remove_journal(path)
-    assert not path.exists()
+    assert not path.exists() and not Path(f"{path}-log").exists()
     assert Journal(path).load().orders == []
 
 
@@ -265,18 +267,80 @@ def _crash_after_writes(path, n: int) -> None:
 def test_batches_left_in_the_log_by_a_crash_are_recovered_and_folded(path):
     _crash_after_writes(path, 30)
     raw = sqlite3.connect(path)
-    assert raw.execute("SELECT COUNT(*) FROM log").fetchone()[0] == 30  # all in the log, none folded
-    assert raw.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 0
+    assert raw.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 0  # all in the log, none folded
     raw.close()
+    log_size = Path(f"{path}-log").stat().st_size
+    assert log_size > 30 * 20
     j = Journal(path)
+    assert j.pending == 0 and j.truncated_bytes == 0  # opening replayed and folded them
     rec = j.load()
     assert [o.client_order_id for o in rec.orders] == [f"c{i}" for i in range(30)]
     assert rec.state == {"next_order_n": 30}
     assert j.reply_for("c7") == b"reply-7"
-    assert j.pending == 0  # load folded them
-    assert j.db.execute("SELECT COUNT(*) FROM log").fetchone()[0] == 0
     assert j.db.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 30
     j.close()
+    assert Path(f"{path}-log").stat().st_size < log_size  # a clean close folds, checkpoints, resets the log
+    assert [o.client_order_id for o in Journal(path).load().orders] == [f"c{i}" for i in range(30)]
+
+
+def test_a_torn_last_record_is_cut_off_and_everything_before_it_stands(path):
+    _crash_after_writes(path, 5)
+    log = Path(f"{path}-log")
+    whole = log.read_bytes()
+    log.write_bytes(whole + b"\x40\x00\x00\x00\x12\x34")  # half a record header: a crash mid-write
+    j = Journal(path)
+    assert j.truncated_bytes == 6
+    assert [o.client_order_id for o in j.load().orders] == [f"c{i}" for i in range(5)]
+    j.write([new_order("after")], [], {}, {})  # appends after the cut, readable next time
+    j.close()
+    assert [o.client_order_id for o in Journal(path).load().orders][-1] == "after"
+
+
+def test_a_corrupt_record_ends_the_replay_there(path):
+    _crash_after_writes(path, 3)
+    log = Path(f"{path}-log")
+    data = bytearray(log.read_bytes())
+    data[-3] ^= 0xFF  # the last record's payload: its CRC no longer matches
+    log.write_bytes(bytes(data))
+    j = Journal(path)
+    assert j.truncated_bytes > 0
+    assert [o.client_order_id for o in j.load().orders] == ["c0", "c1"]
+    j.close()
+
+
+def test_the_log_restarts_after_a_checkpoint_and_a_crash_right_after_loses_nothing(path):
+    j = Journal(path)
+    j.write([new_order("a")], [], {"a": b"ra"}, {"next_order_n": 2})
+    gen = j.gen
+    j.fold()
+    j.checkpoint()  # every fold synced: an empty log of the next generation
+    assert j.gen == gen + 1 and Path(f"{path}-log").stat().st_size == 16
+    j.write([new_order("b")], [], {"b": b"rb"}, {"next_order_n": 3})  # in the new log, not folded
+    os.close(j._fd)  # "crash": no fold, no close
+    j.db.close()
+    j2 = Journal(path)  # log_state still names the old generation: the new log is replayed whole
+    rec = j2.load()
+    assert [o.client_order_id for o in rec.orders] == ["a", "b"] and rec.state == {"next_order_n": 3}
+    assert (j2.reply_for("a"), j2.reply_for("b")) == (b"ra", b"rb")
+    j2.close()
+
+
+def test_a_log_shorter_than_its_folded_offset_starts_a_new_generation(path):
+    j = Journal(path)
+    for i in range(3):
+        j.write([new_order(f"x{i}")], [], {}, {})
+    j.fold()  # folded (in the tables), not checkpointed: the log keeps its records
+    gen = j.gen
+    os.close(j._fd)
+    j.db.close()
+    log = Path(f"{path}-log")
+    log.write_bytes(log.read_bytes()[:20])  # the tail of the log lost, the fold kept
+    j2 = Journal(path)
+    assert j2.gen == gen + 1
+    j2.write([new_order("y")], [], {}, {})
+    os.close(j2._fd)
+    j2.db.close()
+    assert [o.client_order_id for o in Journal(path).load().orders] == ["x0", "x1", "x2", "y"]
 
 
 def test_fold_moves_the_log_into_the_tables_and_keeps_the_first_reply(path):

@@ -10,9 +10,9 @@ Sockets:
   (``exec.fill.SYM``), with ``seq`` counting every message this process published, from 1.
 
 Group commit: each wake-up drains every waiting request (up to ``--batch``), handles them
-against the exchange client, writes the whole batch to the journal in ONE transaction, and
+against the exchange client, writes the whole batch to the journal as ONE log record, and
 only then sends the replies and publishes the reports.  Nothing leaves the process that the
-journal does not already hold, and the journal pays one commit per batch, not per order.
+journal does not already hold, and the journal pays one write per batch, not per order.
 Ticks go through the same cycle, since they fill working orders.
 """
 

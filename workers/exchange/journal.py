@@ -1,32 +1,36 @@
-"""The exchange gateway's journal: every order, state change, fill and reply, in SQLite.
-
-One SQLite file in WAL mode, written only by the gateway that holds it (exclusive locking:
-a second gateway on the same file fails to start instead of corrupting idempotency).
+"""The exchange gateway's journal: every order, state change, fill and reply.
 
 Two layers, because a trader waits on the first and nobody waits on the second:
 
-* **the log** -- :meth:`Journal.write` stores one batch (everything a group commit changed)
-  as ONE row of an append-only table, in one transaction.  That is the durability point: the
-  gateway sends nothing before it returns.  Appending one row touches one or two pages, where
-  updating the order, fill and index B-trees touched seven; it is what keeps an order's round
-  trip near raw ZeroMQ (docs/performance.md).
-* **the tables** -- :meth:`Journal.fold` moves what the log holds into queryable ``orders``,
-  ``fills`` and ``meta`` tables and deletes those log rows, in one transaction.  The gateway
-  folds when it is idle, when the log grows long, and when it stops; the folded rows come
-  from memory, so folding never reads the log back.
+* **The log** -- ``<journal>-log``, an append-only file.  :meth:`Journal.write` stores one
+  batch (everything a group commit changed) as ONE record: ``<u32 length><u32 crc32>`` and a
+  msgpack array ``[order rows, fill rows, [[cid, reply]], counters]``, in one ``write()``.
+  That is the durability point: the gateway sends nothing before it returns.  A ``write()``
+  costs a few microseconds even when the process has just woken up; the SQLite commit it
+  replaces cost 25-100 us on a cold cache (docs/performance.md).
+* **The tables** -- one SQLite file (WAL mode, exclusive lock: a second gateway on the same
+  journal fails to start instead of corrupting idempotency).  :meth:`Journal.fold` moves the
+  log's records into queryable ``orders``, ``fills`` and ``meta`` tables and, in the same
+  transaction, records how far the log is folded (``log_state``: the log's generation and
+  offset).  The gateway folds when it is idle, when the log grows long, and when it stops;
+  the rows come from memory, so folding never reads the log back.  :meth:`Journal.checkpoint`
+  copies the WAL into the database file (synced); once that holds every fold, the log file is
+  replaced by an empty one of the next generation.
 
-:meth:`Journal.load` reads the tables, then replays whatever log rows a crash left, and folds
-them.  A batch is therefore in exactly one place at any instant -- a log row or the tables --
-and the fold's transaction moves it atomically.
+Opening a journal replays whatever the log holds beyond the folded offset -- a crash's
+leftovers -- and folds it, so every record is in the tables or in the log's unfolded tail,
+never lost and never counted twice.  A torn last record (a crash mid-``write``, or power loss)
+fails its length or CRC and is cut off; everything before it stands.
 
 * ``synchronous=NORMAL`` (default): a committed batch survives a crash of the process
-  (SIGKILL included) because it is in the WAL file the moment COMMIT returns; a power loss
-  or OS crash may lose the last batches, never consistency.
-* ``synchronous=FULL`` (``--journal-sync full``): COMMIT also fsyncs the WAL, so a batch
-  survives a power loss once it is committed.  Costs one fsync per batch.
+  (SIGKILL included) because ``write()`` returned: it is in the OS's page cache.  A power loss
+  or OS crash may lose the last batches, never consistency (the log is cut at its first bad
+  record, the tables at their last synced fold).
+* ``synchronous=FULL`` (``--journal-sync full``): each record is also ``fdatasync``-ed before
+  ``write`` returns, and folds commit with SQLite's FULL sync, so a batch survives a power
+  loss once it is written.  Costs one fsync per batch.
 
-Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`; a v1 journal is upgraded by adding
-the log table):
+Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`; v1 journals are upgraded in place):
 
     orders(client_order_id PK, order_id, symbol, side, qty, order_type, limit_price, source,
            status, filled_qty, avg_price, reason, created_ts, updated_ts, cause_ts,
@@ -34,13 +38,15 @@ the log table):
     fills(n PK, fill_id UNIQUE, client_order_id, order_id, symbol, side, qty, price, ts,
           source, cause_ts, origin_ts)
     meta(key PK, value INTEGER)          -- the exchange client's counters (next O / F number)
-    log(n PK, batch BLOB)                -- msgpack [order rows, fill rows, [[cid, reply]], state]
+    log_state(key PK, value INTEGER)     -- 'gen', 'folded': the log folded so far
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import struct
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +61,18 @@ SYNC_MODES = ("normal", "full")
 #: SQLite stores signed 64-bit integers; a larger one would fail the fold long after the
 #: batch was acknowledged, so :meth:`Journal.write` refuses it up front.
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
-#: pages; a safety net only -- the gateway checkpoints after each fold, off the order path
+#: pages; a safety net only -- the gateway checkpoints off the order path (see the gateway)
 WAL_AUTOCHECKPOINT = 20_000
+LOG_SUFFIX = "-log"
+#: the log file's header: magic, format version, generation (a fresh log: the next one)
+_LOG_HEADER = struct.Struct("<4sIQ")
+_LOG_MAGIC = b"TDJL"
+_LOG_FORMAT = 1
+#: each record: payload length, crc32 of the payload
+_REC = struct.Struct("<II")
+#: a record longer than this is not one (a torn header read as a length)
+_MAX_RECORD = 256 * 1024 * 1024
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -98,9 +114,9 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS log (
-    n     INTEGER PRIMARY KEY,
-    batch BLOB NOT NULL
+CREATE TABLE IF NOT EXISTS log_state (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
 );
 """
 
@@ -152,10 +168,11 @@ class Journal:
         if sync not in SYNC_MODES:
             raise ValueError(f"journal sync must be one of {SYNC_MODES}, got {sync!r}")
         self.path = Path(path)
+        self.log_path = Path(f"{self.path}{LOG_SUFFIX}")
         self.sync = sync
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves (a lone INSERT is its own).
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per fold.
             self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=0.5)
             self.db.execute("PRAGMA locking_mode=EXCLUSIVE")
             mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -166,27 +183,104 @@ class Journal:
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, 1, SCHEMA_VERSION):
                 raise JournalError(f"journal {self.path} has schema v{version}; this gateway writes v{SCHEMA_VERSION}")
-            # A write transaction takes the exclusive lock now, not at the first order.
+            # A write transaction takes the exclusive lock now, not at the first order: from
+            # here on this process alone may touch the log file too.
             self.db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            self._saved_state: dict[str, int] = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+            self._last_fill_n = self.db.execute("SELECT COALESCE(MAX(n), 0) FROM fills").fetchone()[0]
+            marks = dict(self.db.execute("SELECT key, value FROM log_state").fetchall())
         except sqlite3.Error as e:
             raise JournalError(f"cannot open journal {self.path}: {e} (is another exchange gateway using it?)") from e
         self._packer = msgpack.Packer(use_bin_type=True)
-        self._saved_state: dict[str, int] = {}  # the counters as the journal holds them (log or tables)
-        self._last_fill_n = 0
-        self._known_fill_n = False
         # What the log holds and the tables do not yet (see fold).
-        self._log_last = 0  # the highest log row written
-        self._log_rows = 0
-        self._orders: dict[str, list] = {}  # client_order_id -> newest order row (+ its first reply)
+        self._records = 0
+        self._orders: dict[str, tuple] = {}  # client_order_id -> newest order row (+ its first reply)
         self._fills: list[tuple] = []
         self._lone: dict[str, bytes] = {}  # replies for orders not in _orders (first one wins)
         self._state: dict[str, int] = {}
+        self.truncated_bytes = 0  # a torn tail cut off the log at open
+        self._fd = -1
+        self._open_log(int(marks.get("gen", 0)), int(marks.get("folded", 0)))
+
+    # ------------------------------------------------------------------ the log file
+    def _open_log(self, folded_gen: int, folded_offset: int) -> None:
+        """Open (or create) the log, replay what it holds beyond the folded offset, cut a torn
+        tail, fold the replay."""
+        try:
+            data = self.log_path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        gen = 0
+        if len(data) >= _LOG_HEADER.size:
+            magic, fmt, gen = _LOG_HEADER.unpack_from(data)
+            if magic != _LOG_MAGIC or fmt != _LOG_FORMAT:
+                raise JournalError(f"{self.log_path} is not a TickDesk journal log (format {fmt})")
+        if not gen or gen < folded_gen or (gen == folded_gen and folded_offset > len(data)):
+            # No log yet (or a header torn at creation: it held no record); or a log older
+            # than the tables (restored from somewhere) or shorter than what they hold (power
+            # loss kept the synced fold, not the log's tail): nothing in it is news, and a
+            # new generation keeps the folded offsets unambiguous.
+            self._new_log_file(max(gen, folded_gen) + 1)
+            return
+        self.gen = gen
+        # The log's records beyond what the tables hold: all of them if this generation was
+        # never folded (a fresh log after a reset), else those past the folded offset.
+        pos = max(folded_offset, _LOG_HEADER.size) if gen == folded_gen else _LOG_HEADER.size
+        end = pos
+        while end + _REC.size <= len(data):
+            length, crc = _REC.unpack_from(data, end)
+            start = end + _REC.size
+            if length > _MAX_RECORD or start + length > len(data):
+                break
+            payload = data[start : start + length]
+            if zlib.crc32(payload) != crc:
+                break
+            try:
+                self._replay(payload)
+            except (ValueError, TypeError, IndexError, msgpack.UnpackException) as e:
+                raise JournalError(f"{self.log_path}: unreadable record at offset {end}: {type(e).__name__}: {e}") from e
+            end = start + length
+        try:
+            self._fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | _O_BINARY)
+            if end < len(data):
+                self.truncated_bytes = len(data) - end
+                os.ftruncate(self._fd, end)
+        except OSError as e:
+            raise JournalError(f"cannot open journal log {self.log_path}: {e}") from e
+        self._log_end = end
+        self.fold()
+
+    def _replay(self, payload: bytes) -> None:
+        order_rows, fill_rows, lone, changed = msgpack.unpackb(payload, raw=False, use_list=True)
+        fill_rows = [tuple(r) for r in fill_rows if r[0] > self._last_fill_n]  # folded already
+        self._remember([tuple(r) for r in order_rows], fill_rows, [tuple(x) for x in lone], changed)
+        self._records += 1
+
+    def _new_log_file(self, gen: int) -> None:
+        """An empty log of generation ``gen``, swapped in atomically (temp file + replace)."""
+        if self._fd >= 0:
+            os.close(self._fd)  # Windows cannot replace an open file
+            self._fd = -1
+        tmp = Path(f"{self.log_path}.new")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
+            try:
+                os.write(fd, _LOG_HEADER.pack(_LOG_MAGIC, _LOG_FORMAT, gen))
+                _sync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.log_path)
+            self._fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | _O_BINARY)
+        except OSError as e:
+            raise JournalError(f"cannot create journal log {self.log_path}: {e}") from e
+        self.gen = gen
+        self._log_end = _LOG_HEADER.size
 
     # ------------------------------------------------------------------ writing
     @property
     def pending(self) -> int:
-        """Log rows (batches) not folded into the tables yet."""
-        return self._log_rows
+        """Log records (batches) not folded into the tables yet."""
+        return self._records
 
     @property
     def pending_records(self) -> int:
@@ -201,8 +295,8 @@ class Journal:
         state: Mapping[str, int] | None = None,
     ) -> None:
         """Store one batch atomically: order rows (insert or new state), new fills, stored
-        replies (by client_order_id) and the exchange's counters.  One log row, one commit.
-        Raises JournalError, and then nothing of the batch is stored."""
+        replies (by client_order_id) and the exchange's counters.  One log record, one
+        ``write()``.  Raises JournalError, and then nothing of the batch counts as stored."""
         replies = replies or {}
         order_rows = []
         seen = set()
@@ -216,12 +310,17 @@ class Journal:
             return
         self._check(order_rows, fill_rows, changed_state)
         try:
-            blob = self._packer.pack([order_rows, fill_rows, lone, changed_state])
-            cur = self.db.execute("INSERT INTO log (batch) VALUES (?)", (blob,))
-        except (sqlite3.Error, OverflowError, ValueError, TypeError) as e:
+            payload = self._packer.pack([order_rows, fill_rows, lone, changed_state])
+            record = _REC.pack(len(payload), zlib.crc32(payload)) + payload
+            written = os.write(self._fd, record)
+            if written != len(record):
+                raise OSError(f"short write: {written} of {len(record)} bytes (disk full?)")
+            if self.sync == "full":
+                _sync(self._fd)
+        except (OSError, OverflowError, ValueError, TypeError) as e:
             raise JournalError(f"journal write failed: {type(e).__name__}: {e}") from e
-        self._log_last = cur.lastrowid
-        self._log_rows += 1
+        self._log_end += len(record)
+        self._records += 1
         self._remember(order_rows, fill_rows, lone, changed_state)
 
     def _check(self, order_rows: list[tuple], fill_rows: list[tuple], state: Mapping[str, int]) -> None:
@@ -276,7 +375,7 @@ class Journal:
     def fold(self) -> int:
         """Move every log row into the tables, in one transaction.  Returns the number of log
         rows folded.  Raises JournalError (and then the log still holds everything)."""
-        if not self._log_rows:
+        if not self._records:
             return 0
         db = self.db
         try:
@@ -295,7 +394,10 @@ class Journal:
                     "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     list(self._state.items()),
                 )
-            db.execute("DELETE FROM log WHERE n <= ?", (self._log_last,))
+            db.executemany(
+                "INSERT INTO log_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [("gen", self.gen), ("folded", self._log_end)],
+            )
             db.execute("COMMIT")
         except sqlite3.Error as e:
             if db.in_transaction:
@@ -304,8 +406,8 @@ class Journal:
                 except sqlite3.Error:
                     pass
             raise JournalError(f"journal fold failed: {type(e).__name__}: {e}") from e
-        folded = self._log_rows
-        self._log_rows = 0
+        folded = self._records
+        self._records = 0
         self._orders.clear()
         self._fills.clear()
         self._lone.clear()
@@ -313,11 +415,17 @@ class Journal:
         return folded
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database file now (called when idle, never inside a commit)."""
+        """Copy the WAL into the database file (synced) -- called when idle, never inside a
+        commit -- and then, if the tables hold every record, start an empty log file."""
         try:
-            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            busy, wal_frames, done = self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as e:
             raise JournalError(f"journal checkpoint failed: {type(e).__name__}: {e}") from e
+        if not busy and done == wal_frames and not self._records and self._log_end > _LOG_HEADER.size:
+            # Every fold is in the synced database file now, so the folded records can go.  A
+            # crash before the next fold leaves log_state naming the older generation: the
+            # newer log is then replayed whole, which is exactly what it holds.
+            self._new_log_file(self.gen + 1)
 
     # ------------------------------------------------------------------ reading
     def reply_for(self, client_order_id: str) -> bytes | None:
@@ -331,41 +439,21 @@ class Journal:
         return bytes(reply) if reply is not None else None
 
     def load(self) -> Recovered:
-        """Read back every order, fill, position and counter (call once, at start): the
-        tables, then any log rows a crash left -- which are folded before this returns."""
-        self.fold()  # called on a journal in use (tests, tools): what this process wrote first
+        """Read back every order, fill, position and counter (at start; the log's leftovers
+        were replayed and folded when the journal was opened)."""
+        self.fold()  # a journal in use (tests, tools): what this process wrote, first
         rec = Recovered()
-        orders: dict[str, Order] = {}
         for row in self.db.execute(f"SELECT {_ORDER_COLUMNS} FROM orders ORDER BY rowid"):
-            orders[row[0]] = _order_from_row(row)
+            rec.orders.append(_order_from_row(row))
         for row in self.db.execute(
             "SELECT n, fill_id, client_order_id, order_id, symbol, side, qty, price, ts, source, cause_ts, origin_ts "
             "FROM fills ORDER BY n"
         ):
-            rec.fills.append(_fill_from_row(row))
-        state = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
-        self._saved_state = dict(state)
-        if rec.fills:
-            self._last_fill_n = rec.fills[-1].n
-        try:
-            for n, blob in self.db.execute("SELECT n, batch FROM log ORDER BY n").fetchall():
-                order_rows, fill_rows, lone, changed = msgpack.unpackb(blob, raw=False, use_list=True)
-                order_rows = [tuple(r) for r in order_rows]
-                fill_rows = [tuple(r) for r in fill_rows]
-                for row in order_rows:
-                    orders[row[0]] = _order_from_row(row[:16])
-                rec.fills.extend(_fill_from_row(r) for r in fill_rows)
-                state.update(changed)
-                self._remember(order_rows, fill_rows, [tuple(x) for x in lone], changed)
-                self._log_last = n
-                self._log_rows += 1
-        except (ValueError, TypeError, IndexError, msgpack.UnpackException) as e:
-            raise JournalError(f"journal {self.path}: unreadable log row: {type(e).__name__}: {e}") from e
-        rec.orders = list(orders.values())
-        for fill in rec.fills:
+            fill = _fill_from_row(row)
+            rec.fills.append(fill)
             rec.positions.apply(fill)
-        rec.state = state
-        self.fold()
+        rec.state = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+        self._saved_state = dict(rec.state)
         return rec
 
     def close(self) -> None:
@@ -379,11 +467,18 @@ class Journal:
             self.db.close()
         except sqlite3.Error:
             pass
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _sync(fd: int) -> None:
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def remove_journal(path: str | os.PathLike) -> None:
-    """Delete a journal and its WAL side files (``--fresh``)."""
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    """Delete a journal, its log and its WAL side files (``--fresh``)."""
+    for suffix in ("", "-wal", "-shm", "-journal", LOG_SUFFIX, f"{LOG_SUFFIX}.new"):
         try:
             os.remove(f"{path}{suffix}")
         except FileNotFoundError:
