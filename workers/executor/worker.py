@@ -168,12 +168,13 @@ class OrderExecutor(Worker):
         self.execution = self.socket(zmq.SUB, connect=ep.execution, subscribe=[b"exec."], rcvhwm=a.events_hwm)
         self.ticks = self.socket(zmq.SUB, connect=ep.ticks, subscribe=[b"tick."], rcvhwm=a.events_hwm)
         self.signals = self.socket(zmq.PULL, bind=ep.signals, rcvhwm=a.events_hwm)
+        # Orders: a DEALER, many in flight, replies matched by the client_order_id frame.
+        # Its replies are read first in a wake-up (an ack waits for nothing else).
+        self.order_pipe = self.socket(zmq.DEALER, connect=ep.orders, sndhwm=a.max_in_flight * 4, rcvhwm=a.max_in_flight * 4)
+        self.add_reader(self.order_pipe, self._on_order_reply, multipart=True)
         self.add_reader(self.execution, self._on_exec)
         self.add_reader(self.ticks, self._on_tick)
         self.add_reader(self.signals, self._on_signal_frame)
-        # Orders: a DEALER, many in flight, replies matched by the client_order_id frame.
-        self.order_pipe = self.socket(zmq.DEALER, connect=ep.orders, sndhwm=a.max_in_flight * 4, rcvhwm=a.max_in_flight * 4)
-        self.add_reader(self.order_pipe, self._on_order_reply, multipart=True)
         # Queries (get_positions, get_order, cancel_all) try once because the timer asks
         # again, so a gateway that is down costs one timeout per round.
         self.orders = OrderClient(ep.orders, RetryPolicy(a.order_timeout, 1), ctx=self.ctx, curve=self.curve)
