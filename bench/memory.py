@@ -63,6 +63,11 @@ def run(sizes: Sizes, log=print) -> dict:
             w = fleet.workers[n]
             return w.counter("ticks") + w.counter("ticks_in")
 
+        # The strategy counts ticks; the exchange and the executor count frames (they decode
+        # only the newest tick of a symbol's frames), so each is compared with its own unit.
+        def behind(n: str) -> int:
+            return md.counter("ticks" if n == "strategy" else "frames") - received(n)
+
         def published_up_to(mark: int) -> bool:
             # flow control from the heartbeats: the feed never runs far ahead of the slowest
             counts = tuple(received(n) for n in subs)
@@ -71,7 +76,7 @@ def run(sizes: Sizes, log=print) -> dict:
                 beats[0] = hb
                 history.append(counts)
                 del history[:-4]
-            backlog = md.counter("ticks") - min(counts)
+            backlog = max(behind(n) for n in subs)
             # resume once caught up -- or once nobody is counting any more (a subscriber that
             # lost ticks would otherwise never "catch up"; the loss shows in the JSON)
             drained = len(history) == 4 and history[0] == history[-1]
