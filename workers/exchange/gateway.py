@@ -53,6 +53,8 @@ CHECKPOINT_IDLE = 5.0
 #: get_orders answers with at most this many (the most recent), flagging ``truncated``
 MAX_ORDERS_IN_REPLY = 20_000
 _NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 _MORE_NOBLOCK = int(zmq.NOBLOCK | zmq.SNDMORE)
 #: order id shown for an order the gateway refused before any exchange saw it
 NO_ORDER_ID = "-"
@@ -91,6 +93,8 @@ class ExchangeGateway(Worker):
         super().__init__(args)
         self.client: ExchangeClient = client or SimulatedExchange()
         self.caps = self.client.capabilities
+        self._remote = bool(self.caps.get("remote", False))
+        self._order_types = frozenset(self.caps.get("order_types", ()))
         self.journal: Journal | None = None
         self.orders: dict[str, Order] = {}  # every order this journal knows, by client_order_id
         self.working: dict[str, Order] = {}  # the working ones
@@ -232,9 +236,12 @@ class ExchangeGateway(Worker):
         """Group commit: drain what is waiting, handle it all, commit once, then answer."""
         requests = [first]
         recv = self.router.recv_multipart
-        while len(requests) < self.batch_max:
+        events = self.router.getsockopt
+        # EVENTS before each further recv: cheaper than the zmq.Again that ends a drain
+        # (~1 us against ~2.5 us), and most wake-ups hold one request
+        while len(requests) < self.batch_max and events(_EVENTS) & _POLLIN:
             try:
-                requests.append(recv(zmq.NOBLOCK))
+                requests.append(recv(_NOBLOCK))
             except zmq.Again:
                 break
         if self._failed:
@@ -368,7 +375,7 @@ class ExchangeGateway(Worker):
     def _submit(self, order: Order, batch: Batch, now: int) -> bytes:
         """Hand a new, accepted order to the exchange; its reply is stored in the batch."""
         cid = order.client_order_id
-        if self.caps.get("remote", False):
+        if self._remote:
             # The order is about to leave the process: journal it first, so a crash
             # before the broker's answer leaves a pending_new row that recover() settles.
             self.journal.write([order])
@@ -386,7 +393,7 @@ class ExchangeGateway(Worker):
 
     def _refusal(self, order: Order) -> str:
         """Why the gateway itself refuses an order before the exchange sees it ("" if it does not)."""
-        if order.order_type not in self.caps.get("order_types", ()):
+        if order.order_type not in self._order_types:
             return f"{order.order_type.value} orders are not supported by the {self.client.name} exchange"
         pos = self.positions.get(order.symbol)
         pending = sum(
@@ -399,18 +406,20 @@ class ExchangeGateway(Worker):
         return ""
 
     def _order_reply(self, order: Order, now: int) -> bytes:
+        # the map P.reply(SEND_ORDER, ...) builds, spelled out: one per order
         return P.packb(
-            P.reply(
-                MsgType.SEND_ORDER,
-                order.status is not OrderStatus.REJECTED,
-                order.reason,
-                client_order_id=order.client_order_id,
-                order_id=order.order_id,
-                status=order.status.value,
-                filled_qty=order.filled_qty,
-                avg_price=order.avg_price,
-                ts=now,
-            )
+            {
+                "v": P.PROTOCOL_VERSION,
+                "type": "send_order_reply",
+                "ok": order.status is not OrderStatus.REJECTED,
+                "reason": order.reason,
+                "client_order_id": order.client_order_id,
+                "order_id": order.order_id,
+                "status": order.status,
+                "filled_qty": order.filled_qty,
+                "avg_price": order.avg_price,
+                "ts": now,
+            }
         )
 
     @staticmethod
@@ -554,7 +563,7 @@ class ExchangeGateway(Worker):
     def _apply(self, events: list[ExecEvent], batch: Batch) -> None:
         """Bring the gateway's records in line with what the exchange reported."""
         for ev in events:
-            if isinstance(ev, FillEvent):
+            if ev.__class__ is FillEvent:
                 batch.fills.append(ev.fill)
                 self.positions.apply(ev.fill)
                 self.stats.inc("fills")

@@ -176,7 +176,7 @@ class RiskChecker:
         if not math.isfinite(price) or abs(price - ref) > ref * lim.price_band_pct / 100.0:
             return Decision(False, f"price {price:.2f} outside {lim.price_band_pct:.1f}% band around last {ref:.2f}")
 
-        signed = qty if Side(side) is Side.BUY else -qty
+        signed = qty if (side if side.__class__ is Side else Side(side)) is Side.BUY else -qty
         exposure = position + pending
         projected = exposure + signed
         # An order that brings the exposure closer to flat is always allowed: refusing it
