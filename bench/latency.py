@@ -9,8 +9,8 @@
   chain with batched frames and with one tick per frame).  The strategy runs with parameters
   that make it trade often (window 100, breakouts only, 10 ms cooldown per symbol: a few
   hundred signals/s), the executor with its rate limit lifted.  Hops, as the workers record them:
-  ``signal_to_executor`` (signal ``ts`` -> executor pulled it), ``order_ack`` (executor's REQ
-  send -> reply), ``tick_to_ack`` (the tick's ``ts`` -> that reply) and ``tick_to_fill`` (the
+  ``signal_to_executor`` (signal ``ts`` -> executor pulled it), ``order_ack`` (executor's
+  send on its DEALER -> the reply), ``tick_to_ack`` (the tick's ``ts`` -> that reply) and ``tick_to_fill`` (the
   tick's ``ts`` -> the fill reaching the executor on the execution stream).
 """
 

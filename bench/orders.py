@@ -7,7 +7,10 @@ ticks/s per symbol, so the simulated exchange has a market to fill against.
 
 * **round trip**: the benchmark's REQ client (:func:`bench.clients.req_roundtrips`, the same
   code that measures the raw REP server) sends market orders of 1 share, one at a time,
-  alternating sides so positions stay small, and times send -> reply.
+  alternating sides so positions stay small, and times send -> reply.  The raw REP server
+  (:func:`bench.raw.peer_rep`) runs beside the fleet and is measured in alternating quarters
+  with the gateway -- raw, gateway, raw, gateway -- so that both figures of the ratio come
+  from the same seconds on the same busy machine (the fleet's market data keeps ticking).
 * **sustained**: one DEALER keeps 16 orders in flight (:func:`bench.clients.dealer_pipelined`);
   the gateway's group commit journals whatever arrived together in one transaction.
 
@@ -24,7 +27,7 @@ import zmq
 
 from bench.clients import dealer_pipelined, req_roundtrips
 from bench.common import SYMBOLS, Sizes, order_map, pct
-from bench.procs import Fleet
+from bench.procs import Fleet, kill_peers, run_peer
 
 _run = itertools.count(1)
 
@@ -46,8 +49,23 @@ def exchange_orders(sizes: Sizes, sync: str = "normal", req: bool = True, dealer
         out: dict = {"sync": sync}
         try:
             if req:
-                r = req_roundtrips(ctx, fleet.endpoints.orders, lambda i: packer.pack(order_map(f"{tag}r-{i}", i, clock())), sizes.req_n, check=_ok)
-                out.update(rtt=pct(r["rtt_ns"]), req_s=r["req_s"], req_bad=r["bad"])
+                raw_ep = f"ipc://{fleet.dir}/raw-rep.sock"
+                rep = run_peer("bench.raw", "rep", "--endpoint", raw_ep)
+                try:
+                    rep.stdout.readline()  # bound
+                    td_ns, raw_ns, td_s, bad = [], [], [], 0
+                    quarter = max(50, sizes.req_n // 2)
+                    for half in range(2):
+                        r = req_roundtrips(ctx, raw_ep, lambda i: packer.pack(order_map(f"{tag}raw{half}-{i}", i, clock())), quarter)
+                        raw_ns += r["rtt_ns"]
+                        r = req_roundtrips(ctx, fleet.endpoints.orders, lambda i: packer.pack(order_map(f"{tag}r{half}-{i}", i, clock())),
+                                           quarter, check=_ok)
+                        td_ns += r["rtt_ns"]
+                        td_s.append(r["req_s"])
+                        bad += r["bad"]
+                finally:
+                    kill_peers(rep)
+                out.update(rtt=pct(td_ns), req_s=sum(td_s) / len(td_s), req_bad=bad, raw_rtt=pct(raw_ns))
             if dealer:
                 d = dealer_pipelined(ctx, fleet.endpoints.orders, lambda i: packer.pack(order_map(f"{tag}d-{i}", i, clock())),
                                      sizes.dealer_n, sizes.inflight, check=_ok)

@@ -119,7 +119,7 @@ def rows(res: dict[str, Any]) -> list[Row]:
         tag = f"at {rate // 1000}k ticks/s ({form})"
         out.append(Row("latency p50 / p99 / p99.9", f"signal -> executor {tag} ({c['signals']:,} signals)", lat(h.get("signal_to_executor"))))
         a = h.get("order_ack")
-        out.append(Row("latency p50 / p99 / p99.9", f"order -> ack (executor REQ) {tag}", lat(a), lat(raw_rtt),
+        out.append(Row("latency p50 / p99 / p99.9", f"order -> ack (executor DEALER) {tag}", lat(a), lat(raw_rtt),
                        ratio(_get(a, "p50_us"), _get(raw_rtt, "p50_us")) + " (p50)" if a and raw_rtt else "—"))
         ta = h.get("tick_to_ack")
         met = (ta["p99_us"] < 2000) if ta and rate == 10_000 else None
@@ -131,9 +131,15 @@ def rows(res: dict[str, Any]) -> list[Row]:
     n = orders.get("normal") or {}
     if n.get("rtt"):
         r = n["rtt"]
-        met = bool(raw_rtt) and r["p50_us"] <= 2 * raw_rtt["p50_us"] and r["p99_us"] < 1000
-        out.append(Row("orders", "order round trip, REQ, journal on (p50 / p99 / p99.9)", lat(r), lat(raw_rtt),
-                       ratio(r["p50_us"], _get(raw_rtt, "p50_us")) + " (p50)", "p50 <= 2x raw, p99 < 1 ms", yes(met)))
+        # the raw REP measured alongside the gateway (alternating quarters), else the raw module's
+        beside = n.get("raw_rtt") or raw_rtt
+        met = bool(beside) and r["p50_us"] <= 2 * beside["p50_us"] and r["p99_us"] < 1000
+        out.append(Row("orders", "order round trip, REQ, journal on (p50 / p99 / p99.9)", lat(r), lat(beside),
+                       ratio(r["p50_us"], _get(beside, "p50_us")) + " (p50)", "p50 <= 2x raw, p99 < 1 ms", yes(met)))
+        if n.get("raw_rtt") and raw_rtt:
+            # for the record: the same raw REP measured on a quiet machine (no market data beside it)
+            out.append(Row("orders", "  the same, against the raw REP measured alone (quiet machine)", lat(r), lat(raw_rtt),
+                           ratio(r["p50_us"], _get(raw_rtt, "p50_us")) + " (p50)"))
         out.append(Row("orders", "orders/s, one REQ at a time", k(n.get("req_s")), k(_get(raw, "reqrep", "req_s")),
                        ratio(n.get("req_s"), _get(raw, "reqrep", "req_s"))))
     raw_dealer = _get(raw, "reqrep", "dealer_per_s")
