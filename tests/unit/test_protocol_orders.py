@@ -6,11 +6,11 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.fastpath import generic as generic_of
+from tests.unit.fastpath import same, verdict
+from tests.unit.test_protocol import ids, prices, symbols
 from workers import protocol as P
 
-symbols = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", min_size=1, max_size=12)
-prices = st.floats(min_value=0.01, max_value=1e6, allow_nan=False, allow_infinity=False)
-ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=40)
 ints = st.integers(min_value=0, max_value=2**63 - 1)
 weird = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=True, allow_infinity=True),
@@ -37,23 +37,11 @@ def orders(draw):
 
 
 def generic(d: dict):
-    try:
-        return P.Message.from_dict.__func__(P.SendOrder, d)
-    except P.ProtocolError:
-        return "rejected"
+    return verdict(generic_of(P.SendOrder), d)
 
 
 def fast(d: dict):
-    try:
-        return P.SendOrder.from_dict(d)
-    except P.ProtocolError:
-        return "rejected"
-
-
-def same(a, b) -> bool:
-    if isinstance(a, P.SendOrder) and isinstance(b, P.SendOrder):
-        return a == b and all(type(getattr(a, n)) is type(getattr(b, n)) for n in a._names)
-    return a == b
+    return verdict(P.SendOrder.from_dict, d)
 
 
 @given(orders())

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.fastpath import generic as generic_of
+from tests.unit.fastpath import same, verdict
 from workers import protocol as P
 
 symbols = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", min_size=1, max_size=12)
@@ -39,24 +41,11 @@ def ticks(draw, symbol=None):
 
 def generic(d: dict):
     """The verdict of the generic Message.from_dict (what Tick.from_dict specialises)."""
-    try:
-        return P.Message.from_dict.__func__(P.Tick, d)
-    except P.ProtocolError:
-        return "rejected"
+    return verdict(generic_of(P.Tick), d)
 
 
 def fast(d: dict):
-    try:
-        return P.Tick.from_dict(d)
-    except P.ProtocolError:
-        return "rejected"
-
-
-def same(a, b) -> bool:
-    if isinstance(a, P.Tick) and isinstance(b, P.Tick):
-        # NaN never gets in, so plain equality is enough; types must match too (int -> float)
-        return a == b and all(type(getattr(a, n)) is type(getattr(b, n)) for n in a._names)
-    return a == b
+    return verdict(P.Tick.from_dict, d)
 
 
 @given(ticks())
