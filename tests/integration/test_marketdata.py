@@ -29,11 +29,14 @@ class Sub:
         self.topics: list[bytes] = []
 
     def drain(self, wait_ms: int = 20, limit: int = 5000) -> int:
-        """Take what is queued, at most ``limit`` frames (waiting up to ``wait_ms`` for the first)."""
-        n = 0
+        """Take what is queued, frames until ``limit`` ticks (waiting up to ``wait_ms`` for the
+        first); returns the number of frames.  (A limit in ticks, not frames: at rate 0 a batched
+        frame holds up to 250 ticks, and a drain of 5000 of them took seconds, during which the
+        test's fake supervisor went unanswered.)"""
+        n = ticks = 0
         if not self.sock.poll(wait_ms):
             return 0
-        while n < limit:
+        while ticks < limit:
             try:
                 frame = self.sock.recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -43,6 +46,7 @@ class Sub:
             for tick in P.iter_ticks(frame):
                 self.topics.append(topic)
                 self.ticks.append(tick)
+                ticks += 1
             n += 1
         return n
 
@@ -211,8 +215,12 @@ class FakeSupervisor:
             ident, frame = self.sock.recv_multipart()
             self.worker = ident
             msg = P.decode(frame)
-            if isinstance(msg, P.Heartbeat):
-                self.heartbeats.append(msg)
+            if isinstance(msg, (P.Hello, P.Heartbeat)):
+                if isinstance(msg, P.Heartbeat):
+                    self.heartbeats.append(msg)
+                # answered like the real supervisor: a worker that hears nothing for 1.5 s
+                # reconnects its control channel (and a command sent meanwhile is lost)
+                self.sock.send_multipart([ident, P.Heartbeat(ts=P.now_ns()).pack()])
             elif isinstance(msg, P.CommandReply):
                 self.replies[msg.id] = msg
 
@@ -246,7 +254,7 @@ def test_control_commands_and_stats(env):
     ok = sup.command("set_rate", rate=0)
     assert ok.ok and ok.result == {"rate": 0.0}
     n = len(sub.ticks)
-    sub.until(lambda s: len(s.ticks) >= n + 20_000, message="fast ticks after set_rate 0")
+    sub.until(lambda s: sup.drain() or len(s.ticks) >= n + 20_000, message="fast ticks after set_rate 0")
 
     assert sup.command("pause").ok
     # after the pause reply nothing new is published: the stream goes quiet

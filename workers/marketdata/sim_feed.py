@@ -38,8 +38,10 @@ import numpy as np
 
 from workers.protocol import Tick
 
-#: ticks generated per symbol per numpy refill
-BLOCK = 4096
+#: ticks generated per symbol per numpy refill: a refill stalls the gateway while it runs
+#: (~0.37 ms for 1024 ticks, ~1.3 ms for 4096) and costs a fixed ~30 us of numpy calls, so
+#: smaller blocks smooth the bursts for a little more per tick (0.36 against 0.33 us)
+BLOCK = 1024
 
 #: probabilities of a 1, 2 or 3 tick spread (truncated to ``max_spread_ticks``)
 _SPREAD_WEIGHTS = (0.6, 0.3, 0.1)
