@@ -386,12 +386,13 @@ class DecisionObserver:
             if not cid:
                 continue
             reason = d.reason
-            if d.accepted and (reason.startswith("order ") or reason.startswith("reconciled: order ")):
+            # "order outcome unknown; reconciling" also starts with "order ": look for it first
+            if d.accepted and "unknown" in reason:
+                self.unknown.add(cid)
+            elif d.accepted and (reason.startswith("order ") or reason.startswith("reconciled: order ")):
                 self.acked.add(cid)
             elif reason.startswith("order never reached"):
                 self.not_placed.add(cid)
-            elif d.accepted and "unknown" in reason:
-                self.unknown.add(cid)
 
 
 class Probe:

@@ -398,3 +398,52 @@ def test_a_version_1_journal_is_upgraded_in_place(path):
     assert [o.client_order_id for o in rec.orders] == ["old-1"] and j.reply_for("old-1") == b"\xa1"
     assert j.db.execute("PRAGMA user_version").fetchone()[0] == 2
     j.close()
+
+
+def test_a_zeroed_tail_is_a_torn_tail(path):
+    """Power loss can keep a file's length but not its last blocks: zeros, which read as a
+    record of length 0 whose CRC (of nothing) matches."""
+    _crash_after_writes(path, 4)
+    log = Path(f"{path}-log")
+    log.write_bytes(log.read_bytes() + b"\0" * 4096)
+    j = Journal(path)
+    assert j.truncated_bytes == 4096
+    assert [o.client_order_id for o in j.load().orders] == [f"c{i}" for i in range(4)]
+    j.close()
+
+
+def test_a_failed_write_leaves_nothing_behind_it(path, monkeypatch):
+    import workers.exchange.journal as J
+
+    j = Journal(path)
+    j.write([new_order("first")], [], {}, {})
+    real_write = os.write
+
+    def half(fd, data):  # the disk fills up in the middle of a record
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(J.os, "write", half)
+    with pytest.raises(JournalError, match="No space"):
+        j.write([new_order("lost")], [], {}, {})
+    monkeypatch.setattr(J.os, "write", real_write)
+    j.write([new_order("third")], [], {}, {})  # appended where the half record was cut off
+    os.close(j._fd)  # a crash: replay from the log alone
+    j.db.close()
+    j2 = Journal(path)
+    assert j2.truncated_bytes == 0
+    assert [o.client_order_id for o in j2.load().orders] == ["first", "third"]
+    j2.close()
+
+
+def test_a_reply_stored_alone_stays_the_first_reply(path):
+    j = Journal(path)
+    o = new_order("x")
+    j.write([o], [], {}, {})  # the order, without a reply yet
+    j.fold()
+    j.write([], [], {"x": b"FIRST"}, {})  # its reply, alone
+    j.write([o], [], {"x": b"SECOND"}, {})  # a later state with another reply
+    assert j.reply_for("x") == b"FIRST"
+    j.fold()
+    assert j.reply_for("x") == b"FIRST"
+    j.close()

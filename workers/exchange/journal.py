@@ -199,6 +199,7 @@ class Journal:
         self._lone: dict[str, bytes] = {}  # replies for orders not in _orders (first one wins)
         self._state: dict[str, int] = {}
         self.truncated_bytes = 0  # a torn tail cut off the log at open
+        self._broken = ""  # why no write may be accepted any more ("" = fine)
         self._fd = -1
         self._open_log(int(marks.get("gen", 0)), int(marks.get("folded", 0)))
 
@@ -230,7 +231,9 @@ class Journal:
         while end + _REC.size <= len(data):
             length, crc = _REC.unpack_from(data, end)
             start = end + _REC.size
-            if length > _MAX_RECORD or start + length > len(data):
+            # length 0 is never written (a batch is never empty): zeros where a power loss left
+            # the file's length but not its last blocks -- and crc32(b"") is 0, so catch it here
+            if not 0 < length <= _MAX_RECORD or start + length > len(data):
                 break
             payload = data[start : start + length]
             if zlib.crc32(payload) != crc:
@@ -270,6 +273,7 @@ class Journal:
             finally:
                 os.close(fd)
             os.replace(tmp, self.log_path)
+            _sync_dir(self.log_path.parent)  # the rename itself must survive a power loss
             self._fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | _O_BINARY)
         except OSError as e:
             raise JournalError(f"cannot create journal log {self.log_path}: {e}") from e
@@ -308,16 +312,28 @@ class Journal:
         changed_state = {k: v for k, v in (state or {}).items() if self._saved_state.get(k) != v}
         if not (order_rows or fill_rows or lone or changed_state):
             return
+        if self._broken:
+            raise JournalError(f"journal write refused: {self._broken}")
         self._check(order_rows, fill_rows, changed_state)
         try:
             payload = self._packer.pack([order_rows, fill_rows, lone, changed_state])
-            record = _REC.pack(len(payload), zlib.crc32(payload)) + payload
+        except (OverflowError, ValueError, TypeError) as e:
+            raise JournalError(f"journal write failed: {type(e).__name__}: {e}") from e
+        record = _REC.pack(len(payload), zlib.crc32(payload)) + payload
+        try:
             written = os.write(self._fd, record)
             if written != len(record):
                 raise OSError(f"short write: {written} of {len(record)} bytes (disk full?)")
             if self.sync == "full":
                 _sync(self._fd)
-        except (OSError, OverflowError, ValueError, TypeError) as e:
+        except OSError as e:
+            # Part of the record may be in the file: cut it off, or a later record appended
+            # after it would be cut off with it at the next open.  If even that fails, no
+            # later write may pretend to be stored.
+            try:
+                os.ftruncate(self._fd, self._log_end)
+            except OSError as e2:
+                self._broken = f"the log could not be cut back after a failed write ({e2})"
             raise JournalError(f"journal write failed: {type(e).__name__}: {e}") from e
         self._log_end += len(record)
         self._records += 1
@@ -356,8 +372,8 @@ class Journal:
                 continue
             if old is not None and old[-1] is not None:
                 row = (*row[:-1], old[-1])  # the first stored reply is the reply
-            elif old is None and row[-1] is None and cid in self._lone:
-                row = (*row[:-1], self._lone.pop(cid))
+            elif cid in self._lone:
+                row = (*row[:-1], self._lone.pop(cid))  # a reply that came alone came first
             pending[cid] = row
         for cid, reply in lone:
             old = pending.get(cid)
@@ -474,6 +490,23 @@ class Journal:
 
 def _sync(fd: int) -> None:
     (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+def _sync_dir(path: Path) -> None:
+    """fsync a directory (a rename in it is durable then).  Windows cannot open directories
+    and makes renames durable with the file system's own journal: nothing to do there."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def remove_journal(path: str | os.PathLike) -> None:

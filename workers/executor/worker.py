@@ -170,7 +170,12 @@ class OrderExecutor(Worker):
         self.signals = self.socket(zmq.PULL, bind=ep.signals, rcvhwm=a.events_hwm)
         # Orders: a DEALER, many in flight, replies matched by the client_order_id frame.
         # Its replies are read first in a wake-up (an ack waits for nothing else).
-        self.order_pipe = self.socket(zmq.DEALER, connect=ep.orders, sndhwm=a.max_in_flight * 4, rcvhwm=a.max_in_flight * 4)
+        # IMMEDIATE: an order is queued only on a live connection.  While the gateway is down a
+        # send fails at once (the deadline resends it), instead of waiting in the pipe to be
+        # delivered minutes later -- after the kill switch, say.
+        self.order_pipe = self.socket(
+            zmq.DEALER, connect=ep.orders, sndhwm=a.max_in_flight * 4, rcvhwm=a.max_in_flight * 4, options={zmq.IMMEDIATE: 1}
+        )
         self.add_reader(self.order_pipe, self._on_order_reply, multipart=True)
         self.add_reader(self.execution, self._on_exec)
         self.add_reader(self.ticks, self._on_tick)
@@ -328,20 +333,26 @@ class OrderExecutor(Worker):
     def _check_in_flight(self, now: float) -> None:
         """Lazy Pirate per order: past its deadline an order is sent again (the same request,
         so the gateway can never take it twice), and after the last attempt it is UNKNOWN."""
+        # Replies already waiting first: after a blocking query (get_order, get_positions,
+        # cancel_all) an answered order must not be declared unknown.
+        self._drain(self.order_pipe)
         due = [inf for inf in self.in_flight.values() if inf.deadline <= now]
         for inf in due:
             coid = inf.order.client_order_id
-            del self.in_flight[coid]
+            if coid not in self.in_flight:
+                continue
             if inf.attempts < self.args.order_retries:
                 inf.attempts += 1
                 inf.deadline = now + self.args.order_timeout
+                del self.in_flight[coid]
                 self.in_flight[coid] = inf  # to the back: deadlines stay in order
                 self.stats.inc("order_resends")
                 self._transmit(inf)
                 continue
             wo = inf.order
             wo.status = OrderStatus.UNKNOWN
-            self.unknown[coid] = wo
+            self.unknown[coid] = wo  # before anything that could fail: reconciled from here on
+            del self.in_flight[coid]
             self.stats.inc("unknown")
             self.rlog.warning("unknown", "order %s outcome unknown; reconciling with get_order", coid)
             self._decide(wo.signal, True, UNKNOWN_REASON, coid)
@@ -398,8 +409,10 @@ class OrderExecutor(Worker):
         """A send_order reply for an order already declared UNKNOWN: it settles it."""
         fields = order_map(reply)
         status = parse_status(fields.get("status"))
-        if not reply.get("ok") or status is None:
+        if not reply.get("ok"):
             status = OrderStatus.REJECTED
+        elif status is None:
+            status = OrderStatus.NEW  # as an ack without a status is read on the main path
         oid = fields.get("order_id")
         if isinstance(oid, str) and oid:
             wo.order_id = oid
