@@ -13,20 +13,22 @@ from __future__ import annotations
 
 import argparse
 import collections
-from array import array
 import logging
 import math
 import os
-from pathlib import Path
 import signal
 import sys
 import time
+from array import array
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import zmq
 
 from workers import protocol as P
+from workers.config import Endpoints, add_common_args, apply_toml_defaults, is_loopback
+from workers.security import CurveKeys, ZapHandler
 
 try:  # for cheap percentiles at every heartbeat (LatencyRecorder.snapshot); optional
     import numpy as _np
@@ -38,8 +40,6 @@ try:
     _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
     _PAGE_SIZE = 4096
-from workers.config import Endpoints, add_common_args, apply_toml_defaults, is_loopback
-from workers.security import CurveKeys, ZapHandler
 
 log = logging.getLogger("tickdesk.worker")
 

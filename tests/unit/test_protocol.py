@@ -48,6 +48,8 @@ def orders(draw):
         limit_price=draw(prices) if kind is P.OrderType.LIMIT else None,
         source=draw(st.text(max_size=30)),
         ts=draw(ts),
+        cause_ts=draw(ts),
+        origin_ts=draw(ts),
     )
 
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.unit.fastpath import generic as generic_of
-from tests.unit.fastpath import same, verdict
-from tests.unit.test_protocol import ids, prices, symbols
+from tests.unit.fastpath import same, verdicts
+from tests.unit.test_protocol import orders
 from workers import protocol as P
 
-ints = st.integers(min_value=0, max_value=2**63 - 1)
 weird = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=4), st.sampled_from(["buy", "sell", "market", "limit", "", "x" * 200]), st.binary(max_size=3),
@@ -19,29 +17,7 @@ weird = st.one_of(
 )
 
 
-@st.composite
-def orders(draw):
-    kind = draw(st.sampled_from(list(P.OrderType)))
-    return P.SendOrder(
-        client_order_id=draw(ids),
-        symbol=draw(symbols),
-        side=draw(st.sampled_from(list(P.Side))),
-        qty=draw(st.integers(1, P.MAX_QTY)),
-        order_type=kind,
-        limit_price=draw(prices) if kind is P.OrderType.LIMIT else None,
-        source=draw(st.text(max_size=30)),
-        ts=draw(ints),
-        cause_ts=draw(ints),
-        origin_ts=draw(ints),
-    )
-
-
-def generic(d: dict):
-    return verdict(generic_of(P.SendOrder), d)
-
-
-def fast(d: dict):
-    return verdict(P.SendOrder.from_dict, d)
+fast, generic = verdicts(P.SendOrder)
 
 
 @given(orders())

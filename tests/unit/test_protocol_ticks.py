@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.unit.fastpath import generic as generic_of
-from tests.unit.fastpath import same, verdict
+from tests.unit.fastpath import same, verdicts
 from workers import protocol as P
 
 symbols = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", min_size=1, max_size=12)
@@ -39,13 +38,8 @@ def ticks(draw, symbol=None):
     )
 
 
-def generic(d: dict):
-    """The verdict of the generic Message.from_dict (what Tick.from_dict specialises)."""
-    return verdict(generic_of(P.Tick), d)
-
-
-def fast(d: dict):
-    return verdict(P.Tick.from_dict, d)
+# the generic Message.from_dict is what Tick.from_dict specialises
+fast, generic = verdicts(P.Tick)
 
 
 @given(ticks())

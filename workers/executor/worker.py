@@ -349,13 +349,7 @@ class OrderExecutor(Worker):
                 self.stats.inc("order_resends")
                 self._transmit(inf)
                 continue
-            wo = inf.order
-            wo.status = OrderStatus.UNKNOWN
-            self.unknown[coid] = wo  # before anything that could fail: reconciled from here on
-            del self.in_flight[coid]
-            self.stats.inc("unknown")
-            self.rlog.warning("unknown", "order %s outcome unknown; reconciling with get_order", coid)
-            self._decide(wo.signal, True, UNKNOWN_REASON, coid)
+            self._mark_unknown(inf.order, "no reply after every attempt")
 
     def _on_order_reply(self, frames: list[bytes]) -> None:
         t1 = P.now_ns()
@@ -379,11 +373,7 @@ class OrderExecutor(Worker):
         wo = inf.order
         if not self._reply_is_for(reply, coid):
             # An answer that does not tell: the gateway may or may not hold the order.
-            wo.status = OrderStatus.UNKNOWN
-            self.unknown[coid] = wo
-            self.stats.inc("unknown")
-            self.rlog.warning("unknown", "order %s: unreadable reply; reconciling with get_order", coid)
-            self._decide(wo.signal, True, UNKNOWN_REASON, coid)
+            self._mark_unknown(wo, "unreadable reply")
             return
         sig = wo.signal
         self.stats.lat("order_ack", t1 - inf.sent_ns)
@@ -405,6 +395,16 @@ class OrderExecutor(Worker):
         self._retire_if_done(wo)
         self._decide(sig, True, f"order {wo.status.value}", coid)
 
+    def _mark_unknown(self, wo: WorkingOrder, why: str) -> None:
+        """The gateway may or may not hold this order: keep it working, reconcile it."""
+        coid = wo.client_order_id
+        wo.status = OrderStatus.UNKNOWN
+        self.unknown[coid] = wo  # before anything that could fail: reconciled from here on
+        self.in_flight.pop(coid, None)
+        self.stats.inc("unknown")
+        self.rlog.warning("unknown", "order %s outcome unknown (%s); reconciling with get_order", coid, why)
+        self._decide(wo.signal, True, UNKNOWN_REASON, coid)
+
     def _late_reply(self, wo: WorkingOrder, reply: Mapping[str, Any]) -> None:
         """A send_order reply for an order already declared UNKNOWN: it settles it."""
         fields = order_map(reply)
@@ -413,13 +413,16 @@ class OrderExecutor(Worker):
             status = OrderStatus.REJECTED
         elif status is None:
             status = OrderStatus.NEW  # as an ack without a status is read on the main path
+        self._settle(wo, fields, status, "late reply")
+
+    def _settle(self, wo: WorkingOrder, fields: Mapping[str, Any], status: OrderStatus, how: str) -> None:
+        """An unknown order's outcome is known now (a late reply, get_order): book it, tell it,
+        forget it once nothing more can come (a rejected one at once)."""
         oid = fields.get("order_id")
         if isinstance(oid, str) and oid:
             wo.order_id = oid
         wo.set_status(status, _nonneg_int_or_none(fields.get("filled_qty")), time.monotonic())
-        if status is OrderStatus.REJECTED:
-            self.working.pop(wo.client_order_id, None)
-        self._resolved(wo, "late reply")
+        self._resolved(wo, how)
         self._retire_if_done(wo)
 
     @staticmethod
@@ -523,7 +526,6 @@ class OrderExecutor(Worker):
         self._decide(wo.signal, accepted, f"reconciled: order {wo.status.value}", wo.client_order_id)
 
     def _reconcile(self) -> None:
-        now = time.monotonic()
         for coid, wo in list(self.unknown.items()):
             reply = self.orders.request(P.GetOrder(client_order_id=coid))
             if reply is None:
@@ -535,12 +537,7 @@ class OrderExecutor(Worker):
             fields = order_map(reply)
             status = parse_status(fields.get("status"))
             if reply.get("ok") and status is not None and status is not OrderStatus.UNKNOWN:
-                oid = fields.get("order_id")
-                if isinstance(oid, str) and oid:
-                    wo.order_id = oid
-                wo.set_status(status, _nonneg_int_or_none(fields.get("filled_qty")), now)
-                self._resolved(wo, "get_order")
-                self._retire_if_done(wo)
+                self._settle(wo, fields, status, "get_order")
                 continue
             wo.not_found += 1
             if wo.not_found >= NOT_FOUND_CONFIRMATIONS:
