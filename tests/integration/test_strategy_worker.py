@@ -173,6 +173,19 @@ def test_range_then_breakout_gives_signal_and_levels(fleet):
     assert proc.poll() is None
 
 
+def test_symbols_typed_in_lower_case_match_the_feeds_ticks(fleet):
+    # the feed publishes AAPL; a strategy configured with "aapl" must trade it, not wait forever
+    args = list(FAST)
+    args[args.index("AAPL")] = "aapl"
+    ff, proc = fleet(*args)
+    warm_up(ff)
+    assert ff.levels_seen()[-1].symbol == "AAPL"
+    ff.tick(101.6)
+    sig = ff.wait(lambda: next(iter(ff.signals_seen()), None), message="breakout signal on AAPL")
+    assert sig.symbol == "AAPL" and sig.side is P.Side.BUY
+    assert proc.poll() is None
+
+
 def test_garbage_on_tick_stream_is_dropped_and_process_survives(fleet):
     ff, proc = fleet(*FAST)
     warm_up(ff)

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workers import protocol as P
-from workers.marketdata.gateway import parse_symbols, rate_to_speed, speed_to_rate
+from workers.marketdata.gateway import build_parser, rate_to_speed, speed_to_rate
 from workers.marketdata.replay_feed import (
     Bar,
     ReplayFeed,
@@ -318,11 +318,10 @@ def test_bundled_replay_first_day():
 # ============================================================================ gateway helpers
 
 
-def test_parse_symbols():
-    assert parse_symbols(" aapl, MSFT,,aapl ") == ["AAPL", "MSFT"]
-    assert parse_symbols("") == []
-    with pytest.raises(ValueError):
-        parse_symbols("AA PL")
+def test_symbols_option_uses_the_one_symbol_rule():
+    assert build_parser().parse_args(["--symbols", " aapl, MSFT,,aapl "]).symbols == " aapl, MSFT,,aapl "
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--symbols", "AA$PL"])
 
 
 def test_speed_and_rate_convert_both_ways():

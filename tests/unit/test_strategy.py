@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from workers import protocol as P
 from workers.strategy.levels import RollingRange, SRStrategy, StrategyParams, SupportResistance, fmt_price
-from workers.strategy.worker import build_parser, parse_symbols
+from workers.strategy.worker import build_parser, strategy_symbols
 
 SEC = 1_000_000_000
 # oscillates between a support of 100.00 and a resistance of 101.50
@@ -347,15 +347,18 @@ def test_params_from_mapping_ignores_other_keys():
 def test_cli_defaults_match_params_defaults():
     ns = build_parser().parse_args([])
     assert StrategyParams.from_mapping(vars(ns)) == StrategyParams()
-    assert ns.symbols == ["AAPL", "MSFT"]
+    assert ns.symbols == ("AAPL", "MSFT")
 
 
-def test_parse_symbols():
-    assert parse_symbols("AAPL, MSFT,AAPL") == ["AAPL", "MSFT"]
-    assert parse_symbols(["AAPL", "BRK.B"]) == ["AAPL", "BRK.B"]
-    assert parse_symbols("") == [] and parse_symbols("*") == []
-    with pytest.raises(ValueError):
-        parse_symbols("AA PL")
+def test_strategy_symbols_follow_the_one_symbol_rule():
+    # upper-cased like the feed's, so a strategy told "aapl" matches the ticks of AAPL
+    assert strategy_symbols("aapl, MSFT,AAPL") == ("AAPL", "MSFT")
+    assert strategy_symbols(["AAPL", "brk.b"]) == ("AAPL", "BRK.B")
+    assert strategy_symbols("") == () and strategy_symbols("*") == () and strategy_symbols(["*"]) == ()
+    assert strategy_symbols("AAPL,*") == ()
+    with pytest.raises(ValueError, match="AA\\$PL"):
+        strategy_symbols("MSFT,AA$PL")
+    assert build_parser().parse_args(["--symbols", "msft goog"]).symbols == ("MSFT", "GOOG")
 
 
 def test_fmt_price():

@@ -37,10 +37,11 @@ from workers.marketdata.replay_feed import (
     DEFAULT_TICKS_PER_BAR,
     ReplayFeed,
     default_data_file,
-    valid_symbol,
 )
 from workers.marketdata.sim_feed import DEFAULT_SYMBOLS, SimFeed
-from workers.runtime import CommandError, Worker, run_worker
+from workers.errors import CommandError, ConfigError
+from workers.runtime import Worker, run_worker
+from workers.symbols import parse_symbols
 
 #: most ticks published in one loop iteration (rate 0, or a backlog after a stall)
 BATCH = 1000
@@ -111,7 +112,10 @@ class MarketDataGateway(Worker):
     def setup(self) -> None:
         a = self.args
         _check_options(a)
-        symbols = parse_symbols(a.symbols)
+        try:
+            symbols = parse_symbols(a.symbols)
+        except ValueError as e:  # from a TOML file, which argparse's type check never saw
+            raise ConfigError(f"--symbols: {e}") from None
         if a.feed == "replay":
             self.feed = ReplayFeed(
                 a.file or default_data_file(),
@@ -341,33 +345,18 @@ def rate_to_speed(rate: float, ticks_per_bar: int) -> float:
     return rate * BAR_SECONDS / ticks_per_bar
 
 
-def parse_symbols(text: str | list[str]) -> list[str]:
-    """``"aapl, MSFT"`` (or a list, from TOML) -> ``["AAPL", "MSFT"]``; ValueError on a bad symbol."""
-    out = []
-    items = text.split(",") if isinstance(text, str) else [str(x) for x in (text or ())]
-    for s in items:
-        s = s.strip().upper()
-        if not s:
-            continue
-        if not valid_symbol(s):
-            raise ValueError(f"invalid symbol {s!r} (1..32 letters, digits or ._-/)")
-        if s not in out:
-            out.append(s)
-    return out
-
-
 def _check_options(a: argparse.Namespace) -> None:
-    """Values from a TOML file skip argparse's type checks; check them here (a ValueError
+    """Values from a TOML file skip argparse's type checks; check them here (a ConfigError
     makes the runtime report "failed to start" and exit 2)."""
     for name, lo in (("rate", 0), ("speed", 0), ("start_delay", 0), ("spread_bps", 0), ("max_ticks", 0), ("hwm", 1), ("ticks_per_bar", 4),
                      ("batch_ticks", 1)):
         v = getattr(a, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
-            raise ValueError(f"--{name.replace('_', '-')} must be a number >= {lo}, got {v!r}")
+            raise ConfigError(f"--{name.replace('_', '-')} must be a number >= {lo}, got {v!r}")
     if isinstance(a.batch_ticks, float) or a.batch_ticks > P.MAX_TICKS_PER_FRAME:
-        raise ValueError(f"--batch-ticks must be a whole number 1..{P.MAX_TICKS_PER_FRAME}, got {a.batch_ticks!r}")
+        raise ConfigError(f"--batch-ticks must be a whole number 1..{P.MAX_TICKS_PER_FRAME}, got {a.batch_ticks!r}")
     if a.feed not in ("sim", "replay"):
-        raise ValueError(f"--feed must be sim or replay, got {a.feed!r}")
+        raise ConfigError(f"--feed must be sim or replay, got {a.feed!r}")
 
 
 def _number_arg(args: dict, name: str, lo: float, hi: float) -> float:
@@ -459,4 +448,4 @@ def main(argv: list[str]) -> int:
     return run_worker(MarketDataGateway, build_parser(), argv)
 
 
-__all__ = ["MarketDataGateway", "build_parser", "main", "parse_symbols", "rate_to_speed", "speed_to_rate"]
+__all__ = ["MarketDataGateway", "build_parser", "main", "rate_to_speed", "speed_to_rate"]

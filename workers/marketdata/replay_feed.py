@@ -39,6 +39,7 @@ import numpy as np
 
 from workers.config import resources_dir
 from workers.protocol import Tick
+from workers.symbols import normalize_symbol, parse_symbols
 
 #: columns a CSV must have (case-insensitive); ``symbol`` (or ``ticker``) is optional
 REQUIRED_COLUMNS = ("date", "open", "high", "low", "close", "volume")
@@ -53,11 +54,6 @@ BAR_SECONDS = 86400.0
 def default_data_file() -> Path:
     """The bundled data set (see resources/data/README.md)."""
     return resources_dir() / "data" / "daily_ohlcv.csv"
-
-
-def valid_symbol(s: str) -> bool:
-    """The wire protocol's symbol rule: 1..32 characters, letters, digits and ``._-/``."""
-    return 0 < len(s) <= 32 and all(c.isalnum() or c in "._-/" for c in s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +97,7 @@ def load_bars(path: str | Path, symbols: Iterable[str] | None = None) -> LoadedB
     counted; a file with no usable row, or without the required columns, raises ValueError.
     """
     path = Path(path)
-    order = [s.strip().upper() for s in symbols] if symbols else []
+    order = list(parse_symbols(symbols)) if symbols else []
     wanted = set(order) if order else None
     by_date: dict[dt.date, dict[str, Bar]] = {}
     skipped, first_error = 0, ""
@@ -115,15 +111,13 @@ def load_bars(path: str | Path, symbols: Iterable[str] | None = None) -> LoadedB
         if missing:
             raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(REQUIRED_COLUMNS)}")
         sym_col = next((cols[c] for c in SYMBOL_COLUMNS if c in cols), None)
-        file_symbol = path.stem.upper()
+        file_symbol = path.stem  # normalised (and checked) per row, so a bad name counts as skipped rows
         idx = [cols[c] for c in REQUIRED_COLUMNS]
         for lineno, row in enumerate(reader, start=2):
             if not row or all(not c.strip() for c in row):
                 continue
             try:
-                sym = row[sym_col].strip().upper() if sym_col is not None else file_symbol
-                if not valid_symbol(sym):
-                    raise ValueError(f"invalid symbol {sym!r}")
+                sym = normalize_symbol(row[sym_col] if sym_col is not None else file_symbol)
                 if wanted is not None and sym not in wanted:
                     continue
                 d, o, h, lo, c, v = (row[i].strip() for i in idx)

@@ -23,35 +23,32 @@ from typing import Any
 import zmq
 
 from workers import protocol as P
-from workers.runtime import CommandError, Worker, run_worker
+from workers.errors import CommandError, ConfigError
+from workers.runtime import Worker, run_worker
+from workers.sequence import SeqKind, SequenceTracker
 from workers.strategy.levels import MODES, SRStrategy, StrategyParams, SupportResistance, fmt_price
+from workers.symbols import normalize_symbol, parse_symbols
 
-_SYMBOL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")
 COUNTERS = ("ticks", "signals", "levels", "decode_errors", "tick_gaps", "ticks_missed", "feed_restarts",
-            "signals_dropped", "levels_dropped", "rejected", "accepted",
+            "ticks_stale", "signals_dropped", "levels_dropped", "rejected", "accepted",
             "suppressed_cooldown", "suppressed_position", "symbols_dropped")
 
 
-def parse_symbols(value: Any) -> list[str]:
-    """``"AAPL,MSFT"`` or a TOML list -> symbols; ``""``/``"*"`` -> [] meaning every symbol."""
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    out: list[str] = []
-    for item in items:
-        s = str(item).strip()
-        if not s:
-            continue
-        if s == "*":
-            return []
-        if len(s) > 32 or not set(s) <= _SYMBOL_CHARS:
-            raise ValueError(f"not a valid symbol: {s!r}")
-        if s not in out:
-            out.append(s)
-    return out
+def strategy_symbols(value: Any) -> tuple[str, ...]:
+    """``"aapl,MSFT"`` or a TOML list -> ``("AAPL", "MSFT")`` by the one symbol rule
+    (:mod:`workers.symbols`, the rule the feed uses, so a symbol typed in lower case still
+    matches its ticks); ``""`` or ``"*"`` -> ``()``, meaning every symbol on the feed."""
+    items = [value] if isinstance(value, str) else value
+    if isinstance(items, (list, tuple)) and any(
+        isinstance(i, str) and "*" in i.replace(",", " ").split() for i in items
+    ):
+        return ()
+    return parse_symbols(items)
 
 
-def _symbols_arg(value: str) -> list[str]:
+def _symbols_arg(value: str) -> tuple[str, ...]:
     try:
-        return parse_symbols(value)
+        return strategy_symbols(value)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -66,7 +63,10 @@ class StrategyWorker(Worker):
         a = self.args
         # validated here, not in argparse, because TOML defaults bypass argparse's checks;
         # a ValueError makes the runtime log it and exit with status 2
-        self.symbols = parse_symbols(a.symbols)
+        try:
+            self.symbols = strategy_symbols(a.symbols)
+        except ValueError as e:
+            raise ConfigError(f"--symbols: {e}") from None
         params = StrategyParams.from_mapping(vars(a))
         self.levels_interval = float(a.levels_interval)
         self.levels_refresh = float(a.levels_refresh)
@@ -76,7 +76,8 @@ class StrategyWorker(Worker):
         self.strategy = SRStrategy(self.name, params, count=self.stats.inc)
         for k in COUNTERS:
             self.stats.counters[k] = 0
-        self._last_seq: dict[str, int] = {}
+        # per symbol; no epoch yet (tick_rows does not carry one): a step back is a restart
+        self.seq = SequenceTracker()
         self._gauged_params: StrategyParams | None = None
         self._levels_touched: set[str] = set()  # symbols with ticks since the last on_batch_end
         # levels throttle: symbol -> (last published state, monotonic time of that attempt)
@@ -124,18 +125,16 @@ class StrategyWorker(Worker):
             self.rlog.warning("symbols", "ignoring %s: already tracking %d symbols (--max-symbols)", sym, self.max_symbols)
             return
         on_price = strategy.on_price
-        last = self._last_seq.get(sym)
-        try:
-            for seq, ts, price, _bid, _ask, _bsz, _asz, _vol in rows:
-                if last is not None and seq != last + 1:
-                    self._check_seq(sym, seq, last)
-                last = seq
-                # now=None: a signal is stamped when it is made, not when its frame arrived
-                sig = on_price(sym, price, ts)
-                if sig is not None:
-                    self._send_signal(sig)
-        finally:
-            self._last_seq[sym] = last
+        check = self.seq.check
+        for seq, ts, price, _bid, _ask, _bsz, _asz, _vol in rows:
+            ev = check(sym, seq)
+            kind = ev.kind
+            if kind is not SeqKind.IN_ORDER and kind is not SeqKind.FIRST and not self._on_seq_event(ev):
+                continue
+            # now=None: a signal is stamped when it is made, not when its frame arrived
+            sig = on_price(sym, price, ts)
+            if sig is not None:
+                self._send_signal(sig)
         self._levels_touched.add(sym)
 
     def on_batch_end(self) -> None:
@@ -147,21 +146,25 @@ class StrategyWorker(Worker):
                 self._maybe_levels(sym, mono)
             self._levels_touched.clear()
 
-    def _check_seq(self, sym: str, seq: int, last: int | None) -> None:
-        """``seq`` after ``last`` is not the next one: a gap, a feed restart or a step back."""
-        if last is None or seq == last + 1:
-            return
-        if seq > last + 1:
+    def _on_seq_event(self, ev) -> bool:
+        """A tick that is not the next one of its symbol: count it; True if it is to be used."""
+        sym, seq, last = ev.key, ev.seq, ev.previous
+        if ev.kind is SeqKind.GAP:
             self.stats.inc("tick_gaps")
-            self.stats.inc("ticks_missed", seq - last - 1)
-            self.rlog.warning("gap", "%s: tick gap, seq %d -> %d (%d missed)", sym, last, seq, seq - last - 1)
-        else:
-            # One PUB connection delivers in order, so a step back means a new publisher: the
-            # gateway restarted (its first ticks may be gone before we reconnect, hence not
+            self.stats.inc("ticks_missed", ev.missing)
+            self.rlog.warning("gap", "%s: tick gap, seq %d -> %d (%d missed)", sym, last, seq, ev.missing)
+            return True
+        if ev.kind is SeqKind.RESTART:
+            # The gateway restarted (its first ticks may be gone before we reconnect, hence not
             # only seq 1).  Its prices need not continue the old series.
             self.stats.inc("feed_restarts")
             self.strategy.reset_window(sym)
             self.log.info("%s: feed restarted (seq %d -> %d); levels rebuilt from new ticks", sym, last, seq)
+            return True
+        # a duplicate or late tick: trading on it again would act twice on one price
+        self.stats.inc("ticks_stale")
+        self.rlog.warning("stale", "%s: %s tick seq %d after %d dropped", sym, ev.kind.value, seq, last)
+        return False
 
     # ------------------------------------------------------------------ output
     def _push(self, msg: P.Message) -> bool:
@@ -234,9 +237,9 @@ class StrategyWorker(Worker):
             self.stats.inc("decode_errors")
             self.rlog.warning("event", "dropped a bad event frame: %s", e)
             return
-        if dec.signal.get("strategy") != self.name:
+        sig = dec.parsed_signal  # the protocol's accessor: the signal field's own type may change
+        if sig.strategy != self.name:
             return
-        sig = dec.parsed_signal
         if dec.accepted:
             self.stats.inc("accepted")
             self.strategy.on_accepted(sig.id)
@@ -270,7 +273,11 @@ class StrategyWorker(Worker):
             return {"params": params.as_dict()}
         if cmd == "set_position":
             sym, qty = args.get("symbol"), args.get("qty")
-            if not isinstance(sym, str) or not parse_symbols(sym) or isinstance(qty, bool) or not isinstance(qty, int):
+            try:
+                sym = normalize_symbol(sym)
+            except ValueError as e:
+                raise CommandError(f"set_position needs {{'symbol': str, 'qty': int}}: {e}") from None
+            if isinstance(qty, bool) or not isinstance(qty, int):
                 raise CommandError("set_position needs {'symbol': str, 'qty': int}")
             self.strategy.set_position(sym, qty)
             self._update_gauges()
@@ -290,7 +297,7 @@ class StrategyWorker(Worker):
             self._gauged_params = params
             g["params"] = params.as_dict()
         g["positions"] = self.strategy.positions()
-        g["symbols"] = self.symbols or ["*"]
+        g["symbols"] = list(self.symbols) or ["*"]
 
 
 def build_parser() -> argparse.ArgumentParser:
