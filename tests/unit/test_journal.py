@@ -257,7 +257,7 @@ def _crash_after_writes(path, n: int) -> None:
         from workers.protocol import OrderStatus, Side
         j = Journal({str(path)!r})
         for i in range({n}):
-            o = Order(f"c{{i}}", "AAA", Side.BUY, 1, order_id=f"O{{i}}", status=OrderStatus.NEW)
+            o = Order(client_order_id=f"c{{i}}", symbol="AAA", side=Side.BUY, qty=1, order_id=f"O{{i}}", status=OrderStatus.NEW)
             j.write([o], [], {{o.client_order_id: b"reply-%d" % i}}, {{"next_order_n": i + 1}})
         os._exit(0)  # no close, no fold: what a SIGKILL leaves
     """)
@@ -369,7 +369,7 @@ def test_fold_moves_the_log_into_the_tables_and_keeps_the_first_reply(path):
 def test_values_the_tables_cannot_hold_are_refused_before_anything_is_stored(path):
     j = Journal(path)
     o = new_order("big")
-    o.updated_ts = 2**64  # beyond SQLite's 64-bit integers
+    o.ts = 2**64  # beyond SQLite's 64-bit integers
     with pytest.raises(JournalError, match="out of range"):
         j.write([o], [], {}, {})
     o2 = new_order("nan")
@@ -396,7 +396,31 @@ def test_a_version_1_journal_is_upgraded_in_place(path):
     j = Journal(path)
     rec = j.load()
     assert [o.client_order_id for o in rec.orders] == ["old-1"] and j.reply_for("old-1") == b"\xa1"
-    assert j.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    old = rec.orders[0]
+    assert (old.created_ts, old.ts, old.cause_ts, old.origin_ts, old.status) == (1, 2, 3, 4, OrderStatus.FILLED)
+    assert j.db.execute("PRAGMA user_version").fetchone()[0] == 3
+    j.close()
+
+
+def test_a_format_1_log_left_by_the_previous_version_is_replayed(path):
+    """A crash of the previous version (schema v2, log format 1: rows in its column order)
+    leaves a log that this version replays, once."""
+    import struct
+    import zlib
+
+    import msgpack
+
+    db = sqlite3.connect(path)
+    db.executescript("PRAGMA user_version=2;")
+    db.close()
+    row = ["old-2", "O2", "AAA", "sell", 7, "limit", 101.5, "t", "new", 0, 0.0, "", 10, 20, 30, 40, b"\xa2"]
+    payload = msgpack.packb([[row], [], [], {"next_order_n": 3}])
+    Path(f"{path}-log").write_bytes(struct.pack("<4sIQ", b"TDJL", 1, 1) + struct.pack("<II", len(payload), zlib.crc32(payload)) + payload)
+    j = Journal(path)
+    (o,) = j.load().orders
+    assert (o.client_order_id, o.side, o.qty, o.limit_price, o.status, o.created_ts, o.ts, o.cause_ts, o.origin_ts) == (
+        "old-2", Side.SELL, 7, 101.5, OrderStatus.NEW, 10, 20, 30, 40)
+    assert j.reply_for("old-2") == b"\xa2"
     j.close()
 
 

@@ -99,7 +99,7 @@ def test_published_frame_round_trip_and_topic(tick):
 
 @given(signals(), st.booleans())
 def test_signal_decision_nests_a_valid_signal(sig, accepted):
-    d = P.SignalDecision(signal=sig.to_dict(), accepted=accepted, ts=1, reason="x", client_order_id="c1" if accepted else None)
+    d = P.SignalDecision(signal=sig, accepted=accepted, ts=1, reason="x", client_order_id="c1" if accepted else None)
     back = P.decode(d.pack())
     assert back.parsed_signal == sig
     assert back.accepted is accepted
@@ -149,13 +149,13 @@ def test_mutated_orders_are_rejected_or_still_valid(order, field, value):
         (msgpack.packb({"v": 1}), "no 'type'"),
         (msgpack.packb({"v": 1, "type": "launch_rockets"}), "unknown message type"),
         (msgpack.packb({"v": 1, "type": "send_order", "symbol": "A", "side": "buy", "qty": 1}), "missing field 'client_order_id'"),
-        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "hold", "qty": 1}), "must be one of buy, sell"),
-        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 10**12}), "between 1 and"),
-        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 1.5}), "must be an integer"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "hold", "qty": 1}), "field 'side': Invalid enum value 'hold'"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 10**12}), "field 'qty': Expected `int` <= 10000000"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 1.5}), "field 'qty': Expected `int`, got `float`"),
         (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 1, "order_type": "limit"}), "needs 'limit_price'"),
-        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 1, "order_type": "limit", "limit_price": float("inf")}), "finite"),
-        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 1, "order_type": "limit", "limit_price": -3.0}), "positive price"),
-        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A B", "side": "buy", "qty": 1}), "not a valid symbol"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 1, "order_type": "limit", "limit_price": float("inf")}), "field 'limit_price': Expected `float` < 1000000000.0"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A", "side": "buy", "qty": 1, "order_type": "limit", "limit_price": -3.0}), "field 'limit_price': Expected `float` > 0.0"),
+        (msgpack.packb({"v": 1, "type": "send_order", "client_order_id": "c", "symbol": "A B", "side": "buy", "qty": 1}), "field 'symbol': Expected `str` matching regex"),
         (msgpack.packb({"v": 1, "type": "tick", "symbol": "A", "seq": 1, "ts": 1, "last": 1.0, "bid": 2.0, "ask": 1.0, "bid_size": 1, "ask_size": 1, "volume": 1}), "bid 2.0 above ask"),
         (b"\x81" + b"\xa1v" + b"\x01" + b"x" * (P.MAX_MESSAGE_BYTES + 1), "exceeds"),
     ],
@@ -178,10 +178,28 @@ def test_published_frame_without_separator_is_rejected():
         P.decode_pub(b"no separator at all")
 
 
-def test_reply_shape():
-    r = P.reply("send_order", False, "qty too big", client_order_id="c1")
-    assert r == {"v": 1, "type": "send_order_reply", "ok": False, "reason": "qty too big", "client_order_id": "c1"}
-    assert P.unpack_map(P.error_reply("garbage"))["type"] == "error"
+def test_reply_shapes():
+    # a request that was not one: exactly v, type, ok, reason (docs/protocol.md)
+    assert P.unpack_map(P.error_reply("qty too big", "send_order")) == {"v": 1, "type": "send_order_reply", "ok": False, "reason": "qty too big"}
+    assert P.unpack_map(P.error_reply("garbage")) == {"v": 1, "type": "error", "ok": False, "reason": "garbage"}
+    # and the typed reader sees it with the reply's defaults: no status, so not an order
+    r = P.decode_reply(P.error_reply("qty too big", "send_order"), P.SendOrder)
+    assert isinstance(r, P.SendOrderReply) and not r.ok and r.status is None
+    ok = P.SendOrderReply(ok=True, client_order_id="c1", order_id="O1", status=P.OrderStatus.FILLED, filled_qty=5, avg_price=1.5, ts=9)
+    assert P.decode_reply(P.packb(ok), P.SendOrder) == ok
+    with pytest.raises(P.ProtocolError, match="unexpected message type 'ping_reply'"):
+        P.decode_reply(P.packb(P.PingReply(ok=True)), P.SendOrder)
+
+
+def test_every_request_has_a_declared_reply():
+    assert set(P.REPLY_FOR) == set(P.REQUEST_CLASSES)
+    for req, rep in P.REPLY_FOR.items():
+        assert rep.TYPE == f"{req.TYPE}_reply"
+        assert {"ok", "reason"} <= {f.name for f in P.fields_of(rep)}
+
+
+def test_a_payload_without_v_is_read_as_version_1():
+    assert P.decode(msgpack.packb({"type": "ping", "ts": 5})) == P.Ping(ts=5)
 
 
 def test_order_status_terminal_set():

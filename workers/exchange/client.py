@@ -14,58 +14,66 @@ Positions are not the client's business: the gateway derives them from fills wit
 
 from __future__ import annotations
 
+import operator
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
+
+import msgspec
 
 from workers import protocol as P
 from workers.protocol import OrderStatus, OrderType, Side
 
 
-@dataclass(slots=True)
-class Order:
-    """The gateway's record of one order: what was asked, and its current state.
+def _plain(t: Any) -> Any:
+    """The Python type under a constrained wire type, ``Price | None`` -> ``float | None``
+    (records hold trusted values: the gateway's own state, or rows the journal wrote)."""
+    if get_origin(t) is Annotated:
+        return get_args(t)[0]
+    if get_origin(t) in (Union, types.UnionType):
+        return Union[tuple(_plain(a) for a in get_args(t))]  # noqa: UP007 (built at run time)
+    return t
 
-    Mutable on purpose: the client that works the order updates it in place and hands out
-    :meth:`snapshot` copies in its events, so a burst of updates costs one journal write.
-    """
 
-    client_order_id: str
-    symbol: str
-    side: Side
-    qty: int
-    order_type: OrderType = OrderType.MARKET
-    limit_price: float | None = None
-    source: str = ""
-    order_id: str = ""
-    status: OrderStatus = OrderStatus.PENDING_NEW
-    filled_qty: int = 0
-    avg_price: float = 0.0
-    reason: str = ""
-    created_ts: int = 0
-    updated_ts: int = 0
-    #: timestamp of whatever caused the latest change (the request, or the tick that filled)
-    cause_ts: int = 0
-    #: earliest timestamp of the chain that created the order (tick -> signal -> order)
-    origin_ts: int = 0
+def derive_record(name: str, message: type[P.Message], *, drop: tuple[str, ...] = (), first=(), last=(),
+                  frozen: bool = False, namespace: dict | None = None) -> type[msgspec.Struct]:
+    """A record with the fields of ``message`` (same names, plain types), minus ``drop``, with
+    ``first`` and ``last`` as extra ``(name, type[, default])`` fields.  A mutable record is
+    keyword-only and gets a default for every field the message requires (the gateway's
+    record of an order exists before it has an order_id); a frozen one keeps them required.
+    Adding a field to the message adds it here, to the journal's columns and to what the
+    gateway publishes."""
+    defaults = {int: 0, float: 0.0, str: "", bool: False}
+    fields = list(first)
+    for f in P.fields_of(message):
+        if f.name in drop:
+            continue
+        t = _plain(f.type)
+        if f.required and frozen:
+            default = msgspec.NODEFAULT
+        elif f.required:
+            default = P.OrderStatus.PENDING_NEW if t is P.OrderStatus else defaults.get(t, msgspec.NODEFAULT)
+        else:
+            default = f.default
+        fields.append((f.name, t, default))
+    fields.extend(last)
+    required = [x for x in fields if len(x) == 2 or x[2] is msgspec.NODEFAULT]
+    return msgspec.defstruct(name, [x[:2] if x in required else x for x in fields], kw_only=not frozen,
+                             frozen=frozen, namespace=namespace, module=__name__)
+
+
+class _OrderMethods:
+    """What the gateway does with its record of an order (mixed into :class:`Order`)."""
+
+    __slots__ = ()
 
     @classmethod
     def from_request(cls, req: P.SendOrder, now: int) -> Order:
         cause = req.ts or now
-        return cls(
-            client_order_id=req.client_order_id,
-            symbol=req.symbol,
-            side=req.side,
-            qty=req.qty,
-            order_type=req.order_type,
-            limit_price=req.limit_price,
-            source=req.source,
-            created_ts=now,
-            updated_ts=now,
-            cause_ts=cause,
-            origin_ts=req.origin_ts or req.cause_ts or cause,
-        )
+        terms = {name: getattr(req, name) for name in _FROM_REQUEST}
+        return cls(**terms, created_ts=now, ts=now, cause_ts=cause, origin_ts=req.origin_ts or req.cause_ts or cause)
 
     @property
     def remaining(self) -> int:
@@ -77,143 +85,55 @@ class Order:
 
     def same_terms(self, req: P.SendOrder) -> bool:
         """True if ``req`` asks for this very order (a resend), whatever its timestamps."""
-        return (
-            self.symbol == req.symbol
-            and self.side == req.side
-            and self.qty == req.qty
-            and self.order_type == req.order_type
-            and self.limit_price == req.limit_price
-        )
+        return _terms(self) == _terms(req)
 
     def apply_fill(self, qty: int, price: float) -> None:
         total = self.filled_qty + qty
         self.avg_price = (self.avg_price * self.filled_qty + price * qty) / total
         self.filled_qty = total
-        self.status = OrderStatus.FILLED if total >= self.qty else OrderStatus.PARTIALLY_FILLED
+        self.status = P.OrderStatus.FILLED if total >= self.qty else P.OrderStatus.PARTIALLY_FILLED
 
     def snapshot(self) -> Order:
-        # Spelled out: copy.copy of a slotted dataclass goes through __reduce_ex__ and costs
-        # several times more, and the gateway takes two or three snapshots per order.
-        return Order(
-            self.client_order_id,
-            self.symbol,
-            self.side,
-            self.qty,
-            self.order_type,
-            self.limit_price,
-            self.source,
-            self.order_id,
-            self.status,
-            self.filled_qty,
-            self.avg_price,
-            self.reason,
-            self.created_ts,
-            self.updated_ts,
-            self.cause_ts,
-            self.origin_ts,
-        )
+        return self.__copy__()  # msgspec copies a struct in C
 
-    def update_frame(self, seq: int) -> bytes:
-        """This state as a published ``order_update`` frame: the bytes of
-        ``P.pub(self.to_update(seq))``, built without the intermediate message (the gateway
-        publishes two or three per order; tests/unit/test_exchange_frames.py holds them equal)."""
-        return b"exec.order." + self.symbol.encode() + P.TOPIC_SEP + P.packb(
-            {
-                "v": P.PROTOCOL_VERSION,
-                "type": "order_update",
-                "client_order_id": self.client_order_id,
-                "order_id": self.order_id,
-                "symbol": self.symbol,
-                "side": self.side,
-                "qty": self.qty,
-                "filled_qty": self.filled_qty,
-                "avg_price": self.avg_price,
-                "status": self.status,
-                "ts": self.updated_ts,
-                "reason": self.reason,
-                "order_type": self.order_type,
-                "limit_price": self.limit_price,
-                "source": self.source,
-                "cause_ts": self.cause_ts,
-                "origin_ts": self.origin_ts,
-                "seq": seq,
-            }
-        )
+    def copy_state_from(self, other: Order) -> None:
+        """Take ``other``'s state (everything but the terms and creation time)."""
+        for name in _STATE:
+            setattr(self, name, getattr(other, name))
 
     def to_update(self, seq: int = 0) -> P.OrderUpdate:
-        return P.OrderUpdate(
-            client_order_id=self.client_order_id,
-            order_id=self.order_id,
-            symbol=self.symbol,
-            side=self.side,
-            qty=self.qty,
-            filled_qty=self.filled_qty,
-            avg_price=self.avg_price,
-            status=self.status,
-            ts=self.updated_ts,
-            reason=self.reason,
-            order_type=self.order_type,
-            limit_price=self.limit_price,
-            source=self.source,
-            cause_ts=self.cause_ts,
-            origin_ts=self.origin_ts,
-            seq=seq,
-        )
+        return P.OrderUpdate(*_update_values(self), seq=seq)
 
 
-@dataclass(frozen=True, slots=True)
-class FillRecord:
-    """One execution.  ``n`` is the fill's number (fill_id is ``F<n>``): strictly increasing."""
+#: The gateway's record of one order: the fields of ``order_update`` (minus the stream's
+#: ``seq``) plus when it was created.  Mutable on purpose: the client that works the order
+#: updates it in place and hands out :meth:`snapshot` copies in its events, so a burst of
+#: updates costs one journal write.  ``ts`` is the time of the latest change.
+Order = derive_record(
+    "Order", P.OrderUpdate, drop=("seq",), last=[("created_ts", int, 0)],
+    namespace={k: v for k, v in vars(_OrderMethods).items() if not k.startswith("__")},
+)
+_names = [f.name for f in P.fields_of(P.OrderUpdate) if f.name != "seq"]
+_update_values = operator.attrgetter(*_names)
+_terms = operator.attrgetter(*P.ORDER_TERMS)
+_FROM_REQUEST = tuple(n for n in _names if n in {f.name for f in P.fields_of(P.SendOrder)} and n not in ("ts", "cause_ts", "origin_ts"))
+_STATE = ("order_id", "status", "filled_qty", "avg_price", "reason", "ts", "cause_ts")
 
-    n: int
-    fill_id: str
-    client_order_id: str
-    order_id: str
-    symbol: str
-    side: Side
-    qty: int
-    price: float
-    ts: int
-    source: str = ""
-    cause_ts: int = 0
-    origin_ts: int = 0
 
-    def fill_frame(self, seq: int) -> bytes:
-        """This fill as a published ``fill`` frame: the bytes of ``P.pub(self.to_message(seq))``."""
-        return b"exec.fill." + self.symbol.encode() + P.TOPIC_SEP + P.packb(
-            {
-                "v": P.PROTOCOL_VERSION,
-                "type": "fill",
-                "fill_id": self.fill_id,
-                "client_order_id": self.client_order_id,
-                "order_id": self.order_id,
-                "symbol": self.symbol,
-                "side": self.side,
-                "qty": self.qty,
-                "price": self.price,
-                "ts": self.ts,
-                "source": self.source,
-                "cause_ts": self.cause_ts,
-                "origin_ts": self.origin_ts,
-                "seq": seq,
-            }
-        )
+class _FillMethods:
+    __slots__ = ()
 
     def to_message(self, seq: int = 0) -> P.Fill:
-        return P.Fill(
-            fill_id=self.fill_id,
-            client_order_id=self.client_order_id,
-            order_id=self.order_id,
-            symbol=self.symbol,
-            side=self.side,
-            qty=self.qty,
-            price=self.price,
-            ts=self.ts,
-            source=self.source,
-            cause_ts=self.cause_ts,
-            origin_ts=self.origin_ts,
-            seq=seq,
-        )
+        return P.Fill(*_fill_values(self), seq=seq)
+
+
+#: One execution: the fields of ``fill`` (minus ``seq``) after ``n``, the fill's number
+#: (fill_id is ``F<n>``): strictly increasing.
+FillRecord = derive_record(
+    "FillRecord", P.Fill, drop=("seq",), first=[("n", int)], frozen=True,
+    namespace={k: v for k, v in vars(_FillMethods).items() if not k.startswith("__")},
+)
+_fill_values = operator.attrgetter(*[f.name for f in P.fields_of(P.Fill) if f.name != "seq"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,16 +59,6 @@ _MORE_NOBLOCK = int(zmq.NOBLOCK | zmq.SNDMORE)
 #: order id shown for an order the gateway refused before any exchange saw it
 NO_ORDER_ID = "-"
 
-_REQUEST_CLASSES: tuple[type[P.Message], ...] = (
-    P.SendOrder,
-    P.CancelOrder,
-    P.CancelAll,
-    P.GetOrder,
-    P.GetOrders,
-    P.GetPositions,
-    P.Ping,
-)
-assert {c.TYPE for c in _REQUEST_CLASSES} == set(P.REQUEST_TYPES), "request handlers out of step with protocol"
 
 _WORKING = P.WORKING_STATUSES
 
@@ -270,18 +260,13 @@ class ExchangeGateway(Worker):
 
     def _handle_payload(self, payload: bytes, batch: Batch, envelope: list[bytes] | None = None) -> bytes | None:
         """One request in, one packed reply out (None for an order held for the market); never raises."""
-        request_type = ""
         try:
-            d = P.unpack_map(payload)
-            t = d.get("type")
-            if isinstance(t, str) and 0 < len(t) <= P.MAX_STR:
-                request_type = t
-            msg = P.from_map(d, expect=_REQUEST_CLASSES)
-            _check_timestamps(msg)
+            msg = P.decode(payload, expect=P.REQUEST_CLASSES)
         except P.ProtocolError as e:
             self.stats.inc("decode_errors")
             self.rlog.warning("decode", "bad request: %s", e)
-            return P.error_reply(str(e), request_type)
+            return P.error_reply(str(e), P.peek_type(payload))
+        request_type = msg.TYPE
         self._envelope = envelope
         try:
             return self._handlers[type(msg)](msg, batch, P.now_ns())
@@ -338,7 +323,7 @@ class ExchangeGateway(Worker):
         if known is not None:
             if not known.same_terms(req):
                 self.stats.inc("rejects")
-                return P.packb(P.reply(MsgType.SEND_ORDER, False, f"client_order_id {cid} already used for a different order", client_order_id=cid))
+                return P.packb(P.refusal(MsgType.SEND_ORDER, f"client_order_id {cid} already used for a different order", client_order_id=cid))
             self.stats.inc("duplicates")
             if cid in self._held_cids and self._envelope is not None:
                 self._held.append((self._envelope, cid))  # answered with the first one
@@ -406,20 +391,17 @@ class ExchangeGateway(Worker):
         return ""
 
     def _order_reply(self, order: Order, now: int) -> bytes:
-        # the map P.reply(SEND_ORDER, ...) builds, spelled out: one per order
         return P.packb(
-            {
-                "v": P.PROTOCOL_VERSION,
-                "type": "send_order_reply",
-                "ok": order.status is not OrderStatus.REJECTED,
-                "reason": order.reason,
-                "client_order_id": order.client_order_id,
-                "order_id": order.order_id,
-                "status": order.status,
-                "filled_qty": order.filled_qty,
-                "avg_price": order.avg_price,
-                "ts": now,
-            }
+            P.SendOrderReply(
+                ok=order.status is not OrderStatus.REJECTED,
+                reason=order.reason,
+                client_order_id=order.client_order_id,
+                order_id=order.order_id,
+                status=order.status,
+                filled_qty=order.filled_qty,
+                avg_price=order.avg_price,
+                ts=now,
+            )
         )
 
     @staticmethod
@@ -427,7 +409,7 @@ class ExchangeGateway(Worker):
         order.order_id = order.order_id or NO_ORDER_ID
         order.status = OrderStatus.REJECTED
         order.reason = reason
-        order.updated_ts = now
+        order.ts = now
         return [OrderEvent(order.snapshot())]
 
     # ---- cancels
@@ -435,11 +417,9 @@ class ExchangeGateway(Worker):
         cid = req.client_order_id
         order = self.orders.get(cid)
         if order is None:
-            return P.packb(P.reply(MsgType.CANCEL_ORDER, False, f"unknown client_order_id {cid}", client_order_id=cid))
+            return P.packb(P.refusal(MsgType.CANCEL_ORDER, f"unknown client_order_id {cid}", client_order_id=cid))
         ok, reason = self._cancel(order, batch, now, req.ts)
-        return P.packb(
-            P.reply(MsgType.CANCEL_ORDER, ok, reason, client_order_id=cid, order_id=order.order_id, status=order.status.value)
-        )
+        return P.packb(P.CancelOrderReply(ok=ok, reason=reason, client_order_id=cid, order_id=order.order_id, status=order.status))
 
     def _cancel_all(self, req: P.CancelAll, batch: Batch, now: int) -> bytes:
         cancelled = []
@@ -448,7 +428,7 @@ class ExchangeGateway(Worker):
                 ok, _ = self._cancel(order, batch, now, req.ts)
                 if ok:
                     cancelled.append(order.client_order_id)
-        return P.packb(P.reply(MsgType.CANCEL_ALL, True, "", cancelled=cancelled, count=len(cancelled)))
+        return P.packb(P.CancelAllReply(ok=True, cancelled=cancelled, count=len(cancelled)))
 
     def _cancel(self, order: Order, batch: Batch, now: int, cause_ts: int) -> tuple[bool, str]:
         if order.status not in _WORKING:
@@ -460,7 +440,7 @@ class ExchangeGateway(Worker):
         if cid in self._held_cids:  # never reached the exchange: cancelled here
             order.order_id = NO_ORDER_ID
             order.status = OrderStatus.CANCELLED
-            order.updated_ts = now
+            order.ts = now
             order.cause_ts = cause_ts or now
             self.working.pop(cid, None)
             batch.dirty[cid] = order
@@ -480,17 +460,9 @@ class ExchangeGateway(Worker):
         cid = req.client_order_id
         order = self.orders.get(cid)
         if order is None:
-            return P.packb(P.reply(MsgType.GET_ORDER, False, f"unknown client_order_id {cid}", client_order_id=cid))
+            return P.packb(P.refusal(MsgType.GET_ORDER, f"unknown client_order_id {cid}", client_order_id=cid))
         return P.packb(
-            P.reply(
-                MsgType.GET_ORDER,
-                True,
-                "",
-                client_order_id=cid,
-                order_id=order.order_id,
-                status=order.status.value,
-                order=order.to_update().to_dict(),
-            )
+            P.GetOrderReply(ok=True, client_order_id=cid, order_id=order.order_id, status=order.status, order=order.to_update())
         )
 
     def _get_orders(self, req: P.GetOrders, batch: Batch, now: int) -> bytes:
@@ -499,16 +471,13 @@ class ExchangeGateway(Worker):
         truncated = len(orders) > MAX_ORDERS_IN_REPLY
         if truncated:
             orders = orders[-MAX_ORDERS_IN_REPLY:]
-        maps = [o.to_update().to_dict() for o in orders]
-        return P.packb(P.reply(MsgType.GET_ORDERS, True, "", orders=maps, truncated=truncated))
+        return P.packb(P.GetOrdersReply(ok=True, orders=[o.to_update() for o in orders], truncated=truncated))
 
     def _get_positions(self, req: P.GetPositions, batch: Batch, now: int) -> bytes:
-        return P.packb(
-            P.reply(MsgType.GET_POSITIONS, True, "", positions=self.positions.to_list(), last_fill_seq=self.positions.last_fill_seq)
-        )
+        return P.packb(P.GetPositionsReply(ok=True, positions=self.positions.to_list(), last_fill_seq=self.positions.last_fill_seq))
 
     def _ping(self, req: P.Ping, batch: Batch, now: int) -> bytes:
-        return P.packb(P.reply(MsgType.PING, True, "", ts=now))
+        return P.packb(P.PingReply(ok=True, ts=now))
 
     # ------------------------------------------------------------------ market data
     def _on_ticks(self, first: bytes) -> None:
@@ -545,10 +514,9 @@ class ExchangeGateway(Worker):
         working order, so only its newest quote matters (a batched frame's older rows would
         only be stored and overwritten)."""
         try:
-            # a 'tick' or a batched 'ticks' frame
+            # a 'tick' or a batched 'ticks' frame (its ts is int64 by declaration: it becomes
+            # the fills' cause_ts, in the journal)
             ticks = [P.last_tick(frame)] if newest_only else list(P.iter_ticks(frame))
-            for tick in ticks:
-                _check_timestamps(tick)  # its ts becomes the fills' cause_ts, in the journal
         except P.ProtocolError as e:
             self.stats.inc("decode_errors")
             self.rlog.warning("tick", "bad tick: %s", e)
@@ -574,7 +542,7 @@ class ExchangeGateway(Worker):
                 if live is None:  # an order the exchange knows and we did not (placed elsewhere)
                     live = self.orders[cid] = snap.snapshot()
                 elif live is not snap:
-                    _copy_state(snap, live)
+                    live.copy_state_from(snap)
                 if live.status in _WORKING:
                     self.working[cid] = live
                 else:
@@ -619,25 +587,13 @@ class ExchangeGateway(Worker):
         send = self.pub.send
         for ev in events:
             self.exec_seq += 1
-            frame = ev.fill.fill_frame(self.exec_seq) if ev.__class__ is FillEvent else ev.order.update_frame(self.exec_seq)
+            msg = ev.fill.to_message(self.exec_seq) if ev.__class__ is FillEvent else ev.order.to_update(self.exec_seq)
+            frame = P.pub(msg)
             try:
                 send(frame, zmq.NOBLOCK)
             except zmq.Again:
                 self.stats.inc("dropped")
         self.stats.inc("published", len(events))
-
-
-#: timestamps are journaled as SQLite INTEGERs (signed 64-bit); the protocol's ints may be larger
-MAX_TS = 2**63 - 1
-
-
-def _check_timestamps(msg: P.Message) -> None:
-    """Refuse a request whose timestamps the journal cannot store: one such value would fail
-    the whole group-commit batch it arrived in."""
-    for name in ("ts", "cause_ts", "origin_ts"):
-        v = getattr(msg, name, 0)
-        if isinstance(v, int) and v > MAX_TS:
-            raise P.ProtocolError(f"field '{name}' is out of range: {v} (at most {MAX_TS} ns)")
 
 
 def _split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
@@ -653,16 +609,6 @@ def _split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes
     except ValueError:
         return frames[:1], frames[1:]
     return frames[: i + 1], frames[i + 1 :]
-
-
-def _copy_state(src: Order, dst: Order) -> None:
-    dst.order_id = src.order_id
-    dst.status = src.status
-    dst.filled_qty = src.filled_qty
-    dst.avg_price = src.avg_price
-    dst.reason = src.reason
-    dst.updated_ts = src.updated_ts
-    dst.cause_ts = src.cause_ts
 
 
 def build_parser() -> argparse.ArgumentParser:

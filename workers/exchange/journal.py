@@ -43,6 +43,7 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`; v1 journals are upgrad
 
 from __future__ import annotations
 
+import operator
 import os
 import sqlite3
 import struct
@@ -50,13 +51,14 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, get_args
 
 import msgpack
+import msgspec
 
 from workers.exchange.client import FillRecord, Order, PositionBook
-from workers.protocol import OrderStatus, OrderType, Side
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SYNC_MODES = ("normal", "full")
 #: SQLite stores signed 64-bit integers; a larger one would fail the fold long after the
 #: batch was acknowledged, so :meth:`Journal.write` refuses it up front.
@@ -67,47 +69,58 @@ LOG_SUFFIX = "-log"
 #: the log file's header: magic, format version, generation (a fresh log: the next one)
 _LOG_HEADER = struct.Struct("<4sIQ")
 _LOG_MAGIC = b"TDJL"
-_LOG_FORMAT = 1
+#: format 2: order rows in ORDER_COLUMNS order; format 1 (schema v2) rows are read as
+#: _V2_ORDER_COLUMNS for one version
+_LOG_FORMAT = 2
+_LOG_FORMATS = (1, _LOG_FORMAT)
 #: each record: payload length, crc32 of the payload
 _REC = struct.Struct("<II")
 #: a record longer than this is not one (a torn header read as a length)
 _MAX_RECORD = 256 * 1024 * 1024
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
-_SCHEMA = """
+
+def _sql_type(t: Any) -> str:
+    t = _optional_inner(t)
+    if t is int:
+        return "INTEGER"
+    if t is float:
+        return "REAL"
+    return "TEXT"  # str and the str enums
+
+
+def _optional_inner(t: Any) -> Any:
+    args = [a for a in get_args(t) if a is not type(None)]
+    return args[0] if args and type(None) in get_args(t) else t
+
+
+def _columns(record: type, key: str, unique: tuple[str, ...] = ()) -> str:
+    """CREATE TABLE column lines for ``record``'s fields (NULL allowed where the field is
+    optional)."""
+    lines = []
+    for f in msgspec.structs.fields(record):
+        null = type(None) in get_args(f.type)
+        line = f"    {f.name} {_sql_type(f.type)}"
+        line += " PRIMARY KEY" if f.name == key else (" NOT NULL UNIQUE" if f.name in unique else ("" if null else " NOT NULL"))
+        lines.append(line)
+    return ",\n".join(lines)
+
+
+#: the columns of the orders and fills tables, in record order (log rows are in this order too)
+ORDER_COLUMNS = tuple(f.name for f in msgspec.structs.fields(Order))
+FILL_COLUMNS = tuple(f.name for f in msgspec.structs.fields(FillRecord))
+#: what a row of the log's format 1 (schema v2) held, in order
+_V2_ORDER_COLUMNS = ("client_order_id", "order_id", "symbol", "side", "qty", "order_type", "limit_price", "source", "status",
+                     "filled_qty", "avg_price", "reason", "created_ts", "ts", "cause_ts", "origin_ts")
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS orders (
-    client_order_id TEXT PRIMARY KEY,
-    order_id        TEXT NOT NULL,
-    symbol          TEXT NOT NULL,
-    side            TEXT NOT NULL,
-    qty             INTEGER NOT NULL,
-    order_type      TEXT NOT NULL,
-    limit_price     REAL,
-    source          TEXT NOT NULL,
-    status          TEXT NOT NULL,
-    filled_qty      INTEGER NOT NULL,
-    avg_price       REAL NOT NULL,
-    reason          TEXT NOT NULL,
-    created_ts      INTEGER NOT NULL,
-    updated_ts      INTEGER NOT NULL,
-    cause_ts        INTEGER NOT NULL,
-    origin_ts       INTEGER NOT NULL,
+{_columns(Order, "client_order_id")},
     reply           BLOB
 );
 CREATE INDEX IF NOT EXISTS orders_by_status ON orders(status);
 CREATE TABLE IF NOT EXISTS fills (
-    n               INTEGER PRIMARY KEY,
-    fill_id         TEXT NOT NULL UNIQUE,
-    client_order_id TEXT NOT NULL,
-    order_id        TEXT NOT NULL,
-    symbol          TEXT NOT NULL,
-    side            TEXT NOT NULL,
-    qty             INTEGER NOT NULL,
-    price           REAL NOT NULL,
-    ts              INTEGER NOT NULL,
-    source          TEXT NOT NULL,
-    cause_ts        INTEGER NOT NULL,
-    origin_ts       INTEGER NOT NULL
+{_columns(FillRecord, "n", unique=("fill_id",))}
 );
 CREATE INDEX IF NOT EXISTS fills_by_order ON fills(client_order_id);
 CREATE TABLE IF NOT EXISTS meta (
@@ -120,25 +133,24 @@ CREATE TABLE IF NOT EXISTS log_state (
 );
 """
 
-_ORDER_COLUMNS = (
-    "client_order_id, order_id, symbol, side, qty, order_type, limit_price, source, status, "
-    "filled_qty, avg_price, reason, created_ts, updated_ts, cause_ts, origin_ts"
-)
-
+_ORDER_COLUMN_LIST = ", ".join(ORDER_COLUMNS)
+#: the state of an order: what a later row may change (terms and creation time never change)
+_ORDER_STATE = ("order_id", "status", "filled_qty", "avg_price", "reason", "ts", "cause_ts")
 # An order row is inserted once and then only its state changes; the stored reply is kept
 # once written (COALESCE), so a later state change can never erase it.
 _UPSERT_ORDER = f"""
-INSERT INTO orders ({_ORDER_COLUMNS}, reply) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+INSERT INTO orders ({_ORDER_COLUMN_LIST}, reply) VALUES ({", ".join("?" * (len(ORDER_COLUMNS) + 1))})
 ON CONFLICT(client_order_id) DO UPDATE SET
-    order_id = excluded.order_id, status = excluded.status, filled_qty = excluded.filled_qty,
-    avg_price = excluded.avg_price, reason = excluded.reason, updated_ts = excluded.updated_ts,
-    cause_ts = excluded.cause_ts, reply = COALESCE(orders.reply, excluded.reply)
+    {", ".join(f"{c} = excluded.{c}" for c in _ORDER_STATE)}, reply = COALESCE(orders.reply, excluded.reply)
 """
-
-_INSERT_FILL = """
-INSERT INTO fills (n, fill_id, client_order_id, order_id, symbol, side, qty, price, ts, source, cause_ts, origin_ts)
-VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-"""
+_INSERT_FILL = f"INSERT INTO fills ({', '.join(FILL_COLUMNS)}) VALUES ({', '.join('?' * len(FILL_COLUMNS))})"
+#: positions in a row of the columns the tables hold as signed 64-bit integers, and as REALs
+_ORDER_INTS = tuple(i for i, f in enumerate(msgspec.structs.fields(Order)) if f.type is int)
+_ORDER_REALS = tuple(i for i, f in enumerate(msgspec.structs.fields(Order)) if f.type is float)
+_FILL_INTS = tuple(i for i, f in enumerate(msgspec.structs.fields(FillRecord)) if f.type is int)
+_FILL_REALS = tuple(i for i, f in enumerate(msgspec.structs.fields(FillRecord)) if f.type is float)
+_order_row = operator.attrgetter(*ORDER_COLUMNS)
+_fill_row = operator.attrgetter(*FILL_COLUMNS)
 
 
 class JournalError(RuntimeError):
@@ -181,11 +193,15 @@ class Journal:
             self.db.execute(f"PRAGMA synchronous={sync.upper()}")
             self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, 1, SCHEMA_VERSION):
+            if version not in (0, 1, 2, SCHEMA_VERSION):
                 raise JournalError(f"journal {self.path} has schema v{version}; this gateway writes v{SCHEMA_VERSION}")
+            # v1/v2 named the time of an order's latest change updated_ts; v3 names its
+            # columns after the record's fields, which are the order_update message's
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(orders)")}
+            upgrade = "ALTER TABLE orders RENAME COLUMN updated_ts TO ts;" if "updated_ts" in columns else ""
             # A write transaction takes the exclusive lock now, not at the first order: from
             # here on this process alone may touch the log file too.
-            self.db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            self.db.executescript(f"BEGIN IMMEDIATE; {upgrade} {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
             self._saved_state: dict[str, int] = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
             self._last_fill_n = self.db.execute("SELECT COALESCE(MAX(n), 0) FROM fills").fetchone()[0]
             marks = dict(self.db.execute("SELECT key, value FROM log_state").fetchall())
@@ -214,7 +230,7 @@ class Journal:
         gen = 0
         if len(data) >= _LOG_HEADER.size:
             magic, fmt, gen = _LOG_HEADER.unpack_from(data)
-            if magic != _LOG_MAGIC or fmt != _LOG_FORMAT:
+            if magic != _LOG_MAGIC or fmt not in _LOG_FORMATS:
                 raise JournalError(f"{self.log_path} is not a TickDesk journal log (format {fmt})")
         if not gen or gen < folded_gen or (gen == folded_gen and folded_offset > len(data)):
             # No log yet (or a header torn at creation: it held no record); or a log older
@@ -224,6 +240,7 @@ class Journal:
             self._new_log_file(max(gen, folded_gen) + 1)
             return
         self.gen = gen
+        self._log_format = fmt
         # The log's records beyond what the tables hold: all of them if this generation was
         # never folded (a fresh log after a reset), else those past the folded offset.
         pos = max(folded_offset, _LOG_HEADER.size) if gen == folded_gen else _LOG_HEADER.size
@@ -256,6 +273,8 @@ class Journal:
     def _replay(self, payload: bytes) -> None:
         order_rows, fill_rows, lone, changed = msgpack.unpackb(payload, raw=False, use_list=True)
         fill_rows = [tuple(r) for r in fill_rows if r[0] > self._last_fill_n]  # folded already
+        if self._log_format == 1:
+            order_rows = [_v2_order_row(r) for r in order_rows]
         self._remember([tuple(r) for r in order_rows], fill_rows, [tuple(x) for x in lone], changed)
         self._records += 1
 
@@ -278,6 +297,7 @@ class Journal:
         except OSError as e:
             raise JournalError(f"cannot create journal log {self.log_path}: {e}") from e
         self.gen = gen
+        self._log_format = _LOG_FORMAT
         self._log_end = _LOG_HEADER.size
 
     # ------------------------------------------------------------------ writing
@@ -343,16 +363,13 @@ class Journal:
         """Refuse what the tables could not hold, before anything is acknowledged: integers
         beyond 64 bits, NaN prices, fills out of number order."""
         for row in order_rows:
-            # qty, filled_qty, created/updated/cause/origin ts; avg_price (NaN != NaN)
-            if not (_INT_MIN <= min(row[4], row[9], row[12], row[13], row[14], row[15])
-                    and max(row[4], row[9], row[12], row[13], row[14], row[15]) <= _INT_MAX
-                    and row[10] == row[10]):
+            ints = [row[i] for i in _ORDER_INTS]
+            if not (_INT_MIN <= min(ints) and max(ints) <= _INT_MAX and all(row[i] == row[i] for i in _ORDER_REALS)):  # NaN != NaN
                 raise JournalError(f"journal write failed: a value out of range in order {row[0]!r}: {row}")
         n = self._last_fill_n
         for row in fill_rows:
-            # n, qty, ts, cause_ts, origin_ts; price
-            if not (_INT_MIN <= min(row[6], row[8], row[10], row[11]) and max(row[0], row[6], row[8], row[10], row[11]) <= _INT_MAX
-                    and row[7] == row[7]):
+            ints = [row[i] for i in _FILL_INTS]
+            if not (_INT_MIN <= min(ints) and max(ints) <= _INT_MAX and all(row[i] == row[i] for i in _FILL_REALS)):
                 raise JournalError(f"journal write failed: a value out of range in fill {row[1]!r}: {row}")
             if row[0] <= n:
                 raise JournalError(f"journal write failed: fill {row[1]} numbered {row[0]}, after fill number {n}")
@@ -459,12 +476,9 @@ class Journal:
         were replayed and folded when the journal was opened)."""
         self.fold()  # a journal in use (tests, tools): what this process wrote, first
         rec = Recovered()
-        for row in self.db.execute(f"SELECT {_ORDER_COLUMNS} FROM orders ORDER BY rowid"):
+        for row in self.db.execute(f"SELECT {_ORDER_COLUMN_LIST} FROM orders ORDER BY rowid"):
             rec.orders.append(_order_from_row(row))
-        for row in self.db.execute(
-            "SELECT n, fill_id, client_order_id, order_id, symbol, side, qty, price, ts, source, cause_ts, origin_ts "
-            "FROM fills ORDER BY n"
-        ):
+        for row in self.db.execute(f"SELECT {', '.join(FILL_COLUMNS)} FROM fills ORDER BY n"):
             fill = _fill_from_row(row)
             rec.fills.append(fill)
             rec.positions.apply(fill)
@@ -518,52 +532,17 @@ def remove_journal(path: str | os.PathLike) -> None:
             pass
 
 
-def _order_row(o: Order) -> tuple:
-    return (
-        o.client_order_id,
-        o.order_id,
-        o.symbol,
-        o.side.value,
-        o.qty,
-        o.order_type.value,
-        o.limit_price,
-        o.source,
-        o.status.value,
-        o.filled_qty,
-        o.avg_price,
-        o.reason,
-        o.created_ts,
-        o.updated_ts,
-        o.cause_ts,
-        o.origin_ts,
-    )
-
-
 def _order_from_row(row: tuple) -> Order:
-    (cid, oid, symbol, side, qty, otype, limit_price, source, status, filled, avg, reason, created, updated, cause, origin) = row
-    return Order(
-        client_order_id=cid,
-        symbol=symbol,
-        side=Side(side),
-        qty=qty,
-        order_type=OrderType(otype),
-        limit_price=limit_price,
-        source=source,
-        order_id=oid,
-        status=OrderStatus(status),
-        filled_qty=filled,
-        avg_price=avg,
-        reason=reason,
-        created_ts=created,
-        updated_ts=updated,
-        cause_ts=cause,
-        origin_ts=origin,
-    )
+    return msgspec.convert(dict(zip(ORDER_COLUMNS, row)), Order)  # converts the enums back
 
 
 def _fill_from_row(row: tuple) -> FillRecord:
-    return FillRecord(*row[:5], Side(row[5]), *row[6:])
+    return msgspec.convert(dict(zip(FILL_COLUMNS, row)), FillRecord)
 
 
-def _fill_row(f: FillRecord) -> tuple:
-    return (f.n, f.fill_id, f.client_order_id, f.order_id, f.symbol, f.side.value, f.qty, f.price, f.ts, f.source, f.cause_ts, f.origin_ts)
+_V2_TO_ROW = tuple(_V2_ORDER_COLUMNS.index(c) for c in ORDER_COLUMNS)
+
+
+def _v2_order_row(row: list) -> tuple:
+    """A format-1 log row (its last cell: the stored reply) in today's column order."""
+    return (*(row[i] for i in _V2_TO_ROW), row[-1])

@@ -55,7 +55,7 @@ class SimulatedExchange(ExchangeClient):
     def submit(self, order: Order, now: int) -> list[ExecEvent]:
         order.order_id = f"O{self.next_order_n}"
         self.next_order_n += 1
-        order.updated_ts = now
+        order.ts = now
         quote = self._quotes.get(order.symbol)
         if quote is None and order.order_type is OrderType.MARKET:
             order.status = OrderStatus.REJECTED
@@ -75,7 +75,7 @@ class SimulatedExchange(ExchangeClient):
             return CancelResult(False, f"order {order.client_order_id} is not working (status {order.status.value})")
         self._remove(order)
         order.status = OrderStatus.CANCELLED
-        order.updated_ts = now
+        order.ts = now
         order.cause_ts = cause_ts or now
         return CancelResult(True, "", [OrderEvent(order.snapshot())])
 
@@ -118,7 +118,7 @@ class SimulatedExchange(ExchangeClient):
                     self.next_order_n += 1
                 order.status = OrderStatus.REJECTED
                 order.reason = "not placed: the exchange restarted before acknowledging it"
-                order.updated_ts = now
+                order.ts = now
                 events.append(OrderEvent(order.snapshot()))
             elif order.is_working:
                 self._book.setdefault(order.symbol, {})[order.client_order_id] = order
@@ -158,7 +158,7 @@ class SimulatedExchange(ExchangeClient):
             origin_ts=origin_ts,
         )
         order.apply_fill(qty, price)
-        order.updated_ts = now
+        order.ts = now
         order.cause_ts = cause_ts
         events.append(FillEvent(fill))
         events.append(OrderEvent(order.snapshot()))

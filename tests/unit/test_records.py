@@ -1,0 +1,68 @@
+"""One record per entity: the gateway's records, the journal's columns and what is published
+derive from the message declarations, and stay in line with them."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from workers import protocol as P
+from workers.exchange import journal as J
+from workers.exchange.client import FillRecord, Order
+from workers.protocol import OrderStatus, OrderType, Side
+
+
+def names(cls) -> list[str]:
+    return [f.name for f in msgspec.structs.fields(cls) if f.name != "v"]
+
+
+def test_the_order_record_is_order_update_without_seq_plus_its_creation_time():
+    assert names(Order) == [n for n in names(P.OrderUpdate) if n != "seq"] + ["created_ts"]
+    # every term of a send_order is kept on the record under the same name
+    assert set(P.ORDER_TERMS) <= set(names(Order)) and set(P.ORDER_TERMS) <= set(names(P.SendOrder))
+
+
+def test_the_fill_record_is_fill_without_seq_after_its_number():
+    assert names(FillRecord) == ["n"] + [n for n in names(P.Fill) if n != "seq"]
+
+
+def test_journal_columns_are_the_record_fields():
+    assert J.ORDER_COLUMNS == tuple(names(Order))
+    assert J.FILL_COLUMNS == tuple(names(FillRecord))
+
+
+def orders() -> list:
+    limit = Order(client_order_id="c-1", symbol="AAPL", side=Side.SELL, qty=300, order_type=OrderType.LIMIT, limit_price=190.25,
+                  source="manual", order_id="O7", status=OrderStatus.PARTIALLY_FILLED, filled_qty=120, avg_price=190.3,
+                  created_ts=1, ts=2, cause_ts=3, origin_ts=4)
+    market = Order(client_order_id="c-2", symbol="MSFT", side=Side.BUY, qty=1, source="strategy.sr1", order_id="O8",
+                   status=OrderStatus.FILLED, filled_qty=1, avg_price=410.5, ts=10**18, cause_ts=10**18 - 5, origin_ts=10**18 - 9)
+    rejected = Order(client_order_id="c-3", symbol="ZZZ", side=Side.BUY, qty=5, order_id="-", status=OrderStatus.REJECTED,
+                     reason="no market data for ZZZ")
+    return [limit, market, rejected]
+
+
+@pytest.mark.parametrize("order", orders(), ids=lambda o: o.client_order_id)
+def test_a_published_order_update_carries_every_field_of_the_record(order):
+    topic, msg = P.decode_pub(P.pub(order.to_update(42)))
+    assert topic == b"exec.order." + order.symbol.encode() and msg.seq == 42
+    for name in names(Order):
+        if name != "created_ts":
+            assert getattr(msg, name) == getattr(order, name), name
+
+
+def test_a_published_fill_carries_every_field_of_the_record():
+    fill = FillRecord(9, "F9", "c-1", "O7", "AAPL", Side.SELL, 120, 190.3, 123, "manual", 100, 90)
+    topic, msg = P.decode_pub(P.pub(fill.to_message(43)))
+    assert topic == b"exec.fill.AAPL" and msg.seq == 43
+    assert [getattr(msg, n) for n in names(FillRecord)[1:]] == [getattr(fill, n) for n in names(FillRecord)[1:]]
+
+
+def test_an_order_round_trips_through_the_journal(tmp_path):
+    j = J.Journal(tmp_path / "j.sqlite")
+    j.write(orders(), [FillRecord(1, "F1", "c-1", "O7", "AAPL", Side.SELL, 120, 190.3, 123)], {"c-1": b"r"}, {})
+    j.close()
+    j = J.Journal(tmp_path / "j.sqlite")
+    rec = j.load()
+    assert rec.orders == orders() and rec.fills[0].fill_id == "F1"
+    j.close()
