@@ -32,15 +32,8 @@ from typing import Annotated, Any, ClassVar, Union
 import msgspec
 from msgspec import Meta
 
-try:  # the shared modules land in the same redesign; until then, the same definitions here
-    from workers.errors import ProtocolError
-except ImportError:  # pragma: no cover
-    class ProtocolError(ValueError):
-        """Input that does not follow the protocol; the message says what is wrong."""
-try:
-    from workers.symbols import SYMBOL_PATTERN
-except ImportError:  # pragma: no cover
-    SYMBOL_PATTERN = r"^[A-Za-z0-9._/-]{1,32}$"
+from workers.errors import ProtocolError
+from workers.symbols import SYMBOL_PATTERN
 
 __all__ = ["ProtocolError"]  # and every public name below; the list only re-exports the error
 
