@@ -173,7 +173,7 @@ class Rig:
         return [m for _, m in self.received if isinstance(m, cls)]
 
     def decisions(self, sig: P.Signal) -> list[P.SignalDecision]:
-        return [d for d in self.of_type(P.SignalDecision) if d.signal["id"] == sig.id]
+        return [d for d in self.of_type(P.SignalDecision) if d.signal.id == sig.id]
 
     def decision(self, sig: P.Signal, timeout: float = 5.0) -> P.SignalDecision:
         return self.wait(lambda: next(iter(self.decisions(sig)), None), timeout, f"decision for {sig.id}")
