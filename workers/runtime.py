@@ -7,19 +7,21 @@ sends a heartbeat with counters to the supervisor every ``--heartbeat`` seconds,
 commands from the supervisor, and exits cleanly on SIGTERM/SIGINT, on a ``stop`` command, or
 when the supervisor has gone.  An exception raised by a handler is counted and logged
 (rate-limited); it never ends the process.
+
+Around the loop: :mod:`workers.control_channel` (hello, heartbeats, commands, supervisor
+liveness), :mod:`workers.telemetry` (counters, latencies, RSS), :mod:`workers.errors`
+(ConfigError at start-up means exit status 2; CommandError refuses a command).
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import logging
 import math
 import os
 import signal
 import sys
 import time
-from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,173 +30,22 @@ import zmq
 
 from workers import protocol as P
 from workers.config import Endpoints, add_common_args, apply_toml_defaults, is_loopback
+from workers.control_channel import CONTROL_RECONNECT_AFTER, SUPERVISOR_PID_ENV, ControlChannel
+from workers.errors import CommandError, ConfigError
+from workers.ratelimit import RateLimitedLogger
 from workers.security import CurveKeys, ZapHandler
-
-try:  # for cheap percentiles at every heartbeat (LatencyRecorder.snapshot); optional
-    import numpy as _np
-except ImportError:  # pragma: no cover - numpy is a dependency, but the runtime works without
-    _np = None
-
-_I64_MAX = 2**63 - 1
-try:
-    _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-    _PAGE_SIZE = 4096
+from workers.telemetry import LatencyRecorder, Stats, rss_bytes
 
 log = logging.getLogger("tickdesk.worker")
 
 DRAIN_BATCH = 4096  # max messages taken from one socket per wake-up before looking at others
-SUPERVISOR_PID_ENV = "TICKDESK_SUPERVISOR_PID"
 #: exit code of a worker that cannot start as configured (bad option, endpoint refused, ...)
 EXIT_CONFIG_ERROR = 2
 #: MAXMSGSIZE of receiving sockets that connect (see Worker.socket): against memory exhaustion only
 CONNECTED_MAXMSGSIZE = 64 * P.MAX_MESSAGE_BYTES
-#: supervisor silent this long (and at least 3 heartbeats) -> reconnect the control DEALER: a
-#: connection that took over our routing id (ROUTER_HANDOVER) leaves ours deaf for good
-CONTROL_RECONNECT_AFTER = 1.5
 
-
-class CommandError(Exception):
-    """A command from the supervisor that cannot be carried out; the text goes back to it."""
-
-
-class RateLimitedLog:
-    """Log at most one line per ``interval`` seconds per key, with a count of what was skipped."""
-
-    def __init__(self, logger: logging.Logger, interval: float = 5.0):
-        self._log = logger
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._skipped: collections.Counter[str] = collections.Counter()
-
-    def warning(self, key: str, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) >= self._interval:
-            skipped = self._skipped.pop(key, 0)
-            suffix = f" ({skipped} similar suppressed)" if skipped else ""
-            self._log.warning(msg + suffix, *args)
-            self._last[key] = now
-        else:
-            self._skipped[key] += 1
-
-
-class LatencyRecorder:
-    """Recent latency samples (ns) of one hop; percentiles in microseconds per snapshot.
-
-    The samples since the last snapshot are kept in an ``array('q')`` (at most the newest
-    ``maxlen`` count), not as Python ints: the snapshot at every heartbeat then needs no sort,
-    no conversion and no freeing of thousands of int objects (a deque of 8192 ints cost ~0.3 ms
-    per heartbeat, all of it a pause in the worker's loop).
-    """
-
-    __slots__ = ("samples", "count", "maxlen")
-
-    def __init__(self, maxlen: int = 8192):
-        self.samples = array("q")
-        self.maxlen = maxlen
-        self.count = 0
-
-    def add(self, ns: int) -> None:
-        s = self.samples
-        try:
-            s.append(ns)
-        except OverflowError:  # beyond int64: a broken clock; keep the sample, clamped
-            s.append(_I64_MAX if ns > 0 else -_I64_MAX)
-        self.count += 1
-        if len(s) >= 2 * self.maxlen:
-            del s[: len(s) - self.maxlen]
-
-    def add_many(self, values: list[int]) -> None:
-        """Several samples at once (e.g. every tick of a batched frame)."""
-        s = self.samples
-        before = len(s)
-        try:
-            s.extend(values)
-        except OverflowError:
-            del s[before:]  # extend may have taken a prefix before failing
-            for v in values:
-                self.add(v)
-            return
-        self.count += len(values)
-        if len(s) >= 2 * self.maxlen:
-            del s[: len(s) - self.maxlen]
-
-    def snapshot(self) -> dict[str, float] | None:
-        s = self.samples
-        if not s:
-            return None
-        if len(s) > self.maxlen:
-            del s[: len(s) - self.maxlen]
-        n = len(s)
-        ranks = [min(n - 1, int(q * n)) for q in (0.50, 0.99, 0.999)] + [n - 1]
-        if _np is not None and n > 64:
-            # the same order statistics as sorting, by partition, on a copy of the raw buffer
-            a = _np.frombuffer(s, dtype=_np.int64).copy()
-            a.partition(ranks)
-            vals = [int(a[k]) for k in ranks]
-        else:
-            srt = sorted(s)
-            vals = [srt[k] for k in ranks]
-        del s[:]
-        p50, p99, p999, mx = vals
-        return {"n": n, "p50_us": p50 / 1000.0, "p99_us": p99 / 1000.0, "p999_us": p999 / 1000.0, "max_us": mx / 1000.0}
-
-
-class Stats:
-    """Counters and per-hop latencies that a worker reports with every heartbeat."""
-
-    def __init__(self) -> None:
-        self.counters: collections.Counter[str] = collections.Counter()
-        self.latency: dict[str, LatencyRecorder] = {}
-        self.gauges: dict[str, Any] = {}
-
-    def inc(self, key: str, n: int = 1) -> None:
-        self.counters[key] += n
-
-    def lat(self, hop: str, ns: int) -> None:
-        rec = self.latency.get(hop)
-        if rec is None:
-            rec = self.latency[hop] = LatencyRecorder()
-        rec.add(ns)
-
-    def lat_many(self, hop: str, values: list[int]) -> None:
-        """Record several latency samples (ns) of one hop; cheaper than one :meth:`lat` each."""
-        rec = self.latency.get(hop)
-        if rec is None:
-            rec = self.latency[hop] = LatencyRecorder()
-        rec.add_many(values)
-
-    def snapshot(self) -> dict[str, Any]:
-        lat = {}
-        for hop, rec in self.latency.items():
-            snap = rec.snapshot()
-            if snap:
-                lat[hop] = snap
-        return {"counters": dict(self.counters), "latency": lat, "gauges": dict(self.gauges)}
-
-
-_statm: tuple[int, int] | None = None  # (pid, fd): a forked child must open its own
-
-
-def rss_bytes() -> int:
-    """Resident set size of this process, or 0 where it cannot be read cheaply."""
-    global _statm
-    try:
-        # one raw fd kept open and re-read from offset 0 (the kernel regenerates the text):
-        # a text-mode open() per heartbeat cost ~50 us of the loop
-        pid = os.getpid()
-        if _statm is None or _statm[0] != pid:
-            _statm = (pid, os.open("/proc/self/statm", os.O_RDONLY))
-        return int(os.pread(_statm[1], 128, 0).split()[1]) * _PAGE_SIZE
-    except (OSError, ValueError, IndexError, AttributeError):
-        pass
-    try:
-        import resource
-
-        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return r if sys.platform == "darwin" else r * 1024
-    except Exception:
-        return 0
+#: the old name of the runtime's rate-limited log (same ``warning(key, msg, *args)``)
+RateLimitedLog = RateLimitedLogger
 
 
 class Worker:
@@ -211,24 +62,20 @@ class Worker:
         self.endpoints = Endpoints.from_args(args)
         self.ctx = zmq.Context()
         self.poller = zmq.Poller()
-        self.stats = Stats()
+        self.stats = Stats()  # looked up in this module at call time: bench/instrumented swaps it
         self.state = "running"
-        self.rlog = RateLimitedLog(logging.getLogger(f"tickdesk.{self.name}"))
+        self.rlog = RateLimitedLogger(logging.getLogger(f"tickdesk.{self.name}"))
         self.log = logging.getLogger(f"tickdesk.{self.name}")
         self._readers: dict[zmq.Socket, tuple[Callable[[Any], None], bool, bool]] = {}
         self._sockets: list[zmq.Socket] = []
         self._stop = False
         self._exit_code = 0
-        self._control: zmq.Socket | None = None
-        self._last_supervisor = time.monotonic()
-        self._control_opened = 0.0
         self._started = time.monotonic()
-        self._supervisor_pid = int(os.environ.get(SUPERVISOR_PID_ENV, "0") or 0)
         curve_dir = getattr(args, "curve_dir", None)
         self.curve = CurveKeys.load(curve_dir) if curve_dir else None
         self._zap: ZapHandler | None = None
-        if self._supervisor_pid and not getattr(args, "no_control", False):
-            _die_with_parent()
+        self.control = ControlChannel(self)
+        self.control.die_with_supervisor()
 
     # ------------------------------------------------------------------ for subclasses
     def setup(self) -> None:
@@ -312,99 +159,28 @@ class Worker:
         self._readers[sock] = (handler, multipart, drains)
         self.poller.register(sock, zmq.POLLIN)
 
+    def remove_socket(self, sock: zmq.Socket) -> None:
+        """Stop reading ``sock`` and close it (linger 0)."""
+        if sock in self._readers:
+            self.poller.unregister(sock)
+            del self._readers[sock]
+        if sock in self._sockets:
+            self._sockets.remove(sock)
+        sock.close(0)
+
     # ------------------------------------------------------------------ control channel
-    def _open_control(self) -> None:
-        if getattr(self.args, "no_control", False):
-            return
-        self._control = self.socket(zmq.DEALER, connect=self.endpoints.control, routing_id=self.name.encode(), sndhwm=100)
-        self._control_opened = time.monotonic()
-        self.add_reader(self._control, self._on_control)
-        self._send_control(P.Hello(name=self.name, role=self.kind, pid=os.getpid(), ts=P.now_ns()))
-
-    def _send_control(self, msg: P.Message) -> None:
-        if self._control is None:
-            return
-        try:
-            self._control.send(msg.pack(), zmq.NOBLOCK)
-        except zmq.Again:
-            self.stats.inc("control_dropped")
-
-    def _on_control(self, frame: bytes) -> None:
-        self._last_supervisor = time.monotonic()
-        try:
-            msg = P.decode(frame)
-        except P.ProtocolError as e:
-            self.stats.inc("decode_errors")
-            self.rlog.warning("control", "bad control message: %s", e)
-            return
-        if isinstance(msg, P.Command):
-            self._run_command(msg)
-
-    def _run_command(self, msg: P.Command) -> None:
-        ok, reason, result = True, "", {}
-        try:
-            if msg.cmd == "stop":
-                self.request_stop("stop command")
-            elif msg.cmd == "pause":
-                self.state = "paused"
-                self.on_pause(True)
-            elif msg.cmd == "resume":
-                self.state = "running"
-                self.on_pause(False)
-            elif msg.cmd == "stats":
-                result = self._heartbeat_stats()
-            else:
-                result = self.on_command(msg.cmd, msg.args) or {}
-        except CommandError as e:
-            ok, reason = False, str(e)
-        except Exception as e:  # a bad command must not end the worker
-            log.exception("command %s failed", msg.cmd)
-            ok, reason = False, f"{type(e).__name__}: {e}"
-        self._send_control(P.CommandReply(id=msg.id, cmd=msg.cmd, ok=ok, reason=reason, result=result))
-        self._send_heartbeat()
-
     def on_pause(self, paused: bool) -> None:
         """Called when the supervisor pauses or resumes the worker."""
 
-    def _heartbeat_stats(self) -> dict:
+    def heartbeat_stats(self) -> dict:
+        """What every heartbeat (and the ``stats`` command) reports: counters, latency
+        percentiles since the last snapshot, gauges, RSS and uptime."""
         if self._zap is not None:
             self.stats.counters["auth_denied"] = self._zap.denied
         snap = self.stats.snapshot()
         snap["gauges"]["rss"] = rss_bytes()
         snap["gauges"]["uptime"] = time.monotonic() - self._started
         return snap
-
-    def _send_heartbeat(self) -> None:
-        self._send_control(
-            P.Heartbeat(ts=P.now_ns(), name=self.name, role=self.kind, pid=os.getpid(), stats=self._heartbeat_stats(), state=self.state)
-        )
-
-    def _control_deaf(self, now: float, hb_every: float) -> bool:
-        if self._control is None:
-            return False
-        quiet = now - max(self._last_supervisor, self._control_opened)
-        return quiet > max(CONTROL_RECONNECT_AFTER, 3 * hb_every)
-
-    def _reopen_control(self) -> None:
-        """A new control connection (and hello): it takes our routing id back at the supervisor."""
-        old = self._control
-        self.poller.unregister(old)
-        self._readers.pop(old, None)
-        if old in self._sockets:
-            self._sockets.remove(old)
-        old.close(0)
-        self._control = None
-        self.stats.inc("control_reconnects")
-        self.rlog.warning("control", "no word from the supervisor for a while; reconnecting the control channel")
-        self._open_control()
-
-    def _supervisor_gone(self, now: float) -> bool:
-        if self._control is None:
-            return False
-        if self._supervisor_pid and os.getppid() != self._supervisor_pid:
-            return True
-        timeout = getattr(self.args, "orphan_timeout", 5.0)
-        return bool(timeout) and now - self._last_supervisor > timeout
 
     # ------------------------------------------------------------------ loop
     def request_stop(self, why: str = "", code: int = 0) -> None:
@@ -445,12 +221,13 @@ class Worker:
         self._install_signal_handlers()
         try:
             self.setup()
-            self._open_control()
+            self.control.open()
         except Exception as e:
             self.log.error("%s failed to start: %s", self.name, e)
             self._close()
             return EXIT_CONFIG_ERROR
         hb_every = getattr(self.args, "heartbeat", 0.5)
+        control = self.control
         next_hb = time.monotonic()
         next_timer = time.monotonic()
         try:
@@ -476,12 +253,12 @@ class Worker:
                     self._hook(self.on_timer, now)
                     next_timer = now + self.timer_interval
                 if now >= next_hb:
-                    self._send_heartbeat()
+                    control.send_heartbeat()
                     next_hb = now + hb_every
-                    if self._supervisor_gone(now):
+                    if control.supervisor_gone(now):
                         self.request_stop("supervisor is gone")
-                    elif self._control_deaf(now, hb_every):
-                        self._reopen_control()
+                    elif control.deaf(now, hb_every):
+                        control.reopen()
         except KeyboardInterrupt:
             pass
         finally:
@@ -509,25 +286,10 @@ class Worker:
         signal.signal(signal.SIGINT, handler)
 
 
-def _die_with_parent() -> None:
-    """On Linux, ask the kernel to SIGTERM us when the supervisor dies (even by SIGKILL).
-    The heartbeat timeout covers other systems and remote supervisors."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except Exception:
-        pass
-
-
 def check_bind_allowed(endpoint: str, curve_dir: str | None) -> None:
     """Refuse to bind a non-loopback address without CurveZMQ (see docs/reliability.md)."""
     if not is_loopback(endpoint) and not curve_dir:
-        raise RuntimeError(
+        raise ConfigError(
             f"refusing to bind {endpoint}: binding a non-loopback address requires CurveZMQ keys (--curve-dir)"
         )
 

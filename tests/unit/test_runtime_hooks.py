@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from workers.config import add_common_args
-from workers.runtime import Worker
+from workers.runtime import CommandError, Worker
 
 
 class Flaky(Worker):
@@ -38,3 +38,82 @@ def test_hook_exceptions_are_counted_and_the_loop_goes_on(tmp_path):
     assert w.run() == 0
     assert w.timers == 5  # the loop outlived five failing timers
     assert w.stats.counters["handler_errors"] >= 5 + w.wakeups // 2 - 1
+
+
+class Echo(Worker):
+    kind = "echo"
+
+    def on_command(self, cmd, args):
+        if cmd == "echo":
+            return {"echo": args}
+        if cmd == "refuse":
+            raise CommandError("not today")
+        return super().on_command(cmd, args)
+
+
+def _control_worker(tmp_path):
+    import zmq
+
+    p = argparse.ArgumentParser()
+    add_common_args(p)
+    eps = [f"--{n}=ipc://{tmp_path}/{n}" for n in ("ticks", "signals", "orders", "execution", "events", "control")]
+    w = Echo(p.parse_args([*eps, "--name", "echo-1"]))
+    router = w.ctx.socket(zmq.ROUTER)
+    router.bind(f"ipc://{tmp_path}/control")
+    return w, router
+
+
+def test_control_channel_hello_commands_and_heartbeat_on_the_wire(tmp_path):
+    from workers import protocol as P
+
+    w, router = _control_worker(tmp_path)
+    try:
+        w.control.open()
+        assert router.poll(2000)
+        ident, frame = router.recv_multipart()
+        hello = P.decode(frame)
+        assert ident == b"echo-1" and isinstance(hello, P.Hello) and hello.role == "echo"
+
+        def ask(cmd, **args):
+            router.send_multipart([ident, P.Command(id=cmd, cmd=cmd, args=args).pack()])
+            assert w.poller.poll(2000)
+            w._drain(w.control.sock)
+            got = []
+            while router.poll(500) and len(got) < 2:
+                got.append(P.decode(router.recv_multipart()[1]))
+            return got
+
+        reply, beat = ask("echo", x=1)
+        assert isinstance(reply, P.CommandReply) and reply.ok and reply.result == {"echo": {"x": 1}}
+        # the heartbeat after a command: the format the supervisor reads
+        assert isinstance(beat, P.Heartbeat) and beat.name == "echo-1" and beat.state == "running"
+        assert set(beat.stats) == {"counters", "latency", "gauges"} and {"rss", "uptime"} <= set(beat.stats["gauges"])
+        reply, _ = ask("refuse")
+        assert not reply.ok and reply.reason == "not today"
+        reply, _ = ask("nonsense")
+        assert not reply.ok and "unknown command" in reply.reason
+        reply, beat = ask("pause")
+        assert reply.ok and w.state == "paused" and beat.state == "paused"
+        assert not w.control.deaf(w.control.last_heard + 0.1, 0.5)
+        assert w.control.deaf(w.control.last_heard + 10, 0.5)
+        w.control.reopen()
+        assert w.stats.counters["control_reconnects"] == 1
+        assert router.poll(2000) and isinstance(P.decode(router.recv_multipart()[1]), P.Hello)
+        ask("stop")
+        assert w._stop
+    finally:
+        w._close()
+
+
+def test_error_tree_says_retry_or_stop():
+    from workers import errors as E
+
+    assert E.is_retryable(E.PeerTimeout("x")) and E.is_retryable(E.PeerUnreachable("x"))
+    for fatal in (E.ConfigError("x"), E.CorruptStateError("x")):
+        assert isinstance(fatal, E.FatalError) and not E.is_retryable(fatal)
+    # a peer's bad input is neither: counted and dropped
+    assert not isinstance(E.ProtocolError("x"), (E.RetryableError, E.FatalError))
+    assert not E.is_retryable(ValueError("a bug"))
+    # parsing code that caught ValueError keeps working
+    assert issubclass(E.ProtocolError, ValueError) and issubclass(E.ConfigError, ValueError)
+    assert CommandError is E.CommandError
