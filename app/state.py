@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import collections
 import logging
+import operator
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from workers import protocol as P
 from workers.executor.positions import PositionBook, SymbolPosition
@@ -151,24 +154,8 @@ class MarketState:
 # ----------------------------------------------------------------------------- orders
 
 
-@dataclass(slots=True)
-class OrderRow:
-    """One order as this window knows it: the manual ticket's and the strategies' alike."""
-
-    client_order_id: str
-    symbol: str
-    side: Side
-    qty: int
-    order_type: OrderType = OrderType.MARKET
-    limit_price: float | None = None
-    source: str = ""
-    status: OrderStatus = OrderStatus.PENDING_NEW
-    filled_qty: int = 0
-    avg_price: float = 0.0
-    order_id: str = ""
-    reason: str = ""
-    created: int = 0  # ns
-    updated: int = 0  # ns
+class _OrderRowMethods:
+    __slots__ = ()
 
     @property
     def is_live(self) -> bool:
@@ -181,6 +168,14 @@ class OrderRow:
     @property
     def signed_remaining(self) -> int:
         return self.remaining if self.side is Side.BUY else -self.remaining
+
+
+#: One order as this window knows it, the manual ticket's and the strategies' alike: the
+#: fields of ``order_update`` (``ts``: its latest change) plus when this window first saw it.
+OrderRow = P.derive_record(
+    "OrderRow", P.OrderUpdate, drop=("seq",), last=[("created_ts", int, 0)], module=__name__,
+    namespace={k: v for k, v in vars(_OrderRowMethods).items() if not k.startswith("__")},
+)
 
 
 def _parse(enum_cls, value, default=None):
@@ -221,8 +216,8 @@ class OrderBook:
         if row.client_order_id in self.orders:
             return self.orders[row.client_order_id]
         now = P.now_ns()
-        row.created = row.created or now
-        row.updated = row.updated or now
+        row.created_ts = row.created_ts or now
+        row.ts = row.ts or now
         self.orders[row.client_order_id] = row
         self._new.append(row.client_order_id)
         self._evict()
@@ -249,7 +244,7 @@ class OrderBook:
         o.status = status
         if reason:
             o.reason = reason
-        o.updated = P.now_ns()
+        o.ts = P.now_ns()
         self._changed.add(coid)
         return o
 
@@ -272,7 +267,7 @@ class OrderBook:
                 limit_price=m.get("limit_price") if isinstance(m.get("limit_price"), (int, float)) else None,
                 source=str(m.get("source") or ""),
                 status=status or OrderStatus.PENDING_NEW,
-                created=_int(m.get("created_ts")) or _int(m.get("ts")),
+                created_ts=_int(m.get("created_ts")) or _int(m.get("ts")),
             )
             self.add(o)
         else:
@@ -291,11 +286,11 @@ class OrderBook:
         reason = m.get("reason")
         if isinstance(reason, str) and reason:
             o.reason = reason
-        o.updated = _int(m.get("ts")) or P.now_ns()
+        o.ts = _int(m.get("ts")) or P.now_ns()
         return o
 
     def apply_update(self, up: P.OrderUpdate) -> OrderRow | None:
-        return self.apply_map(up.to_dict())
+        return self.apply_map(msgspec.structs.asdict(up))
 
     def take_changes(self) -> tuple[list[OrderRow], list[OrderRow], list[str]]:
         """(new orders oldest first, changed orders, evicted client_order_ids)."""
@@ -314,18 +309,10 @@ def _int(v: Any) -> int:
 # ----------------------------------------------------------------------------- fills, signals
 
 
-@dataclass(slots=True, frozen=True)
-class FillRow:
-    fill_id: str
-    client_order_id: str
-    order_id: str
-    symbol: str
-    side: Side
-    qty: int
-    price: float
-    ts: int
-    source: str = ""
-    latency_us: float = 0.0  # tick -> fill as seen here (origin_ts to arrival)
+#: A fill as this window shows it: the fields of ``fill`` plus its latency as seen here
+#: (tick -> fill: origin_ts to arrival, in microseconds).
+FillRow = P.derive_record("FillRow", P.Fill, drop=("seq",), last=[("latency_us", float, 0.0)], frozen=True, module=__name__)
+_fill_values = operator.attrgetter(*[f.name for f in P.fields_of(P.Fill) if f.name != "seq"])
 
 
 @dataclass(slots=True, frozen=True)
@@ -508,7 +495,7 @@ class AppState:
             self._seen_fills.discard(self._seen_order.popleft())
         now_ns = now_ns or P.now_ns()
         lat = (now_ns - f.origin_ts) / 1000.0 if f.origin_ts and now_ns > f.origin_ts else 0.0
-        self.fills.append(FillRow(f.fill_id, f.client_order_id, f.order_id, f.symbol, f.side, f.qty, f.price, f.ts, f.source, lat))
+        self.fills.append(FillRow(*_fill_values(f), latency_us=lat))
         if self.positions.apply_fill(f):
             q = self.market.quotes.get(f.symbol)
             if q is not None and q.last:
@@ -527,14 +514,12 @@ class AppState:
 
     # ---- events stream
     def on_decision(self, d: P.SignalDecision) -> None:
-        s = d.signal
+        s = d.signal  # validated with the decision: a Signal
         self._signal_keys += 1
-        side = _parse(Side, s.get("side"), Side.BUY)
         self.signals.append(SignalRow(
-            key=self._signal_keys, ts=_int(s.get("ts")) or d.ts, strategy=str(s.get("strategy", "")),
-            symbol=str(s.get("symbol", "")), side=side, qty=_int(s.get("qty")), price=float(s.get("price", 0.0)),
-            reason=str(s.get("reason", "")), accepted=d.accepted, decision=d.reason,
-            client_order_id=d.client_order_id or "", signal_id=str(s.get("id", "")),
+            key=self._signal_keys, ts=s.ts or d.ts, strategy=s.strategy, symbol=s.symbol, side=s.side, qty=s.qty,
+            price=s.price, reason=s.reason, accepted=d.accepted, decision=d.reason,
+            client_order_id=d.client_order_id or "", signal_id=s.id,
         ))
 
     def on_levels(self, lv: P.Levels) -> None:

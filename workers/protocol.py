@@ -25,9 +25,10 @@ from __future__ import annotations
 import re
 import sys
 import time
+import types
 from collections.abc import Iterator
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Union
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 import msgspec
 from msgspec import Meta
@@ -827,3 +828,43 @@ def last_tick(frame: bytes) -> Tick:
 def fields_of(cls: type[msgspec.Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:
     """The declared fields of a message, without the envelope (``v``)."""
     return tuple(f for f in msgspec.structs.fields(cls) if f.name != "v")
+
+
+# ---- records derived from the declarations (the gateway's orders, the window's rows)
+
+
+def _plain(t: Any) -> Any:
+    """The Python type under a constrained wire type, ``Price | None`` -> ``float | None``
+    (records hold trusted values: the gateway's own state, or rows the journal wrote)."""
+    if get_origin(t) is Annotated:
+        return get_args(t)[0]
+    if get_origin(t) in (Union, types.UnionType):
+        return Union[tuple(_plain(a) for a in get_args(t))]  # noqa: UP007 (built at run time)
+    return t
+
+
+def derive_record(name: str, message: type[Message], *, drop: tuple[str, ...] = (), first=(), last=(),
+                  frozen: bool = False, namespace: dict | None = None, module: str = __name__) -> type[msgspec.Struct]:
+    """A record with the fields of ``message`` (same names, plain types), minus ``drop``, with
+    ``first`` and ``last`` as extra ``(name, type[, default])`` fields.  A mutable record is
+    keyword-only and gets a default for every field the message requires (the gateway's
+    record of an order exists before it has an order_id); a frozen one keeps them required.
+    Adding a field to the message adds it here, to the journal's columns and to what the
+    gateway publishes."""
+    defaults = {int: 0, float: 0.0, str: "", bool: False}
+    fields = list(first)
+    for f in fields_of(message):
+        if f.name in drop:
+            continue
+        t = _plain(f.type)
+        if f.required and frozen:
+            default = msgspec.NODEFAULT
+        elif f.required:
+            default = OrderStatus.PENDING_NEW if t is OrderStatus else defaults.get(t, msgspec.NODEFAULT)
+        else:
+            default = f.default
+        fields.append((f.name, t, default))
+    fields.extend(last)
+    required = [x for x in fields if len(x) == 2 or x[2] is msgspec.NODEFAULT]
+    return msgspec.defstruct(name, [x[:2] if x in required else x for x in fields], kw_only=not frozen,
+                             frozen=frozen, namespace=namespace, module=module)

@@ -48,7 +48,7 @@ MARKET_COLUMNS = (
 # ----------------------------------------------------------------------------- orders
 
 WORKING_COLUMNS = (
-    Column("created", "Time", attr("created"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.created)),
+    Column("created_ts", "Time", attr("created_ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.created_ts)),
     Column("symbol", "Symbol", attr("symbol"), width=60),
     Column("side", "Side", attr("side"), F.upper, tone=_side_tone, width=44),
     Column("qty", "Qty", attr("qty"), F.integer, "r", width=56),
@@ -63,7 +63,7 @@ WORKING_COLUMNS = (
 )
 
 HISTORY_COLUMNS = (
-    Column("updated", "Time", attr("updated"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.updated)),
+    Column("ts", "Time", attr("ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.ts)),
     Column("symbol", "Symbol", attr("symbol"), width=60),
     Column("side", "Side", attr("side"), F.upper, tone=_side_tone, width=44),
     Column("qty", "Qty", attr("qty"), F.integer, "r", width=56),

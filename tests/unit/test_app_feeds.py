@@ -66,7 +66,8 @@ def test_batched_ticks_frames():
     TickDecoder(st)([P.encode_ticks("AAPL", rows), P.encode_ticks("AAPL", [[6, P.now_ns(), 50.0, 49.0, 51.0, 1, 1, 70]])])
     q = st.market.quotes["AAPL"]
     assert (q.seq, q.ticks, q.last, q.missed) == (6, 6, 50.0, 0) and st.streams["ticks"].decode_errors == 0
-    bad = P.encode_ticks("AAPL", [[1, 1, 100.0, 101.0, 99.0, 1, 1, 1], [2, 1, 100.0, 99.0, 101.0, 1, 1, 1]])  # crossed row
+    crossed = [[1, 1, 100.0, 101.0, 99.0, 1, 1, 1], [2, 1, 100.0, 99.0, 101.0, 1, 1, 1]]  # the protocol refuses to build it
+    bad = b"tick.AAPL\x00" + msgpack.packb({"v": 1, "type": "ticks", "symbol": "AAPL", "ticks": crossed})
     TickDecoder(st)([bad])
     assert st.streams["ticks"].decode_errors == 1 and q.ticks == 6  # a bad frame is dropped whole
 

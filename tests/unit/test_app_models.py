@@ -88,7 +88,7 @@ def test_declared_columns_render():
     assert texts["volume"] == "12,345" and len(texts["ts"]) == 12
     tones = {c.key: c.tone(q) for c in MARKET_COLUMNS if c.tone}
     assert tones["last"] == "up"
-    f = FillRow("F1", "c", "O", "MSFT", Side.SELL, 10, 99.5, 1_700_000_000_000_000_000, "manual", 1500.0)
+    f = FillRow("F1", "c", "O", "MSFT", Side.SELL, 10, 99.5, 1_700_000_000_000_000_000, "manual", latency_us=1500.0)
     exported = {c.key: c.export(f) for c in FILL_COLUMNS}
     assert exported["side"] == "sell" and exported["value"] == 995.0 and exported["ts"].startswith("2023-11-14T22:13:20")
     assert F.micros(1500.0) == "1,500 µs" and F.micros(25_000) == "25.0 ms"

@@ -70,7 +70,7 @@ def order_map(coid="c1", status="new", filled=0, **kw):
 
 def test_order_book_never_moves_an_order_backwards():
     b = OrderBook()
-    b.add(OrderRow("c1", "MSFT", Side.BUY, 100, OrderType.LIMIT, 99.0, "manual"))
+    b.add(OrderRow(client_order_id="c1", symbol="MSFT", side=Side.BUY, qty=100, order_type=OrderType.LIMIT, limit_price=99.0, source="manual"))
     new, changed, _ = b.take_changes()
     assert [o.client_order_id for o in new] == ["c1"] and changed == []
     b.apply_map(order_map(status="filled", filled=100, avg_price=99.0))
@@ -96,7 +96,7 @@ def test_order_book_learns_orders_from_the_stream_and_bounds_itself():
 
 def test_unknown_then_terminal():
     b = OrderBook()
-    b.add(OrderRow("c1", "MSFT", Side.SELL, 10))
+    b.add(OrderRow(client_order_id="c1", symbol="MSFT", side=Side.SELL, qty=10))
     b.set_status("c1", OrderStatus.UNKNOWN, "no reply")
     assert b.get("c1").is_live and b.pending_qty("MSFT") == -10
     b.apply_map(order_map(coid="c1", status="cancelled", side="sell", qty=10))
@@ -147,7 +147,7 @@ def test_snapshot_then_replayed_fills():
 def test_decisions_and_levels():
     st = AppState(bars_factory=RecordingBars)
     sig = P.Signal(id="s1", strategy="sr", symbol="AAPL", side=Side.SELL, qty=5, price=10.0, ts=1, cause_ts=1, reason="breakdown")
-    st.on_decision(P.SignalDecision(signal=sig.to_dict(), accepted=False, ts=2, reason="kill switch is on"))
+    st.on_decision(P.SignalDecision(signal=sig, accepted=False, ts=2, reason="kill switch is on"))
     st.on_levels(P.Levels(strategy="sr", symbol="AAPL", ts=3, support=9.0, resistance=11.0))
     ch = st.collect()
     s = ch.new_signals[0]

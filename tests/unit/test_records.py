@@ -66,3 +66,15 @@ def test_an_order_round_trips_through_the_journal(tmp_path):
     rec = j.load()
     assert rec.orders == orders() and rec.fills[0].fill_id == "F1"
     j.close()
+
+
+def test_the_windows_rows_and_their_columns_derive_from_the_declarations():
+    from app.models import tables
+    from app.state import FillRow, OrderRow
+
+    assert names(OrderRow) == [n for n in names(P.OrderUpdate) if n != "seq"] + ["created_ts"]
+    assert names(FillRow) == [n for n in names(P.Fill) if n != "seq"] + ["latency_us"]
+    # every column of the order and fill tables shows a field of its row (or one derived from it)
+    derived = {"value"}  # qty * price
+    for columns, row in ((tables.WORKING_COLUMNS, OrderRow), (tables.HISTORY_COLUMNS, OrderRow), (tables.FILL_COLUMNS, FillRow)):
+        assert {c.key for c in columns} - derived <= set(names(row)), row.__name__

@@ -15,53 +15,13 @@ Positions are not the client's business: the gateway derives them from fills wit
 from __future__ import annotations
 
 import operator
-import types
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
-
-import msgspec
+from typing import Any, ClassVar
 
 from workers import protocol as P
 from workers.protocol import OrderStatus, OrderType, Side
-
-
-def _plain(t: Any) -> Any:
-    """The Python type under a constrained wire type, ``Price | None`` -> ``float | None``
-    (records hold trusted values: the gateway's own state, or rows the journal wrote)."""
-    if get_origin(t) is Annotated:
-        return get_args(t)[0]
-    if get_origin(t) in (Union, types.UnionType):
-        return Union[tuple(_plain(a) for a in get_args(t))]  # noqa: UP007 (built at run time)
-    return t
-
-
-def derive_record(name: str, message: type[P.Message], *, drop: tuple[str, ...] = (), first=(), last=(),
-                  frozen: bool = False, namespace: dict | None = None) -> type[msgspec.Struct]:
-    """A record with the fields of ``message`` (same names, plain types), minus ``drop``, with
-    ``first`` and ``last`` as extra ``(name, type[, default])`` fields.  A mutable record is
-    keyword-only and gets a default for every field the message requires (the gateway's
-    record of an order exists before it has an order_id); a frozen one keeps them required.
-    Adding a field to the message adds it here, to the journal's columns and to what the
-    gateway publishes."""
-    defaults = {int: 0, float: 0.0, str: "", bool: False}
-    fields = list(first)
-    for f in P.fields_of(message):
-        if f.name in drop:
-            continue
-        t = _plain(f.type)
-        if f.required and frozen:
-            default = msgspec.NODEFAULT
-        elif f.required:
-            default = P.OrderStatus.PENDING_NEW if t is P.OrderStatus else defaults.get(t, msgspec.NODEFAULT)
-        else:
-            default = f.default
-        fields.append((f.name, t, default))
-    fields.extend(last)
-    required = [x for x in fields if len(x) == 2 or x[2] is msgspec.NODEFAULT]
-    return msgspec.defstruct(name, [x[:2] if x in required else x for x in fields], kw_only=not frozen,
-                             frozen=frozen, namespace=namespace, module=__name__)
 
 
 class _OrderMethods:
@@ -109,7 +69,7 @@ class _OrderMethods:
 #: ``seq``) plus when it was created.  Mutable on purpose: the client that works the order
 #: updates it in place and hands out :meth:`snapshot` copies in its events, so a burst of
 #: updates costs one journal write.  ``ts`` is the time of the latest change.
-Order = derive_record(
+Order = P.derive_record(
     "Order", P.OrderUpdate, drop=("seq",), last=[("created_ts", int, 0)],
     namespace={k: v for k, v in vars(_OrderMethods).items() if not k.startswith("__")},
 )
@@ -129,7 +89,7 @@ class _FillMethods:
 
 #: One execution: the fields of ``fill`` (minus ``seq``) after ``n``, the fill's number
 #: (fill_id is ``F<n>``): strictly increasing.
-FillRecord = derive_record(
+FillRecord = P.derive_record(
     "FillRecord", P.Fill, drop=("seq",), first=[("n", int)], frozen=True,
     namespace={k: v for k, v in vars(_FillMethods).items() if not k.startswith("__")},
 )
