@@ -4,9 +4,11 @@ Used by ``tests/faults/test_crash.py`` (10 kills per worker kind) and ``bench/so
 (minutes of random kills).  Everything runs in the caller's thread: one loop pumps the
 supervisor, the order client, the observers and the killer, so there is nothing to join.
 
-* :class:`LazyPirateClient` -- several REQ "lanes" with one request in flight each.  A lane
-  that gets no reply within ``timeout`` closes its socket (linger 0), opens a new one and
-  sends the SAME request again; after ``attempts`` tries the request is given up.  An order
+* :class:`LazyPirateClient` -- several REQ "lanes" with one request in flight each, each
+  request driven by the order client's :class:`~workers.order_client.LazyPirate` (the one
+  implementation of the policy): no reply within ``timeout`` -> the lane closes its socket
+  (linger 0), opens a new one and sends the SAME bytes again; after ``attempts`` tries the
+  request is given up.  An order
   given up on is UNKNOWN: it is never sent again under a new ``client_order_id``; the
   reconciler asks ``get_order`` until the gateway says what became of it.
 * :class:`OrderLoad` -- market orders at a steady rate (default 150/s) on symbols the
@@ -44,6 +46,8 @@ import zmq
 from workers import protocol as P
 from workers.config import Endpoints
 from workers.fleet import default_fleet
+from workers.order_client import LazyPirate, PirateStats, RetryPolicy, is_unreadable, open_req
+from workers.sequence import SequenceTracker
 from workers.supervisor import Supervisor, SupervisorConfig
 
 KINDS = ("marketdata", "strategy", "executor", "exchange")
@@ -81,25 +85,40 @@ class Job:
     attempts: int
     on_reply: Callable[[dict], None]
     on_giveup: Callable[[], None]
-    tries: int = 0
 
 
 class Lane:
-    """One REQ socket, one request in flight (the REQ lockstep), Lazy Pirate on timeout."""
+    """One REQ socket, one request in flight (the REQ lockstep).  The retry policy is the
+    order client's own :class:`~workers.order_client.LazyPirate`; the lane only does the
+    non-blocking I/O it asks for."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str):
         self.ctx = ctx
         self.endpoint = endpoint
         self.sock: zmq.Socket | None = None
         self.job: Job | None = None
-        self.deadline = 0.0
+        self.call: LazyPirate | None = None
 
-    def open(self) -> None:
-        s = self.ctx.socket(zmq.REQ)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES * 64)
-        s.connect(self.endpoint)
-        self.sock = s
+    def begin(self, now: float) -> None:
+        """Send the call's next attempt (on a new socket if the last one was thrown away)."""
+        if self.sock is None:
+            self.sock = open_req(self.ctx, self.endpoint)
+        self.sock.send(self.call.begin(now))
+
+    def poll(self, now: float) -> tuple[str, dict | None]:
+        """("waiting" | "reply" | "gave_up", reply): one NOBLOCK look at the socket."""
+        call = self.call
+        try:
+            data = self.sock.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            if not call.expired(now):
+                return "waiting", None
+            self.close()  # Lazy Pirate: the REQ is stuck in its lockstep; throw it away
+            if call.on_timeout():
+                self.begin(now)  # the same bytes again
+                return "waiting", None
+            return "gave_up", None
+        return "reply", call.on_reply(data)
 
     def close(self) -> None:
         if self.sock is not None:
@@ -115,9 +134,19 @@ class LazyPirateClient:
         self.timeout = timeout
         self.urgent: collections.deque[Job] = collections.deque()  # queries: before new orders
         self.queue: collections.deque[Job] = collections.deque()
-        self.resends = 0
-        self.timeouts = 0
-        self.unreadable = 0
+        self.stats = PirateStats()
+
+    @property
+    def resends(self) -> int:
+        return self.stats.resends
+
+    @property
+    def timeouts(self) -> int:
+        return self.stats.timeouts
+
+    @property
+    def unreadable(self) -> int:
+        return self.stats.unreadable
 
     def submit(self, job: Job, urgent: bool = False) -> None:
         (self.urgent if urgent else self.queue).append(job)
@@ -135,42 +164,22 @@ class LazyPirateClient:
                 self._check(lane, now)
             if lane.job is None and (self.urgent or self.queue):
                 job = self.urgent.popleft() if self.urgent else self.queue.popleft()
-                self._send(lane, job, now)
-
-    def _send(self, lane: Lane, job: Job, now: float) -> None:
-        if lane.sock is None:
-            lane.open()
-        if job.tries:
-            self.resends += 1
-        job.tries += 1
-        lane.job = job
-        lane.deadline = now + self.timeout
-        lane.sock.send(job.payload)
+                lane.job = job
+                lane.call = LazyPirate(job.payload, RetryPolicy(self.timeout, job.attempts), self.stats)
+                lane.begin(now)
 
     def _check(self, lane: Lane, now: float) -> None:
+        what, reply = lane.poll(now)
+        if what == "waiting":
+            return
         job = lane.job
-        try:
-            data = lane.sock.recv(zmq.NOBLOCK)
-        except zmq.Again:
-            if now < lane.deadline:
-                return
-            # Lazy Pirate: the REQ is stuck in its lockstep; throw it away, resend the same bytes
-            self.timeouts += 1
-            lane.close()
-            lane.job = None
-            if job.tries < job.attempts:
-                self._send(lane, job, now)
-            else:
-                job.on_giveup()
-            return
-        lane.job = None
-        try:
-            reply = P.unpack_map(data)
-        except P.ProtocolError:
-            self.unreadable += 1
+        lane.job = lane.call = None
+        if what == "gave_up":
             job.on_giveup()
-            return
-        job.on_reply(reply)
+        else:
+            # an unreadable reply is an error reply: no answer about this request, so each
+            # job's on_reply treats it as unknown (it checks the reply's type and id)
+            job.on_reply(reply)
 
     def close(self) -> None:
         for lane in self.lanes:
@@ -301,17 +310,32 @@ def read_ticks(frame: bytes) -> list[P.Tick]:
 
 
 class TickObserver:
-    """A subscriber of the tick stream: counts gaps and restarts of the per-symbol seq."""
+    """A subscriber of the tick stream: gaps and restarts of the per-symbol seq, as the
+    shared tracker (workers/sequence.py) sees them."""
 
     def __init__(self, sock: zmq.Socket):
         self.sock = sock
-        self.last: dict[str, int] = {}
+        self.seq = SequenceTracker()
         self.ticks = 0
-        self.gaps = 0
-        self.missed = 0
-        self.restarts = 0
+
+    @property
+    def last(self) -> dict[str, int]:
+        return {k: self.seq.last(k) for k in self.seq.keys()}
+
+    @property
+    def gaps(self) -> int:
+        return self.seq.gaps
+
+    @property
+    def missed(self) -> int:
+        return self.seq.missing
+
+    @property
+    def restarts(self) -> int:
+        return self.seq.restarts
 
     def drain(self) -> None:
+        check = self.seq.check
         while True:
             try:
                 frame = self.sock.recv(zmq.NOBLOCK)
@@ -323,15 +347,7 @@ class TickObserver:
                 continue
             for t in ticks:
                 self.ticks += 1
-                last = self.last.get(t.symbol)
-                self.last[t.symbol] = t.seq
-                if last is None or t.seq == last + 1:
-                    continue
-                if t.seq > last + 1:
-                    self.gaps += 1
-                    self.missed += t.seq - last - 1
-                else:
-                    self.restarts += 1
+                check(t.symbol, t.seq, getattr(t, "epoch", None))
 
 
 class ExecObserver:
@@ -396,7 +412,7 @@ class DecisionObserver:
 
 
 class Probe:
-    """Pings the gateway with its own Lazy Pirate REQ until one is answered."""
+    """Pings the gateway, one attempt per ping, until one is answered ok."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str, timeout: float = 0.2):
         self.lane = Lane(ctx, endpoint)
@@ -407,25 +423,15 @@ class Probe:
         lane = self.lane
         if self.answered:
             return
-        if lane.job is None:
-            if lane.sock is None:
-                lane.open()
-            lane.sock.send(P.Ping(ts=P.now_ns()).pack())
-            lane.job = Job(b"", 1, lambda r: None, lambda: None)
-            lane.deadline = now + self.timeout
+        if lane.call is None:
+            # a fresh ping each time, not a resend: the question is "is it serving now?"
+            lane.call = LazyPirate(P.Ping(ts=P.now_ns()).pack(), RetryPolicy(self.timeout, 1))
+            lane.begin(now)
             return
-        try:
-            data = lane.sock.recv(zmq.NOBLOCK)
-        except zmq.Again:
-            if now >= lane.deadline:
-                lane.close()
-                lane.job = None
-            return
-        lane.job = None
-        try:
-            self.answered = P.unpack_map(data).get("ok") is True
-        except P.ProtocolError:
-            pass
+        what, reply = lane.poll(now)
+        if what != "waiting":
+            lane.call = None
+            self.answered = reply is not None and reply.get("ok") is True
 
     def close(self) -> None:
         self.lane.close()
@@ -542,7 +548,7 @@ class ChaosFleet:
         self.sup.start()
         self.wait(lambda: all(w.state == "running" for w in self.sup.workers.values()), timeout, "every worker running")
         self.wait(lambda: self.gauge("executor", "synced") is True, timeout, "executor loaded its positions")
-        self.wait(lambda: all(s in self.ticks.last for s in CLIENT_SYMBOLS), timeout, "ticks of the client's symbols")
+        self.wait(lambda: all(s in self.ticks.seq for s in CLIENT_SYMBOLS), timeout, "ticks of the client's symbols")
         self.load.start(time.monotonic())
         self.wait(lambda: self.load.count("acked") >= 10, timeout, "first orders acked")
 
@@ -654,8 +660,8 @@ class ChaosFleet:
         box: dict[str, Any] = {}
         self.client.submit(Job(msg.pack(), 40, lambda r: box.setdefault("r", r), lambda: box.setdefault("r", None)), urgent=True)
         self.wait(lambda: "r" in box, timeout, f"reply to {msg.TYPE.value}")
-        if box["r"] is None:
-            raise AssertionError(f"no reply to {msg.TYPE.value}")
+        if box["r"] is None or is_unreadable(box["r"]):
+            raise AssertionError(f"no (readable) reply to {msg.TYPE.value}: {box['r']}")
         return box["r"]
 
     def finish(self, settle_timeout: float = 30.0) -> Verdict:
