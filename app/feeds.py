@@ -26,8 +26,11 @@ import zmq
 import zmq.asyncio
 
 from workers import protocol as P
+from workers.ratelimit import KeyedLimiter
 from workers.runtime import CONNECTED_MAXMSGSIZE
+from workers.sequence import SeqKind, SequenceTracker
 from app.state import AppState, StreamStats
+from app.tasks import Tasks
 
 log = logging.getLogger("tickdesk.app.feeds")
 
@@ -40,21 +43,12 @@ _MAXP = P.MAX_PRICE
 _unpackb = msgpack.unpackb
 
 
-class RateLimited:
-    """At most one log line per key every ``interval`` seconds (feeds see floods)."""
+#: seconds between two log lines of one kind (a flood of bad frames costs one line per interval)
+LOG_INTERVAL = 5.0
 
-    def __init__(self, interval: float = 5.0):
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self.suppressed: dict[str, int] = {}
 
-    def ready(self, key: str) -> bool:
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) >= self.interval:
-            self._last[key] = now
-            return True
-        self.suppressed[key] = self.suppressed.get(key, 0) + 1
-        return False
+def _suffix(n: int) -> str:
+    return f" ({n} similar suppressed)" if n else ""
 
 
 class TickDecoder:
@@ -63,7 +57,7 @@ class TickDecoder:
     def __init__(self, state: AppState):
         self.state = state
         self.stats = state.streams["ticks"]
-        self._rl = RateLimited()
+        self._rl = KeyedLimiter(LOG_INTERVAL)
 
     def __call__(self, frames: list[bytes]) -> None:
         on_tick = self.state.market.on_tick
@@ -100,8 +94,8 @@ class TickDecoder:
                 sym, rows = P.tick_rows(frame)
             except P.ProtocolError as e:
                 self.stats.decode_errors += 1
-                if self._rl.ready("tick"):
-                    self.state.log.warning("ticks", f"dropped a bad tick frame: {e}")
+                if self._rl.allow("tick"):
+                    self.state.log.warning("ticks", f"dropped a bad tick frame: {e}{_suffix(self._rl.take_suppressed('tick'))}")
                 continue
             for r in rows:
                 on_tick(sym, *r)
@@ -109,12 +103,43 @@ class TickDecoder:
 
 
 class ExecDecoder:
-    """Order updates and fills (``exec.``) into the order book, fills and positions."""
+    """Order updates and fills (``exec.``) into the order book, fills and positions.
+
+    The stream's ``seq`` goes through the shared tracker (workers/sequence.py): a gap or a
+    restart of the exchange gateway asks for a resync of orders and positions; a duplicate or
+    late order update is dropped, so an order's state never moves backwards.  Fills go to the
+    state whatever their ``seq``: it drops repeated fill ids itself, and counts them.
+    """
 
     def __init__(self, state: AppState):
         self.state = state
         self.stats = state.streams["execution"]
-        self._rl = RateLimited()
+        self._rl = KeyedLimiter(LOG_INTERVAL)
+        self.seq = SequenceTracker()
+
+    def _on_seq(self, msg) -> bool:
+        """False if ``msg`` is a duplicate or late message."""
+        st = self.state
+        if not msg.seq:  # not numbered: nothing to check
+            return True
+        ev = self.seq.check("execution", msg.seq, getattr(msg, "epoch", None))
+        kind = ev.kind
+        if kind is SeqKind.IN_ORDER or kind is SeqKind.FIRST:
+            st.exec_seq = msg.seq
+            return True
+        if kind is SeqKind.GAP:
+            st.exec_gaps += 1
+            st.log.warning("execution", f"execution stream gap {ev.previous} -> {ev.seq} ({ev.missing} missed): resyncing orders and positions")
+        elif kind is SeqKind.RESTART:
+            st.log.info("execution", f"execution stream restarted ({ev.previous} -> {ev.seq}): resyncing")
+        else:
+            if self._rl.allow("stale"):
+                st.log.warning("execution", f"{kind.value} execution message (seq {ev.seq} after {ev.previous})"
+                               f"{_suffix(self._rl.take_suppressed('stale'))}")
+            return False
+        st.exec_seq = msg.seq
+        st.resync_wanted = True
+        return True
 
     def __call__(self, frames: list[bytes]) -> None:
         st = self.state
@@ -123,13 +148,13 @@ class ExecDecoder:
                 _, msg = P.decode_pub(frame, expect=(P.Fill, P.OrderUpdate))
             except P.ProtocolError as e:
                 self.stats.decode_errors += 1
-                if self._rl.ready("exec"):
-                    st.log.warning("execution", f"dropped a bad execution frame: {e}")
+                if self._rl.allow("exec"):
+                    st.log.warning("execution", f"dropped a bad execution frame: {e}{_suffix(self._rl.take_suppressed('exec'))}")
                 continue
-            st.check_exec_seq(msg.seq)
+            fresh = self._on_seq(msg)
             if isinstance(msg, P.Fill):
                 st.on_fill(msg)
-            else:
+            elif fresh:
                 st.orders.apply_update(msg)
         self.stats.received += len(frames)
         self.stats.gaps = st.exec_gaps
@@ -141,7 +166,7 @@ class EventsDecoder:
     def __init__(self, state: AppState):
         self.state = state
         self.stats = state.streams["events"]
-        self._rl = RateLimited()
+        self._rl = KeyedLimiter(LOG_INTERVAL)
 
     def __call__(self, frames: list[bytes]) -> None:
         st = self.state
@@ -150,8 +175,8 @@ class EventsDecoder:
                 _, msg = P.decode_pub(frame, expect=(P.SignalDecision, P.Levels, P.Position))
             except P.ProtocolError as e:
                 self.stats.decode_errors += 1
-                if self._rl.ready("events"):
-                    st.log.warning("events", f"dropped a bad event frame: {e}")
+                if self._rl.allow("events"):
+                    st.log.warning("events", f"dropped a bad event frame: {e}{_suffix(self._rl.take_suppressed('events'))}")
                 continue
             if isinstance(msg, P.SignalDecision):
                 st.on_decision(msg)
@@ -167,7 +192,7 @@ class Subscription:
 
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, topics: list[bytes],
                  handler: Callable[[list[bytes]], None], stats: StreamStats, *, rcvhwm: int = RCVHWM,
-                 budget: float = SLICE_BUDGET):
+                 budget: float = SLICE_BUDGET, tasks: Tasks | None = None):
         self.ctx = ctx
         self.endpoint = endpoint
         self.topics = topics
@@ -176,9 +201,9 @@ class Subscription:
         self.rcvhwm = rcvhwm
         self.budget = budget
         self.handler_errors = 0
-        self._tasks: list[asyncio.Task] = []
+        self.tasks = tasks if tasks is not None else Tasks(f"feed.{stats.name}")
         self._sock: zmq.asyncio.Socket | None = None
-        self._rl = RateLimited()
+        self._rl = KeyedLimiter(LOG_INTERVAL)
         self.curve = None  # CurveKeys, when the fleet runs with CurveZMQ
 
     def start(self) -> None:
@@ -195,7 +220,8 @@ class Subscription:
         monitor = s.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         s.connect(self.endpoint)
         self._sock = s
-        self._tasks = [asyncio.ensure_future(self._drain(s)), asyncio.ensure_future(self._watch(s, monitor))]
+        self.tasks.spawn(self._drain(s), "drain")
+        self.tasks.spawn(self._watch(s, monitor), "watch")
 
     async def _drain(self, s: zmq.asyncio.Socket) -> None:
         # A blocking twin of the same socket: its NOBLOCK recv is a plain call, not a future.
@@ -232,8 +258,8 @@ class Subscription:
             self.handler(batch)
         except Exception as e:  # one bad handler call must not end the subscription
             self.handler_errors += 1
-            if self._rl.ready("handler"):
-                log.exception("feed %s handler failed: %s", self.stats.name, e)
+            if self._rl.allow("handler"):
+                log.exception("feed %s handler failed: %s%s", self.stats.name, e, _suffix(self._rl.take_suppressed("handler")))
 
     async def _watch(self, s: zmq.asyncio.Socket, monitor) -> None:
         from zmq.utils.monitor import recv_monitor_message
@@ -253,21 +279,13 @@ class Subscription:
             monitor.close(0)
 
     def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
+        self.tasks.cancel_all()
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
 
     async def aclose(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
-        self._tasks = []
+        await self.tasks.aclose()
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
@@ -276,15 +294,19 @@ class Subscription:
 class Feeds:
     """The three subscriptions of the window (ticks, execution, events)."""
 
-    def __init__(self, state: AppState, endpoints, ctx: zmq.asyncio.Context | None = None, curve=None):
+    def __init__(self, state: AppState, endpoints, ctx: zmq.asyncio.Context | None = None, curve=None,
+                 tasks: Tasks | None = None):
         self.state = state
         self.ctx = ctx or zmq.asyncio.Context()
         self._own_ctx = ctx is None
+        self.tasks = tasks if tasks is not None else Tasks("feeds")
         st = state.streams
         self.subs = [
-            Subscription(self.ctx, endpoints.ticks, [b"tick."], TickDecoder(state), st["ticks"]),
-            Subscription(self.ctx, endpoints.execution, [b"exec."], ExecDecoder(state), st["execution"]),
-            Subscription(self.ctx, endpoints.events, [b"signal.", b"levels.", b"position."], EventsDecoder(state), st["events"]),
+            Subscription(self.ctx, endpoints.ticks, [b"tick."], TickDecoder(state), st["ticks"], tasks=self.tasks.child("ticks")),
+            Subscription(self.ctx, endpoints.execution, [b"exec."], ExecDecoder(state), st["execution"],
+                         tasks=self.tasks.child("execution")),
+            Subscription(self.ctx, endpoints.events, [b"signal.", b"levels.", b"position."], EventsDecoder(state), st["events"],
+                         tasks=self.tasks.child("events")),
         ]
         for sub in self.subs:
             sub.curve = curve

@@ -85,10 +85,17 @@ def test_exec_and_events_decoders():
     up = P.OrderUpdate(client_order_id="c1", order_id="O1", symbol="MSFT", side=Side.BUY, qty=10, filled_qty=10,
                        avg_price=100.0, status=OrderStatus.FILLED, ts=1, seq=1)
     f = P.Fill(fill_id="F1", client_order_id="c1", order_id="O1", symbol="MSFT", side=Side.BUY, qty=10, price=100.0, ts=1, seq=2)
-    ExecDecoder(st)([P.pub(up), P.pub(f), P.pub(f), b"exec.x\x00junk"])
+    dec = ExecDecoder(st)
+    dec([P.pub(up), P.pub(f), P.pub(f), b"exec.x\x00junk"])
     assert st.orders.get("c1").status is OrderStatus.FILLED
     assert st.position("MSFT").qty == 10 and st.duplicate_fills == 1
     assert st.streams["execution"].decode_errors == 1
+    assert dec.seq.duplicates == 1 and not st.resync_wanted  # a repeat is not a restart
+    # a step back (no epochs on the wire yet) is a gateway restart: resync
+    older = P.OrderUpdate(client_order_id="c1", order_id="O1", symbol="MSFT", side=Side.BUY, qty=10, filled_qty=0,
+                          avg_price=0.0, status=OrderStatus.NEW, ts=1, seq=1)
+    dec([P.pub(older)])
+    assert st.orders.get("c1").status is OrderStatus.FILLED and dec.seq.restarts == 1 and st.resync_wanted
     sig = P.Signal(id="s", strategy="sr", symbol="MSFT", side=Side.BUY, qty=1, price=1.0, ts=1, cause_ts=1)
     EventsDecoder(st)([P.pub(P.SignalDecision(signal=sig.to_dict(), accepted=True, ts=2, client_order_id="x")),
                        P.pub(P.Levels(strategy="sr", symbol="MSFT", ts=3, support=1.0, resistance=2.0)),
