@@ -269,9 +269,12 @@ class SignalDecision(Message, tag="signal_decision"):
 @wire
 class Position(Message, tag="position"):
     symbol: Symbol
+    #: net position: > 0 long, < 0 short (fills only)
     qty: SignedQty
+    #: average cost of the open position (0 when flat)
     avg_price: Finite
     realized_pnl: Finite
+    #: marked to ``last``
     unrealized_pnl: Finite
     ts: Ts
     last: Finite = 0.0
@@ -283,14 +286,18 @@ class Position(Message, tag="position"):
 
 @wire
 class SendOrder(Message, tag="send_order"):
+    #: chosen by the sender, unique forever: the idempotency key
     client_order_id: Id
     symbol: Symbol
     side: Side
     qty: Qty
     order_type: OrderType = OrderType.MARKET
+    #: required for limit orders, absent for market orders
     limit_price: Price | None = None
+    #: who sent it: "manual", "strategy.<name>", ...
     source: Text = ""
     ts: Ts = 0
+    #: latency tracing: the signal's ts, and the tick's at the start of the chain
     cause_ts: Ts = 0
     origin_ts: Ts = 0
 
@@ -308,36 +315,46 @@ ORDER_TERMS = ("symbol", "side", "qty", "order_type", "limit_price")
 @wire
 class OrderUpdate(Message, tag="order_update"):
     client_order_id: Id
+    #: the gateway's id, O<n>; "-" for an order refused before it reached the exchange
     order_id: Id
     symbol: Symbol
     side: Side
     qty: Qty
+    #: cumulative
     filled_qty: Count
+    #: average fill price (0 if none)
     avg_price: Finite
     status: OrderStatus
+    #: time of this change
     ts: Ts
+    #: why it was rejected or cancelled
     reason: Text = ""
     order_type: OrderType = OrderType.MARKET
     limit_price: Price | None = None
     source: Text = ""
     cause_ts: Ts = 0
     origin_ts: Ts = 0
+    #: execution-stream sequence number (0 in query replies: a snapshot, not a report)
     seq: Count = 0
 
 
 @wire
 class Fill(Message, tag="fill"):
+    #: F<n>, increasing, unique across restarts
     fill_id: Id
     client_order_id: Id
     order_id: Id
     symbol: Symbol
     side: Side
+    #: quantity of this fill
     qty: Qty
     price: Price
     ts: Ts
+    #: the order's source, cause_ts and origin_ts
     source: Text = ""
     cause_ts: Ts = 0
     origin_ts: Ts = 0
+    #: execution-stream sequence number, shared with order_update
     seq: Count = 0
 
 
