@@ -4,6 +4,11 @@
     python main.py --headless           run the fleet with no window
     python main.py worker KIND [...]    run one worker (how the supervisor starts them)
     python main.py keys generate DIR    create CurveZMQ key pairs
+
+This module is the composition root: the only place that knows both halves.  workers/ never
+imports the window (an import-linter contract in pyproject.toml checks it), so the choice of
+window or headless fleet is made here; every role imports only what it runs, and a worker
+process never loads Qt.
 """
 
 from __future__ import annotations
@@ -24,9 +29,23 @@ def main(argv: list[str] | None = None) -> int:
         from workers.keys import main as keys_main
 
         return keys_main(argv[1:])
-    from workers.launcher import main as launcher_main
+    return run_fleet(argv)
 
-    return launcher_main(argv)
+
+def run_fleet(argv: list[str]) -> int:
+    """The fleet with the window, or headless with ``--headless``; one set of options for both."""
+    from workers.launcher import parse
+    from workers.runtime import setup_logging
+
+    args = parse(argv)
+    setup_logging(args.log_level, "tickdesk")
+    if args.headless:
+        from workers.launcher import run_headless
+
+        return run_headless(args)
+    from app.main import run_app
+
+    return run_app(args)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""``python main.py [--headless]``: run the fleet, with the window or without.
+"""The fleet's side of ``python main.py [--headless]``: the command line, the supervisor, the
+headless runner.
 
-The headless runner is the supervisor in a plain loop that logs a status line every few
-seconds; ``--duration`` ends it cleanly with a summary.  Without ``--headless`` the Qt window
-(``app``) is imported and started; this module itself never imports Qt.
+``parse`` reads main.py's options (both modes share them) and ``make_supervisor`` builds the
+fleet they describe; the window (``app.main.run_app``) builds its supervisor here too.  The
+headless runner is the supervisor in a plain loop that logs a status line every few seconds;
+``--duration`` ends it cleanly with a summary.  Which of the two runs is main.py's choice
+(the composition root): nothing under workers/ imports the window.
 """
 
 from __future__ import annotations
@@ -133,12 +136,3 @@ def print_summary(sup: Supervisor, final: str, elapsed: float) -> None:
         print(f"{w.name:<14} {w.spec.kind:<11} {w.restarts:>8} {str(w.exit_code):>5}  {counters}", file=out)
     out.flush()
 
-
-def main(argv: list[str]) -> int:
-    args = parse(argv)
-    setup_logging(args.log_level, "tickdesk")
-    if args.headless:
-        return run_headless(args)
-    from app.main import run_app
-
-    return run_app(args)

@@ -1,15 +1,12 @@
 """Live candlestick chart: bar store (pure numpy) and the pyqtgraph widget.
 
 ``from app.chart import BarSeries, MultiIntervalBars`` never imports Qt, so the feed side and
-unit tests can use the bar store alone; ``ChartWidget`` is imported on first access.
+unit tests can use the bar store alone; ``ChartWidget`` is imported on first access.  The
+Qt-free modules are ``bars``, ``markers``, ``viewport`` and ``style``; the others import
+``app.qt`` before pyqtgraph, which is how pyqtgraph gets its binding.
 """
 
-import os
-
-# pyqtgraph picks its binding on first import; pin it before anything here imports pyqtgraph.
-os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
-
-from app.chart.bars import BarSeries, MultiIntervalBars  # noqa: E402  (pure numpy)
+from app.chart.bars import BarSeries, MultiIntervalBars  # pure numpy
 
 __all__ = ["BarSeries", "MultiIntervalBars", "ChartWidget"]
 

@@ -17,16 +17,15 @@ still-forming candle, which is cheap to re-record on every refresh.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 
-os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+import numpy as np
 
-import numpy as np  # noqa: E402
-import pyqtgraph as pg  # noqa: E402
-import shiboken6  # noqa: E402
-from PySide6 import QtCore, QtGui  # noqa: E402
+# app.qt before pyqtgraph: it chooses pyqtgraph's binding (see app/qt.py).
+from app.qt import QtCore, QtGui, wrapInstance
+
+import pyqtgraph as pg  # noqa: E402,I001
 
 __all__ = ["CandleItem", "VolumeItem", "draw_lines", "draw_rects", "mix_colors", "BODY_WIDTH"]
 
@@ -43,7 +42,7 @@ def _draw_array(painter: QtGui.QPainter, arr: np.ndarray, klass, method: str) ->
         return
     if _ptr_arrays:
         try:
-            getattr(painter, method)(shiboken6.wrapInstance(arr.ctypes.data, klass), len(arr))
+            getattr(painter, method)(wrapInstance(arr.ctypes.data, klass), len(arr))
             return
         except TypeError:
             _ptr_arrays = False

@@ -16,26 +16,34 @@ item that is re-recorded on every refresh that saw a tick. More than ``max_visib
 bars on screen (or more bars than pixels) are drawn as coarser candles that aggregate ``k``
 bars each (``k`` a power of two, groups aligned on absolute indices so they do not shimmer
 while panning). See docs/chart.md.
+
+Modules. The widget keeps the wiring: toolbar, plots, keys and mouse, and ``refresh``, which
+decides what to redraw. The arithmetic of the view (follow, pan, zoom, grouping, drawn window,
+y fit) is in :mod:`app.chart.viewport` (no Qt); levels, markers, the last-price line and the
+crosshair are in :mod:`app.chart.overlays`; candle and volume items in :mod:`app.chart.candles`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections import deque
-from dataclasses import dataclass
 
-os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+import numpy as np
 
-import numpy as np  # noqa: E402
-import pyqtgraph as pg  # noqa: E402
-from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
+# app.qt before pyqtgraph: it chooses pyqtgraph's binding (see app/qt.py).
+from app.qt import QtCore, QtGui, QtWidgets
 
+import pyqtgraph as pg  # noqa: E402,I001
+
+from app.chart import viewport as vp  # noqa: E402
+from app.chart.axis import TimeAxis  # noqa: E402
 from app.chart.bars import BarSeries, MultiIntervalBars, aggregate_bars  # noqa: E402
 from app.chart.candles import BODY_WIDTH, CandleItem, VolumeItem, mix_colors  # noqa: E402
-from app.chart.markers import MARKER_KINDS, MarkerStore  # noqa: E402
+from app.chart.markers import MarkerStore  # noqa: E402
+from app.chart.overlays import Crosshair, LastPriceLine, LevelOverlay, MarkerOverlay, readout_text  # noqa: E402
+from app.chart.style import DARK, LIGHT, Theme  # noqa: E402
 
 __all__ = ["ChartWidget", "INTERVAL_CHOICES", "DARK", "LIGHT", "Theme"]
 
@@ -57,81 +65,6 @@ def interval_label(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{seconds / 60:g}m"
     return f"{seconds:g}s"
-
-
-@dataclass(frozen=True)
-class Theme:
-    background: str
-    foreground: str
-    axis: str
-    grid_alpha: float
-    up: str
-    down: str
-    crosshair: str
-    support: str
-    resistance: str
-    label_fill: str
-
-
-DARK = Theme(background="#0b0e13", foreground="#c9d1d9", axis="#6e7681", grid_alpha=0.18,
-             up="#26a69a", down="#ef5350", crosshair="#8b949e", support="#42a5f5",
-             resistance="#ffa726", label_fill="#161b22")
-LIGHT = Theme(background="#ffffff", foreground="#24292f", axis="#8c959f", grid_alpha=0.25,
-              up="#089981", down="#f23645", crosshair="#57606a", support="#1e88e5",
-              resistance="#fb8c00", label_fill="#f6f8fa")
-
-# symbol, fill (None = hollow), outline, size px, readable name
-_MARKER_STYLE: dict[str, tuple[str, str | None, str, int, str]] = {
-    "signal_buy": ("t1", "#00e676", "#00a152", 13, "Buy signal"),
-    "signal_sell": ("t", "#ff1744", "#b2102f", 13, "Sell signal"),
-    "signal_rejected": ("d", None, "#ffb300", 13, "Rejected signal"),
-    "fill_buy": ("o", "#2979ff", "#e3f2fd", 9, "Buy fill"),
-    "fill_sell": ("o", "#d500f9", "#f3e5f5", 9, "Sell fill"),
-}
-
-
-class TimeAxis(pg.AxisItem):
-    """Bottom axis that labels absolute bar indices with the bars' local start times."""
-
-    def __init__(self, orientation: str = "bottom", **kwargs) -> None:
-        super().__init__(orientation, **kwargs)
-        self.series: BarSeries | None = None
-
-    def tickStrings(self, values, scale, spacing):  # noqa: N802 (Qt naming)
-        s = self.series
-        if s is None or len(s) == 0:
-            return ["" for _ in values]
-        iv = s.interval_s
-        if iv >= 86400:
-            fmt = "%Y-%m-%d"
-        elif spacing * iv >= 86400:
-            fmt = "%m-%d %H:%M"
-        elif iv >= 60 or spacing * iv >= 60:
-            fmt = "%H:%M"
-        else:
-            fmt = "%H:%M:%S"
-        out = []
-        for v in values:
-            if abs(v - round(v)) > 1e-6:
-                out.append("")
-            else:
-                out.append(time.strftime(fmt, time.localtime(s.time_at_index(v))))
-        return out
-
-
-def _infer_decimals(prices: np.ndarray) -> int:
-    """Fewest decimals that print every price exactly, capped by magnitude (a random walk with
-    arbitrary floats would otherwise ask for 15)."""
-    p = prices[np.isfinite(prices)]
-    if len(p) == 0:
-        return 2
-    mag = float(np.max(np.abs(p)))
-    cap = 2 if mag >= 1000 else min(8, max(2, 6 - int(math.floor(math.log10(mag))) if mag > 0 else 2))
-    for d in range(cap + 1):
-        scaled = p * 10.0 ** d
-        if np.all(np.abs(scaled - np.round(scaled)) < 1e-6 * max(1.0, 10.0 ** d * 1e-9) + 1e-7):
-            return d
-    return cap
 
 
 class ChartWidget(QtWidgets.QWidget):
@@ -183,18 +116,12 @@ class ChartWidget(QtWidgets.QWidget):
         self._candle_key: tuple | None = None
         self._live_key: tuple | None = None
         self._marker_key: tuple | None = None
-        self._marker_pending = False
         self._y_range: tuple[float, float] | None = None
         self._vol_range: float | None = None
-        self._last_price: float | None = None
-        self._last_up: bool | None = None
         self._k = 1
 
-        self._markers: dict[str | None, MarkerStore] = {}
         #: add_marker calls refused (unknown kind, non-finite price).
         self.ignored_markers = 0
-        self._levels: dict[str | None, dict[str, tuple[float | None, float | None, str]]] = {}
-        self._level_lines: dict[str, tuple[pg.InfiniteLine, pg.InfiniteLine]] = {}
 
         self._frame_times: deque[float] = deque(maxlen=stats_window)
         self._paint_times: deque[float] = deque(maxlen=stats_window)
@@ -269,7 +196,7 @@ class ChartWidget(QtWidgets.QWidget):
             vb = plot.getViewBox()
             vb.setMouseEnabled(x=True, y=False)
             vb.disableAutoRange()
-            vb.setLimits(minXRange=self.min_visible_bars, maxXRange=1_000_000)
+            vb.setLimits(minXRange=self.min_visible_bars, maxXRange=vp.MAX_WIDTH)
             vb.sigRangeChangedManually.connect(self._on_user_range)
         # Axis text replays through a QPicture that re-resolves fonts on every paint (~2-3 ms per
         # axis); a pixmap cache makes every repaint that does not move the ticks nearly free.
@@ -301,38 +228,11 @@ class ChartWidget(QtWidgets.QWidget):
         self._volume_plot.addItem(self._volume, ignoreBounds=True)
         self._volume_plot.addItem(self._live_volume, ignoreBounds=True)
 
-        self._marker_items: dict[str, pg.ScatterPlotItem] = {}
-        for kind in MARKER_KINDS:
-            sym, fill, outline, size, _ = _MARKER_STYLE[kind]
-            item = pg.ScatterPlotItem(
-                symbol=sym, size=size, pxMode=True,
-                brush=pg.mkBrush(fill) if fill else pg.mkBrush(None),
-                pen=pg.mkPen(outline, width=2 if fill is None else 1),
-                hoverable=True, tip=_marker_tip, name=kind,
-            )
-            item.setZValue(20)
-            self._price_plot.addItem(item, ignoreBounds=True)
-            self._marker_items[kind] = item
-
-        self._last_line = pg.InfiniteLine(
-            angle=0, movable=False,
-            label="{value:.2f}", labelOpts={"position": 0.985, "anchors": [(1, 0.5), (1, 0.5)]},
-        )
-        self._last_line.setZValue(15)
-        self._last_line.setVisible(False)
-        self._price_plot.addItem(self._last_line, ignoreBounds=True)
-
-        self._cross_v = pg.InfiniteLine(angle=90, movable=False)
-        self._cross_v_vol = pg.InfiniteLine(angle=90, movable=False)
-        self._cross_h = pg.InfiniteLine(
-            angle=0, movable=False,
-            label="{value:.2f}", labelOpts={"position": 0.0, "anchors": [(0, 0.5), (0, 0.5)]},
-        )
-        for line, plot in ((self._cross_v, self._price_plot), (self._cross_h, self._price_plot),
-                           (self._cross_v_vol, self._volume_plot)):
-            line.setZValue(30)
-            line.setVisible(False)
-            plot.addItem(line, ignoreBounds=True)
+        self._marker_layer = MarkerOverlay(self._price_plot, self.markers_per_symbol, self.max_markers_drawn)
+        self._levels = LevelOverlay(self._price_plot, self._theme)
+        self._last_price = LastPriceLine(self._price_plot)
+        self._crosshair = Crosshair(self._price_plot, self._volume_plot)
+        self._cross_v = self._crosshair.v  # the tests look at this line
 
         self._view.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self._view.installEventFilter(self)
@@ -400,7 +300,7 @@ class ChartWidget(QtWidgets.QWidget):
     @property
     def marker_items(self) -> dict[str, pg.ScatterPlotItem]:
         """One scatter item per marker kind (holding only the markers in the drawn window)."""
-        return dict(self._marker_items)
+        return dict(self._marker_layer.items)
 
     @property
     def readout(self) -> QtWidgets.QLabel:
@@ -422,7 +322,7 @@ class ChartWidget(QtWidgets.QWidget):
             changed = True
         self._fill_combo(bars)
         self._auto_decimals = 2
-        self._apply_symbol_levels()
+        self._levels.show(symbol)
         self._marker_key = None
         self._set_follow_flag(True)
         self._switch_series(bars.series(self._interval), keep_from=None)
@@ -452,14 +352,7 @@ class ChartWidget(QtWidgets.QWidget):
         Both None removes that key's lines. ``symbol`` None means the symbol shown; levels for
         another symbol are kept and drawn when it is shown.
         """
-        sym = self._symbol if symbol is None else symbol
-        per = self._levels.setdefault(sym, {})
-        if support is None and resistance is None:
-            per.pop(key, None)
-        else:
-            per[key] = (_finite_or_none(support), _finite_or_none(resistance), str(label))
-        if sym == self._symbol:
-            self._apply_level(key, per.get(key))
+        self._levels.set(self._symbol if symbol is None else symbol, key, support, resistance, label)
 
     def add_marker(self, ts_ns: int, price: float, kind: str, text: str = "",
                    symbol: str | None = None) -> bool:
@@ -469,10 +362,7 @@ class ChartWidget(QtWidgets.QWidget):
         (newest ``markers_per_symbol``); ``symbol`` None means the symbol shown.
         """
         sym = self._symbol if symbol is None else symbol
-        store = self._markers.get(sym)
-        if store is None:
-            store = self._markers[sym] = MarkerStore(self.markers_per_symbol)
-        if not store.add(ts_ns, price, kind, text):
+        if not self._marker_layer.add(sym, ts_ns, price, kind, text):
             self.ignored_markers += 1
             if self.ignored_markers <= 5 or self.ignored_markers % 1000 == 0:
                 log.warning("chart: ignored marker kind=%r price=%r (%d so far)", kind, price,
@@ -483,13 +373,13 @@ class ChartWidget(QtWidgets.QWidget):
         return True
 
     def clear_markers(self, symbol: str | None = None) -> None:
-        store = self._markers.get(self._symbol if symbol is None else symbol)
+        store = self._marker_layer.stores.get(self._symbol if symbol is None else symbol)
         if store is not None:
             store.clear()
             self._dirty = True
 
     def markers(self, symbol: str | None = None) -> MarkerStore | None:
-        return self._markers.get(self._symbol if symbol is None else symbol)
+        return self._marker_layer.stores.get(self._symbol if symbol is None else symbol)
 
     def set_theme(self, dark: bool) -> None:
         th = DARK if dark else LIGHT
@@ -507,14 +397,9 @@ class ChartWidget(QtWidgets.QWidget):
         vol_down = mix_colors(th.down, th.background, 0.45)
         self._volume.set_colors(vol_up, vol_down)
         self._live_volume.set_colors(vol_up, vol_down)
-        cross = pg.mkPen(th.crosshair, style=QtCore.Qt.PenStyle.DashLine)
-        for line in (self._cross_v, self._cross_h, self._cross_v_vol):
-            line.setPen(cross)
-        self._style_label(self._cross_h, th.foreground, th.label_fill)
-        self._last_up = None  # recolour the last-price line
-        for key, (sup, res) in self._level_lines.items():
-            self._style_level(sup, th.support)
-            self._style_level(res, th.resistance)
+        self._crosshair.set_theme(th)
+        self._last_price.forget_colour()
+        self._levels.set_theme(th)
         self._theme_rev += 1
         self._y_range = None
         self._dirty = True
@@ -551,23 +436,24 @@ class ChartWidget(QtWidgets.QWidget):
             return
         self._set_follow_flag(False)
         x0, x1 = self._vb.viewRange()[0]
-        w = x1 - x0
-        left = s.first_index - 0.5 - self._pad(w)
-        self._set_x(left, left + w)
+        self._set_x(*vp.oldest_range(s.first_index, x1 - x0))
 
     def pan_bars(self, n: float) -> None:
         """Scroll by ``n`` bars (negative = back in time); turns follow off."""
         self._set_follow_flag(False)
         x0, x1 = self._vb.viewRange()[0]
-        x0, x1 = self._clamp_pan(x0 + n, x1 + n)
+        s = self._series
+        if s is not None:
+            x0, x1 = vp.clamp_pan(x0 + n, x1 + n, s.first_index, s.last_index, len(s))
+        else:
+            x0, x1 = x0 + n, x1 + n
         self._set_x(x0, x1)
 
     def zoom(self, factor: float) -> None:
         """Scale the visible width by ``factor`` (<1 zooms in). Anchored on the live edge while
         following (follow stays on), else on the centre."""
         x0, x1 = self._vb.viewRange()[0]
-        w = x1 - x0
-        nw = min(max(w * factor, self.min_visible_bars), 1_000_000)
+        nw = vp.zoom_width(x1 - x0, factor, self.min_visible_bars)
         if self._follow and self._series is not None:
             self._apply_follow(self._series, width=nw)
             self._schedule()
@@ -583,7 +469,7 @@ class ChartWidget(QtWidgets.QWidget):
     def visible_range(self) -> tuple[int, int]:
         """Absolute bar indices [first, end) whose slots intersect the view."""
         x0, x1 = self._vb.viewRange()[0]
-        return math.floor(x0 + 0.5), math.ceil(x1 + 0.5)
+        return vp.visible_range(x0, x1)
 
     def x_range(self) -> tuple[float, float]:
         x0, x1 = self._vb.viewRange()[0]
@@ -645,8 +531,9 @@ class ChartWidget(QtWidgets.QWidget):
             return
 
         v0, v1 = self.visible_range()
-        k = self._group_size(v1 - v0)
-        d0, d1 = self._drawn_window(v0, v1, k)
+        k = self._k = vp.group_size(v1 - v0, self.max_visible_candles, self._vb.width(), self.min_candle_px)
+        self._window = vp.drawn_window(v0, v1, k, self._window, self.window_margin)
+        d0, d1, _ = self._window
         first = s.first_index
         live_start = (last // k) * k
 
@@ -675,29 +562,17 @@ class ChartWidget(QtWidgets.QWidget):
             _, _, h, l, _, v = s.view(a, b)
             self._fit_y(float(l.min()), float(h.max()), float(v.max()))
 
-        close, opn = s.last_close, s.last_open
-        if close != self._last_price:
-            self._last_price = close
-            if not self._last_line.isVisible():
-                self._last_line.setVisible(True)  # the label only formats while visible
-            self._last_line.setValue(close)
-        up = close >= opn
-        if up != self._last_up:
-            self._last_up = up
-            color = self._theme.up if up else self._theme.down
-            self._last_line.setPen(pg.mkPen(color, style=QtCore.Qt.PenStyle.DotLine))
-            self._style_label(self._last_line, "#ffffff", color)
+        self._last_price.update(s.last_close, s.last_open, self._theme)
 
-        store = self._markers.get(self._symbol)
+        store = self._marker_layer.stores.get(self._symbol)
         if store is not None and len(store):
             mkey = (id(s), store.version, d0, d1, self._theme_rev)
-            if mkey != self._marker_key or (self._marker_pending and new_bar):
+            if mkey != self._marker_key or (self._marker_layer.pending and new_bar):
                 self._marker_key = mkey
-                self._draw_markers(s, store, d0, d1)
+                self._marker_layer.draw(s, store, d0, d1, self.price_decimals)
         elif self._marker_key is not None:
             self._marker_key = None
-            for item in self._marker_items.values():
-                item.clear()
+            self._marker_layer.clear()
 
     def _draw_completed(self, s: BarSeries, c0: int, c1: int, k: int) -> None:
         _, o, h, l, c, v = s.view(c0, c1)
@@ -719,116 +594,40 @@ class ChartWidget(QtWidgets.QWidget):
         self._live_candle.set_candles(x, o1, h1, l1, c1, width)
         self._live_volume.set_bars(x, v1, c1 >= o1, width)
 
-    def _draw_markers(self, s: BarSeries, store: MarkerStore, d0: int, d1: int) -> None:
-        ts, px, kind = store.arrays()
-        t = ts / 1e9
-        x = np.asarray(s.index_at_time(t), dtype=np.float64)
-        last_t = s.last_time
-        beyond = t >= last_t + s.interval_s
-        if beyond.any():
-            # No bar yet for these times: place them where their bar will be if no gap occurs,
-            # and recompute when the next bar arrives.
-            x[beyond] = s.last_index + np.floor((t[beyond] - last_t) / s.interval_s)
-        self._marker_pending = bool(beyond.any())
-        inwin = (x >= max(d0, s.first_index)) & (x < d1)
-        fmt = "%H:%M:%S" if s.interval_s < 60 else "%Y-%m-%d %H:%M:%S"
-        dec = self.price_decimals
-        for code, kind_name in enumerate(MARKER_KINDS):
-            item = self._marker_items[kind_name]
-            sel = np.flatnonzero(inwin & (kind == code))[-self.max_markers_drawn:]
-            if len(sel) == 0:
-                item.clear()
-                continue
-            name = _MARKER_STYLE[kind_name][4]
-            texts = store.texts(sel)
-            tips = np.empty(len(sel), dtype=object)
-            for j, (i, extra) in enumerate(zip(sel.tolist(), texts)):
-                stamp = time.strftime(fmt, time.localtime(t[i]))
-                tip = f"{name} {px[i]:.{dec}f} at {stamp}"
-                tips[j] = f"{tip}\n{extra}" if extra else tip
-            item.setData(x=x[sel], y=px[sel], data=tips)
-
     def _clear_drawing(self) -> None:
         self._candles.clear()
         self._volume.clear()
         self._live_candle.clear()
         self._live_volume.clear()
         self._candle_key = self._live_key = None
-        self._last_line.setVisible(False)
-        self._last_price = None
+        self._last_price.hide()
         if self._marker_key is not None:
             self._marker_key = None
-            for item in self._marker_items.values():
-                item.clear()
+            self._marker_layer.clear()
 
     # ================================================================== view geometry
 
-    def _group_size(self, visible: int) -> int:
-        cap = self.max_visible_candles
-        px = self._vb.width()
-        if px > 0:
-            cap = max(50, min(cap, int(px / self.min_candle_px)))
-        k = 1
-        while visible > cap * k:
-            k *= 2
-        self._k = k
-        return k
-
-    def _drawn_window(self, v0: int, v1: int, k: int) -> tuple[int, int]:
-        w = max(1, v1 - v0)
-        cur = self._window
-        if (cur is not None and cur[2] == k and cur[0] <= v0 and v1 <= cur[1]
-                and cur[1] - cur[0] <= (1 + 3 * self.window_margin) * w + 2 * k):
-            return cur[0], cur[1]
-        m = max(k, int(w * self.window_margin))
-        d0 = ((v0 - m) // k) * k
-        d1 = -((-(v1 + m)) // k) * k
-        self._window = (d0, d1, k)
-        return d0, d1
-
     def max_drawn_candles(self) -> int:
         """Upper bound of candles held in the pictures for any view (what tests assert)."""
-        return int(math.ceil(self.max_visible_candles * (1 + 3 * self.window_margin))) + 4
-
-    @staticmethod
-    def _pad(width: float) -> float:
-        return max(2.0, 0.05 * width)
+        return vp.max_drawn_candles(self.max_visible_candles, self.window_margin)
 
     def _apply_follow(self, s: BarSeries, width: float | None = None) -> None:
         x0, x1 = self._vb.viewRange()[0]
         w = (x1 - x0) if width is None else width
-        last = s.last_index if len(s) else s.first_index
-        right = last + 0.5 + self._pad(w)
+        left, right = vp.follow_range(s.last_index if len(s) else s.first_index, w)
         if abs(right - x1) > 1e-9 or abs((x1 - x0) - w) > 1e-9:
-            self._set_x(right - w, right)
-
-    def _clamp_pan(self, x0: float, x1: float) -> tuple[float, float]:
-        s = self._series
-        if s is None or len(s) == 0:
-            return x0, x1
-        keep = min(5, len(s))
-        # never scroll so far that fewer than `keep` bars stay on screen
-        hi = s.last_index + 0.5 - keep
-        lo = s.first_index - 0.5 - (x1 - x0) + keep
-        shift = min(0.0, hi - x0) if x0 > hi else max(0.0, lo - x0) if x0 < lo else 0.0
-        return x0 + shift, x1 + shift
+            self._set_x(left, right)
 
     def _set_x(self, x0: float, x1: float) -> None:
         self._vb.setXRange(x0, x1, padding=0)
 
     def _fit_y(self, lo: float, hi: float, vmax: float) -> None:
-        span = hi - lo
-        if span <= 0:
-            span = max(abs(hi) * 2e-3, 1e-6)
-        pad = 0.08 * span
-        want = (lo - pad, hi + pad)
-        cur = self._y_range
-        # Hysteresis: do not rescale while the bars still fit and do not look squashed.
-        if cur is None or lo < cur[0] or hi > cur[1] or (cur[1] - cur[0]) > 1.4 * (want[1] - want[0]):
+        want = vp.fit_price(lo, hi, self._y_range)
+        if want is not None:
             self._y_range = want
             self._vb.setYRange(want[0], want[1], padding=0)
-        top = max(vmax, 1e-9) * 1.15
-        if self._vol_range is None or vmax > self._vol_range or self._vol_range > 1.6 * top:
+        top = vp.fit_volume(vmax, self._vol_range)
+        if top is not None:
             self._vol_range = top
             self._vol_vb.setYRange(0, top, padding=0)
 
@@ -843,8 +642,7 @@ class ChartWidget(QtWidgets.QWidget):
         self._candle_key = self._live_key = self._marker_key = None
         self._window = None
         self._y_range = self._vol_range = None
-        self._last_price = None
-        self._last_up = None
+        self._last_price.forget()
         self._seen_version = -1
         self._seen_last = None
         self._dirty = True
@@ -868,77 +666,21 @@ class ChartWidget(QtWidgets.QWidget):
 
     # ================================================================== levels, labels
 
-    def _apply_symbol_levels(self) -> None:
-        wanted = self._levels.get(self._symbol, {})
-        for key in list(self._level_lines):
-            if key not in wanted:
-                self._apply_level(key, None)
-        for key, spec in wanted.items():
-            self._apply_level(key, spec)
-
-    def _apply_level(self, key: str, spec: tuple[float | None, float | None, str] | None) -> None:
-        lines = self._level_lines.get(key)
-        if spec is None:
-            if lines is not None:
-                for line in lines:
-                    self._price_plot.removeItem(line)
-                del self._level_lines[key]
-            return
-        if lines is None:
-            slot = len(self._level_lines)
-            lines = tuple(
-                pg.InfiniteLine(angle=0, movable=False, label="",
-                                labelOpts={"position": 0.02 + 0.13 * (slot % 6),
-                                           "anchors": [(0, 1), (0, 1)]})
-                for _ in range(2)
-            )
-            self._style_level(lines[0], self._theme.support)
-            self._style_level(lines[1], self._theme.resistance)
-            for line in lines:
-                line.setZValue(10)
-                self._price_plot.addItem(line, ignoreBounds=True)
-            self._level_lines[key] = lines  # type: ignore[assignment]
-        support, resistance, label = spec
-        name = label or key
-        esc = name.replace("{", "{{").replace("}", "}}")
-        dec = self.price_decimals
-        for line, value, tag in ((lines[0], support, "S"), (lines[1], resistance, "R")):
-            if value is None:
-                line.setVisible(False)
-                continue
-            line.label.format = f"{tag} {esc} {{value:.{dec}f}}" if esc else f"{tag} {{value:.{dec}f}}"
-            line.setVisible(True)
-            line.label.setVisible(True)
-            line.setValue(value)
-            line.label.valueChanged()
-
     def level_lines(self, key: str = "") -> tuple[pg.InfiniteLine, pg.InfiniteLine] | None:
         """The (support, resistance) lines drawn for ``key`` on the shown symbol, if any."""
-        return self._level_lines.get(key)
-
-    def _style_level(self, line: pg.InfiniteLine, color: str) -> None:
-        line.setPen(pg.mkPen(color, width=1, style=QtCore.Qt.PenStyle.DashLine))
-        line.label.setColor(pg.mkColor(color))
-
-    @staticmethod
-    def _style_label(line: pg.InfiniteLine, color: str, fill: str) -> None:
-        line.label.setColor(pg.mkColor(color))
-        line.label.fill = pg.mkBrush(fill)
-        line.label.update()
+        return self._levels.lines(key)
 
     def _learn_decimals(self, s: BarSeries) -> None:
-        d = max(self._auto_decimals, _infer_decimals(s.closes()[-64:]))
+        d = max(self._auto_decimals, vp.infer_decimals(s.closes()[-64:]))
         if d != self._auto_decimals:
             self._auto_decimals = d
             self._update_label_formats()
 
     def _update_label_formats(self) -> None:
         dec = self.price_decimals
-        for line in (self._last_line, self._cross_h):
-            line.label.format = f"{{value:.{dec}f}}"
-            line.label.valueChanged()
-        for key, spec in self._levels.get(self._symbol, {}).items():
-            self._apply_level(key, spec)
+        self._last_price.set_decimals(dec)
+        self._crosshair.set_decimals(dec)
+        self._levels.set_decimals(dec)
         self._marker_key = None
         self._dirty = True
 
@@ -1033,47 +775,15 @@ class ChartWidget(QtWidgets.QWidget):
             self._hide_crosshair()
             return
         x = round(pt.x())
-        self._cross_v.setPos(x)
-        self._cross_v_vol.setPos(x)
-        self._cross_v.setVisible(True)
-        self._cross_v_vol.setVisible(True)
-        if in_price:
-            self._cross_h.setPos(pt.y())
-        self._cross_h.setVisible(in_price)
+        self._crosshair.show(x, pt.y() if in_price else None)
         self._readout.setText(self.readout_text(x, pt.y() if in_price else None))
 
     def readout_text(self, index: int, price: float | None = None) -> str:
         """The crosshair readout for bar ``index`` (and the cursor price)."""
-        s = self._series
-        dec = self.price_decimals
-        parts = []
-        bar = s.bar(index) if s is not None else None
-        if bar is not None:
-            t, o, h, l, c, v = bar
-            fmt = "%Y-%m-%d %H:%M:%S" if s.interval_s < 60 else "%Y-%m-%d %H:%M"
-            parts.append(time.strftime(fmt, time.localtime(t)))
-            parts.append(f"O {o:.{dec}f}  H {h:.{dec}f}  L {l:.{dec}f}  C {c:.{dec}f}  V {v:,.0f}")
-        if price is not None:
-            parts.append(f"▸ {price:.{dec}f}")
-        return "   ".join(parts)
+        return readout_text(self._series, index, price, self.price_decimals)
 
     def _hide_crosshair(self) -> None:
-        for line in (self._cross_v, self._cross_h, self._cross_v_vol):
-            line.setVisible(False)
-
-
-
-def _marker_tip(x: float, y: float, data: object) -> str:
-    # A module function, not a bound method: items holding a method of the widget would make
-    # the widget part of a reference cycle (see ChartWidget.__init__).
-    return str(data)
-
-
-def _finite_or_none(v: float | None) -> float | None:
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
+        self._crosshair.hide()
 
 
 def _stats(samples: deque) -> dict[str, float]:
