@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from workers.executor.risk import Decision, RiskChecker, RiskLimits, parse_symbols
+from workers.executor.risk import Decision, RiskChecker, RiskLimits
 from workers.protocol import Side
+from workers.symbols import parse_symbols
 
 
 @pytest.fixture
@@ -121,3 +122,14 @@ def test_limits_update_coerces_and_validates():
     with pytest.raises(ValueError):
         lim.updated({"kill_switch": "maybe"})
     assert new.to_dict()["allowed_symbols"] == ["AAPL"]
+
+
+def test_allow_list_follows_the_one_symbol_rule():
+    # typed in lower case (a flag, TOML, set_limits), it still matches the feed's AAPL
+    lim = RiskLimits(allowed_symbols=["aapl", " msft "])
+    assert lim.allowed_symbols == frozenset({"AAPL", "MSFT"})
+    assert RiskLimits().updated({"allowed_symbols": "tsla, aapl"}).allowed_symbols == frozenset({"TSLA", "AAPL"})
+    with pytest.raises(ValueError, match="allowed_symbols: invalid symbol"):
+        RiskLimits().updated({"allowed_symbols": ["AAPL", "BRK$B"]})
+    with pytest.raises(ValueError):
+        RiskLimits(allowed_symbols=["BAD!"])

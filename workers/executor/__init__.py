@@ -1,11 +1,13 @@
-"""The order executor worker: risk checks, positions and P&L, order flow (docs/executor.md).
+"""The order executor worker: risk checks, order tracking, order flow (docs/executor.md).
 
-:mod:`~workers.executor.risk` and :mod:`~workers.executor.positions` are pure logic (no
-zmq) so the window can reuse them for manual orders; :mod:`~workers.executor.worker` is the
-process.
+:mod:`~workers.executor.risk` and :mod:`~workers.executor.tracker` are pure logic (no zmq):
+the window reuses the risk checks for manual orders, and the tracker is unit-tested on a
+manual clock.  Positions and P&L are :mod:`workers.positions`, shared with the exchange
+gateway and the window.  :mod:`~workers.executor.worker` is the process.
 """
 
-from workers.executor.positions import PositionBook, SymbolPosition
 from workers.executor.risk import Decision, RiskChecker, RiskLimits
+from workers.executor.tracker import OrderTracker, WorkingOrder
+from workers.positions import PositionBook, SymbolPosition
 
-__all__ = ["Decision", "PositionBook", "RiskChecker", "RiskLimits", "SymbolPosition"]
+__all__ = ["Decision", "OrderTracker", "PositionBook", "RiskChecker", "RiskLimits", "SymbolPosition", "WorkingOrder"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.protocol import Side
+from workers.symbols import parse_symbols
 
 
 @dataclass
@@ -48,8 +49,8 @@ class RiskLimits:
             raise ValueError("price_band_pct must be a positive number")
         if self.max_orders_per_sec < 1:
             raise ValueError("max_orders_per_sec must be at least 1")
-        if not isinstance(self.allowed_symbols, frozenset):
-            self.allowed_symbols = frozenset(self.allowed_symbols)
+        # the one symbol rule: an allow-list of "aapl" must match the feed's AAPL
+        self.allowed_symbols = frozenset(parse_symbols(self.allowed_symbols))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain map for stats, commands and msgpack (the allow-list as a sorted list)."""
@@ -75,10 +76,11 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "allowed_symbols":
         if value is None:
             return frozenset()
-        if isinstance(value, str):
-            return parse_symbols(value)
-        if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(s, str) for s in value):
-            return frozenset(s.strip() for s in value if s.strip())
+        if isinstance(value, (str, list, tuple, set, frozenset)):
+            try:
+                return frozenset(parse_symbols(value))
+            except ValueError as e:
+                raise ValueError(f"allowed_symbols: {e}") from None
         raise ValueError("allowed_symbols must be a list of symbols or a comma-separated string")
     if name == "kill_switch":
         if isinstance(value, bool):
@@ -100,11 +102,6 @@ def _coerce(name: str, value: Any) -> Any:
         return int(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
-
-
-def parse_symbols(text: str) -> frozenset[str]:
-    """``"AAPL, MSFT"`` -> {"AAPL", "MSFT"}; an empty string means no allow-list."""
-    return frozenset(s.strip() for s in text.split(",") if s.strip())
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ Sockets (see docs/executor.md):
 * PUB bound on ``events``: a :class:`~workers.protocol.SignalDecision` for every signal,
   every ``Levels`` as received, and :class:`~workers.protocol.Position` updates.
 * SUB on ``ticks`` (``tick.``): last prices, for the price band and unrealized P&L.
-* SUB on ``execution`` (``exec.``): fills into the :class:`PositionBook`, order updates
-  into the working-order bookkeeping.
+* SUB on ``execution`` (``exec.``): fills into the :class:`~workers.positions.PositionBook`
+  and the tracker, order updates into the tracker.
 * DEALER on ``orders`` for ``send_order``: up to ``--max-in-flight`` orders outstanding at
   once, each framed ``[client_order_id, "", request]`` so its reply comes back under the
   same id (the gateway echoes whatever envelope came in).  Lazy Pirate per order: no reply
@@ -22,141 +22,69 @@ send gets no reply after every retry is UNKNOWN: it stays counted as working, ne
 are refused until it is resolved, and a timer asks the gateway about it with ``get_order``
 every ``--reconcile-interval`` seconds (a late reply to one of its sends resolves it too).
 It is never sent again under another ``client_order_id``.
+
+This class owns the sockets and the wiring.  What became of each order (working, in flight,
+unknown; resend or give up; settled by which evidence) is decided by the socket-free
+:class:`~workers.executor.tracker.OrderTracker`, whose typed outcomes are turned into sends,
+decisions and counters here.  Time comes from the injected :class:`~workers.clock.Clock`.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from workers import protocol as P
-from workers.executor.positions import PositionBook
-from workers.executor.risk import Decision, RiskChecker, RiskLimits, parse_symbols
+from workers.clock import LIVE_CLOCK, Clock
+from workers.errors import CommandError, ConfigError
+from workers.executor import tracker as T
+from workers.executor.risk import Decision, RiskChecker, RiskLimits
+from workers.executor.tracker import OrderTracker
 from workers.order_client import OrderClient, RetryPolicy, new_client_order_id
-from workers.protocol import OrderStatus, Side
-from workers.runtime import CommandError, Worker, run_worker
+from workers.positions import PositionBook
+from workers.runtime import Worker, run_worker
+from workers.symbols import parse_symbols
 
 UNKNOWN_REASON = "order outcome unknown; reconciling"
-#: get_order must deny an unknown order this many times in a row before we call it "not placed":
-#: a request the gateway read just before our REQ socket was closed may still be in its queue.
-NOT_FOUND_CONFIRMATIONS = 3
-#: a terminal order whose last fills never showed up on the stream is forgotten after this
-TERMINAL_GRACE_S = 5.0
 #: newest-frame-per-symbol cache bound (symbols are few; this only guards against a flood)
 MAX_TICK_TOPICS = 10_000
 #: at most one positions resync per this many seconds after exec-stream gaps
 RESYNC_MIN_INTERVAL_S = 5.0
 
 
-@dataclass(slots=True)
-class WorkingOrder:
-    """An order this executor sent and whose fills are not all in yet."""
-
-    client_order_id: str
-    symbol: str
-    side: Side
-    qty: int
-    signal: P.Signal
-    status: OrderStatus = OrderStatus.PENDING_NEW
-    order_id: str = ""
-    #: filled quantity as the exchange last reported it (reply or order update)
-    exch_filled: int = 0
-    #: quantity of fills for this order seen on the execution stream
-    fills_seen: int = 0
-    terminal_since: float = 0.0
-    not_found: int = 0
-    fill_ids: set[str] = field(default_factory=set)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status.is_terminal
-
-    @property
-    def outstanding(self) -> int:
-        """Quantity that may still change the position: unfilled if working, fills not yet
-        seen if terminal."""
-        target = self.exch_filled if self.terminal else self.qty
-        return max(0, target - self.fills_seen)
-
-    @property
-    def signed_outstanding(self) -> int:
-        return self.outstanding if self.side is Side.BUY else -self.outstanding
-
-    def set_status(self, status: OrderStatus, filled: int | None, now: float) -> None:
-        if filled is not None:
-            self.exch_filled = max(self.exch_filled, filled)
-        if status.is_terminal and not self.terminal:
-            self.terminal_since = now
-        self.status = status
-
-
-@dataclass(slots=True)
-class InFlight:
-    """A send_order on the DEALER whose reply has not come yet."""
-
-    order: WorkingOrder
-    payload: bytes
-    sent_ns: int  # the first attempt (order_ack is measured from it)
-    deadline: float  # monotonic: resend (or give up) after this
-    attempts: int = 1
-
-
-def parse_status(value: Any) -> OrderStatus | None:
-    try:
-        return OrderStatus(value)
-    except (ValueError, TypeError):
-        return None
-
-
-def order_map(reply: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The order fields of a send_order/get_order reply: nested under ``order`` or inline."""
-    inner = reply.get("order")
-    return inner if isinstance(inner, Mapping) else reply
-
-
-def is_unreadable(reply: Mapping[str, Any]) -> bool:
-    """The stand-in reply OrderClient returns when the gateway's answer could not be decoded."""
-    return reply.get("type") == "error" and str(reply.get("reason", "")).startswith("unreadable reply")
-
-
-def _nonneg_int_or_none(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
-
-
 class OrderExecutor(Worker):
     kind = "executor"
     timer_interval = 0.1
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, clock: Clock = LIVE_CLOCK):
         super().__init__(args)
+        #: every deadline, rate window and timestamp of this process reads this clock
+        self.clock = clock
+        try:
+            # a TOML config may give the allow-list as an array; both follow the one symbol rule
+            allowed = frozenset(parse_symbols(args.symbols))
+        except ValueError as e:
+            raise ConfigError(f"--symbols: {e}") from None
         limits = RiskLimits(
             max_order_qty=args.max_order_qty,
             max_position=args.max_position,
             price_band_pct=args.price_band_pct,
             max_orders_per_sec=args.max_orders_per_sec,
             kill_switch=args.kill_switch,
-            # a TOML config may give the allow-list as an array
-            allowed_symbols=parse_symbols(args.symbols) if isinstance(args.symbols, str) else frozenset(args.symbols),
+            allowed_symbols=allowed,
         )
         self.risk = RiskChecker(limits)
         self.book = PositionBook()
-        self.working: dict[str, WorkingOrder] = {}
-        #: client_order_ids whose outcome is unknown, in the order they became unknown
-        self.unknown: dict[str, WorkingOrder] = {}
-        #: send_orders waiting for their reply, by client_order_id (oldest first)
-        self.in_flight: dict[str, InFlight] = {}
+        self.tracker = OrderTracker(clock, timeout=args.order_timeout, attempts=args.order_retries)
         self.paused = False
         self.synced = False
         self._tick_frames: dict[bytes, bytes] = {}
         self._exec_seq = 0
         self._resync_wanted = False
         self._last_resync = -1e9
-        now = time.monotonic()
+        now = clock.monotonic()
         self._next_positions = now + args.position_interval
         self._next_reconcile = now + args.reconcile_interval
 
@@ -198,13 +126,11 @@ class OrderExecutor(Worker):
 
     def _decide(self, sig: P.Signal, accepted: bool, reason: str, client_order_id: str | None = None) -> None:
         self._publish(
-            P.SignalDecision(
-                signal=sig.to_dict(), accepted=accepted, reason=reason, client_order_id=client_order_id, ts=P.now_ns()
-            )
+            P.SignalDecision(signal=sig, accepted=accepted, reason=reason, client_order_id=client_order_id, ts=self.clock.time_ns())
         )
 
     def _publish_positions(self, symbols=None) -> None:
-        for msg in self.book.to_messages(P.now_ns(), symbols):
+        for msg in self.book.to_messages(self.clock.time_ns(), symbols):
             self._publish(msg)
 
     # ------------------------------------------------------------------ ticks
@@ -259,19 +185,21 @@ class OrderExecutor(Worker):
             return "executor is paused"
         if not self.synced and not self.args.trade_unsynced:
             return "positions not loaded from the exchange yet"
-        if len(self.unknown) > self.args.max_unknown_orders:
-            return f"{len(self.unknown)} order(s) with unknown outcome; reconciling"
-        if len(self.in_flight) >= self.args.max_in_flight:
-            return f"{len(self.in_flight)} orders already waiting for the gateway's reply"
+        unknown = len(self.tracker.unknown)
+        if unknown > self.args.max_unknown_orders:
+            return f"{unknown} order(s) with unknown outcome; reconciling"
+        in_flight = len(self.tracker.in_flight)
+        if in_flight >= self.args.max_in_flight:
+            return f"{in_flight} orders already waiting for the gateway's reply"
         return ""
 
     def pending(self, symbol: str) -> int:
-        return sum(o.signed_outstanding for o in self.working.values() if o.symbol == symbol)
+        return self.tracker.pending(symbol)
 
     def _on_signal(self, sig: P.Signal) -> None:
         self.stats.inc("signals")
         if sig.ts:
-            self.stats.lat("signal_to_executor", max(0, P.now_ns() - sig.ts))
+            self.stats.lat("signal_to_executor", max(0, self.clock.time_ns() - sig.ts))
         self._flush_ticks()
         gate = self._gate()
         if gate:
@@ -282,9 +210,9 @@ class OrderExecutor(Worker):
                 sig.symbol,
                 sig.qty,
                 sig.price,
-                time.monotonic(),
+                self.clock.monotonic(),
                 self.book.qty(sig.symbol),
-                self.pending(sig.symbol),
+                self.tracker.pending(sig.symbol),
             )
         if not decision.accepted:
             self.stats.inc("rejected")
@@ -294,65 +222,50 @@ class OrderExecutor(Worker):
         self._send_order(sig)
 
     def _send_order(self, sig: P.Signal) -> None:
-        coid = new_client_order_id(self.name)
-        order = P.SendOrder(
-            client_order_id=coid,
+        request = P.SendOrder(
+            client_order_id=new_client_order_id(self.name),
             symbol=sig.symbol,
             side=sig.side,
             qty=sig.qty,
             order_type=P.OrderType.MARKET,
             source=f"strategy:{sig.strategy}",
-            ts=P.now_ns(),
+            ts=self.clock.time_ns(),
             cause_ts=sig.ts,
             origin_ts=sig.cause_ts,
         )
-        # Booked before the send, so fills that race the reply find their order.
-        wo = self.working[coid] = WorkingOrder(coid, sig.symbol, sig.side, sig.qty, sig)
+        inf = self.tracker.submit(request, sig)
         self.stats.inc("orders")
-        inf = self.in_flight[coid] = InFlight(wo, order.pack(), P.now_ns(), time.monotonic() + self.args.order_timeout)
         self._transmit(inf)
 
-    def _transmit(self, inf: InFlight) -> None:
+    def _transmit(self, inf: T.InFlight) -> None:
         try:
             self.order_pipe.send_multipart([inf.order.client_order_id.encode(), b"", inf.payload], zmq.NOBLOCK)
         except zmq.ZMQError:
             # the pipe to a gateway that is gone is full: the deadline resends it, or gives up
             self.stats.inc("order_send_blocked")
 
+    # ------------------------------------------------------------------ order replies
     def next_wakeup(self, now: float) -> float | None:
-        # Called by the runtime before every poll.  The oldest order in flight has the
-        # earliest deadline (a resend moves an order to the back).
-        oldest = next(iter(self.in_flight.values()), None)
-        if oldest is None:
-            return None
-        if oldest.deadline <= now:
-            self._check_in_flight(now)
-            oldest = next(iter(self.in_flight.values()), None)
-        return oldest.deadline if oldest is not None else None
+        # Called by the runtime before every poll: the poll must not sleep past a deadline.
+        deadline = self.tracker.next_deadline()
+        if deadline is not None and deadline <= self.clock.monotonic():
+            self._check_in_flight()
+            deadline = self.tracker.next_deadline()
+        return deadline
 
-    def _check_in_flight(self, now: float) -> None:
-        """Lazy Pirate per order: past its deadline an order is sent again (the same request,
-        so the gateway can never take it twice), and after the last attempt it is UNKNOWN."""
+    def _check_in_flight(self) -> None:
         # Replies already waiting first: after a blocking query (get_order, get_positions,
         # cancel_all) an answered order must not be declared unknown.
         self._drain(self.order_pipe)
-        due = [inf for inf in self.in_flight.values() if inf.deadline <= now]
-        for inf in due:
-            coid = inf.order.client_order_id
-            if coid not in self.in_flight:
-                continue
-            if inf.attempts < self.args.order_retries:
-                inf.attempts += 1
-                inf.deadline = now + self.args.order_timeout
-                del self.in_flight[coid]
-                self.in_flight[coid] = inf  # to the back: deadlines stay in order
+        for out in self.tracker.on_timeouts():
+            if isinstance(out, T.Resend):
                 self.stats.inc("order_resends")
-                self._transmit(inf)
-                continue
-            self._mark_unknown(inf.order, "no reply after every attempt")
+                self._transmit(out.flight)
+            else:
+                self._unknown(out)
 
     def _on_order_reply(self, frames: list[bytes]) -> None:
-        t1 = P.now_ns()
+        t1 = self.clock.time_ns()
         if len(frames) != 3 or frames[1] != b"":
             self.stats.inc("decode_errors")
             self.rlog.warning("reply", "order reply of %d frames dropped (want [client_order_id, '', reply])", len(frames))
@@ -362,85 +275,44 @@ class OrderExecutor(Worker):
             reply = P.unpack_map(frames[2])
         except P.ProtocolError as e:
             reply = P.reply("", False, f"unreadable reply: {e}")
-        inf = self.in_flight.pop(coid, None)
-        if inf is None:
-            wo = self.unknown.get(coid)
-            if wo is not None and self._reply_is_for(reply, coid):
-                self._late_reply(wo, reply)  # the gateway had it after all
-            else:
-                self.stats.inc("late_replies")  # a resend's second answer, or after a restart
-            return
-        wo = inf.order
-        if not self._reply_is_for(reply, coid):
-            # An answer that does not tell: the gateway may or may not hold the order.
-            self._mark_unknown(wo, "unreadable reply")
-            return
-        sig = wo.signal
-        self.stats.lat("order_ack", t1 - inf.sent_ns)
-        now = time.monotonic()
-        fields = order_map(reply)
-        status = parse_status(fields.get("status"))
-        if not reply.get("ok") or status is OrderStatus.REJECTED:
+        out = self.tracker.on_reply(coid, reply)
+        if isinstance(out, T.Acked):
+            wo = out.order
+            self.stats.inc("acks")
+            self.stats.lat("order_ack", t1 - out.sent_ns)  # retries included
+            if wo.signal.cause_ts:
+                self.stats.lat("tick_to_ack", max(0, t1 - wo.signal.cause_ts))
+            if out.contradiction:
+                self._contradiction(out.contradiction)
+            self._decide(wo.signal, True, f"order {wo.status.value}", coid)
+        elif isinstance(out, T.Rejected):
+            self.stats.lat("order_ack", t1 - out.sent_ns)
             self.stats.inc("order_rejects")
-            self.working.pop(coid, None)
-            why = reply.get("reason") or fields.get("reason") or "no reason given"
-            self._decide(sig, False, f"exchange rejected: {why}", coid)
-            return
-        self.stats.inc("acks")
-        if sig.cause_ts:
-            self.stats.lat("tick_to_ack", max(0, t1 - sig.cause_ts))
-        oid = fields.get("order_id")
-        wo.order_id = oid if isinstance(oid, str) else ""
-        wo.set_status(status or OrderStatus.NEW, _nonneg_int_or_none(fields.get("filled_qty")), now)
-        self._retire_if_done(wo)
-        self._decide(sig, True, f"order {wo.status.value}", coid)
+            self._decide(out.order.signal, False, f"exchange rejected: {out.reason}", coid)
+        elif isinstance(out, T.BecameUnknown):
+            self._unknown(out)
+        elif isinstance(out, T.Settled):
+            self._resolved(out)
+        else:
+            self.stats.inc("late_replies")  # a resend's second answer, or after a restart
 
-    def _mark_unknown(self, wo: WorkingOrder, why: str) -> None:
-        """The gateway may or may not hold this order: keep it working, reconcile it."""
-        coid = wo.client_order_id
-        wo.status = OrderStatus.UNKNOWN
-        self.unknown[coid] = wo  # before anything that could fail: reconciled from here on
-        self.in_flight.pop(coid, None)
+    def _unknown(self, out: T.BecameUnknown) -> None:
         self.stats.inc("unknown")
-        self.rlog.warning("unknown", "order %s outcome unknown (%s); reconciling with get_order", coid, why)
-        self._decide(wo.signal, True, UNKNOWN_REASON, coid)
+        coid = out.order.client_order_id
+        self.rlog.warning("unknown", "order %s outcome unknown (%s); reconciling with get_order", coid, out.why)
+        self._decide(out.order.signal, True, UNKNOWN_REASON, coid)
 
-    def _late_reply(self, wo: WorkingOrder, reply: Mapping[str, Any]) -> None:
-        """A send_order reply for an order already declared UNKNOWN: it settles it."""
-        fields = order_map(reply)
-        status = parse_status(fields.get("status"))
-        if not reply.get("ok"):
-            status = OrderStatus.REJECTED
-        elif status is None:
-            status = OrderStatus.NEW  # as an ack without a status is read on the main path
-        self._settle(wo, fields, status, "late reply")
+    def _resolved(self, out: T.Settled) -> None:
+        wo = out.order
+        self.stats.inc("reconciled")
+        self.log.info("order %s reconciled via %s: %s", wo.client_order_id, out.how, wo.status.value)
+        if not out.accepted:
+            self.stats.inc("order_rejects")
+        self._decide(wo.signal, out.accepted, f"reconciled: order {wo.status.value}", wo.client_order_id)
 
-    def _settle(self, wo: WorkingOrder, fields: Mapping[str, Any], status: OrderStatus, how: str) -> None:
-        """An unknown order's outcome is known now (a late reply, get_order): book it, tell it,
-        forget it once nothing more can come (a rejected one at once)."""
-        oid = fields.get("order_id")
-        if isinstance(oid, str) and oid:
-            wo.order_id = oid
-        wo.set_status(status, _nonneg_int_or_none(fields.get("filled_qty")), time.monotonic())
-        self._resolved(wo, how)
-        self._retire_if_done(wo)
-
-    @staticmethod
-    def _reply_is_for(reply: Mapping[str, Any], coid: str) -> bool:
-        """False when the reply does not tell this order's outcome: OrderClient could not read
-        it, or it names another order.  (An ``error`` reply from the gateway itself does tell:
-        it could not read the request, so it placed nothing.)"""
-        if is_unreadable(reply):
-            return False
-        other = order_map(reply).get("client_order_id", reply.get("client_order_id"))
-        return other is None or other == coid
-
-    def _retire_if_done(self, wo: WorkingOrder) -> None:
-        if wo.client_order_id in self.unknown:
-            return
-        # all fills in (even if the terminal update was lost), or terminal with nothing to come
-        if wo.fills_seen >= wo.qty or (wo.terminal and wo.outstanding == 0):
-            self.working.pop(wo.client_order_id, None)
+    def _contradiction(self, what: str) -> None:
+        self.stats.inc("order_contradictions")
+        self.rlog.warning("contradiction", "conflicting final states, the first is kept: %s", what)
 
     # ------------------------------------------------------------------ execution stream
     def _on_exec(self, frame: bytes) -> None:
@@ -482,20 +354,13 @@ class OrderExecutor(Worker):
 
     def _on_fill(self, fill: P.Fill) -> None:
         if fill.origin_ts:
-            self.stats.lat("tick_to_fill", max(0, P.now_ns() - fill.origin_ts))
+            self.stats.lat("tick_to_fill", max(0, self.clock.time_ns() - fill.origin_ts))
         applied = self.book.apply_fill(fill)
-        wo = self.working.get(fill.client_order_id)
-        # Order bookkeeping de-duplicates on its own: a fill the book skips because a position
+        # The tracker de-duplicates on its own: a fill the book skips because a position
         # snapshot already holds it still completes its order.
-        if wo is not None and fill.fill_id not in wo.fill_ids:
-            wo.fill_ids.add(fill.fill_id)
-            wo.fills_seen += fill.qty
-            if fill.client_order_id in self.unknown:
-                # a fill proves the gateway has the order
-                status = OrderStatus.FILLED if wo.fills_seen >= wo.qty else OrderStatus.PARTIALLY_FILLED
-                wo.set_status(status, wo.fills_seen, time.monotonic())
-                self._resolved(wo, "fill")
-            self._retire_if_done(wo)
+        settled = self.tracker.on_fill(fill)
+        if settled is not None:
+            self._resolved(settled)
         if not applied:
             self.stats.inc("duplicate_fills")
             return
@@ -505,53 +370,28 @@ class OrderExecutor(Worker):
 
     def _on_order_update(self, up: P.OrderUpdate) -> None:
         self.stats.inc("order_updates")
-        wo = self.working.get(up.client_order_id)
-        if wo is None:
-            return  # someone else's order (manual ticket) or one already done
-        if up.order_id:
-            wo.order_id = up.order_id
-        wo.set_status(up.status, up.filled_qty, time.monotonic())
-        if up.client_order_id in self.unknown:
-            self._resolved(wo, "execution stream")
-        self._retire_if_done(wo)
+        out = self.tracker.on_order_update(up)
+        if isinstance(out, T.Settled):
+            self._resolved(out)
+        elif isinstance(out, T.Contradiction):
+            self._contradiction(out.error)
 
     # ------------------------------------------------------------------ reconciliation
-    def _resolved(self, wo: WorkingOrder, how: str) -> None:
-        del self.unknown[wo.client_order_id]
-        self.stats.inc("reconciled")
-        self.log.info("order %s reconciled via %s: %s", wo.client_order_id, how, wo.status.value)
-        accepted = wo.status is not OrderStatus.REJECTED
-        if not accepted:
-            self.stats.inc("order_rejects")
-        self._decide(wo.signal, accepted, f"reconciled: order {wo.status.value}", wo.client_order_id)
-
     def _reconcile(self) -> None:
-        for coid, wo in list(self.unknown.items()):
+        for coid in self.tracker.unknown_ids():
             reply = self.orders.request(P.GetOrder(client_order_id=coid))
             if reply is None:
                 self.stats.inc("reconcile_timeouts")
                 return  # the gateway is not answering: try the rest next round
-            if is_unreadable(reply):
-                self.rlog.warning("reconcile", "unreadable get_order reply for %s: %s", coid, reply.get("reason"))
-                continue
-            fields = order_map(reply)
-            status = parse_status(fields.get("status"))
-            if reply.get("ok") and status is not None and status is not OrderStatus.UNKNOWN:
-                self._settle(wo, fields, status, "get_order")
-                continue
-            wo.not_found += 1
-            if wo.not_found >= NOT_FOUND_CONFIRMATIONS:
-                # The gateway never got it: nothing to fill, nothing to cancel.
-                del self.unknown[coid]
-                self.working.pop(coid, None)
+            out = self.tracker.on_get_order(coid, reply)
+            if isinstance(out, T.Settled):
+                self._resolved(out)
+            elif isinstance(out, T.NotPlaced):
                 self.stats.inc("not_placed")
-                self.log.warning("order %s never reached the exchange: %s", coid, reply.get("reason", ""))
-                self._decide(wo.signal, False, "order never reached the exchange (reconciled)", coid)
-
-    def _expire_terminal(self, now: float) -> None:
-        for coid, wo in list(self.working.items()):
-            if wo.terminal and now - wo.terminal_since > TERMINAL_GRACE_S:
-                del self.working[coid]
+                self.log.warning("order %s never reached the exchange: %s", coid, out.reason)
+                self._decide(out.order.signal, False, "order never reached the exchange (reconciled)", coid)
+            elif isinstance(out, T.StillUnknown) and out.unreadable:
+                self.rlog.warning("reconcile", "unreadable get_order reply for %s: %s", coid, out.reason)
 
     def _sync_positions(self) -> bool:
         reply = self.orders.request(P.GetPositions())
@@ -582,7 +422,9 @@ class OrderExecutor(Worker):
         return True
 
     # ------------------------------------------------------------------ timer
-    def on_timer(self, now: float) -> None:
+    def on_timer(self, _now: float) -> None:
+        # The injected clock, not the runtime's reading: every schedule here runs on one clock.
+        now = self.clock.monotonic()
         self._flush_ticks()
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.args.reconcile_interval
@@ -591,9 +433,9 @@ class OrderExecutor(Worker):
             elif self._resync_wanted and now - self._last_resync >= RESYNC_MIN_INTERVAL_S:
                 self._last_resync = now
                 self._sync_positions()
-            if self.unknown:
+            if self.tracker.unknown:
                 self._reconcile()
-            self._expire_terminal(time.monotonic())
+            self.tracker.retire_expired()
         if now >= self._next_positions:
             self._next_positions = now + self.args.position_interval
             self._publish_positions()
@@ -605,9 +447,9 @@ class OrderExecutor(Worker):
         # symbol -> signed qty of the open positions (the headless status line shows these)
         g["positions"] = {sym: pos.qty for sym, pos in self.book.positions.items() if pos.qty}
         g["position_count"] = len(g["positions"])
-        g["working_orders"] = len(self.working)
-        g["unknown_orders"] = len(self.unknown)
-        g["in_flight_orders"] = len(self.in_flight)
+        g["working_orders"] = len(self.tracker.working)
+        g["unknown_orders"] = len(self.tracker.unknown)
+        g["in_flight_orders"] = len(self.tracker.in_flight)
         g["kill_switch"] = self.risk.limits.kill_switch
         g["synced"] = self.synced
 
@@ -624,7 +466,7 @@ class OrderExecutor(Worker):
             result: dict[str, Any] = {"kill_switch": on}
             if on and args.get("cancel_all", True):
                 # Stop what is already working, not only what is still to come.
-                reply = self.orders.request(P.CancelAll(ts=P.now_ns()))
+                reply = self.orders.request(P.CancelAll(ts=self.clock.time_ns()))
                 result["cancel_all"] = "no reply" if reply is None else (reply.get("reason") or bool(reply.get("ok")))
             self.log.warning("kill switch %s", "ON" if on else "off")
             self._update_gauges()
@@ -640,7 +482,7 @@ class OrderExecutor(Worker):
             return {"limits": self.risk.limits.to_dict()}
         if cmd == "get_positions":
             self._flush_ticks()
-            return {"positions": [m.to_dict() for m in self.book.to_messages(P.now_ns())]}
+            return {"positions": [m.to_dict() for m in self.book.to_messages(self.clock.time_ns())]}
         if cmd == "resync":
             return {"ok": self._sync_positions()}
         return super().on_command(cmd, args)

@@ -1,0 +1,474 @@
+"""The executor's order tracker: what became of every order it sent, without a socket.
+
+It knows three sets, all keyed by ``client_order_id``:
+
+* **working** -- sent, and its fills may still change the position (the risk check's
+  ``pending``);
+* **in flight** -- a ``send_order`` with no reply yet, with its deadline and attempt count;
+* **unknown** -- no usable reply after every attempt: the gateway may or may not hold it.
+
+It is driven by explicit calls -- :meth:`OrderTracker.submit`, :meth:`~OrderTracker.on_timeouts`,
+:meth:`~OrderTracker.on_reply`, :meth:`~OrderTracker.on_fill`,
+:meth:`~OrderTracker.on_order_update`, :meth:`~OrderTracker.on_get_order`,
+:meth:`~OrderTracker.retire_expired` -- and reads time only from the injected clock, so every
+Lazy Pirate decision is unit-tested on a :class:`~workers.clock.ManualClock`.  Each call
+answers with a typed outcome (:class:`Resend`, :class:`Acked`, :class:`Settled`, ...); the
+worker turns outcomes into I/O: transmits, decisions, counters, logs.
+
+The rules it keeps (docs/executor.md):
+
+* a resend is the *same* request (the same packed bytes, the same ``client_order_id``): the
+  gateway is idempotent on it, so a resend can never become a second order;
+* after the last attempt the order is unknown and is never sent again -- under any id;
+  only evidence (a late reply, ``get_order``, the execution stream) settles it;
+* fills count once per ``fill_id``; an order is retired when all its quantity has filled, or
+  when it is final and the fills it reported have arrived (or ``terminal_grace`` after that).
+
+Replies are read as plain maps (the keys of the gateway's ``send_order_reply`` /
+``get_order_reply``: ``ok``, ``reason``, ``status``, ``order_id``, ``filled_qty``,
+``client_order_id``, optionally nested under ``order``) because the query client hands back
+maps; :class:`~workers.protocol.SendOrderReply` has the same names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from workers import protocol as P
+from workers.clock import LIVE_CLOCK, Clock
+from workers.protocol import OrderStatus, Side
+
+#: get_order must deny an unknown order this many times in a row before we call it "not placed":
+#: a request the gateway read just before our REQ socket was closed may still be in its queue.
+NOT_FOUND_CONFIRMATIONS = 3
+#: a terminal order whose last fills never showed up on the stream is forgotten after this
+TERMINAL_GRACE_S = 5.0
+
+
+class InvalidTransition(ValueError):
+    """A report that contradicts a final state (filled, then cancelled): the exchange and
+    this executor disagree, which a person should hear about."""
+
+
+#: how far along the life of an order a status is; reports never move an order back
+_STAGE = {
+    OrderStatus.PENDING_NEW: 0,
+    OrderStatus.NEW: 1,
+    OrderStatus.PARTIALLY_FILLED: 2,
+    OrderStatus.FILLED: 3,
+    OrderStatus.CANCELLED: 3,
+    OrderStatus.REJECTED: 3,
+    OrderStatus.EXPIRED: 3,
+}
+
+
+@dataclass(slots=True)
+class WorkingOrder:
+    """An order this executor sent and whose fills are not all in yet."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: int
+    signal: P.Signal
+    status: OrderStatus = OrderStatus.PENDING_NEW
+    order_id: str = ""
+    #: filled quantity as the exchange last reported it (reply or order update)
+    exch_filled: int = 0
+    #: quantity of fills for this order seen on the execution stream
+    fills_seen: int = 0
+    terminal_since: float = 0.0
+    not_found: int = 0
+    fill_ids: set[str] = field(default_factory=set)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def outstanding(self) -> int:
+        """Quantity that may still change the position: unfilled if working, fills not yet
+        seen if terminal."""
+        target = self.exch_filled if self.terminal else self.qty
+        return max(0, target - self.fills_seen)
+
+    @property
+    def signed_outstanding(self) -> int:
+        return self.outstanding if self.side is Side.BUY else -self.outstanding
+
+    def advance(self, status: OrderStatus, filled: int | None, now: float) -> bool:
+        """Move to ``status`` if that is forward; True if the status changed.
+
+        Reports race each other (the reply on the orders socket, updates on the execution
+        stream), so one that would move the order back (``new`` after ``filled``) is stale and
+        ignored -- the filled quantity still counts.  ``unknown`` is this client's own mark and
+        may be entered or left from anywhere.  One final state followed by another is an
+        :class:`InvalidTransition`.
+        """
+        if filled is not None:
+            self.exch_filled = max(self.exch_filled, filled)
+        cur = self.status
+        if status is cur:
+            return False
+        if cur is not OrderStatus.UNKNOWN and status is not OrderStatus.UNKNOWN:
+            if cur.is_terminal and status.is_terminal:
+                raise InvalidTransition(f"order {self.client_order_id}: {cur.value} -> {status.value}")
+            if _STAGE[status] < _STAGE[cur]:
+                return False
+        if status.is_terminal and not self.terminal:
+            self.terminal_since = now
+        self.status = status
+        return True
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A send_order whose reply has not come yet."""
+
+    order: WorkingOrder
+    request: P.SendOrder
+    #: packed once: every attempt sends these very bytes
+    payload: bytes
+    sent_ns: int  # the first attempt (order_ack is measured from it)
+    deadline: float  # monotonic: resend (or give up) after this
+    attempts: int = 1
+
+
+# ----------------------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """The deadline passed with attempts left: send ``flight.payload`` again."""
+
+    flight: InFlight
+
+
+@dataclass(frozen=True, slots=True)
+class BecameUnknown:
+    """No usable answer: the order is unknown now, and will be reconciled."""
+
+    order: WorkingOrder
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    order: WorkingOrder
+    sent_ns: int
+    #: the reply's final state contradicted one the stream reported first (the first is kept)
+    contradiction: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    order: WorkingOrder
+    reason: str
+    sent_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """An unknown order's outcome is known now (``order.status``), found out ``how``."""
+
+    order: WorkingOrder
+    how: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.order.status is not OrderStatus.REJECTED
+
+
+@dataclass(frozen=True, slots=True)
+class NotPlaced:
+    """``get_order`` denied the order ``NOT_FOUND_CONFIRMATIONS`` times: the gateway never got it."""
+
+    order: WorkingOrder
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StillUnknown:
+    order: WorkingOrder
+    #: the reply could not be read (nothing counted against the order)
+    unreadable: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LateReply:
+    """A reply for no order in flight: a resend's second answer, or one from before a restart."""
+
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Contradiction:
+    """A report the order's state machine refused (see :class:`InvalidTransition`)."""
+
+    order: WorkingOrder
+    error: str
+
+
+ReplyOutcome = Acked | Rejected | BecameUnknown | Settled | LateReply
+TimeoutOutcome = Resend | BecameUnknown
+GetOrderOutcome = Settled | NotPlaced | StillUnknown
+
+
+# ----------------------------------------------------------------------------- reply maps
+
+
+def parse_status(value: Any) -> OrderStatus | None:
+    try:
+        return OrderStatus(value)
+    except (ValueError, TypeError):
+        return None
+
+
+def order_map(reply: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The order fields of a send_order/get_order reply: nested under ``order`` or inline."""
+    inner = reply.get("order")
+    return inner if isinstance(inner, Mapping) else reply
+
+
+def is_unreadable(reply: Mapping[str, Any]) -> bool:
+    """The stand-in reply the executor (or OrderClient) makes when the gateway's answer could
+    not be decoded."""
+    return reply.get("type") == "error" and str(reply.get("reason", "")).startswith("unreadable reply")
+
+
+def reply_is_for(reply: Mapping[str, Any], coid: str) -> bool:
+    """False when the reply does not tell this order's outcome: it could not be read, or it
+    names another order.  (An ``error`` reply from the gateway itself does tell: it could not
+    read the request, so it placed nothing.)"""
+    if is_unreadable(reply):
+        return False
+    other = order_map(reply).get("client_order_id", reply.get("client_order_id"))
+    return other is None or other == coid
+
+
+def _nonneg_int_or_none(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+# ----------------------------------------------------------------------------- the tracker
+
+
+class OrderTracker:
+    """Working, in-flight and unknown orders; see the module docstring."""
+
+    def __init__(
+        self,
+        clock: Clock = LIVE_CLOCK,
+        *,
+        timeout: float = 1.0,
+        attempts: int = 3,
+        terminal_grace: float = TERMINAL_GRACE_S,
+        not_found_confirmations: int = NOT_FOUND_CONFIRMATIONS,
+    ):
+        if not timeout > 0 or attempts < 1:
+            raise ValueError(f"need timeout > 0 and attempts >= 1, got {timeout!r}, {attempts!r}")
+        self.clock = clock
+        self.timeout = timeout
+        self.attempts = attempts
+        self.terminal_grace = terminal_grace
+        self.not_found_confirmations = not_found_confirmations
+        self.working: dict[str, WorkingOrder] = {}
+        #: in the order they became unknown (reconciled oldest first)
+        self.unknown: dict[str, WorkingOrder] = {}
+        #: oldest deadline first: a resend moves its order to the back
+        self.in_flight: dict[str, InFlight] = {}
+
+    # ---- reading
+    def pending(self, symbol: str) -> int:
+        """Signed quantity of ``symbol`` that working orders may still add to the position."""
+        return sum(o.signed_outstanding for o in self.working.values() if o.symbol == symbol)
+
+    def next_deadline(self) -> float | None:
+        oldest = next(iter(self.in_flight.values()), None)
+        return oldest.deadline if oldest is not None else None
+
+    def unknown_ids(self) -> list[str]:
+        return list(self.unknown)
+
+    # ---- sending
+    def submit(self, request: P.SendOrder, signal: P.Signal) -> InFlight:
+        """Book ``request`` as working and in flight; the caller transmits ``payload``.
+
+        Booked before the send, so fills that race the reply find their order."""
+        coid = request.client_order_id
+        if coid in self.working or coid in self.in_flight or coid in self.unknown:
+            raise ValueError(f"client_order_id {coid} is in use")
+        wo = self.working[coid] = WorkingOrder(coid, request.symbol, request.side, request.qty, signal)
+        inf = self.in_flight[coid] = InFlight(wo, request, request.pack(), self.clock.time_ns(), self.clock.monotonic() + self.timeout)
+        return inf
+
+    def on_timeouts(self) -> list[TimeoutOutcome]:
+        """Lazy Pirate per order: past its deadline an order is sent again (the same request),
+        and after the last attempt it is unknown.  The caller reads the replies already
+        waiting first: an answered order must not be declared unknown."""
+        now = self.clock.monotonic()
+        out: list[TimeoutOutcome] = []
+        for inf in [f for f in self.in_flight.values() if f.deadline <= now]:
+            coid = inf.order.client_order_id
+            if inf.attempts < self.attempts:
+                inf.attempts += 1
+                inf.deadline = now + self.timeout
+                del self.in_flight[coid]
+                self.in_flight[coid] = inf  # to the back: deadlines stay in order
+                out.append(Resend(inf))
+            else:
+                out.append(self._mark_unknown(inf.order, "no reply after every attempt"))
+        return out
+
+    # ---- evidence
+    def on_reply(self, coid: str, reply: Mapping[str, Any]) -> ReplyOutcome:
+        """The gateway's answer to a ``send_order`` for ``coid`` (a map; an unreadable one as
+        :func:`is_unreadable` describes)."""
+        inf = self.in_flight.pop(coid, None)
+        if inf is None:
+            wo = self.unknown.get(coid)
+            if wo is not None and reply_is_for(reply, coid):
+                return self._late_reply(wo, reply)  # the gateway had it after all
+            return LateReply(coid)
+        wo = inf.order
+        if not reply_is_for(reply, coid):
+            # an answer that does not tell: the gateway may or may not hold the order
+            return self._mark_unknown(wo, "unreadable reply")
+        fields = order_map(reply)
+        status = parse_status(fields.get("status"))
+        if not reply.get("ok") or status is OrderStatus.REJECTED:
+            self.working.pop(coid, None)
+            why = reply.get("reason") or fields.get("reason") or "no reason given"
+            return Rejected(wo, str(why), inf.sent_ns)
+        oid = fields.get("order_id")
+        wo.order_id = oid if isinstance(oid, str) else ""
+        contradiction = ""
+        try:
+            wo.advance(status or OrderStatus.NEW, _nonneg_int_or_none(fields.get("filled_qty")), self.clock.monotonic())
+        except InvalidTransition as e:
+            contradiction = str(e)
+        self._retire_if_done(wo)
+        return Acked(wo, inf.sent_ns, contradiction)
+
+    def on_fill(self, fill: P.Fill) -> Settled | None:
+        """A fill on the execution stream (whether or not the position book counted it: one a
+        snapshot already holds still completes its order)."""
+        wo = self.working.get(fill.client_order_id)
+        if wo is None or fill.fill_id in wo.fill_ids:
+            return None
+        wo.fill_ids.add(fill.fill_id)
+        wo.fills_seen += fill.qty
+        settled = None
+        if fill.client_order_id in self.unknown:
+            # a fill proves the gateway has the order
+            status = OrderStatus.FILLED if wo.fills_seen >= wo.qty else OrderStatus.PARTIALLY_FILLED
+            wo.advance(status, wo.fills_seen, self.clock.monotonic())  # from unknown: always allowed
+            settled = self._settled(wo, "fill")
+        self._retire_if_done(wo)
+        return settled
+
+    def on_order_update(self, up: P.OrderUpdate) -> Settled | Contradiction | None:
+        wo = self.working.get(up.client_order_id)
+        if wo is None:
+            return None  # someone else's order (manual ticket) or one already done
+        if up.order_id:
+            wo.order_id = up.order_id
+        try:
+            wo.advance(up.status, up.filled_qty, self.clock.monotonic())
+        except InvalidTransition as e:
+            return Contradiction(wo, str(e))
+        settled = self._settled(wo, "execution stream") if up.client_order_id in self.unknown else None
+        self._retire_if_done(wo)
+        return settled
+
+    def on_get_order(self, coid: str, reply: Mapping[str, Any]) -> GetOrderOutcome | None:
+        """The gateway's ``get_order`` answer about an unknown order (None: not unknown now)."""
+        wo = self.unknown.get(coid)
+        if wo is None:
+            return None
+        if is_unreadable(reply):
+            return StillUnknown(wo, unreadable=True, reason=str(reply.get("reason", "")))
+        fields = order_map(reply)
+        status = parse_status(fields.get("status"))
+        if reply.get("ok") and status is not None and status is not OrderStatus.UNKNOWN:
+            return self._settle(wo, fields, status, "get_order")
+        wo.not_found += 1
+        if wo.not_found < self.not_found_confirmations:
+            return StillUnknown(wo, reason=str(reply.get("reason", "")))
+        # the gateway never got it: nothing to fill, nothing to cancel
+        del self.unknown[coid]
+        self.working.pop(coid, None)
+        return NotPlaced(wo, str(reply.get("reason", "")))
+
+    def retire_expired(self) -> list[WorkingOrder]:
+        """Forget final orders whose last fills never came within ``terminal_grace``."""
+        now = self.clock.monotonic()
+        gone = [wo for wo in self.working.values() if wo.terminal and now - wo.terminal_since > self.terminal_grace]
+        for wo in gone:
+            del self.working[wo.client_order_id]
+        return gone
+
+    # ---- inside
+    def _mark_unknown(self, wo: WorkingOrder, why: str) -> BecameUnknown:
+        """The gateway may or may not hold this order: keep it working (its full quantity
+        stays in ``pending``), reconcile it, never send it again."""
+        coid = wo.client_order_id
+        wo.advance(OrderStatus.UNKNOWN, None, self.clock.monotonic())
+        self.unknown[coid] = wo
+        self.in_flight.pop(coid, None)
+        return BecameUnknown(wo, why)
+
+    def _late_reply(self, wo: WorkingOrder, reply: Mapping[str, Any]) -> Settled:
+        fields = order_map(reply)
+        status = parse_status(fields.get("status"))
+        if not reply.get("ok"):
+            status = OrderStatus.REJECTED
+        elif status is None:
+            status = OrderStatus.NEW  # as an ack without a status is read on the main path
+        return self._settle(wo, fields, status, "late reply")
+
+    def _settle(self, wo: WorkingOrder, fields: Mapping[str, Any], status: OrderStatus, how: str) -> Settled:
+        oid = fields.get("order_id")
+        if isinstance(oid, str) and oid:
+            wo.order_id = oid
+        wo.advance(status, _nonneg_int_or_none(fields.get("filled_qty")), self.clock.monotonic())
+        settled = self._settled(wo, how)
+        self._retire_if_done(wo)
+        return settled
+
+    def _settled(self, wo: WorkingOrder, how: str) -> Settled:
+        del self.unknown[wo.client_order_id]
+        return Settled(wo, how)
+
+    def _retire_if_done(self, wo: WorkingOrder) -> None:
+        if wo.client_order_id in self.unknown:
+            return
+        # all fills in (even if the terminal update was lost), or terminal with nothing to come
+        if wo.fills_seen >= wo.qty or (wo.terminal and wo.outstanding == 0):
+            self.working.pop(wo.client_order_id, None)
+
+
+__all__ = [
+    "NOT_FOUND_CONFIRMATIONS",
+    "TERMINAL_GRACE_S",
+    "Acked",
+    "BecameUnknown",
+    "Contradiction",
+    "InFlight",
+    "InvalidTransition",
+    "LateReply",
+    "NotPlaced",
+    "OrderTracker",
+    "Rejected",
+    "Resend",
+    "Settled",
+    "StillUnknown",
+    "WorkingOrder",
+    "is_unreadable",
+    "order_map",
+    "parse_status",
+    "reply_is_for",
+]
