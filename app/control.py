@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from workers.supervisor import Supervisor
 from app.orders import OrderService
 from app.state import AppState
+from app.tasks import Tasks
 
 log = logging.getLogger("tickdesk.app.control")
 
@@ -54,38 +55,26 @@ class KillReport:
 class FleetControl:
     """Commands the window sends to the fleet, none of which blocks the UI thread."""
 
-    def __init__(self, sup: Supervisor, orders: OrderService, state: AppState):
+    def __init__(self, sup: Supervisor, orders: OrderService, state: AppState, tasks: Tasks | None = None):
         self.sup = sup
         self.orders = orders
         self.state = state
         self.kill_engaged = False
         self._enforced: dict[str, float] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self.tasks = tasks.child("control", self._task_failed) if tasks is not None else Tasks("control", self._task_failed)
 
-    def spawn(self, coro) -> asyncio.Task:
-        t = asyncio.ensure_future(coro)
-        self._tasks.add(t)
-        t.add_done_callback(self._done)
-        return t
+    def spawn(self, coro, name: str | None = None) -> asyncio.Task:
+        """Run a command coroutine without blocking the UI (the window's buttons call this)."""
+        return self.tasks.spawn(coro, name)
 
-    def _done(self, t: asyncio.Task) -> None:
-        self._tasks.discard(t)
-        if not t.cancelled() and t.exception() is not None:
-            e = t.exception()
-            self.state.log.error("control", f"{type(e).__name__}: {e}")
+    def _task_failed(self, name: str, e: BaseException) -> None:
+        self.state.log.error("control", f"{type(e).__name__}: {e}")
 
     def close(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
+        self.tasks.cancel_all()
 
     async def aclose(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self.tasks.aclose()
 
     # ------------------------------------------------------------------ commands
     async def command(self, name: str, cmd: str, args: dict | None = None, timeout: float = 2.0):

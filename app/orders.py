@@ -26,7 +26,9 @@ from workers.executor.positions import fill_number
 from workers.executor.risk import Decision, RiskChecker, RiskLimits
 from workers.order_client import AsyncOrderClient, RetryPolicy, new_client_order_id
 from workers.protocol import OrderStatus, OrderType, Side
+from workers.symbols import normalize_symbol
 from app.state import AppState, OrderRow
+from app.tasks import Tasks
 
 log = logging.getLogger("tickdesk.app.orders")
 
@@ -74,9 +76,13 @@ def order_map(reply: Mapping[str, Any]) -> Mapping[str, Any]:
 def validate_ticket(ticket: Ticket, state: AppState, risk: RiskChecker, now: float | None = None,
                     record: bool = False) -> Decision:
     """May this ticket go out?  The reason is a sentence for the trader."""
-    sym = (ticket.symbol or "").strip().upper()
-    if not sym:
+    if not (ticket.symbol or "").strip():
         return Decision(False, "Enter a symbol.")
+    try:
+        sym = normalize_symbol(ticket.symbol)  # the rule every worker uses: "msft" is MSFT
+    except ValueError as e:
+        text = str(e)
+        return Decision(False, f"{text[:1].upper()}{text[1:]}.")
     q = state.market.quotes.get(sym)
     if q is None or not q.last:
         return Decision(False, f"No prices for {sym}: not a symbol on the feed.")
@@ -105,7 +111,8 @@ class OrderService:
     """Sends the ticket's orders and cancels; keeps UNKNOWN orders reconciled."""
 
     def __init__(self, state: AppState, endpoint: str, limits: RiskLimits | None = None,
-                 policy: RetryPolicy = RetryPolicy(), client: AsyncOrderClient | None = None, curve=None):
+                 policy: RetryPolicy = RetryPolicy(), client: AsyncOrderClient | None = None, curve=None,
+                 tasks: Tasks | None = None):
         self.state = state
         self.client = client or AsyncOrderClient(endpoint, policy, curve=curve)
         self.risk = RiskChecker(limits or RiskLimits())
@@ -113,39 +120,24 @@ class OrderService:
         #: client_order_id -> times get_order said it does not know the order
         self.unknown: dict[str, int] = {}
         self.synced = False
-        self._tasks: set[asyncio.Task] = set()
-        self._loop_task: asyncio.Task | None = None
+        # a task that fails shows on the ticket's outcome line, once (app/tasks.py logs it)
+        self.tasks = tasks.child("orders", self._task_failed) if tasks is not None else Tasks("orders", self._task_failed)
 
     # ------------------------------------------------------------------ plumbing
     def start(self) -> None:
-        self._loop_task = asyncio.ensure_future(self._background())
+        self.tasks.spawn(self._background(), "reconcile")
 
     def close(self) -> None:
-        for t in list(self._tasks) + ([self._loop_task] if self._loop_task else []):
-            t.cancel()
+        self.tasks.cancel_all()
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks) + ([self._loop_task] if self._loop_task else [])
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
-        self._tasks.clear()
+        await self.tasks.aclose()
 
-    def _spawn(self, coro) -> asyncio.Task:
-        t = asyncio.ensure_future(coro)
-        self._tasks.add(t)
-        t.add_done_callback(self._task_done)
-        return t
+    def _spawn(self, coro, name: str) -> asyncio.Task:
+        return self.tasks.spawn(coro, name)
 
-    def _task_done(self, t: asyncio.Task) -> None:
-        self._tasks.discard(t)
-        if not t.cancelled() and t.exception() is not None:
-            e = t.exception()
-            self._report(Outcome("error", f"internal error: {type(e).__name__}: {e}", ok=False))
+    def _task_failed(self, name: str, e: BaseException) -> None:
+        self._report(Outcome("error", f"internal error: {type(e).__name__}: {e}", ok=False))
 
     def _report(self, outcome: Outcome) -> None:
         level = logging.INFO if outcome.ok else (logging.WARNING if outcome.kind in ("unknown", "cancel_unknown") else logging.ERROR)
@@ -175,7 +167,11 @@ class OrderService:
 
     def submit(self, ticket: Ticket) -> tuple[Decision, str | None]:
         """Validate and send; returns at once.  The result arrives via listeners."""
-        ticket = Ticket(ticket.symbol.strip().upper(), ticket.side, ticket.qty, ticket.order_type,
+        try:
+            symbol = normalize_symbol(ticket.symbol)
+        except ValueError:  # validate_ticket says what is wrong with it
+            symbol = (ticket.symbol or "").strip()
+        ticket = Ticket(symbol, ticket.side, ticket.qty, ticket.order_type,
                         ticket.limit_price if ticket.order_type is OrderType.LIMIT else None)
         d = validate_ticket(ticket, self.state, self.risk, record=True)
         if not d:
@@ -185,12 +181,12 @@ class OrderService:
         now = P.now_ns()
         row = OrderRow(client_order_id=coid, symbol=ticket.symbol, side=ticket.side, qty=ticket.qty,
                        order_type=ticket.order_type, limit_price=ticket.limit_price, source="manual",
-                       status=OrderStatus.PENDING_NEW, created=now, updated=now)
+                       status=OrderStatus.PENDING_NEW, created_ts=now, ts=now)
         self.state.orders.add(row)
         req = P.SendOrder(client_order_id=coid, symbol=ticket.symbol, side=ticket.side, qty=ticket.qty,
                           order_type=ticket.order_type, limit_price=ticket.limit_price, source="manual", ts=now)
         self._report(Outcome("sent", f"{ticket.describe()} sent ({coid})", coid))
-        self._spawn(self._send(req, ticket))
+        self._spawn(self._send(req, ticket), f"send {coid}")
         return d, coid
 
     async def _send(self, req: P.SendOrder, ticket: Ticket) -> None:
@@ -221,7 +217,7 @@ class OrderService:
             self._report(Outcome("rejected", f"{ticket.describe()} REJECTED: {reason} ({coid})", coid, ok=False))
 
     def cancel(self, coid: str) -> asyncio.Task:
-        return self._spawn(self._cancel(coid))
+        return self._spawn(self._cancel(coid), f"cancel {coid}")
 
     async def _cancel(self, coid: str) -> None:
         row = self.state.orders.get(coid)

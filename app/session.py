@@ -18,6 +18,7 @@ from app.control import FleetControl
 from app.feeds import Feeds
 from app.orders import OrderService
 from app.state import AppState, LogBridgeHandler
+from app.tasks import Tasks
 
 log = logging.getLogger("tickdesk.app")
 
@@ -32,9 +33,11 @@ class Session:
         self.state = state or AppState()
         # With CurveZMQ on, the window is one more client of the fleet's server key.
         curve = CurveKeys.load(sup.config.curve_dir) if sup.config.curve_dir else None
-        self.feeds = Feeds(self.state, self.endpoints, curve=curve)
-        self.orders = OrderService(self.state, self.endpoints.orders, limits, curve=curve)
-        self.control = FleetControl(sup, self.orders, self.state)
+        # every asyncio task of the window belongs to this group: close() ends them all
+        self.tasks = Tasks("session")
+        self.feeds = Feeds(self.state, self.endpoints, curve=curve, tasks=self.tasks)
+        self.orders = OrderService(self.state, self.endpoints.orders, limits, curve=curve, tasks=self.tasks)
+        self.control = FleetControl(sup, self.orders, self.state, tasks=self.tasks)
         self.started = False
         self.closed = False
         self._log_handler = LogBridgeHandler(self.state.log)
@@ -70,6 +73,7 @@ class Session:
         self.control.close()
         self.orders.close()
         self.feeds.close()
+        self.tasks.cancel_all()  # and any task spawned on the group itself
         try:
             self.sup.stop()
         finally:

@@ -42,10 +42,11 @@ class Tasks:
         """A group whose tasks this group's :meth:`cancel_all` ends too."""
         return Tasks(f"{self.name}.{name}", on_error, parent=self)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
-        """Run ``coro`` as a task of this group (needs a running loop, or qasync's)."""
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task:
+        """Run ``coro`` as a task of this group (needs a running loop, or qasync's); ``name``
+        (default: the coroutine's) is what a failure is logged under."""
         task = asyncio.ensure_future(coro)
-        task.set_name(f"{self.name}.{name}")
+        task.set_name(f"{self.name}.{name or getattr(coro, '__qualname__', 'task')}")
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task

@@ -50,6 +50,10 @@ def test_validation_messages():
     assert "exceeds max order qty 500" in validate_ticket(Ticket("MSFT", Side.BUY, 501), st, risk).reason
     assert "band" in validate_ticket(Ticket("MSFT", Side.BUY, 1, OrderType.LIMIT, 90.0), st, risk).reason
     assert validate_ticket(Ticket("msft", Side.SELL, 10, OrderType.LIMIT, 99.0), st, risk)
+    # the one symbol rule (workers/symbols.py): named in the reason, never sent
+    bad = validate_ticket(Ticket("MS FT", Side.BUY, 1), st, risk)
+    assert not bad and bad.reason.startswith("Invalid symbol 'MS FT'")
+    assert "Invalid symbol" in validate_ticket(Ticket("ÄPL", Side.BUY, 1), st, risk).reason
 
 
 def run(coro):
