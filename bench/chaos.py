@@ -690,7 +690,7 @@ class ChaosFleet:
             v.executor_mismatch = {"executor": self._executor_positions(), "exchange": exch}
         self.run_for(0.6)  # last heartbeats with the final counters
         v.counters = {
-            "strategy": {k: self.counter("strategy", k) for k in ("ticks", "signals", "tick_gaps", "ticks_missed", "feed_restarts", "decode_errors")},
+            "strategy": {k: self.counter("strategy", k) for k in ("ticks", "signals", "tick_gaps", "ticks_missed", "feed_restarts", "ticks_stale", "decode_errors")},
             "executor": {k: self.counter("executor", k) for k in ("signals", "orders", "acks", "fills", "unknown", "reconciled", "not_placed", "exec_gaps", "exec_restarts", "syncs")},
             "exchange": {k: self.counter("exchange", k) for k in ("orders", "duplicates", "fills", "rejects", "dropped", "decode_errors")},
             "marketdata": {k: self.counter("marketdata", k) for k in ("ticks", "dropped")},
