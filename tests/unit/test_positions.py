@@ -1,7 +1,10 @@
-"""Positions and P&L from fills: average cost, realized on reduce/close/flip, idempotence."""
+"""The one position book (workers/positions.py), as the executor and window use it (a
+consumer of the stream: exactly once, snapshots) and as the exchange gateway does (the source
+of the fills: get_positions): average cost, realized on reduce/close/flip."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -9,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workers import protocol as P
-from workers.executor.positions import PositionBook, fill_number
+from workers.positions import PositionBook, PositionState, SymbolPosition, fill_number
 
 _ids = itertools.count(1)
 
@@ -176,3 +179,83 @@ def test_total_pnl_equals_cash_flow(trade_list, mark):
     assert pos.realized_pnl + pos.unrealized_pnl == pytest.approx(cash + qty * mark, abs=1e-6 * (1 + abs(cash)))
     if qty == 0:
         assert pos.avg_price == 0.0
+
+
+# ----------------------------------------------------------------------------- the gateway's use
+# The exchange gateway is the source of the fills: it books each one it made (no
+# de-duplication), and its book answers get_positions.  The same class, the same arithmetic.
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewayFill:
+    """The shape of the gateway's FillRecord: a number n and fill_id F<n>."""
+
+    n: int
+    fill_id: str
+    client_order_id: str
+    order_id: str
+    symbol: str
+    side: P.Side
+    qty: int
+    price: float
+
+
+def gw_fill(n: int, side: str, qty: int, price: float, symbol: str = "AAA") -> GatewayFill:
+    return GatewayFill(n, f"F{n}", f"c{n}", f"O{n}", symbol, P.Side(side), qty, price)
+
+
+def test_gateway_books_its_own_fills_and_follows_their_numbers():
+    book = PositionBook()
+    p = book.apply(gw_fill(1, "buy", 10, 100.0))
+    book.apply(gw_fill(2, "buy", 10, 110.0))
+    assert (p.qty, p.avg_price, p.realized_pnl) == (20, 105.0, 0.0)
+    book.apply(gw_fill(3, "sell", 5, 120.0))
+    assert (p.qty, p.avg_price, p.realized_pnl) == (15, 105.0, 75.0)
+    book.apply(gw_fill(4, "sell", 15, 100.0))
+    assert (p.qty, p.avg_price, p.realized_pnl) == (0, 0.0, 0.0)
+    assert book.last_fill_seq == 4
+    # the source never drops a fill: the journal replays each exactly once
+    book.apply(gw_fill(5, "sell", 15, 90.0))
+    book.apply(gw_fill(6, "buy", 30, 85.0))  # flip back long
+    assert (p.qty, p.avg_price, p.realized_pnl) == (15, 85.0, 75.0) and book.last_fill_seq == 6
+
+
+def test_gateway_reply_lists_positions_by_symbol_and_never_adds_flat_rows():
+    book = PositionBook()
+    book.apply(gw_fill(1, "buy", 10, 11.0, "BBB"))
+    book.apply(gw_fill(2, "sell", 4, 20.0, "AAA"))
+    assert book.find("ZZZ") is None and book.qty("ZZZ") == 0  # a risk check asks without adding a row
+    assert book.to_list() == [
+        {"symbol": "AAA", "qty": -4, "avg_price": 20.0, "realized_pnl": 0.0},
+        {"symbol": "BBB", "qty": 10, "avg_price": 11.0, "realized_pnl": 0.0},
+    ]
+    assert book.net_positions() == [P.NetPosition("AAA", -4, 20.0, 0.0), P.NetPosition("BBB", 10, 11.0, 0.0)]
+    reply = P.GetPositionsReply(ok=True, positions=book.net_positions(), last_fill_seq=book.last_fill_seq)
+    assert P.decode(reply.pack()) == reply
+
+
+def test_the_old_names_are_the_same_class():
+    from workers.executor import positions as old
+
+    assert old.PositionBook is PositionBook and old.fill_number is fill_number
+    assert PositionState is SymbolPosition
+
+
+@given(trades)
+def test_gateway_and_executor_books_agree(trade_list):
+    """The executor, loading the gateway's reply midway and then counting the stream (which
+    repeats what the snapshot holds), ends with the gateway's positions exactly."""
+    gateway, executor = PositionBook(), PositionBook()
+    half = len(trade_list) // 2
+    stream = [gw_fill(i + 1, side, n, price) for i, (side, n, price) in enumerate(trade_list)]
+    for f in stream[:half]:
+        gateway.apply(f)
+    executor.load_snapshot(gateway.to_list(), gateway.last_fill_seq)
+    for f in stream[half:]:
+        gateway.apply(f)
+    for f in stream + stream:  # the whole stream, twice: only what the snapshot lacks counts
+        executor.apply_fill(f)
+    for mine, theirs in zip(executor.to_list(), gateway.to_list(), strict=True):
+        assert mine["symbol"] == theirs["symbol"] and mine["qty"] == theirs["qty"]
+        assert mine["avg_price"] == pytest.approx(theirs["avg_price"])
+        assert mine["realized_pnl"] == pytest.approx(theirs["realized_pnl"])
