@@ -59,6 +59,7 @@ def _control_worker(tmp_path):
     eps = [f"--{n}=ipc://{tmp_path}/{n}" for n in ("ticks", "signals", "orders", "execution", "events", "control")]
     w = Echo(p.parse_args([*eps, "--name", "echo-1"]))
     router = w.ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # as the supervisor's: a reconnect takes the name over
     router.bind(f"ipc://{tmp_path}/control")
     return w, router
 
@@ -79,7 +80,7 @@ def test_control_channel_hello_commands_and_heartbeat_on_the_wire(tmp_path):
             assert w.poller.poll(2000)
             w._drain(w.control.sock)
             got = []
-            while router.poll(500) and len(got) < 2:
+            while len(got) < 2 and router.poll(500):
                 got.append(P.decode(router.recv_multipart()[1]))
             return got
 
