@@ -299,7 +299,7 @@ class Feeds:
         self.state = state
         self.ctx = ctx or zmq.asyncio.Context()
         self._own_ctx = ctx is None
-        self.tasks = tasks if tasks is not None else Tasks("feeds")
+        self.tasks = tasks.child("feeds") if tasks is not None else Tasks("feeds")
         st = state.streams
         self.subs = [
             Subscription(self.ctx, endpoints.ticks, [b"tick."], TickDecoder(state), st["ticks"], tasks=self.tasks.child("ticks")),
