@@ -1,10 +1,15 @@
-"""The TickDesk main window: docks, menus, hotkeys, status bar, kill switch, the flush.
+"""The TickDesk main window: composes the panels, docks, toolbar, menus and hotkeys, and
+runs the flush.
 
 Data flow (see docs/window.md): the feeds drain sockets into :class:`~app.state.AppState`;
 ``_flush`` runs about 30 times a second, takes what changed (``AppState.collect``) and
 hands it to each panel, which updates only the rows that changed; ``_poll`` runs the
 supervisor every 50 ms; ``_slow`` repaints the workers panel and the status bar 4 times a
 second.  Every signal of the window is wired in :meth:`MainWindow._connect_signals`.
+
+The parts with a job of their own live beside it: the status bar and lag meter
+(``app.statusbar``), questions to the trader (``app.prompts``), the kill switch's buttons
+(``app.killswitch``) and the dock layout and its persistence (``app.layout``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import logging
 import time
 
 from workers.protocol import OrderStatus, OrderType, Side
+from app import prompts
+from app.killswitch import KillSwitch
+from app.layout import WindowLayout
 from app.orders import Outcome, Ticket
 from app.panels.blotters import FillsPanel, HistoryPanel, PositionsPanel, WorkingOrdersPanel
 from app.panels.chart import ChartPanel
@@ -25,9 +33,10 @@ from app.panels.market_watch import MarketWatchPanel
 from app.panels.signals import SignalsPanel
 from app.panels.ticket import TicketPanel
 from app.panels.workers import StrategyParamsDialog, WorkersPanel, ask_args
-from app.qt import QAction, QByteArray, QKeySequence, Qt, QTimer, QtWidgets, Signal
+from app.qt import QAction, QKeySequence, Qt, QTimer, QtWidgets, Signal
 from app.session import Session
 from app.settings import Settings, SettingsDialog, UiSettings
+from app.statusbar import LagMeter, StatusBar, UiTimes
 from app.theme import apply_theme, repolish
 
 log = logging.getLogger("tickdesk.app.window")
@@ -36,7 +45,6 @@ FLUSH_MS = 33  # ~30 Hz
 POLL_MS = 50
 SLOW_EVERY = 8  # flushes between workers-panel / status-bar refreshes (~4 Hz)
 LAG_MS = 50
-LAYOUT_VERSION = 3
 
 HOTKEYS = (
     ("Ctrl+B", "Buy (order ticket)"),
@@ -64,6 +72,8 @@ class MainWindow(QtWidgets.QMainWindow):
         session: the fleet, state, feeds and order service behind the window.
         market_watch, ticket, chart, working, history, fills, positions, signals_panel,
         workers_panel, log_panel: the panels.
+        kill_switch: the kill switch's buttons (app.killswitch); status_bar: the status bar's
+        labels (app.statusbar); dock_layout: the docks' layout and its persistence (app.layout).
 
     Signals:
         closed(): the window closed and every worker has stopped.
@@ -80,13 +90,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings = settings
         self.ui = ui or settings.load()
         self._closing = False
-        self._kill_task = None
         #: (client_order_id, ticket, status last shown) of the ticket's newest order
         self._ticket_order: tuple | None = None
-        self._lag = collections.deque(maxlen=200)
+        self.lag = LagMeter(LAG_MS)
         self._flush_ms = collections.deque(maxlen=100)
-        self._lag_expected = 0.0
-        self._last_alert = (0.0, "")
         self.flushes = 0
 
         self._build_panels()
@@ -156,42 +163,15 @@ class MainWindow(QtWidgets.QMainWindow):
             "workers": self._dock("Workers", self.workers_panel, "workers"),
             "log": self._dock("Log", self.log_panel, "log"),
         }
+        self.dock_layout = WindowLayout(self, self.docks)
         self.default_layout()
 
     def default_layout(self) -> None:
-        d = self.docks
-        for dock in d.values():
-            dock.setFloating(False)
-            dock.show()
-        L, B = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.BottomDockWidgetArea
-        self.addDockWidget(L, d["market"])
-        self.splitDockWidget(d["market"], d["ticket"], Qt.Orientation.Vertical)
-        self.splitDockWidget(d["ticket"], d["positions"], Qt.Orientation.Vertical)
-        self.addDockWidget(B, d["working"])
-        self.splitDockWidget(d["working"], d["workers"], Qt.Orientation.Horizontal)
-        for a, b in (("working", "history"), ("history", "fills"), ("fills", "signals"), ("workers", "log")):
-            self.tabifyDockWidget(d[a], d[b])
-        d["working"].raise_()
-        d["workers"].raise_()
-        self._default_sizes_pending = True
-        if self.isVisible():
-            QTimer.singleShot(0, self._default_sizes)
-
-    def _default_sizes(self) -> None:
-        """Dock sizes only take once the window has its real size, so this runs after show."""
-        self._default_sizes_pending = False
-        d = self.docks
-        w, h = self.width(), self.height()
-        self.resizeDocks([d["market"]], [min(712, int(w * 0.45))], Qt.Orientation.Horizontal)
-        self.resizeDocks([d["working"]], [max(220, int(h * 0.32))], Qt.Orientation.Vertical)
-        self.resizeDocks([d["market"], d["ticket"], d["positions"]], [200, self.ticket.sizeHint().height() + 24, 200],
-                         Qt.Orientation.Vertical)
-        self.resizeDocks([d["working"], d["workers"]], [int(w * 0.47), int(w * 0.53)], Qt.Orientation.Horizontal)
+        self.dock_layout.reset()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        if self._default_sizes_pending:
-            QTimer.singleShot(0, self._default_sizes)
+        self.dock_layout.shown()
 
     def _build_toolbar(self) -> None:
         tb = QtWidgets.QToolBar("Trading", self)
@@ -216,17 +196,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.cancel_all_button.setObjectName("toolbarCancelAll")
         self.cancel_all_button.setToolTip("Cancel every working order (Ctrl+Shift+X)")
         tb.addWidget(self.cancel_all_button)
-        self.release_button = QtWidgets.QPushButton("Release", tb)
-        self.release_button.setObjectName("releaseKill")
-        self.release_button.setToolTip("Switch the kill switch off: executor accepts signals, strategies resume")
-        self.release_action = tb.addWidget(self.release_button)
-        self.release_action.setVisible(False)
-        self.kill_button = QtWidgets.QPushButton("KILL SWITCH  F12", tb)
-        self.kill_button.setObjectName("killSwitch")
-        self.kill_button.setToolTip("Cancel every working order, pause every strategy, switch the executor's "
-                                    "kill switch on (F12 or Ctrl+Shift+K)")
-        self.kill_button.setMinimumHeight(28)
-        tb.addWidget(self.kill_button)
+        self.kill_switch = KillSwitch(self.session.control, tb, self)
+        self.kill_button = self.kill_switch.button
+        self.release_button = self.kill_switch.release_button
+        self.release_action = self.kill_switch.release_action
         self.trading_toolbar = tb
 
     def _action(self, menu, text: str, slot, shortcut: str | list[str] | None = None, tip: str = "") -> QAction:
@@ -260,8 +233,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(m, "Toggle market / limit", self._toggle_order_type, "Ctrl+L")
         m.addSeparator()
         self.act_cancel_all = self._action(m, "Cancel all working orders", self.cancel_all, "Ctrl+Shift+X")
-        self.act_kill = self._action(m, "KILL SWITCH", self.engage_kill_switch, ["F12", "Ctrl+Shift+K"])
-        self._action(m, "Release kill switch…", self.ask_release_kill_switch)
+        self.act_kill = self._action(m, "KILL SWITCH", self.kill_switch.engage, ["F12", "Ctrl+Shift+K"])
+        self._action(m, "Release kill switch…", self.kill_switch.ask_release)
         m.addSeparator()
         self._action(m, "Resync orders and positions", self.resync, "F5")
 
@@ -293,19 +266,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return menu
 
     def _build_status_bar(self) -> None:
-        sb = self.statusBar()
-        # live labels: their text changes every refresh without re-laying-out the window
-        self.sb_streams = LiveLabel(30, parent=sb)
-        self.sb_rate = LiveLabel(14, parent=sb)
-        self.sb_drops = LiveLabel(44, parent=sb)
-        self.sb_workers = LiveLabel(28, parent=sb)
-        self.sb_ui = LiveLabel(52, parent=sb)
-        self.sb_kill = LiveLabel(16, bold=True, parent=sb)
-        self.sb_alert = QtWidgets.QLabel("", sb)
-        self.sb_alert.setObjectName("statusWarn")
-        for w in (self.sb_streams, self.sb_rate, self.sb_drops, self.sb_workers, self.sb_ui, self.sb_kill):
-            sb.addPermanentWidget(w)
-        sb.addWidget(self.sb_alert, 1)
+        self.status_bar = StatusBar(self.statusBar())
 
     def _build_timers(self) -> None:
         self.flush_timer = QTimer(self)
@@ -320,7 +281,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # timers: network -> state (feeds, asyncio) ... state -> widgets (here)
         self.flush_timer.timeout.connect(self._flush)
         self.poll_timer.timeout.connect(self._poll)
-        self.lag_timer.timeout.connect(self._measure_lag)
+        self.lag_timer.timeout.connect(self.lag.tick)
         # market watch -> chart and ticket
         self.market_watch.symbolSelected.connect(self.chart.set_symbol)
         self.market_watch.symbolActivated.connect(self._load_ticket)
@@ -330,9 +291,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.working.cancelRequested.connect(self.cancel_orders)
         self.working.cancelAllRequested.connect(self.cancel_all)
         self.cancel_all_button.clicked.connect(self.cancel_all)
-        # kill switch
-        self.kill_button.clicked.connect(self.engage_kill_switch)
-        self.release_button.clicked.connect(self.ask_release_kill_switch)
+        # kill switch -> fleet control; its report -> the banner
+        self.kill_button.clicked.connect(self.kill_switch.engage)
+        self.release_button.clicked.connect(self.kill_switch.ask_release)
+        self.kill_switch.banner.connect(self.show_banner)
         # workers
         self.workers_panel.action.connect(self.worker_action)
         # services without Qt report through plain callbacks
@@ -353,13 +315,14 @@ class MainWindow(QtWidgets.QMainWindow):
             asyncio.get_event_loop().set_exception_handler(self._loop_exception)
         except RuntimeError:
             pass
-        self._lag_expected = time.monotonic() + LAG_MS / 1000.0
+        self.lag.start()
 
     def closeEvent(self, event) -> None:
         if self._closing:
             event.accept()
             return
         self._closing = True
+        self.kill_switch.close()
         try:
             self.save_layout()
         except Exception:
@@ -396,7 +359,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.log_panel.append(ch.new_log)
             worst = max(ch.new_log, key=lambda ln: ln.level)
             if worst.level >= logging.WARNING:
-                self._alert(f"[{worst.source}] {worst.text}", worst.level)
+                self.status_bar.alert(f"[{worst.source}] {worst.text}", worst.level)
         self.chart.apply(ch)
         self.flushes += 1
         if self.flushes % SLOW_EVERY == 0:  # in the same pass: one repaint, not two
@@ -425,63 +388,18 @@ class MainWindow(QtWidgets.QMainWindow):
         log.error("asyncio: %s", text, exc_info=exc)
         self.state.log.error("app", text)
 
-    def _measure_lag(self) -> None:
-        now = time.monotonic()
-        if self._lag_expected:
-            self._lag.append(max(0.0, now - self._lag_expected) * 1000.0)
-        self._lag_expected = now + LAG_MS / 1000.0
-
     def ui_lag_p99(self) -> float:
-        if not self._lag:
-            return 0.0
-        s = sorted(self._lag)
-        return s[min(len(s) - 1, int(0.99 * len(s)))]
+        return self.lag.p99()
 
     def _slow(self) -> None:
         self.workers_panel.refresh()
         self._update_status()
 
     def _update_status(self) -> None:
-        st = self.state
-        now = time.monotonic()
-        tones = RecordTableModel.tones
-        good, warn, bad = tones.get("up"), tones.get("warn"), tones.get("bad")
-        segs: list = []
-        for name, label in (("ticks", "ticks"), ("execution", "exec"), ("events", "events")):
-            s = st.streams[name]
-            age = s.age(now)
-            if not s.connected:
-                color = bad
-            elif name == "ticks" and (age is None or age > 2.0):
-                color = warn  # connected but nothing for 2 s: stale
-            else:
-                color = good
-            segs += [("● ", color), (f"{label}  ", None)]
-        self.sb_streams.set_segments(segs)
-        self.sb_streams.setToolTip("\n".join(
-            f"{s.name}: {'connected' if s.connected else 'disconnected'}, {s.received:,} messages, "
-            f"{s.decode_errors} decode errors, largest batch {s.max_batch:,}" for s in st.streams.values()))
-        m = st.market
-        self.sb_rate.setText(f"{m.rate:,.0f} ticks/s")
-        totals = self.session.sup.totals()
-        decode = sum(s.decode_errors for s in st.streams.values()) + totals["decode_errors"]
-        self.sb_drops.set_segments([
-            ("gaps ", None), (f"{m.total_missed:,}", warn if m.total_missed else None),
-            (" · dropped ", None), (f"{totals['dropped']:,}", warn if totals["dropped"] else None),
-            (" · decode errors ", None), (f"{decode:,}", bad if decode else None)])
-        self.sb_drops.setToolTip("gaps: ticks this window missed (sequence gaps)\ndropped: messages the workers dropped "
-                                 "(full queues)\ndecode errors: malformed messages, window and workers")
-        up = sum(1 for w in self.session.sup.workers.values() if w.state in ("running", "paused"))
-        n = len(self.session.sup.workers)
-        self.sb_workers.set_segments([("workers ", None), (f"{up}/{n}", good if up == n else bad),
-                                      (f" up · restarts {totals['restarts']}", None)])
-        ft = self.chart.frame_time_ms()
         flush = sorted(self._flush_ms)[len(self._flush_ms) // 2] if self._flush_ms else 0.0
-        self.sb_ui.setText(f"UI lag p99 {self.ui_lag_p99():.0f} ms · flush {flush:.1f} ms"
-                           + (f" · chart {ft:.1f} ms" if ft is not None else ""))
-        self.sb_kill.set_segments([("KILL SWITCH ON", bad)] if self.session.control.kill_engaged else [])
-        if self.sb_alert.text() and now - self._last_alert[0] > 15.0:
-            self.sb_alert.setText("")
+        times = UiTimes(lag_p99=self.ui_lag_p99(), flush=flush, chart=self.chart.frame_time_ms())
+        sup = self.session.sup
+        self.status_bar.refresh(self.state, sup.totals(), sup.workers, self.session.control.kill_engaged, times)
 
     def _update_pnl(self) -> None:
         realized, unrealized = self.state.pnl_totals()
@@ -490,13 +408,6 @@ class MainWindow(QtWidgets.QMainWindow):
         color = tones.get("up") if total > 0 else (tones.get("down") if total < 0 else None)
         self.pnl_label.set_segments([("   P&L ", None), (f"{total:+,.2f}", color),
                                      (f"  (realized {realized:+,.2f}, unrealized {unrealized:+,.2f})", None)])
-
-    def _alert(self, text: str, level: int) -> None:
-        self._last_alert = (time.monotonic(), text)
-        self.sb_alert.setObjectName("statusBad" if level >= logging.ERROR else "statusWarn")
-        repolish(self.sb_alert)
-        self.sb_alert.setText(text)
-        self.sb_alert.setToolTip(text)
 
     def show_banner(self, text: str, tone: str = "warn") -> None:
         self.banner.setText(text)
@@ -526,26 +437,18 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         q = self.state.market.quotes.get(ticket.symbol)
         quote = f"\nBid {q.bid:,.2f} / Ask {q.ask:,.2f}, last {q.last:,.2f}" if q else ""
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Question, "Confirm order",
-                                    f"Send {ticket.describe()}?{quote}",
-                                    QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No, self)
-        box.setObjectName("confirmOrder")
-        box.setDefaultButton(QtWidgets.QMessageBox.StandardButton.Yes)
-        never = QtWidgets.QCheckBox("Don't ask again (Settings to turn it back on)")
-        box.setCheckBox(never)
 
-        def done(_result: int) -> None:
-            if box.clickedButton() is box.button(QtWidgets.QMessageBox.StandardButton.Yes):
-                if never.isChecked():
+        def answered(yes: bool, never: bool) -> None:
+            if yes:
+                if never:
                     self.ui.confirm_orders = False
                     self.settings.save(self.ui)
                 self._send(ticket)
             else:
                 self.ticket.show_message(f"{ticket.describe()} not sent (cancelled at confirmation)", "warn")
-            box.deleteLater()
 
-        box.finished.connect(done)
-        box.open()  # not exec(): the window keeps running while the dialog is up
+        prompts.ask(self, "Confirm order", f"Send {ticket.describe()}?{quote}", answered,
+                    object_name="confirmOrder", default=True, offer_dont_ask=True)
 
     def _send(self, ticket: Ticket) -> None:
         d, coid = self.session.orders.submit(ticket)
@@ -584,19 +487,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.ui.confirm_cancel_all:
             self.session.control.spawn(self.session.orders.cancel_all())
             return
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Cancel all orders",
-                                    f"Cancel every working order at the exchange ({live} known here), "
-                                    "the strategies' included?",
-                                    QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No, self)
-        box.setObjectName("confirmCancelAll")
-
-        def done(_r: int) -> None:
-            if box.clickedButton() is box.button(QtWidgets.QMessageBox.StandardButton.Yes):
-                self.session.control.spawn(self.session.orders.cancel_all())
-            box.deleteLater()
-
-        box.finished.connect(done)
-        box.open()
+        prompts.ask(self, "Cancel all orders",
+                    f"Cancel every working order at the exchange ({live} known here), the strategies' included?",
+                    lambda yes, _never: yes and self.session.control.spawn(self.session.orders.cancel_all()),
+                    warning=True, object_name="confirmCancelAll")
 
     def resync(self) -> None:
         """F5: load orders and positions from the exchange now."""
@@ -613,57 +507,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session.control.spawn(run())
 
     # ------------------------------------------------------------------ kill switch
-    def engage_kill_switch(self) -> None:
-        """Never asks: a kill switch acts at once.  Pressing it again runs it again."""
-        if self._kill_task is not None and not self._kill_task.done():
-            return
-        self.show_banner("KILL SWITCH: cancelling every working order, pausing strategies, executor kill switch on…", "bad")
-        self.kill_button.setProperty("engaged", True)
-        repolish(self.kill_button)
-        self.kill_button.setText("KILL SWITCH ON  F12")
-        self.release_action.setVisible(True)
-        self._kill_task = self.session.control.spawn(self.session.control.engage_kill_switch())
-        self._kill_task.add_done_callback(self._kill_done)
-
-    def _kill_done(self, task) -> None:
-        if self._closing or task.cancelled():
-            return
-        e = task.exception()
-        if e is not None:
-            self.show_banner(f"KILL SWITCH FAILED: {type(e).__name__}: {e}", "bad")
-            return
-        rep = task.result()
-        self.last_kill_report = rep
-        self.show_banner(rep.text(), "warn" if rep.ok else "bad")
-
-    def ask_release_kill_switch(self) -> None:
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, "Release kill switch",
-                                    "Switch the kill switch off? The executor accepts signals again and every "
-                                    "strategy resumes trading.",
-                                    QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No, self)
-        box.setDefaultButton(QtWidgets.QMessageBox.StandardButton.No)
-
-        def done(_r: int) -> None:
-            if box.clickedButton() is box.button(QtWidgets.QMessageBox.StandardButton.Yes):
-                self.release_kill_switch()
-            box.deleteLater()
-
-        box.finished.connect(done)
-        box.open()
-
-    def release_kill_switch(self):
-        t = self.session.control.spawn(self.session.control.release_kill_switch())
-        self.kill_button.setProperty("engaged", False)
-        repolish(self.kill_button)
-        self.kill_button.setText("KILL SWITCH  F12")
-        self.release_action.setVisible(False)
-
-        def done(task) -> None:
-            if not self._closing and not task.cancelled() and task.exception() is None:
-                self.show_banner(task.result(), "warn")
-
-        t.add_done_callback(done)
-        return t
+    @property
+    def last_kill_report(self):
+        """The report of the last completed kill switch (None before the first)."""
+        return self.kill_switch.last_report
 
     # ------------------------------------------------------------------ workers
     def worker_action(self, name: str, action: str) -> None:
@@ -733,11 +580,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def show_hotkeys(self) -> None:
         text = "\n".join(f"{k:<24} {v}" for k, v in HOTKEYS)
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Information, "Keyboard shortcuts", text,
-                                    QtWidgets.QMessageBox.StandardButton.Close, self)
-        box.setStyleSheet("QLabel { font-family: monospace; }")
-        box.finished.connect(box.deleteLater)
-        box.open()
+        prompts.show_text(self, "Keyboard shortcuts", text, monospace=True)
 
     def open_settings(self) -> None:
         dlg = SettingsDialog(self.ui, self.session.endpoints, self)
@@ -776,29 +619,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ layout persistence
     def save_layout(self) -> None:
-        s = self.settings
-        s.set_value("window/geometry", self.saveGeometry())
-        s.set_value("window/state", self.saveState(LAYOUT_VERSION))
-        for p in self.tables.values():
-            p.save_state(s)
-        s.set_value("chart/interval", self.chart.interval)
-        if self.chart.symbol:
-            s.set_value("session/symbol", self.chart.symbol)
-        s.sync()
+        self.dock_layout.save(self.settings, self.tables, self.chart)
 
     def restore_layout(self) -> None:
-        s = self.settings
-        geo = s.value("window/geometry")
-        if isinstance(geo, QByteArray) and not geo.isEmpty():
-            self.restoreGeometry(geo)
-        state = s.value("window/state")
-        if isinstance(state, QByteArray) and not state.isEmpty() and self.restoreState(state, LAYOUT_VERSION):
-            self._default_sizes_pending = False
-        for p in self.tables.values():
-            p.restore_state(s)
-        try:
-            interval = int(s.value("chart/interval", 1))
-        except (TypeError, ValueError):
-            interval = 1
-        if interval in (1, 5, 60):
-            self.chart.set_interval(interval)
+        self.dock_layout.restore(self.settings, self.tables, self.chart)

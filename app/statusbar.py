@@ -1,0 +1,139 @@
+"""The window's status bar: streams, tick rate, losses, workers, the UI's own timings, the
+kill switch, and the newest warning; plus the event-loop lag meter it reports.
+
+``MainWindow`` builds one :class:`StatusBar` on its ``QStatusBar`` and calls
+:meth:`StatusBar.refresh` about 4 times a second with what it shows; nothing here reads the
+window.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import dataclass
+
+from app.models.table import RecordTableModel
+from app.panels.live_label import LiveLabel
+from app.qt import QtWidgets
+from app.theme import repolish
+
+__all__ = ["ALERT_SECONDS", "LagMeter", "StatusBar", "UiTimes"]
+
+#: How long the newest warning stays in the status bar.
+ALERT_SECONDS = 15.0
+#: A tick stream connected but silent for this long is shown amber (stale).
+STALE_TICKS_S = 2.0
+
+
+class LagMeter:
+    """Lateness of a periodic timer, in ms: how long the event loop kept it waiting.
+
+    The owner calls :meth:`tick` from a timer of ``interval_ms``; each call records how much
+    later than due it came.
+    """
+
+    def __init__(self, interval_ms: float, window: int = 200) -> None:
+        self.interval_s = interval_ms / 1000.0
+        self._samples: collections.deque[float] = collections.deque(maxlen=window)
+        self._expected = 0.0
+
+    def start(self, now: float | None = None) -> None:
+        self._expected = (time.monotonic() if now is None else now) + self.interval_s
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if self._expected:
+            self._samples.append(max(0.0, now - self._expected) * 1000.0)
+        self._expected = now + self.interval_s
+
+    def p99(self) -> float:
+        if not self._samples:
+            return 0.0
+        s = sorted(self._samples)
+        return s[min(len(s) - 1, int(0.99 * len(s)))]
+
+
+@dataclass(frozen=True)
+class UiTimes:
+    """The window's own timings, in ms (chart None: no chart frame measured yet)."""
+
+    lag_p99: float
+    flush: float
+    chart: float | None
+
+
+class StatusBar:
+    """The labels of the window's status bar.
+
+    Attributes:
+        streams, rate, drops, workers, ui, kill: ``LiveLabel``s (permanent, right side).
+        alert: the newest warning or error (left, cleared after ALERT_SECONDS).
+    """
+
+    def __init__(self, bar: QtWidgets.QStatusBar) -> None:
+        self.bar = bar
+        # live labels: their text changes every refresh without re-laying-out the window
+        self.streams = LiveLabel(30, parent=bar)
+        self.rate = LiveLabel(14, parent=bar)
+        self.drops = LiveLabel(44, parent=bar)
+        self.workers = LiveLabel(28, parent=bar)
+        self.ui = LiveLabel(52, parent=bar)
+        self.kill = LiveLabel(16, bold=True, parent=bar)
+        self.alert_label = QtWidgets.QLabel("", bar)
+        self.alert_label.setObjectName("statusWarn")
+        for w in (self.streams, self.rate, self.drops, self.workers, self.ui, self.kill):
+            bar.addPermanentWidget(w)
+        bar.addWidget(self.alert_label, 1)
+        self._last_alert = 0.0
+
+    def refresh(self, state, totals: dict, workers: dict, kill_engaged: bool, times: UiTimes) -> None:
+        """Show ``state``'s streams and market, the supervisor's ``totals`` and ``workers``."""
+        now = time.monotonic()
+        tones = RecordTableModel.tones
+        good, warn, bad = tones.get("up"), tones.get("warn"), tones.get("bad")
+        segs: list = []
+        for name, label in (("ticks", "ticks"), ("execution", "exec"), ("events", "events")):
+            s = state.streams[name]
+            age = s.age(now)
+            if not s.connected:
+                color = bad
+            elif name == "ticks" and (age is None or age > STALE_TICKS_S):
+                color = warn
+            else:
+                color = good
+            segs += [("● ", color), (f"{label}  ", None)]
+        self.streams.set_segments(segs)
+        self.streams.setToolTip("\n".join(
+            f"{s.name}: {'connected' if s.connected else 'disconnected'}, {s.received:,} messages, "
+            f"{s.decode_errors} decode errors, largest batch {s.max_batch:,}" for s in state.streams.values()))
+        m = state.market
+        self.rate.setText(f"{m.rate:,.0f} ticks/s")
+        decode = sum(s.decode_errors for s in state.streams.values()) + totals["decode_errors"]
+        self.drops.set_segments([
+            ("gaps ", None), (f"{m.total_missed:,}", warn if m.total_missed else None),
+            (" · dropped ", None), (f"{totals['dropped']:,}", warn if totals["dropped"] else None),
+            (" · decode errors ", None), (f"{decode:,}", bad if decode else None)])
+        self.drops.setToolTip("gaps: ticks this window missed (sequence gaps)\ndropped: messages the workers dropped "
+                              "(full queues)\ndecode errors: malformed messages, window and workers")
+        up = sum(1 for w in workers.values() if w.state in ("running", "paused"))
+        n = len(workers)
+        self.workers.set_segments([("workers ", None), (f"{up}/{n}", good if up == n else bad),
+                                   (f" up · restarts {totals['restarts']}", None)])
+        self.ui.setText(f"UI lag p99 {times.lag_p99:.0f} ms · flush {times.flush:.1f} ms"
+                        + (f" · chart {times.chart:.1f} ms" if times.chart is not None else ""))
+        self.kill.set_segments([("KILL SWITCH ON", bad)] if kill_engaged else [])
+        if self.alert_label.text() and now - self._last_alert > ALERT_SECONDS:
+            self.alert_label.setText("")
+
+    def alert(self, text: str, level: int) -> None:
+        """Show ``text`` as the newest warning (red from ERROR up)."""
+        self._last_alert = time.monotonic()
+        self.alert_label.setObjectName("statusBad" if level >= logging.ERROR else "statusWarn")
+        repolish(self.alert_label)
+        self.alert_label.setText(text)
+        self.alert_label.setToolTip(text)
+
+    def message(self, text: str, ms: int = 0) -> None:
+        """A transient message (e.g. an export's result) in the bar's own message area."""
+        self.bar.showMessage(text, ms)
