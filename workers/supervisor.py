@@ -8,6 +8,10 @@ worker: a ``stop`` command, then SIGTERM, then SIGKILL, and waits for each one.
 
 It has no thread and no event loop of its own: the owner calls :meth:`poll` (the headless
 runner in a loop, the window from a timer), so it fits a blocking loop and Qt alike.
+
+Time and processes are injected (``clock``, ``popen``): every backoff, silence limit and stop
+escalation is decided from ``clock.monotonic()``, so tests drive them on a
+:class:`~workers.clock.ManualClock` with fake processes, exactly and without waiting.
 """
 
 from __future__ import annotations
@@ -19,16 +23,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
 from workers import protocol as P
+from workers.clock import LIVE_CLOCK, Clock
 from workers.config import Endpoints
 from workers.runtime import EXIT_CONFIG_ERROR, SUPERVISOR_PID_ENV, check_bind_allowed
 
@@ -39,6 +43,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class SupervisorError(RuntimeError):
     """The fleet cannot be started as configured; the message says why."""
+
+
+class Process(Protocol):
+    """What the supervisor uses of a :class:`subprocess.Popen` (tests pass fakes)."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+
+
+#: how the supervisor starts a process: ``subprocess.Popen``'s signature
+Popen = Callable[..., Process]
 
 
 def worker_command(kind: str) -> list[str]:
@@ -64,7 +85,7 @@ class WorkerState:
     """What the supervisor knows of one worker; the window shows exactly this."""
 
     spec: WorkerSpec
-    proc: subprocess.Popen | None = None
+    proc: Process | None = None
     pid: int = 0
     state: str = "stopped"  # starting | running | paused | stopping | stopped | crashed | backoff
     started_at: float = 0.0
@@ -84,6 +105,8 @@ class WorkerState:
     starts: int = 0  # processes started so far
     _prev_counters: dict = field(default_factory=dict)
     _prev_ts: float = 0.0
+    #: the supervisor's clock (what uptime and heartbeat_age are measured on)
+    clock: Clock = field(default=LIVE_CLOCK, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -91,11 +114,11 @@ class WorkerState:
 
     @property
     def uptime(self) -> float:
-        return time.monotonic() - self.started_at if self.proc is not None and self.started_at else 0.0
+        return self.clock.monotonic() - self.started_at if self.proc is not None and self.started_at else 0.0
 
     @property
     def heartbeat_age(self) -> float | None:
-        return time.monotonic() - self.last_heartbeat if self.last_heartbeat else None
+        return self.clock.monotonic() - self.last_heartbeat if self.last_heartbeat else None
 
     def counter(self, key: str) -> int:
         """A counter summed over every incarnation of this worker."""
@@ -143,11 +166,22 @@ def _clean_stats(stats: Any) -> dict:
 
 
 class Supervisor:
-    def __init__(self, endpoints: Endpoints, specs: list[WorkerSpec], config: SupervisorConfig | None = None, ctx: zmq.Context | None = None):
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        specs: list[WorkerSpec],
+        config: SupervisorConfig | None = None,
+        ctx: zmq.Context | None = None,
+        *,
+        clock: Clock = LIVE_CLOCK,
+        popen: Popen = subprocess.Popen,
+    ):
         self.endpoints = endpoints
         self.config = config or SupervisorConfig()
         self.ctx = ctx or zmq.Context.instance()
-        self.workers: dict[str, WorkerState] = {s.name: WorkerState(spec=s) for s in specs}
+        self.clock = clock
+        self._popen = popen
+        self.workers: dict[str, WorkerState] = {s.name: WorkerState(spec=s, clock=clock) for s in specs}
         self.command_replies: deque[tuple[str, P.CommandReply]] = deque(maxlen=256)
         self.events: deque[tuple[float, str, str]] = deque(maxlen=1000)
         self.listeners: list[Callable[[str, str], None]] = []
@@ -185,7 +219,7 @@ class Supervisor:
                 self._spawn(w)
 
     def _emit(self, name: str, text: str) -> None:
-        self.events.append((time.time(), name, text))
+        self.events.append((self.clock.time_ns() / 1e9, name, text))
         log.info("%s: %s", name, text)
         for fn in list(self.listeners):
             try:
@@ -210,7 +244,7 @@ class Supervisor:
         try:
             # A new session: Ctrl-C in a terminal reaches the supervisor only, which then
             # stops the workers in order instead of racing them.
-            w.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+            w.proc = self._popen(cmd, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as e:
             w.state, w.reason = "crashed", f"cannot start: {e}"
             self._schedule_restart(w)
@@ -221,7 +255,7 @@ class Supervisor:
         w.pid = w.proc.pid
         w.starts += 1
         w.state = "starting"
-        w.started_at = time.monotonic()
+        w.started_at = self.clock.monotonic()
         w.last_heartbeat = 0.0
         w.exit_code = None
         w.retire_stats()
@@ -249,7 +283,7 @@ class Supervisor:
         if not w.spec.restart or not w.wanted or self._stopping:
             return
         w.backoff = self.config.backoff_initial if not w.backoff else min(w.backoff * 2, self.config.backoff_max)
-        w.next_start = time.monotonic() + w.backoff
+        w.next_start = self.clock.monotonic() + w.backoff
         w.state = "backoff"
 
     # ------------------------------------------------------------------ polling
@@ -286,7 +320,7 @@ class Supervisor:
         if w is None:
             log.warning("control message from unknown worker %r", name)
             return
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if isinstance(msg, (P.Hello, P.Heartbeat)):
             if w.proc is None or msg.pid != w.pid:
                 # a late message from a previous incarnation, or someone else using the name:
@@ -324,7 +358,7 @@ class Supervisor:
             pass  # peer gone or queue full: the next heartbeat will do
 
     def _check_processes(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for w in self.workers.values():
             if w.proc is not None:
                 code = w.proc.poll()
@@ -407,7 +441,7 @@ class Supervisor:
             return
         if not w.stopping_since:
             self._emit(name, "restart requested" if restart else "stop requested")
-            w.stopping_since = time.monotonic()
+            w.stopping_since = self.clock.monotonic()
             w.signalled = 0
             w.state = "stopping"
             self.command(name, "stop")
@@ -435,7 +469,7 @@ class Supervisor:
     def add_worker(self, spec: WorkerSpec, start: bool = True) -> WorkerState:
         if spec.name in self.workers:
             raise ValueError(f"a worker named {spec.name!r} exists already")
-        w = self.workers[spec.name] = WorkerState(spec=spec, wanted=start)
+        w = self.workers[spec.name] = WorkerState(spec=spec, wanted=start, clock=self.clock)
         if start and self._router is not None:
             self._spawn(w)
         return w
@@ -446,7 +480,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ stopping
     @staticmethod
-    def _kill(proc: subprocess.Popen) -> None:
+    def _kill(proc: Process) -> None:
         try:
             proc.kill()
         except ProcessLookupError:
@@ -459,7 +493,7 @@ class Supervisor:
         for w in procs:
             w.state = "stopping"
             self.command(w.name, "stop")
-        deadline = time.monotonic() + self.config.stop_timeout
+        deadline = self.clock.monotonic() + self.config.stop_timeout
         for sig_step in ("wait", "term", "kill"):
             for w in procs:
                 if w.proc is None:
@@ -472,7 +506,7 @@ class Supervisor:
                 if w.proc is None:
                     continue
                 try:
-                    w.proc.wait(max(0.05, deadline - time.monotonic()) if sig_step != "kill" else None)
+                    w.proc.wait(max(0.05, deadline - self.clock.monotonic()) if sig_step != "kill" else None)
                 except subprocess.TimeoutExpired:
                     continue
                 w.exit_code = w.proc.returncode
@@ -480,7 +514,7 @@ class Supervisor:
                 w.state = "stopped"
             if all(w.proc is None for w in procs):
                 break
-            deadline = time.monotonic() + 2.0
+            deadline = self.clock.monotonic() + 2.0
         if self._router is not None:
             self._router.close(0)
             self._router = None
