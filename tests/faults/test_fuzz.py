@@ -90,7 +90,7 @@ class Rig:
             except zmq.Again:
                 break
             _, d = P.decode_pub(frame, expect=P.SignalDecision)
-            self.decisions[d.signal["id"]] = d
+            self.decisions[d.signal.id] = d
 
     def wait(self, pred, timeout: float = 10.0, message: str = ""):
         def step():
