@@ -6,11 +6,11 @@ import os
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
+
+from app.qt import QtCore, QtGui, QtWidgets  # noqa: E402
 
 from app.chart import ChartWidget, MultiIntervalBars  # noqa: E402
 
