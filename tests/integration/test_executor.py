@@ -451,3 +451,10 @@ def test_commands_and_counters_over_the_control_channel(rig, executor, ipc_dir):
 
     wait_until(position_gauge, 5.0, interval=0.05, message="positions gauge")
     assert beats[-1].stats["gauges"]["position_count"] == 1
+
+
+def test_a_bad_allow_list_is_a_configuration_error(rig, executor):
+    # the one symbol rule (workers/symbols.py): refused at start-up with exit status 2
+    proc = executor("--symbols", "AAPL,BAD!")
+    assert proc.wait(20) == 2
+    assert "invalid symbol 'BAD!'" in log_text(proc)

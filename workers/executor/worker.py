@@ -62,20 +62,8 @@ class OrderExecutor(Worker):
         super().__init__(args)
         #: every deadline, rate window and timestamp of this process reads this clock
         self.clock = clock
-        try:
-            # a TOML config may give the allow-list as an array; both follow the one symbol rule
-            allowed = frozenset(parse_symbols(args.symbols))
-        except ValueError as e:
-            raise ConfigError(f"--symbols: {e}") from None
-        limits = RiskLimits(
-            max_order_qty=args.max_order_qty,
-            max_position=args.max_position,
-            price_band_pct=args.price_band_pct,
-            max_orders_per_sec=args.max_orders_per_sec,
-            kill_switch=args.kill_switch,
-            allowed_symbols=allowed,
-        )
-        self.risk = RiskChecker(limits)
+        # refuses everything until setup() has read the limits (where a bad one can be reported)
+        self.risk = RiskChecker(RiskLimits(kill_switch=True))
         self.book = PositionBook()
         self.tracker = OrderTracker(clock, timeout=args.order_timeout, attempts=args.order_retries)
         self.paused = False
@@ -91,6 +79,9 @@ class OrderExecutor(Worker):
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         ep, a = self.endpoints, self.args
+        # validated here too, not only by argparse: TOML defaults bypass its checks, and a
+        # ConfigError from setup makes the runtime log it and exit with status 2
+        self.risk = RiskChecker(_limits(a))
         self.events = self.socket(zmq.PUB, bind=ep.events, sndhwm=a.events_hwm)
         # Execution first: within one wake-up, fills are booked before new signals are checked.
         self.execution = self.socket(zmq.SUB, connect=ep.execution, subscribe=[b"exec."], rcvhwm=a.events_hwm)
@@ -486,6 +477,23 @@ class OrderExecutor(Worker):
         if cmd == "resync":
             return {"ok": self._sync_positions()}
         return super().on_command(cmd, args)
+
+
+def _limits(args: argparse.Namespace) -> RiskLimits:
+    """The RiskLimits the options ask for; ConfigError naming the bad one."""
+    try:
+        # a TOML config may give the allow-list as an array; both follow the one symbol rule
+        allowed = frozenset(parse_symbols(args.symbols))
+        return RiskLimits(
+            max_order_qty=args.max_order_qty,
+            max_position=args.max_position,
+            price_band_pct=args.price_band_pct,
+            max_orders_per_sec=args.max_orders_per_sec,
+            kill_switch=args.kill_switch,
+            allowed_symbols=allowed,
+        )
+    except ValueError as e:
+        raise ConfigError(f"executor limits: {e}") from None
 
 
 def _positive_int(text: str) -> int:
