@@ -107,3 +107,14 @@ def test_an_epoch_change_is_always_a_restart(pairs):
         if e.kind is not K.FIRST and epoch == prev_epoch:
             assert e.kind is not K.RESTART  # with epochs, only an epoch change restarts
         prev_epoch = epoch
+
+
+def test_check_run_takes_a_consecutive_batch_at_once_and_refuses_anything_else():
+    t = SequenceTracker()
+    assert not t.check_run("A", 1, 3, 3)  # first sight goes through check()
+    t.check("A", 1)
+    assert t.check_run("A", 2, 5, 4) and t.last("A") == 5 and t.received == 5
+    assert not t.check_run("A", 7, 8, 2)  # a hole before the run
+    assert not t.check_run("A", 6, 8, 2)  # a hole inside it
+    assert not t.check_run("A", 6, 7, 2, epoch=9)  # another incarnation
+    assert t.last("A") == 5 and t.gaps == 0 and t.received == 5  # refused runs record nothing

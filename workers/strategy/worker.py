@@ -125,16 +125,22 @@ class StrategyWorker(Worker):
             self.rlog.warning("symbols", "ignoring %s: already tracking %d symbols (--max-symbols)", sym, self.max_symbols)
             return
         on_price = strategy.on_price
-        check = self.seq.check
-        for seq, ts, price, _bid, _ask, _bsz, _asz, _vol in rows:
-            ev = check(sym, seq)
-            kind = ev.kind
-            if kind is not SeqKind.IN_ORDER and kind is not SeqKind.FIRST and not self._on_seq_event(ev):
-                continue
-            # now=None: a signal is stamped when it is made, not when its frame arrived
-            sig = on_price(sym, price, ts)
-            if sig is not None:
-                self._send_signal(sig)
+        if self.seq.check_run(sym, rows[0][0], rows[-1][0], n):  # the usual frame: next in line, no hole
+            for _seq, ts, price, *_ in rows:
+                # now=None: a signal is stamped when it is made, not when its frame arrived
+                sig = on_price(sym, price, ts)
+                if sig is not None:
+                    self._send_signal(sig)
+        else:
+            check = self.seq.check
+            for seq, ts, price, *_ in rows:
+                ev = check(sym, seq)
+                kind = ev.kind
+                if kind is not SeqKind.IN_ORDER and kind is not SeqKind.FIRST and not self._on_seq_event(ev):
+                    continue
+                sig = on_price(sym, price, ts)
+                if sig is not None:
+                    self._send_signal(sig)
         self._levels_touched.add(sym)
 
     def on_batch_end(self) -> None:
