@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from workers import protocol as P
-from workers.exchange.client import FillEvent, FillRecord, Order, OrderEvent, PositionBook
+from workers.exchange.client import FillEvent, FillRecord, Order, OrderEvent
+from workers.positions import PositionBook
 from workers.exchange.simulated import SimulatedExchange
 from workers.protocol import OrderStatus, OrderType, Side
 

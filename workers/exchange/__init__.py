@@ -7,7 +7,8 @@
 * :mod:`.gateway`   -- the worker process (``main.py worker exchange``).
 """
 
-from workers.exchange.client import ExchangeClient, FillRecord, Order, PositionBook
+from workers.exchange.client import ExchangeClient, FillRecord, Order
+from workers.positions import PositionBook
 from workers.exchange.simulated import SimulatedExchange
 
 __all__ = ["ExchangeClient", "FillRecord", "Order", "PositionBook", "SimulatedExchange"]

@@ -8,8 +8,9 @@ only with validated, journaled orders.  A client answers each call with a list o
 replies and publishes them.  The embedded default is
 :class:`workers.exchange.simulated.SimulatedExchange`; see docs/exchange.md.
 
-Positions are not the client's business: the gateway derives them from fills with
-:class:`PositionBook`, so every client gets the same P&L arithmetic.
+Positions are not the client's business: the gateway derives them from fills with the one
+:class:`workers.positions.PositionBook`, so every client (and the executor and the window)
+gets the same P&L arithmetic.
 """
 
 from __future__ import annotations
@@ -187,52 +188,3 @@ class ExchangeClient(ABC):
 
     def close(self) -> None:
         """Release the connection / library."""
-
-
-# ----------------------------------------------------------------------------- positions
-
-
-@dataclass(slots=True)
-class PositionState:
-    symbol: str
-    qty: int = 0
-    avg_price: float = 0.0
-    realized_pnl: float = 0.0
-
-    def to_map(self) -> dict:
-        return {"symbol": self.symbol, "qty": self.qty, "avg_price": self.avg_price, "realized_pnl": self.realized_pnl}
-
-
-class PositionBook:
-    """Net positions derived from fills only (average cost; P&L realised on reduce and flip)."""
-
-    def __init__(self) -> None:
-        self.positions: dict[str, PositionState] = {}
-        self.last_fill_seq = 0
-
-    def apply(self, fill: FillRecord) -> PositionState:
-        pos = self.positions.get(fill.symbol)
-        if pos is None:
-            pos = self.positions[fill.symbol] = PositionState(fill.symbol)
-        signed = fill.qty if fill.side is Side.BUY else -fill.qty
-        if pos.qty == 0 or (pos.qty > 0) == (signed > 0):
-            new_qty = pos.qty + signed
-            pos.avg_price = (pos.avg_price * abs(pos.qty) + fill.price * fill.qty) / abs(new_qty)
-            pos.qty = new_qty
-        else:
-            closing = min(abs(signed), abs(pos.qty))
-            direction = 1 if pos.qty > 0 else -1
-            pos.realized_pnl += closing * (fill.price - pos.avg_price) * direction
-            pos.qty += signed
-            if pos.qty == 0:
-                pos.avg_price = 0.0
-            elif (pos.qty > 0) != (direction > 0):  # flipped through flat: the rest opened at this price
-                pos.avg_price = fill.price
-        self.last_fill_seq = max(self.last_fill_seq, fill.n)
-        return pos
-
-    def get(self, symbol: str) -> PositionState | None:
-        return self.positions.get(symbol)
-
-    def to_list(self) -> list[dict]:
-        return [p.to_map() for p in sorted(self.positions.values(), key=lambda p: p.symbol)]

@@ -28,7 +28,8 @@ import zmq
 
 from workers import protocol as P
 from workers.config import data_dir
-from workers.exchange.client import ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent, PositionBook
+from workers.exchange.client import ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent
+from workers.positions import PositionBook
 from workers.exchange.journal import SYNC_MODES, Journal, JournalError, remove_journal
 from workers.exchange.simulated import SimulatedExchange
 from workers.exchange.limits import HardLimits, add_hard_limit_args
@@ -380,11 +381,10 @@ class ExchangeGateway(Worker):
         """Why the gateway itself refuses an order before the exchange sees it ("" if it does not)."""
         if order.order_type not in self._order_types:
             return f"{order.order_type.value} orders are not supported by the {self.client.name} exchange"
-        pos = self.positions.get(order.symbol)
         pending = sum(
             (o.remaining if o.side is Side.BUY else -o.remaining) for o in self.working.values() if o.symbol == order.symbol
         )
-        d = self.hard_limits.check(order.side, order.symbol, order.qty, order.order_type, order.limit_price, pos.qty if pos else 0, pending)
+        d = self.hard_limits.check(order.side, order.symbol, order.qty, order.order_type, order.limit_price, self.positions.qty(order.symbol), pending)
         if not d:
             self.stats.inc("hard_limit_rejects")
             return f"hard limit: {d.reason}"
@@ -474,7 +474,7 @@ class ExchangeGateway(Worker):
         return P.packb(P.GetOrdersReply(ok=True, orders=[o.to_update() for o in orders], truncated=truncated))
 
     def _get_positions(self, req: P.GetPositions, batch: Batch, now: int) -> bytes:
-        return P.packb(P.GetPositionsReply(ok=True, positions=self.positions.to_list(), last_fill_seq=self.positions.last_fill_seq))
+        return P.packb(P.GetPositionsReply(ok=True, positions=self.positions.net_positions(), last_fill_seq=self.positions.last_fill_seq))
 
     def _ping(self, req: P.Ping, batch: Batch, now: int) -> bytes:
         return P.packb(P.PingReply(ok=True, ts=now))

@@ -56,7 +56,8 @@ from typing import Any, get_args
 import msgpack
 import msgspec
 
-from workers.exchange.client import FillRecord, Order, PositionBook
+from workers.exchange.client import FillRecord, Order
+from workers.positions import PositionBook
 
 SCHEMA_VERSION = 3
 SYNC_MODES = ("normal", "full")
