@@ -19,7 +19,6 @@ from pathlib import Path
 
 from workers.config import Endpoints, add_endpoint_args, apply_toml_defaults, data_dir
 from workers.fleet import default_fleet
-from workers.runtime import setup_logging
 from workers.supervisor import Supervisor, SupervisorConfig, SupervisorError
 
 log = logging.getLogger("tickdesk.headless")
