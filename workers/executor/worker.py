@@ -79,8 +79,8 @@ class OrderExecutor(Worker):
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         ep, a = self.endpoints, self.args
-        # validated here too, not only by argparse: TOML defaults bypass its checks, and a
-        # ConfigError from setup makes the runtime log it and exit with status 2
+        # read here, not in __init__: TOML defaults bypass argparse's checks, and a ConfigError
+        # from setup() is what the runtime logs and turns into exit status 2
         self.risk = RiskChecker(_limits(a))
         self.events = self.socket(zmq.PUB, bind=ep.events, sndhwm=a.events_hwm)
         # Execution first: within one wake-up, fills are booked before new signals are checked.
