@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from workers import protocol as P
 from workers.supervisor import Supervisor
 from app.orders import OrderService
 from app.state import AppState
@@ -133,11 +134,10 @@ class FleetControl:
         )
         rep = KillReport()
         cancel = results[0]
-        if isinstance(cancel, dict):
-            rep.cancel_ok = bool(cancel.get("ok"))
-            n = cancel.get("count", len(cancel.get("cancelled", []) or []))
-            rep.cancelled = n if isinstance(n, int) else 0
-            rep.cancel_all = "ok" if rep.cancel_ok else f"refused: {cancel.get('reason')}"
+        if isinstance(cancel, (P.CancelAllReply, P.ErrorReply)):
+            rep.cancel_ok = cancel.ok
+            rep.cancelled = len(getattr(cancel, "cancelled", ()))
+            rep.cancel_all = "ok" if rep.cancel_ok else f"refused: {cancel.reason}"
         else:
             rep.cancel_all = "NO REPLY from the exchange" if cancel is None else f"error: {cancel}"
         for name, r in zip(strategies, results[1:1 + len(strategies)]):

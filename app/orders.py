@@ -17,9 +17,11 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from workers import protocol as P
 from workers.executor.positions import fill_number
@@ -65,12 +67,6 @@ class Outcome:
     text: str
     client_order_id: str = ""
     ok: bool = True
-
-
-def order_map(reply: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The order fields of a reply: nested under ``order`` or inline (as the executor reads them)."""
-    inner = reply.get("order")
-    return inner if isinstance(inner, Mapping) else reply
 
 
 def validate_ticket(ticket: Ticket, state: AppState, risk: RiskChecker, now: float | None = None,
@@ -191,7 +187,7 @@ class OrderService:
 
     async def _send(self, req: P.SendOrder, ticket: Ticket) -> None:
         coid = req.client_order_id
-        reply = await self.client.request(req)
+        reply = await self.client.ask(req)
         orders = self.state.orders
         if reply is None:
             orders.set_status(coid, OrderStatus.UNKNOWN, "no reply after every retry; reconciling with get_order")
@@ -199,10 +195,11 @@ class OrderService:
             self._report(Outcome("unknown", f"{ticket.describe()}: NO REPLY from the exchange after "
                                  f"{self.client.policy.retries} tries -- order UNKNOWN, reconciling ({coid})", coid, ok=False))
             return
-        fields = order_map(reply)
-        if reply.get("ok"):
-            if "status" in fields:
-                row = orders.apply_map({**fields, "client_order_id": coid})
+        # a SendOrderReply (status set when it is an order, accepted or refused), or an ErrorReply
+        is_order = getattr(reply, "status", None) is not None
+        if reply.ok:
+            if is_order:
+                row = orders.apply_map({**msgspec.structs.asdict(reply), "client_order_id": coid})
             else:  # a bare ok: the exchange has it; the stream brings the details
                 row = orders.set_status(coid, OrderStatus.NEW)
             status = row.status if row is not None else OrderStatus.NEW
@@ -210,9 +207,9 @@ class OrderService:
             extra = f" filled {row.filled_qty} @ {row.avg_price:.2f}" if row is not None and row.filled_qty else ""
             self._report(Outcome(kind, f"{ticket.describe()} accepted: {status.value}{extra} ({coid})", coid))
         else:
-            reason = str(reply.get("reason") or "no reason given")
-            if "status" in fields:
-                orders.apply_map({**fields, "client_order_id": coid})
+            reason = reply.reason or "no reason given"
+            if is_order:
+                orders.apply_map({**msgspec.structs.asdict(reply), "client_order_id": coid})
             orders.set_status(coid, OrderStatus.REJECTED, reason)
             self._report(Outcome("rejected", f"{ticket.describe()} REJECTED: {reason} ({coid})", coid, ok=False))
 
@@ -222,62 +219,53 @@ class OrderService:
     async def _cancel(self, coid: str) -> None:
         row = self.state.orders.get(coid)
         what = f"cancel {row.side.value} {row.qty} {row.symbol}" if row else f"cancel {coid}"
-        reply = await self.client.request(P.CancelOrder(client_order_id=coid, ts=P.now_ns()))
+        reply = await self.client.ask(P.CancelOrder(client_order_id=coid, ts=P.now_ns()))
         if reply is None:
             self._report(Outcome("cancel_unknown", f"{what}: no reply from the exchange; the blotter shows "
                                  f"the order's state when the exchange reports it ({coid})", coid, ok=False))
             if row is not None and row.status is OrderStatus.UNKNOWN:
                 self.unknown.setdefault(coid, 0)
             return
-        fields = order_map(reply)
-        if "status" in fields:
-            self.state.orders.apply_map({**fields, "client_order_id": coid})
-        if reply.get("ok"):
+        if getattr(reply, "status", None) is not None:
+            self.state.orders.apply_map({"client_order_id": coid, "order_id": reply.order_id, "status": reply.status})
+        if reply.ok:
             self._report(Outcome("cancelled", f"{what}: done ({coid})", coid))
         else:
-            self._report(Outcome("cancel_rejected", f"{what} refused: {reply.get('reason') or 'no reason given'} ({coid})",
+            self._report(Outcome("cancel_rejected", f"{what} refused: {reply.reason or 'no reason given'} ({coid})",
                                  coid, ok=False))
 
-    async def cancel_all(self, symbol: str | None = None) -> dict | None:
-        """Cancel every working order at the exchange (all sources).  Returns the reply or None."""
-        reply = await self.client.request(P.CancelAll(symbol=symbol, ts=P.now_ns()))
+    async def cancel_all(self, symbol: str | None = None) -> P.CancelAllReply | P.ErrorReply | None:
+        """Cancel every working order at the exchange (all sources).  Returns the typed reply or None."""
+        reply = await self.client.ask(P.CancelAll(symbol=symbol, ts=P.now_ns()))
         if reply is None:
             self._report(Outcome("cancel_unknown", "cancel all: NO REPLY from the exchange after every retry", ok=False))
-        elif reply.get("ok"):
-            n = reply.get("cancelled", reply.get("count"))
-            n_txt = f"{len(n) if isinstance(n, list) else n} orders" if n is not None else "sent"
-            self._report(Outcome("cancelled", f"cancel all{' ' + symbol if symbol else ''}: {n_txt}"))
-            for m in reply.get("orders", []) if isinstance(reply.get("orders"), list) else []:
-                if isinstance(m, Mapping):
-                    self.state.orders.apply_map(m)
+        elif reply.ok:
+            n = len(getattr(reply, "cancelled", ()))
+            self._report(Outcome("cancelled", f"cancel all{' ' + symbol if symbol else ''}: {n} orders"))
         else:
-            self._report(Outcome("cancel_rejected", f"cancel all refused: {reply.get('reason') or 'no reason given'}", ok=False))
+            self._report(Outcome("cancel_rejected", f"cancel all refused: {reply.reason or 'no reason given'}", ok=False))
         return reply
 
     # ------------------------------------------------------------------ reconciliation
     async def sync(self) -> bool:
         """Load working/recent orders and positions from the exchange (start, stream gaps)."""
-        reply = await self.client.request(P.GetPositions())
-        if reply is None or not reply.get("ok"):
+        reply = await self.client.ask(P.GetPositions())
+        if reply is None or not reply.ok:
             return False
         try:
-            positions = reply.get("positions", [])
-            if not isinstance(positions, list):
-                raise ValueError("positions is not an array")
-            self.state.load_positions(positions, reply.get("last_fill_seq", 0))
+            self.state.load_positions([msgspec.structs.asdict(p) for p in reply.positions], reply.last_fill_seq)
         except ValueError as e:
             self.state.log.warning("orders", f"unreadable get_positions reply: {e}")
             return False
         replay = [f for f in self.state.fills.items if (fill_number(f.fill_id) or 0) > self.state.positions.last_fill_seq]
         for f in replay:  # fills that reached us before the snapshot was taken's reply
             self.state.positions.get(f.symbol).apply(f.side, f.qty, f.price)
-        reply = await self.client.request(P.GetOrders(working_only=False))
-        if reply is not None and reply.get("ok") and isinstance(reply.get("orders"), list):
-            for m in reply["orders"]:
-                if isinstance(m, Mapping):
-                    row = self.state.orders.apply_map(m)
-                    if row is not None and row.status is OrderStatus.UNKNOWN:
-                        self.unknown.setdefault(row.client_order_id, 0)
+        reply = await self.client.ask(P.GetOrders(working_only=False))
+        if reply is not None and reply.ok:
+            for up in reply.orders:
+                row = self.state.orders.apply_update(up)
+                if row is not None and row.status is OrderStatus.UNKNOWN:
+                    self.unknown.setdefault(row.client_order_id, 0)
         self.state.resync_wanted = False
         if not self.synced:
             self.state.log.info("orders", f"loaded {len(self.state.orders)} orders and "
@@ -286,13 +274,11 @@ class OrderService:
         return True
 
     async def _reconcile_one(self, coid: str) -> None:
-        reply = await self.client.request(P.GetOrder(client_order_id=coid))
+        reply = await self.client.ask(P.GetOrder(client_order_id=coid))
         if reply is None:
             return
-        fields = order_map(reply)
-        status = fields.get("status")
-        if reply.get("ok") and status and status != OrderStatus.UNKNOWN.value:
-            row = self.state.orders.apply_map({**fields, "client_order_id": coid})
+        if reply.ok and reply.order is not None and reply.order.status is not OrderStatus.UNKNOWN:
+            row = self.state.orders.apply_update(reply.order)
             self.unknown.pop(coid, None)
             if row is not None:
                 self._report(Outcome("reconciled", f"order {coid} reconciled: {row.status.value}", coid))

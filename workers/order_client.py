@@ -197,6 +197,11 @@ class OrderClient(_ClientBase):
     def request(self, msg: P.Message) -> dict | None:
         return self.request_raw(msg.pack())
 
+    def ask(self, msg: P.Message) -> P.Reply | None:
+        """:meth:`request`, answered with the typed reply (None: no reply after every attempt)."""
+        d = self.request(msg)
+        return None if d is None else P.reply_of(d, type(msg))
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close(0)
@@ -229,6 +234,11 @@ class AsyncOrderClient(_ClientBase):
 
     async def request(self, msg: P.Message) -> dict | None:
         return await self.request_raw(msg.pack())
+
+    async def ask(self, msg: P.Message) -> P.Reply | None:
+        """:meth:`request`, answered with the typed reply (None: no reply after every attempt)."""
+        d = await self.request(msg)
+        return None if d is None else P.reply_of(d, type(msg))
 
     def close(self) -> None:
         """Nothing to close between requests (each owns its socket); here for symmetry."""

@@ -700,6 +700,15 @@ def decode_reply(data: bytes, request: type[Message] | None = None) -> Reply:
     return msg  # type: ignore[return-value]
 
 
+def reply_of(d: Any, request: type[Message]) -> Reply:
+    """A reply map (what a Lazy Pirate client returns) read as the typed reply to ``request``;
+    a map that is not one becomes an ``ErrorReply`` that says why, never a hedge."""
+    try:
+        return from_map(d, (REPLY_FOR[request], ErrorReply))  # type: ignore[return-value]
+    except ProtocolError as e:
+        return ErrorReply(ok=False, reason=f"unreadable reply: {e}")
+
+
 def reply(request_type: str, ok: bool, reason: str = "", **fields: Any) -> dict:
     """An untyped reply map.  Deprecated: build the typed reply (``SendOrderReply`` ...) or use
     :func:`refusal`; kept while callers move over in this redesign."""

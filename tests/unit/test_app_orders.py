@@ -31,6 +31,10 @@ class FakeClient:
         await asyncio.sleep(0)
         return self.answer(msg)
 
+    async def ask(self, msg):  # as AsyncOrderClient.ask: the map read as its typed reply
+        d = await self.request(msg)
+        return None if d is None else P.reply_of(d, type(msg))
+
 
 def market(last=100.0):
     st = AppState(bars_factory=NoBars)
@@ -207,8 +211,8 @@ def test_sync_loads_positions_and_orders():
 def test_cancel_all_reports_the_count():
     st = market()
     svc = OrderService(st, "ipc://unused", client=FakeClient(
-        lambda m: P.reply("cancel_all", True, cancelled=["a", "b"], count=2)))
+        lambda m: P.CancelAllReply(ok=True, cancelled=["a", "b"], count=2).to_dict()))
     seen = []
     svc.listeners.append(seen.append)
     reply = run(svc.cancel_all())
-    assert reply["count"] == 2 and "2 orders" in seen[-1].text
+    assert reply.cancelled == ["a", "b"] and "2 orders" in seen[-1].text
