@@ -24,7 +24,9 @@ opened read-only.  Checked (see bench/chaos.py, ``Verdict``):
 * gaps and restarts are reported: feed restarts by the strategy, execution-stream restarts
   by the executor, position re-syncs by each executor incarnation.
 
-Timings are printed (``pytest -s``), never asserted.
+Timings are printed (``pytest -s``), never asserted.  Every wait of the fleet (start-up, each
+recovery, settling the books) is bench/chaos.py's with its ceiling times the suite's timeout
+factor (``TICKDESK_TEST_TIMEOUT_FACTOR``, tests/procs.py).
 """
 
 from __future__ import annotations
@@ -34,8 +36,16 @@ import time
 import pytest
 
 from bench.chaos import KINDS, ChaosFleet, summarize
+from tests.procs import scaled, scaled_ms
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+class Fleet(ChaosFleet):
+    """bench/chaos.py's fleet, every wait's ceiling scaled by the suite's timeout factor."""
+
+    def wait(self, pred, timeout: float, what: str = ""):
+        return super().wait(pred, scaled(timeout), what)
 
 KILLS = 10
 DWELL = 0.3  # seconds of load between a worker serving again and the next kill
@@ -62,7 +72,7 @@ def recovery_table():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_sigkill_under_load_loses_and_doubles_nothing(kind, tmp_path):
-    fleet = ChaosFleet(tmp_path, seed=KINDS.index(kind) + 1)
+    fleet = Fleet(tmp_path, seed=KINDS.index(kind) + 1)
     try:
         fleet.start()
         t0 = time.monotonic()
@@ -141,7 +151,7 @@ def test_orders_racing_the_first_tick_wait_for_it(tmp_path):
     def req():
         s = ctx.socket(zmq.REQ)
         s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVTIMEO, 10_000)
+        s.setsockopt(zmq.RCVTIMEO, scaled_ms(10_000))
         s.connect(eps.orders)
         return s
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.procs import REPO
+from tests.procs import REPO, scaled
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -17,7 +17,7 @@ def test_soak_runs_kills_and_reports(tmp_path):
     out = tmp_path / "soak.json"
     proc = subprocess.run(
         [sys.executable, "bench/soak.py", "--minutes", "0.1", "--kill-every", "2", "--seed", "5", "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=110,
+        cwd=REPO, capture_output=True, text=True, timeout=scaled(110),
     )
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

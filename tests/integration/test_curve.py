@@ -9,7 +9,7 @@ import msgpack
 import pytest
 import zmq
 
-from tests.procs import REPO, log_text, start_worker, stop, wait_until
+from tests.procs import REPO, log_text, scaled, scaled_ms, start_worker, stop, wait_until
 from workers.config import Endpoints, free_port
 from workers.security import CurveKeys, generate
 
@@ -34,7 +34,7 @@ def ping(ctx, endpoint, keys: CurveKeys | None, server_public: bytes | None = No
 
 
 def test_keys_generate_command_writes_a_usable_layout(tmp_path):
-    out = subprocess.run([sys.executable, "main.py", "keys", "generate", str(tmp_path / "k"), "--client", "trader2"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "main.py", "keys", "generate", str(tmp_path / "k"), "--client", "trader2"], cwd=REPO, capture_output=True, text=True, timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     keys = CurveKeys.load(tmp_path / "k")
     assert keys.server_secret is not None and len(keys.authorized) == 2
@@ -46,7 +46,7 @@ def test_binding_beyond_loopback_without_curve_is_refused(tmp_path):
     eps = Endpoints(**{**eps.__dict__, "orders": f"tcp://0.0.0.0:{free_port()}"})
     proc = start_worker("exchange", eps, "--journal", str(tmp_path / "j.sqlite"), tmp_path=tmp_path)
     try:
-        assert proc.wait(30) != 0
+        assert proc.wait(scaled(30)) != 0
         assert "requires CurveZMQ" in log_text(proc)
     finally:
         stop(proc)
@@ -68,7 +68,7 @@ def curve_gateway(tmp_path):
 
 def test_allowed_key_is_served_and_others_are_refused(curve_gateway):
     ctx, eps, allowed, stranger, proc = curve_gateway
-    assert ping(ctx, eps.orders, allowed)["ok"] is True
+    assert ping(ctx, eps.orders, allowed, timeout_ms=scaled_ms(1500))["ok"] is True
     # a stranger who knows the server's public key but holds no allowed key
     assert ping(ctx, eps.orders, stranger, server_public=allowed.server_public) is None
     # a client without CURVE at all
@@ -76,4 +76,4 @@ def test_allowed_key_is_served_and_others_are_refused(curve_gateway):
     assert proc.poll() is None
     assert "key not authorized" in log_text(proc)
     # and the allowed client is still served afterwards
-    assert ping(ctx, eps.orders, allowed)["ok"] is True
+    assert ping(ctx, eps.orders, allowed, timeout_ms=scaled_ms(1500))["ok"] is True

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from tests.procs import REPO, wait_until
+from tests.procs import REPO, scaled, wait_until
 from workers import protocol as P
 from workers.config import Endpoints
 from workers.fleet import default_fleet
@@ -175,11 +175,11 @@ def test_headless_run_reports_and_exits_clean(tmp_path):
     cmd = [sys.executable, "main.py", "--headless", "--duration", "12", "--status-every", "2", "--data-dir", str(tmp_path), "--config", str(cfg), "--fresh", *eps.as_args()]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     kids: set[int] = set()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + scaled(60)
     while proc.poll() is None and time.monotonic() < deadline:
         kids.update(_children(proc.pid))
         time.sleep(0.2)
-    out, _ = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=scaled(30))
     assert proc.returncode == 0, out
     assert "TickDesk headless run" in out
     status = [line for line in out.splitlines() if "ticks " in line and "| signals" in line]
@@ -199,7 +199,7 @@ def test_workers_exit_when_the_supervisor_is_killed(tmp_path):
     try:
         kids = wait_until(lambda: (k := _children(proc.pid)) and len(k) >= 5 and k, timeout=30, message="fleet started")
         proc.kill()
-        proc.wait(10)
+        proc.wait(scaled(10))
         wait_until(lambda: not [k for k in kids if alive(k)], timeout=15, message="orphaned workers exit")
     finally:
         if proc.poll() is None:
@@ -247,7 +247,7 @@ def test_a_worker_that_cannot_start_fails_the_run_with_its_reason(tmp_path):
     eps = Endpoints.ephemeral_ipc(tmp_path)
     bad = Endpoints(**{**eps.__dict__, "orders": "tcp://0.0.0.0:0"})  # refused without CurveZMQ
     cmd = [sys.executable, "main.py", "--headless", "--duration", "30", "--data-dir", str(tmp_path), "--fresh", *bad.as_args()]
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=scaled(60))
     assert out.returncode == 2, out.stdout + out.stderr
     assert "exchange could not start" in out.stderr and "requires CurveZMQ" in out.stderr
 
@@ -259,7 +259,7 @@ def test_a_second_fleet_on_the_same_endpoints_says_why_it_cannot_start(tmp_path)
     taken.bind(eps.control)
     try:
         cmd = [sys.executable, "main.py", "--headless", "--duration", "5", "--data-dir", str(tmp_path), *eps.as_args()]
-        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=scaled(60))
     finally:
         ctx.destroy(linger=0)
     assert out.returncode == 2

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from tests.procs import REPO, stop
+from tests.procs import REPO, scaled, stop
 from workers.security import generate
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ sys.exit(1)
 
 
 def _run(*cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=scaled(30))
 
 
 @pytest.fixture
@@ -116,8 +116,8 @@ def test_fleet_across_two_hosts_with_curve(two_hosts, tmp_path):
         start(ns_b, "executor")
         start(ns_b, "strategy", "--symbols", "AAPL,MSFT", "--mode", "both", "--window", "30", "--min-fill", "20", "--cooldown", "0.5")
         watcher = subprocess.run(
-            ["ip", "netns", "exec", ns_b, sys.executable, "-c", WATCHER, str(keys), eps["events"], eps["execution"], "60"],
-            cwd=REPO, capture_output=True, text=True, timeout=120,
+            ["ip", "netns", "exec", ns_b, sys.executable, "-c", WATCHER, str(keys), eps["events"], eps["execution"], str(scaled(60))],
+            cwd=REPO, capture_output=True, text=True, timeout=scaled(120),
         )
         logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in tmp_path.glob("*.log"))
         assert watcher.returncode == 0, f"{watcher.stdout}\n{watcher.stderr}\n{logs}"

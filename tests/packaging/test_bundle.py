@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import REPO, wait_until
+from tests.procs import REPO, scaled, wait_until
 from workers.config import Endpoints
 
 BUNDLE = os.environ.get("TICKDESK_BUNDLE", "")
@@ -97,7 +97,7 @@ def processes() -> list[tuple[int, int, str, list[str]]]:
     out = []
     if IS_WIN:
         ps = "Get-CimInstance Win32_Process | ForEach-Object { \"$($_.ProcessId)`t$($_.ParentProcessId)`t$($_.ExecutablePath)`t$($_.CommandLine)\" }"
-        text = subprocess.run(["powershell", "-NoProfile", "-Command", ps], capture_output=True, text=True, timeout=60).stdout
+        text = subprocess.run(["powershell", "-NoProfile", "-Command", ps], capture_output=True, text=True, timeout=scaled(60)).stdout
         for line in text.splitlines():
             parts = line.split("\t")
             if len(parts) == 4 and parts[0].isdigit():
@@ -154,12 +154,12 @@ def run_bundle(args: list[str], log_dir: Path, timeout: float, *, console: bool,
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen([str(bundle_exe(console)), *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=log_dir)
         try:
-            proc.wait(timeout)
+            proc.wait(scaled(timeout))
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(10)
+            proc.wait(scaled(10))
             kill_leftovers(marker)
-            pytest.fail(f"the bundle did not exit within {timeout}s; stderr:\n{err_path.read_text(errors='replace')[-3000:]}")
+            pytest.fail(f"the bundle did not exit within {scaled(timeout):g}s; stderr:\n{err_path.read_text(errors='replace')[-3000:]}")
     return proc, out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
 
 
@@ -204,10 +204,10 @@ def test_headless_fleet_runs_from_the_frozen_executable(short_dir):
 
             wait_until(workers_up, timeout=30, interval=0.1, message="the frozen supervisor to start its workers")
             try:
-                code = proc.wait(60)
+                code = proc.wait(scaled(60))
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait(10)
+                proc.wait(scaled(10))
                 pytest.fail("the headless bundle did not stop after --duration 10")
         stdout, stderr = out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
         logs = worker_logs(data)
@@ -287,7 +287,7 @@ def test_bundle_has_every_module_the_window_imports(short_dir):
     cmd = [sys.executable, "-c", MODULE_DUMP, str(dump), str(REPO / "main.py"), "--screenshot", str(short_dir / "src.png"),
            "--duration", "3", "--data-dir", str(data), "--fresh", *eps.as_args()]
     try:
-        run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=90)
+        run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=scaled(90))
     finally:
         kill_leftovers(eps.control)
     assert run.returncode == 0, run.stderr[-3000:]
