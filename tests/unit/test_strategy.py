@@ -425,3 +425,53 @@ def test_defaults_give_a_few_signals_per_minute_on_the_simulated_feed():
     for sym in ("AAPL", "MSFT"):
         per_minute = counts[sym] / minutes
         assert 1.0 <= per_minute <= 6.0, (sym, per_minute)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    mode=st.sampled_from(["both", "breakout", "bounce"]),
+    window=st.integers(5, 80),
+    bounce=st.sampled_from([0.0, 2.0, 5.0, 30.0]),
+    cooldown=st.sampled_from([0.0, 0.001, 1.0]),
+    frame=st.integers(1, 300),
+    drop_every=st.sampled_from([0, 2, 3]),
+)
+def test_frames_decide_exactly_like_tick_by_tick(seed, mode, window, bounce, cooldown, frame, drop_every):
+    """on_rows (the strategy worker's path for a ticks frame) and on_price tick by tick give the
+    same signals and end in the same state, including when a signal is dropped and its position
+    given back before the next tick is judged."""
+    import random
+
+    rng = random.Random(seed)
+    px, rows = 100.0, []
+    for i in range(1500):
+        px = max(1.0, px + rng.gauss(0, 0.05))
+        rows.append((i + 1, 1_000_000_000 * i, round(px, 2), round(px, 2) - 0.01, round(px, 2) + 0.01, 1, 1, i))
+    p = StrategyParams(window=window, min_fill=min(10, window), mode=mode, bounce_bps=bounce, cooldown=cooldown,
+                       max_position=300, qty=100)
+    one, batch = SRStrategy("a", p, session="s"), SRStrategy("a", p, session="s")
+
+    def handle(strategy, sig, n):  # a dropped signal gives its position back, as the worker does
+        if drop_every and n % drop_every == 0:
+            strategy.on_rejected(sig)
+
+    seen_one = []
+    for r in rows:
+        sig = one.on_price("AAPL", r[2], r[1], now=0)
+        if sig is not None:
+            seen_one.append(sig)
+            handle(one, sig, len(seen_one))
+    seen_batch = []
+    for k in range(0, len(rows), frame):
+        for sig in batch.on_rows("AAPL", rows[k:k + frame]):
+            seen_batch.append(sig)
+            handle(batch, sig, len(seen_batch))
+
+    def key(s):
+        return (s.side, s.qty, s.price, s.cause_ts, s.reason)
+
+    assert [key(s) for s in seen_batch] == [key(s) for s in seen_one]
+    a, b = one.books["AAPL"], batch.books["AAPL"]
+    assert (a.position, a.support, a.resistance, a._sup_touch, a._res_touch, a._ticks) == (
+        b.position, b.support, b.resistance, b._sup_touch, b._res_touch, b._ticks)

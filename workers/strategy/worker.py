@@ -126,11 +126,9 @@ class StrategyWorker(Worker):
             return
         on_price = strategy.on_price
         if self.seq.check_run(sym, rows[0][0], rows[-1][0], n):  # the usual frame: next in line, no hole
-            for _seq, ts, price, *_ in rows:
-                # now=None: a signal is stamped when it is made, not when its frame arrived
-                sig = on_price(sym, price, ts)
-                if sig is not None:
-                    self._send_signal(sig)
+            # a signal is stamped when it is made, not when its frame arrived
+            for sig in strategy.on_rows(sym, rows):
+                self._send_signal(sig)
         else:
             check = self.seq.check
             for seq, ts, price, *_ in rows:
