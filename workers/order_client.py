@@ -64,12 +64,14 @@ class PirateStats:
 
 
 def decode_reply(data: bytes) -> dict:
-    """A reply frame as a map; an unreadable one as an error reply whose reason starts
-    with :data:`UNREADABLE_PREFIX` (the outcome of the request is then unknown)."""
+    """A reply frame as a map; an unreadable one as the map of an ``ErrorReply`` whose reason
+    starts with :data:`UNREADABLE_PREFIX` (the outcome of the request is then unknown).
+    Maps, not structs, because ``request()`` callers (bench/chaos.py) read keys; ``ask()``
+    turns the map into the typed reply."""
     try:
         return P.unpack_map(data)
     except P.ProtocolError as e:
-        return P.reply("", False, f"{UNREADABLE_PREFIX}: {e}")
+        return P.ErrorReply(ok=False, reason=f"{UNREADABLE_PREFIX}: {e}").to_dict()
 
 
 def is_unreadable(reply: dict) -> bool:

@@ -34,7 +34,7 @@ class FakeExchange:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(endpoint)
         self.requests: list[dict] = []
-        self.orders: dict[str, dict] = {}
+        self.orders: dict[str, P.OrderUpdate] = {}
         self.answer_send_order = True
         self.answer_get_order = True
         self.know_orders = True  # False: get_order says "unknown" (the order never arrived)
@@ -58,40 +58,46 @@ class FakeExchange:
             self.requests.append(req)
             rep = self.handle(req)
             if rep is not None:
-                self.sock.send_multipart(envelope + [msgpack.packb(rep)])
+                self.sock.send_multipart(envelope + [rep.pack()])
 
-    def handle(self, req: dict) -> dict | None:
+    def handle(self, req: dict) -> P.Reply | None:
+        # replies are the declared ones, as the real gateway packs them: the executor decodes
+        # them strictly, so a fake that spoke loose maps would only test its own dialect
         t = req.get("type")
         if t == "send_order":
             coid = req["client_order_id"]
             order = self.orders.setdefault(
                 coid,
-                {
-                    "client_order_id": coid,
-                    "order_id": f"O{len(self.orders) + 1}",
-                    "symbol": req["symbol"],
-                    "side": req["side"],
-                    "qty": req["qty"],
-                    "filled_qty": 0,
-                    "avg_price": 0.0,
-                    "status": "new",
-                },
+                P.OrderUpdate(
+                    client_order_id=coid,
+                    order_id=f"O{len(self.orders) + 1}",
+                    symbol=req["symbol"],
+                    side=P.Side(req["side"]),
+                    qty=req["qty"],
+                    filled_qty=0,
+                    avg_price=0.0,
+                    status=P.OrderStatus.NEW,
+                    ts=P.now_ns(),
+                    source=req.get("source", ""),
+                ),
             )
             if not self.answer_send_order:
                 return None
-            return P.reply("send_order", True, **order)
+            return P.SendOrderReply(ok=True, client_order_id=coid, order_id=order.order_id, status=order.status,
+                                    filled_qty=order.filled_qty, avg_price=order.avg_price, ts=P.now_ns())
         if t == "get_order":
             if not self.answer_get_order:
                 return None
-            order = self.orders.get(req["client_order_id"]) if self.know_orders else None
+            coid = req["client_order_id"]
+            order = self.orders.get(coid) if self.know_orders else None
             if order is None:
-                return P.reply("get_order", False, "unknown client_order_id")
-            return P.reply("get_order", True, client_order_id=order["client_order_id"], order_id=order["order_id"], status=order["status"], order=order)
+                return P.GetOrderReply(ok=False, reason=f"unknown client_order_id {coid}", client_order_id=coid)
+            return P.GetOrderReply(ok=True, client_order_id=coid, order_id=order.order_id, status=order.status, order=order)
         if t == "get_positions":
-            return P.reply("get_positions", True, positions=self.positions, last_fill_seq=self.last_fill_seq)
+            return P.GetPositionsReply(ok=True, positions=[P.NetPosition(**p) for p in self.positions], last_fill_seq=self.last_fill_seq)
         if t == "cancel_all":
-            return P.reply("cancel_all", True, cancelled=[], count=0)
-        return P.reply(t or "", False, "not supported by the fake")
+            return P.CancelAllReply(ok=True, cancelled=[], count=0)
+        return P.ErrorReply(ok=False, reason=f"{t!r} is not supported by the fake")
 
 
 class Rig:

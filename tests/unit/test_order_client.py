@@ -52,7 +52,9 @@ def test_a_reply_ends_the_request_and_garbage_becomes_an_error_reply():
     bad.begin(0.0)
     reply = bad.on_reply(b"\xc1 not msgpack")
     assert reply["ok"] is False and is_unreadable(reply) and bad.stats.unreadable == 1
-    assert reply["type"] == "error"  # what the executor's is_unreadable looks for
+    # a declared ErrorReply, so the typed face reads it with its reason
+    typed = P.reply_of(reply, P.Ping)
+    assert isinstance(typed, P.ErrorReply) and typed.reason == reply["reason"] and typed.reason.startswith("unreadable reply: ")
     assert not is_unreadable(decode_reply(OK))
 
 

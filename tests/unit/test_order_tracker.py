@@ -36,8 +36,17 @@ def submit(tracker: OrderTracker, qty: int = 100, side: Side = Side.BUY, symbol:
     return tracker.submit(req, sig)
 
 
-def ack(coid: str, status: str = "new", **fields) -> dict:
-    return P.reply("send_order", True, client_order_id=coid, order_id="O1", status=status, **fields)
+def ack(coid: str, status: str = "new", **fields) -> P.SendOrderReply:
+    return P.SendOrderReply(ok=True, client_order_id=coid, order_id="O1", status=OrderStatus(status), **fields)
+
+
+def refused(reason: str) -> P.SendOrderReply:
+    return P.SendOrderReply(ok=False, reason=reason)
+
+
+def unreadable(why: str) -> P.ErrorReply:
+    """What the executor makes of a reply frame it cannot decode (and OrderClient.ask too)."""
+    return P.ErrorReply(ok=False, reason=f"unreadable reply: {why}")
 
 
 def fill(coid: str, fill_id: str, qty: int, side: Side = Side.BUY) -> P.Fill:
@@ -126,13 +135,23 @@ def test_unknown_after_the_last_attempt_and_never_resent(tracker, clock):
 def test_an_unreadable_reply_makes_the_order_unknown(tracker):
     inf = submit(tracker)
     coid = inf.order.client_order_id
-    out = tracker.on_reply(coid, P.reply("", False, "unreadable reply: not msgpack"))
+    out = tracker.on_reply(coid, unreadable("not msgpack"))
     assert isinstance(out, T.BecameUnknown) and out.why == "unreadable reply"
     assert coid in tracker.unknown and not tracker.in_flight
     # a reply naming another order does not tell either
     other = submit(tracker)
     out = tracker.on_reply(other.order.client_order_id, ack("someone-else"))
     assert isinstance(out, T.BecameUnknown)
+
+
+def test_any_error_reply_leaves_the_outcome_to_reconciliation(tracker):
+    # an ErrorReply cannot say whether the gateway holds the order, whoever made it: the
+    # executor (a frame it could not decode) or the gateway (a request whose type it could not read)
+    inf = submit(tracker)
+    coid = inf.order.client_order_id
+    out = tracker.on_reply(coid, P.decode_reply(P.error_reply("message has no 'type'"), P.SendOrder))
+    assert isinstance(out, T.BecameUnknown) and out.why == "unreadable reply" and out.detail == "message has no 'type'"
+    assert coid in tracker.unknown and tracker.pending("AAPL") == 100
 
 
 # ----------------------------------------------------------------------------- replies
@@ -156,7 +175,7 @@ def test_ack_settles_the_send(tracker, clock):
 def test_ack_without_a_status_reads_as_new_and_a_filled_ack_retires(tracker):
     inf = submit(tracker)
     coid = inf.order.client_order_id
-    out = tracker.on_reply(coid, P.reply("send_order", True, order_id="O1"))
+    out = tracker.on_reply(coid, P.SendOrderReply(ok=True, order_id="O1"))
     assert out.order.status is OrderStatus.NEW
     # filled in the reply, fills not seen yet: working until they arrive
     inf = submit(tracker, qty=10)
@@ -171,13 +190,24 @@ def test_ack_without_a_status_reads_as_new_and_a_filled_ack_retires(tracker):
 def test_a_rejection_forgets_the_order(tracker):
     inf = submit(tracker)
     coid = inf.order.client_order_id
-    out = tracker.on_reply(coid, P.reply("send_order", False, "max position"))
+    out = tracker.on_reply(coid, refused("max position"))
     assert isinstance(out, T.Rejected) and out.reason == "max position" and out.sent_ns == inf.sent_ns
     assert coid not in tracker.working and tracker.pending("AAPL") == 0
     inf = submit(tracker)
     coid = inf.order.client_order_id
     out = tracker.on_reply(coid, ack(coid, "rejected", reason="no market"))
     assert isinstance(out, T.Rejected) and out.reason == "no market"
+
+
+def test_a_refused_request_reads_as_a_rejection(tracker):
+    # "the request was not an order" (docs/protocol.md): send_order_reply, ok false, no status
+    inf = submit(tracker)
+    coid = inf.order.client_order_id
+    reply = P.decode_reply(P.error_reply("'send_order' field 'qty': Expected `int` >= 1", "send_order"), P.SendOrder)
+    assert isinstance(reply, P.SendOrderReply) and reply.status is None
+    out = tracker.on_reply(coid, reply)
+    assert isinstance(out, T.Rejected) and out.reason.startswith("'send_order' field 'qty'")
+    assert coid not in tracker.working
 
 
 def test_a_reply_for_no_order_is_late(tracker):
@@ -202,7 +232,7 @@ def test_a_late_refusal_settles_an_unknown_order_as_rejected(tracker, clock):
     inf = submit(tracker)
     coid = inf.order.client_order_id
     run_out_of_attempts(tracker, clock)
-    out = tracker.on_reply(coid, P.reply("send_order", False, "kill switch"))
+    out = tracker.on_reply(coid, refused("kill switch"))
     assert isinstance(out, T.Settled) and not out.accepted and out.order.status is OrderStatus.REJECTED
     assert coid not in tracker.working and not tracker.unknown
 
@@ -210,7 +240,7 @@ def test_a_late_refusal_settles_an_unknown_order_as_rejected(tracker, clock):
 def test_an_unreadable_late_reply_leaves_the_order_unknown(tracker, clock):
     coid = submit(tracker).order.client_order_id
     run_out_of_attempts(tracker, clock)
-    assert tracker.on_reply(coid, P.reply("", False, "unreadable reply: junk")) == T.LateReply(coid)
+    assert tracker.on_reply(coid, unreadable("junk")) == T.LateReply(coid)
     assert coid in tracker.unknown
 
 
@@ -220,18 +250,27 @@ def test_an_unreadable_late_reply_leaves_the_order_unknown(tracker, clock):
 def test_get_order_settles_an_unknown_order(tracker, clock):
     coid = submit(tracker).order.client_order_id
     run_out_of_attempts(tracker, clock)
-    reply = P.reply("get_order", True, order={"client_order_id": coid, "order_id": "O7", "status": "new", "filled_qty": 0})
+    order = P.OrderUpdate(client_order_id=coid, order_id="O7", symbol="AAPL", side=Side.BUY, qty=100, filled_qty=0,
+                          avg_price=0.0, status=OrderStatus.NEW, ts=1)
+    reply = P.GetOrderReply(ok=True, client_order_id=coid, order_id="O7", status=OrderStatus.NEW, order=order)
     out = tracker.on_get_order(coid, reply)
     assert isinstance(out, T.Settled) and out.how == "get_order" and out.order.order_id == "O7"
     assert tracker.on_get_order(coid, reply) is None  # not unknown any more
 
 
+def test_get_order_without_the_order_map_settles_on_its_status(tracker, clock):
+    coid = submit(tracker).order.client_order_id
+    run_out_of_attempts(tracker, clock)
+    out = tracker.on_get_order(coid, P.GetOrderReply(ok=True, client_order_id=coid, order_id="O8", status=OrderStatus.CANCELLED))
+    assert isinstance(out, T.Settled) and out.order.status is OrderStatus.CANCELLED and out.order.order_id == "O8"
+
+
 def test_not_placed_only_after_repeated_denials(tracker, clock):
     coid = submit(tracker).order.client_order_id
     run_out_of_attempts(tracker, clock)
-    deny = P.reply("get_order", False, "unknown client_order_id")
+    deny = P.GetOrderReply(ok=False, reason="unknown client_order_id")
     # an unreadable answer counts for nothing
-    assert tracker.on_get_order(coid, P.reply("", False, "unreadable reply: x")).unreadable
+    assert tracker.on_get_order(coid, unreadable("x")).unreadable
     for _ in range(T.NOT_FOUND_CONFIRMATIONS - 1):
         out = tracker.on_get_order(coid, deny)
         assert isinstance(out, T.StillUnknown) and not out.unreadable

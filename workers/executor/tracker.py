@@ -24,17 +24,19 @@ The rules it keeps (docs/executor.md):
 * fills count once per ``fill_id``; an order is retired when all its quantity has filled, or
   when it is final and the fills it reported have arrived (or ``terminal_grace`` after that).
 
-Replies are read as plain maps (the keys of the gateway's ``send_order_reply`` /
-``get_order_reply``: ``ok``, ``reason``, ``status``, ``order_id``, ``filled_qty``,
-``client_order_id``, optionally nested under ``order``) because the query client hands back
-maps; :class:`~workers.protocol.SendOrderReply` has the same names.
+Replies come typed, as the protocol declares them: a :class:`~workers.protocol.SendOrderReply`
+or :class:`~workers.protocol.GetOrderReply` that answers the request, or an
+:class:`~workers.protocol.ErrorReply` -- what the protocol makes of a reply that could not be
+read as that answer (``decode_reply``/``reply_of``).  An ``ErrorReply`` never tells an order's
+outcome: the gateway may or may not hold the order, so it stays (or becomes) unknown and is
+reconciled.  That is the safe side even for the gateway's own ``error`` reply (it could not
+read the request's type, which our packed requests always carry): reconciliation then finds
+the order missing and says "not placed", a few rounds later than a rejection would have.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from workers import protocol as P
 from workers.clock import LIVE_CLOCK, Clock
@@ -152,6 +154,8 @@ class BecameUnknown:
 
     order: WorkingOrder
     why: str
+    #: what the reply said, when there was one (the reason of an ErrorReply)
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,40 +221,20 @@ TimeoutOutcome = Resend | BecameUnknown
 GetOrderOutcome = Settled | NotPlaced | StillUnknown
 
 
-# ----------------------------------------------------------------------------- reply maps
+# ----------------------------------------------------------------------------- replies
+
+SendReply = P.SendOrderReply | P.ErrorReply
+QueryReply = P.GetOrderReply | P.ErrorReply
 
 
-def parse_status(value: Any) -> OrderStatus | None:
-    try:
-        return OrderStatus(value)
-    except (ValueError, TypeError):
-        return None
-
-
-def order_map(reply: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The order fields of a send_order/get_order reply: nested under ``order`` or inline."""
-    inner = reply.get("order")
-    return inner if isinstance(inner, Mapping) else reply
-
-
-def is_unreadable(reply: Mapping[str, Any]) -> bool:
-    """The stand-in reply the executor (or OrderClient) makes when the gateway's answer could
-    not be decoded."""
-    return reply.get("type") == "error" and str(reply.get("reason", "")).startswith("unreadable reply")
-
-
-def reply_is_for(reply: Mapping[str, Any], coid: str) -> bool:
-    """False when the reply does not tell this order's outcome: it could not be read, or it
-    names another order.  (An ``error`` reply from the gateway itself does tell: it could not
-    read the request, so it placed nothing.)"""
-    if is_unreadable(reply):
+def reply_is_for(reply: SendReply, coid: str) -> bool:
+    """Does ``reply`` tell the outcome of order ``coid``?  Not when it is an ErrorReply, when it
+    names another order, or when its status is this client's own ``unknown``."""
+    if reply.__class__ is not P.SendOrderReply:
         return False
-    other = order_map(reply).get("client_order_id", reply.get("client_order_id"))
-    return other is None or other == coid
-
-
-def _nonneg_int_or_none(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+    if reply.status is OrderStatus.UNKNOWN:
+        return False
+    return not reply.client_order_id or reply.client_order_id == coid
 
 
 # ----------------------------------------------------------------------------- the tracker
@@ -324,30 +308,31 @@ class OrderTracker:
         return out
 
     # ---- evidence
-    def on_reply(self, coid: str, reply: Mapping[str, Any]) -> ReplyOutcome:
-        """The gateway's answer to a ``send_order`` for ``coid`` (a map; an unreadable one as
-        :func:`is_unreadable` describes)."""
+    def on_reply(self, coid: str, reply: SendReply) -> ReplyOutcome:
+        """The gateway's answer to a ``send_order`` for ``coid``, typed (an ErrorReply when it
+        could not be read as one: :func:`workers.protocol.decode_reply`)."""
         inf = self.in_flight.pop(coid, None)
+        tells = reply_is_for(reply, coid)
         if inf is None:
             wo = self.unknown.get(coid)
-            if wo is not None and reply_is_for(reply, coid):
+            if wo is not None and tells:
                 return self._late_reply(wo, reply)  # the gateway had it after all
             return LateReply(coid)
         wo = inf.order
-        if not reply_is_for(reply, coid):
+        if not tells:
             # an answer that does not tell: the gateway may or may not hold the order
-            return self._mark_unknown(wo, "unreadable reply")
-        fields = order_map(reply)
-        status = parse_status(fields.get("status"))
-        if not reply.get("ok") or status is OrderStatus.REJECTED:
+            if reply.__class__ is P.SendOrderReply:
+                return self._mark_unknown(wo, "reply does not tell this order's outcome",
+                                          f"client_order_id {reply.client_order_id!r}, status {reply.status}")
+            return self._mark_unknown(wo, "unreadable reply", reply.reason)
+        status = reply.status
+        if not reply.ok or status is OrderStatus.REJECTED:
             self.working.pop(coid, None)
-            why = reply.get("reason") or fields.get("reason") or "no reason given"
-            return Rejected(wo, str(why), inf.sent_ns)
-        oid = fields.get("order_id")
-        wo.order_id = oid if isinstance(oid, str) else ""
+            return Rejected(wo, reply.reason or "no reason given", inf.sent_ns)
+        wo.order_id = reply.order_id
         contradiction = ""
         try:
-            wo.advance(status or OrderStatus.NEW, _nonneg_int_or_none(fields.get("filled_qty")), self.clock.monotonic())
+            wo.advance(status or OrderStatus.NEW, reply.filled_qty, self.clock.monotonic())
         except InvalidTransition as e:
             contradiction = str(e)
         self._retire_if_done(wo)
@@ -384,24 +369,27 @@ class OrderTracker:
         self._retire_if_done(wo)
         return settled
 
-    def on_get_order(self, coid: str, reply: Mapping[str, Any]) -> GetOrderOutcome | None:
+    def on_get_order(self, coid: str, reply: QueryReply) -> GetOrderOutcome | None:
         """The gateway's ``get_order`` answer about an unknown order (None: not unknown now)."""
         wo = self.unknown.get(coid)
         if wo is None:
             return None
-        if is_unreadable(reply):
-            return StillUnknown(wo, unreadable=True, reason=str(reply.get("reason", "")))
-        fields = order_map(reply)
-        status = parse_status(fields.get("status"))
-        if reply.get("ok") and status is not None and status is not OrderStatus.UNKNOWN:
-            return self._settle(wo, fields, status, "get_order")
+        if reply.__class__ is not P.GetOrderReply:
+            # no answer to the question: it counts neither way
+            return StillUnknown(wo, unreadable=True, reason=reply.reason)
+        order = reply.order
+        status = order.status if order is not None else reply.status
+        if reply.ok and status is not None and status is not OrderStatus.UNKNOWN:
+            if order is not None:
+                return self._settle(wo, order.order_id, order.filled_qty, status, "get_order")
+            return self._settle(wo, reply.order_id, None, status, "get_order")
         wo.not_found += 1
         if wo.not_found < self.not_found_confirmations:
-            return StillUnknown(wo, reason=str(reply.get("reason", "")))
+            return StillUnknown(wo, reason=reply.reason)
         # the gateway never got it: nothing to fill, nothing to cancel
         del self.unknown[coid]
         self.working.pop(coid, None)
-        return NotPlaced(wo, str(reply.get("reason", "")))
+        return NotPlaced(wo, reply.reason)
 
     def retire_expired(self) -> list[WorkingOrder]:
         """Forget final orders whose last fills never came within ``terminal_grace``."""
@@ -412,29 +400,26 @@ class OrderTracker:
         return gone
 
     # ---- inside
-    def _mark_unknown(self, wo: WorkingOrder, why: str) -> BecameUnknown:
+    def _mark_unknown(self, wo: WorkingOrder, why: str, detail: str = "") -> BecameUnknown:
         """The gateway may or may not hold this order: keep it working (its full quantity
         stays in ``pending``), reconcile it, never send it again."""
         coid = wo.client_order_id
         wo.advance(OrderStatus.UNKNOWN, None, self.clock.monotonic())
         self.unknown[coid] = wo
         self.in_flight.pop(coid, None)
-        return BecameUnknown(wo, why)
+        return BecameUnknown(wo, why, detail)
 
-    def _late_reply(self, wo: WorkingOrder, reply: Mapping[str, Any]) -> Settled:
-        fields = order_map(reply)
-        status = parse_status(fields.get("status"))
-        if not reply.get("ok"):
+    def _late_reply(self, wo: WorkingOrder, reply: P.SendOrderReply) -> Settled:
+        if not reply.ok:
             status = OrderStatus.REJECTED
-        elif status is None:
-            status = OrderStatus.NEW  # as an ack without a status is read on the main path
-        return self._settle(wo, fields, status, "late reply")
+        else:
+            status = reply.status or OrderStatus.NEW  # as an ack without a status is read on the main path
+        return self._settle(wo, reply.order_id, reply.filled_qty, status, "late reply")
 
-    def _settle(self, wo: WorkingOrder, fields: Mapping[str, Any], status: OrderStatus, how: str) -> Settled:
-        oid = fields.get("order_id")
-        if isinstance(oid, str) and oid:
-            wo.order_id = oid
-        wo.advance(status, _nonneg_int_or_none(fields.get("filled_qty")), self.clock.monotonic())
+    def _settle(self, wo: WorkingOrder, order_id: str, filled: int | None, status: OrderStatus, how: str) -> Settled:
+        if order_id:
+            wo.order_id = order_id
+        wo.advance(status, filled, self.clock.monotonic())
         settled = self._settled(wo, how)
         self._retire_if_done(wo)
         return settled
@@ -462,13 +447,12 @@ __all__ = [
     "LateReply",
     "NotPlaced",
     "OrderTracker",
+    "QueryReply",
     "Rejected",
     "Resend",
+    "SendReply",
     "Settled",
     "StillUnknown",
     "WorkingOrder",
-    "is_unreadable",
-    "order_map",
-    "parse_status",
     "reply_is_for",
 ]

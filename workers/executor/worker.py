@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import msgspec
 import zmq
 
 from workers import protocol as P
@@ -42,7 +43,7 @@ from workers.errors import CommandError, ConfigError
 from workers.executor import tracker as T
 from workers.executor.risk import Decision, RiskChecker, RiskLimits
 from workers.executor.tracker import OrderTracker
-from workers.order_client import OrderClient, RetryPolicy, new_client_order_id
+from workers.order_client import UNREADABLE_PREFIX, OrderClient, RetryPolicy, new_client_order_id
 from workers.positions import PositionBook
 from workers.runtime import Worker, run_worker
 from workers.symbols import parse_symbols
@@ -263,9 +264,11 @@ class OrderExecutor(Worker):
             return
         coid = frames[0].decode("utf-8", "replace")
         try:
-            reply = P.unpack_map(frames[2])
+            reply: T.SendReply = P.decode_reply(frames[2], P.SendOrder)
         except P.ProtocolError as e:
-            reply = P.reply("", False, f"unreadable reply: {e}")
+            # not an answer the tracker can act on; it makes the order unknown, never lost
+            self.stats.inc("decode_errors")
+            reply = P.ErrorReply(ok=False, reason=f"{UNREADABLE_PREFIX}: {e}")
         out = self.tracker.on_reply(coid, reply)
         if isinstance(out, T.Acked):
             wo = out.order
@@ -290,7 +293,8 @@ class OrderExecutor(Worker):
     def _unknown(self, out: T.BecameUnknown) -> None:
         self.stats.inc("unknown")
         coid = out.order.client_order_id
-        self.rlog.warning("unknown", "order %s outcome unknown (%s); reconciling with get_order", coid, out.why)
+        detail = f": {out.detail}" if out.detail else ""
+        self.rlog.warning("unknown", "order %s outcome unknown (%s%s); reconciling with get_order", coid, out.why, detail)
         self._decide(out.order.signal, True, UNKNOWN_REASON, coid)
 
     def _resolved(self, out: T.Settled) -> None:
@@ -370,7 +374,7 @@ class OrderExecutor(Worker):
     # ------------------------------------------------------------------ reconciliation
     def _reconcile(self) -> None:
         for coid in self.tracker.unknown_ids():
-            reply = self.orders.request(P.GetOrder(client_order_id=coid))
+            reply = self.orders.ask(P.GetOrder(client_order_id=coid))
             if reply is None:
                 self.stats.inc("reconcile_timeouts")
                 return  # the gateway is not answering: try the rest next round
@@ -385,20 +389,18 @@ class OrderExecutor(Worker):
                 self.rlog.warning("reconcile", "unreadable get_order reply for %s: %s", coid, out.reason)
 
     def _sync_positions(self) -> bool:
-        reply = self.orders.request(P.GetPositions())
+        reply = self.orders.ask(P.GetPositions())
         if reply is None:
             self.stats.inc("sync_timeouts")
             self.rlog.warning("sync", "no get_positions reply from %s; will retry", self.endpoints.orders)
             return False
-        if not reply.get("ok"):
+        if not reply.ok or reply.__class__ is not P.GetPositionsReply:
+            # a refusal, or an ErrorReply saying why the reply could not be read
             self.stats.inc("sync_errors")
-            self.rlog.warning("sync", "get_positions refused: %s", reply.get("reason", ""))
+            self.rlog.warning("sync", "get_positions refused: %s", reply.reason)
             return False
         try:
-            positions = reply.get("positions", [])
-            if not isinstance(positions, list):
-                raise ValueError("positions is not an array")
-            self.book.load_snapshot(positions, reply.get("last_fill_seq", 0))
+            self.book.load_snapshot([msgspec.structs.asdict(p) for p in reply.positions], reply.last_fill_seq)
         except ValueError as e:
             self.stats.inc("sync_errors")
             self.rlog.warning("sync", "unreadable get_positions reply: %s", e)
@@ -457,8 +459,8 @@ class OrderExecutor(Worker):
             result: dict[str, Any] = {"kill_switch": on}
             if on and args.get("cancel_all", True):
                 # Stop what is already working, not only what is still to come.
-                reply = self.orders.request(P.CancelAll(ts=self.clock.time_ns()))
-                result["cancel_all"] = "no reply" if reply is None else (reply.get("reason") or bool(reply.get("ok")))
+                reply = self.orders.ask(P.CancelAll(ts=self.clock.time_ns()))
+                result["cancel_all"] = "no reply" if reply is None else (reply.reason or reply.ok)
             self.log.warning("kill switch %s", "ON" if on else "off")
             self._update_gauges()
             return result
