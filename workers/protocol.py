@@ -709,12 +709,6 @@ def reply_of(d: Any, request: type[Message]) -> Reply:
         return ErrorReply(ok=False, reason=f"unreadable reply: {e}")
 
 
-def reply(request_type: str, ok: bool, reason: str = "", **fields: Any) -> dict:
-    """An untyped reply map.  Deprecated: build the typed reply (``SendOrderReply`` ...) or use
-    :func:`refusal`; kept while callers move over in this redesign."""
-    return {"v": PROTOCOL_VERSION, "type": f"{request_type}_reply" if request_type else "error", "ok": ok, "reason": reason, **fields}
-
-
 def refusal(request_type: str, reason: str, **fields: Any) -> Reply:
     """A typed ``ok: false`` reply to a request of ``request_type`` about a request that was
     understood (an unknown ``client_order_id``, a reused one)."""

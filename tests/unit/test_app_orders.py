@@ -19,7 +19,8 @@ class NoBars:
 
 
 class FakeClient:
-    """Answers requests from a script: a callable (msg -> reply map or None)."""
+    """Answers requests from a script: a callable (msg -> declared reply or None), handed
+    over as a map like AsyncOrderClient.request does."""
 
     def __init__(self, answer):
         self.answer = answer
@@ -29,7 +30,8 @@ class FakeClient:
     async def request(self, msg):
         self.sent.append(msg)
         await asyncio.sleep(0)
-        return self.answer(msg)
+        reply = self.answer(msg)
+        return None if reply is None else reply.to_dict()
 
     async def ask(self, msg):  # as AsyncOrderClient.ask: the map read as its typed reply
         d = await self.request(msg)
@@ -69,8 +71,8 @@ def test_ack_and_fill_outcomes():
 
     def answer(msg):
         if isinstance(msg, P.SendOrder):
-            return P.reply("send_order", True, client_order_id=msg.client_order_id, order_id="O9",
-                           status="filled", filled_qty=msg.qty, avg_price=100.01)
+            return P.SendOrderReply(ok=True, client_order_id=msg.client_order_id, order_id="O9",
+                                    status=OrderStatus.FILLED, filled_qty=msg.qty, avg_price=100.01)
         return None
 
     svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
@@ -95,7 +97,8 @@ def test_ack_and_fill_outcomes():
 def test_reject_shows_the_reason():
     st = market()
     svc = OrderService(st, "ipc://unused", client=FakeClient(
-        lambda m: P.reply("send_order", False, "insufficient liquidity", client_order_id=m.client_order_id, status="rejected")))
+        lambda m: P.SendOrderReply(ok=False, reason="insufficient liquidity", client_order_id=m.client_order_id,
+                                   status=OrderStatus.REJECTED)))
     seen = []
     svc.listeners.append(seen.append)
 
@@ -126,9 +129,9 @@ def test_no_reply_is_unknown_then_reconciled_never_resent(monkeypatch):
         if isinstance(msg, P.SendOrder):
             return None  # lost
         if isinstance(msg, P.GetOrder) and phase["up"]:
-            return P.reply("get_order", True, client_order_id=msg.client_order_id, status="new",
-                           order={"client_order_id": msg.client_order_id, "status": "new", "order_id": "O5",
-                                  "symbol": "MSFT", "side": "buy", "qty": 10, "filled_qty": 0, "avg_price": 0.0, "ts": 1})
+            order = P.OrderUpdate(client_order_id=msg.client_order_id, status=OrderStatus.NEW, order_id="O5",
+                                  symbol="MSFT", side=Side.BUY, qty=10, filled_qty=0, avg_price=0.0, ts=1)
+            return P.GetOrderReply(ok=True, client_order_id=msg.client_order_id, status=OrderStatus.NEW, order=order)
         return None
 
     svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
@@ -165,7 +168,7 @@ def test_unknown_order_the_exchange_never_saw(monkeypatch):
 
     def answer(msg):
         if isinstance(msg, P.GetOrder):
-            return P.reply("get_order", False, f"unknown client_order_id {msg.client_order_id}")
+            return P.GetOrderReply(ok=False, reason=f"unknown client_order_id {msg.client_order_id}")
         return None
 
     svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
@@ -191,13 +194,11 @@ def test_sync_loads_positions_and_orders():
 
     def answer(msg):
         if isinstance(msg, P.GetPositions):
-            return P.reply("get_positions", True, positions=[{"symbol": "MSFT", "qty": -50, "avg_price": 101.0,
-                                                              "realized_pnl": 5.0}], last_fill_seq=3)
+            return P.GetPositionsReply(ok=True, positions=[P.NetPosition("MSFT", -50, 101.0, 5.0)], last_fill_seq=3)
         if isinstance(msg, P.GetOrders):
-            return P.reply("get_orders", True, orders=[{"client_order_id": "x1", "order_id": "O1", "symbol": "MSFT",
-                                                        "side": "sell", "qty": 50, "filled_qty": 0, "avg_price": 0.0,
-                                                        "status": "new", "ts": 1, "order_type": "limit",
-                                                        "limit_price": 105.0, "source": "strategy"}])
+            return P.GetOrdersReply(ok=True, orders=[P.OrderUpdate(
+                client_order_id="x1", order_id="O1", symbol="MSFT", side=Side.SELL, qty=50, filled_qty=0, avg_price=0.0,
+                status=OrderStatus.NEW, ts=1, order_type=OrderType.LIMIT, limit_price=105.0, source="strategy")])
         return None
 
     svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
@@ -211,7 +212,7 @@ def test_sync_loads_positions_and_orders():
 def test_cancel_all_reports_the_count():
     st = market()
     svc = OrderService(st, "ipc://unused", client=FakeClient(
-        lambda m: P.CancelAllReply(ok=True, cancelled=["a", "b"], count=2).to_dict()))
+        lambda m: P.CancelAllReply(ok=True, cancelled=["a", "b"], count=2)))
     seen = []
     svc.listeners.append(seen.append)
     reply = run(svc.cancel_all())

@@ -38,7 +38,8 @@ def trade(journal: Journal, ex: SimulatedExchange, o: Order) -> list:
     """What the gateway does for one order: submit, journal order + fills + reply + counters."""
     events = ex.submit(o, P.now_ns())
     fs = [e.fill for e in events if isinstance(e, FillEvent)]
-    reply = P.packb(P.reply("send_order", o.status is not OrderStatus.REJECTED, o.reason, client_order_id=o.client_order_id, status=o.status.value))
+    reply = P.SendOrderReply(ok=o.status is not OrderStatus.REJECTED, reason=o.reason, client_order_id=o.client_order_id,
+                             status=o.status).pack()
     journal.write([o], fs, {o.client_order_id: reply}, ex.state())
     return fs
 
