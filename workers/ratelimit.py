@@ -9,7 +9,9 @@
   that gets through says how many similar ones were suppressed meanwhile.  Floods of bad
   frames or handler errors then cost one line every few seconds, not a disk.
 
-Time is injected (``clock``, monotonic seconds), so tests run on a fake clock.
+Time is injected (``clock``): a :class:`workers.clock.Clock` (its ``monotonic()`` is read, so a
+worker's limiter runs on the worker's clock) or a plain function returning monotonic seconds.
+Tests pass a :class:`~workers.clock.ManualClock` or a fake function.
 """
 
 from __future__ import annotations
@@ -19,7 +21,22 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-Clock = Callable[[], float]
+from workers.clock import Clock
+
+#: a function returning monotonic seconds (``time.monotonic``)
+MonotonicFn = Callable[[], float]
+#: what ``clock=`` accepts
+ClockLike = Clock | MonotonicFn
+
+
+def monotonic_of(clock: ClockLike) -> MonotonicFn:
+    """The monotonic reading of ``clock``: its ``monotonic`` method, or ``clock`` itself."""
+    reading = getattr(clock, "monotonic", None)
+    if callable(reading):
+        return reading
+    if callable(clock):
+        return clock
+    raise TypeError(f"clock must be a workers.clock.Clock or a function returning seconds, got {clock!r}")
 
 
 class TokenBucket:
@@ -27,14 +44,14 @@ class TokenBucket:
 
     __slots__ = ("rate", "burst", "tokens", "_stamp", "_clock")
 
-    def __init__(self, rate: float, burst: float = 1.0, clock: Clock = time.monotonic):
+    def __init__(self, rate: float, burst: float = 1.0, clock: ClockLike = time.monotonic):
         if not rate > 0 or not burst >= 1:
             raise ValueError(f"a token bucket needs rate > 0 and burst >= 1, got rate={rate!r} burst={burst!r}")
         self.rate = float(rate)
         self.burst = float(burst)
         self.tokens = float(burst)
-        self._clock = clock
-        self._stamp = clock()
+        self._clock = monotonic_of(clock)
+        self._stamp = self._clock()
 
     def _refill(self, now: float) -> None:
         # a clock that steps back (a test, a suspended VM) must not drain the bucket
@@ -76,13 +93,13 @@ class KeyedLimiter:
 
     __slots__ = ("interval", "burst", "max_keys", "_clock", "_buckets", "_suppressed")
 
-    def __init__(self, interval: float = 5.0, burst: float = 1.0, clock: Clock = time.monotonic, max_keys: int = 1024):
+    def __init__(self, interval: float = 5.0, burst: float = 1.0, clock: ClockLike = time.monotonic, max_keys: int = 1024):
         if not interval > 0:
             raise ValueError(f"interval must be > 0, got {interval!r}")
         self.interval = float(interval)
         self.burst = burst
         self.max_keys = max_keys
-        self._clock = clock
+        self._clock = monotonic_of(clock)
         self._buckets: dict[Hashable, TokenBucket] = {}
         self._suppressed: dict[Hashable, int] = {}
 
@@ -118,7 +135,7 @@ class RateLimitedLogger:
     ``logger`` is a :class:`logging.Logger`, or anything with ``log(level, msg, *args)``.
     """
 
-    def __init__(self, logger: logging.Logger, interval: float = 5.0, clock: Clock = time.monotonic):
+    def __init__(self, logger: logging.Logger, interval: float = 5.0, clock: ClockLike = time.monotonic):
         self._log = logger
         self.limiter = KeyedLimiter(interval, 1.0, clock)
 
@@ -145,4 +162,4 @@ class RateLimitedLogger:
         return self.log(logging.ERROR, key, msg, *args)
 
 
-__all__ = ["Clock", "KeyedLimiter", "RateLimitedLogger", "TokenBucket"]
+__all__ = ["ClockLike", "KeyedLimiter", "MonotonicFn", "RateLimitedLogger", "TokenBucket", "monotonic_of"]

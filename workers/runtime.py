@@ -29,7 +29,8 @@ from typing import Any, ClassVar
 import zmq
 
 from workers import protocol as P
-from workers.config import Endpoints, add_common_args, apply_toml_defaults, is_loopback
+from workers.clock import LIVE_CLOCK, Clock
+from workers.config import ConfigOf, Endpoints, RuntimeConfig, add_common_args, apply_toml_defaults, from_namespace, is_loopback
 from workers.control_channel import CONTROL_RECONNECT_AFTER, SUPERVISOR_PID_ENV, ControlChannel
 from workers.errors import CommandError, ConfigError
 from workers.ratelimit import RateLimitedLogger
@@ -56,21 +57,24 @@ class Worker:
     #: seconds between calls of :meth:`on_timer`
     timer_interval: ClassVar[float] = 0.1
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, clock: Clock = LIVE_CLOCK):
         self.args = args
+        #: the loop's time (poll deadlines, timers, heartbeats, the rate-limited log): a worker
+        #: that schedules by it too sees the same instants the loop passes to its hooks
+        self.clock = clock
         self.name: str = args.name or self.kind
         self.endpoints = Endpoints.from_args(args)
         self.ctx = zmq.Context()
         self.poller = zmq.Poller()
         self.stats = Stats()  # looked up in this module at call time: bench/instrumented swaps it
         self.state = "running"
-        self.rlog = RateLimitedLogger(logging.getLogger(f"tickdesk.{self.name}"))
+        self.rlog = RateLimitedLogger(logging.getLogger(f"tickdesk.{self.name}"), clock=clock)
         self.log = logging.getLogger(f"tickdesk.{self.name}")
         self._readers: dict[zmq.Socket, tuple[Callable[[Any], None], bool, bool]] = {}
         self._sockets: list[zmq.Socket] = []
         self._stop = False
         self._exit_code = 0
-        self._started = time.monotonic()
+        self._started = clock.monotonic()
         curve_dir = getattr(args, "curve_dir", None)
         self.curve = CurveKeys.load(curve_dir) if curve_dir else None
         self._zap: ZapHandler | None = None
@@ -82,13 +86,14 @@ class Worker:
         """Open sockets and register readers."""
 
     def on_timer(self, now: float) -> None:
-        """Called about every ``timer_interval`` seconds."""
+        """Called about every ``timer_interval`` seconds; ``now`` is ``self.clock.monotonic()``."""
 
     def on_batch_end(self) -> None:
         """Called after every poll round that read input (e.g. to commit a group of work)."""
 
     def next_wakeup(self, now: float) -> float | None:
-        """Monotonic time at which the worker wants to run again (None: no wish)."""
+        """Time on ``self.clock.monotonic()`` (``now``'s clock) at which the worker wants to run
+        again (None: no wish)."""
         return None
 
     def on_command(self, cmd: str, args: dict) -> dict | None:
@@ -179,7 +184,7 @@ class Worker:
             self.stats.counters["auth_denied"] = self._zap.denied
         snap = self.stats.snapshot()
         snap["gauges"]["rss"] = rss_bytes()
-        snap["gauges"]["uptime"] = time.monotonic() - self._started
+        snap["gauges"]["uptime"] = self.clock.monotonic() - self._started
         return snap
 
     # ------------------------------------------------------------------ loop
@@ -228,11 +233,11 @@ class Worker:
             return EXIT_CONFIG_ERROR
         hb_every = getattr(self.args, "heartbeat", 0.5)
         control = self.control
-        next_hb = time.monotonic()
-        next_timer = time.monotonic()
+        monotonic = self.clock.monotonic
+        next_hb = next_timer = monotonic()
         try:
             while not self._stop:
-                now = time.monotonic()
+                now = monotonic()
                 wake = min(next_hb, next_timer)
                 want = self._hook(self.next_wakeup, now)
                 if want is not None:
@@ -248,7 +253,7 @@ class Worker:
                     self._drain(sock)
                 if ready:
                     self._hook(self.on_batch_end)
-                now = time.monotonic()
+                now = monotonic()
                 if now >= next_timer:
                     self._hook(self.on_timer, now)
                     next_timer = now + self.timer_interval
@@ -303,15 +308,30 @@ def setup_logging(level: str, name: str) -> None:
 
 
 def run_worker(cls: type[Worker], parser: argparse.ArgumentParser, argv: list[str]) -> int:
-    """Parse argv (TOML defaults, then flags), set up logging, run the worker, return its exit code."""
+    """Parse argv (declared defaults < TOML tables < flags), set up logging, run the worker,
+    return its exit code.  A config file that does not fit the declarations (unknown key,
+    wrong type) is one line on stderr and exit status 2, like a bad flag."""
     add_common_args(parser)
-    apply_toml_defaults(parser, argv, f"worker.{cls.kind}")
-    args = parser.parse_args(argv)
-    if args.name:
-        apply_toml_defaults(parser, argv, f"worker.{args.name}")
+    own = getattr(cls, "config", None)
+    decls = [RuntimeConfig, *([own.cls] if isinstance(own, ConfigOf) else [])]
+    try:
+        apply_toml_defaults(parser, argv, f"worker.{cls.kind}", decls)
         args = parser.parse_args(argv)
-    setup_logging(args.log_level, args.name or cls.kind)
-    worker = cls(args)
+        if args.name:
+            apply_toml_defaults(parser, argv, f"worker.{args.name}", decls)
+            args = parser.parse_args(argv)
+        # built here once to refuse a bad combination before any socket opens; the worker
+        # builds its own from the same namespace (self.config)
+        runtime, *_ = (from_namespace(d, args) for d in decls)
+    except ConfigError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    setup_logging(runtime.log_level, runtime.name or cls.kind)
+    try:
+        worker = cls(args)
+    except ConfigError as e:
+        log.error("%s failed to start: %s", runtime.name or cls.kind, e)
+        return EXIT_CONFIG_ERROR
     profile_dir = os.environ.get("TICKDESK_PROFILE")
     if not profile_dir:
         return worker.run()

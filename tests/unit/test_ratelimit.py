@@ -70,3 +70,18 @@ def test_rate_limited_logger_reports_what_it_suppressed(caplog):
     msgs = [r.getMessage() for r in caplog.records]
     assert msgs == ["bad frame: x", "other thing", "bad frame: z (4 similar suppressed)"]
     assert caplog.records[1].levelno == logging.ERROR
+
+
+def test_a_workers_clock_drives_every_limiter():
+    from workers.clock import ManualClock
+
+    clk = ManualClock()
+    b = TokenBucket(rate=1, burst=1, clock=clk)
+    lim = KeyedLimiter(2.0, clock=clk)
+    assert b.take() and not b.take() and lim.allow("a") and not lim.allow("a")
+    clk.advance(1.0)
+    assert b.take() and not lim.allow("a")
+    clk.advance(1.0)
+    assert lim.allow("a") and lim.take_suppressed("a") == 2
+    with pytest.raises(TypeError):
+        TokenBucket(rate=1, clock=42)

@@ -40,6 +40,44 @@ def test_hook_exceptions_are_counted_and_the_loop_goes_on(tmp_path):
     assert w.stats.counters["handler_errors"] >= 5 + w.wakeups // 2 - 1
 
 
+class OnClock(Worker):
+    """Moves its manual clock a little in every next_wakeup and writes down what it is told."""
+
+    kind = "onclock"
+    timer_interval = 0.01
+
+    def __init__(self, args, clock):
+        super().__init__(args, clock)
+        self.wakeups: list[float] = []
+        self.timers: list[float] = []
+
+    def next_wakeup(self, now: float) -> float | None:
+        self.wakeups.append(now)
+        self.clock.advance(0.01)
+        return None
+
+    def on_timer(self, now: float) -> None:
+        self.timers.append(now)
+        if len(self.timers) >= 3:
+            self.request_stop("enough")
+
+
+def test_the_loop_runs_on_the_workers_clock(tmp_path):
+    from workers.clock import ManualClock
+
+    p = argparse.ArgumentParser()
+    add_common_args(p)
+    eps = [f"--{n}=ipc://{tmp_path}/{n}" for n in ("ticks", "signals", "orders", "execution", "events", "control")]
+    clock = ManualClock(monotonic=5_000.0)
+    w = OnClock(p.parse_args([*eps, "--no-control"]), clock)
+    assert w.clock is clock
+    assert w.run() == 0
+    # the hooks see the manual clock's readings, not the system's: one clock for the loop and the worker
+    assert w.wakeups[0] == 5_000.0
+    assert len(w.timers) == 3 and w.timers == [t + 0.01 for t in w.wakeups]
+    assert w.heartbeat_stats()["gauges"]["uptime"] == clock.monotonic() - 5_000.0
+
+
 class Echo(Worker):
     kind = "echo"
 

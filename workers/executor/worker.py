@@ -60,9 +60,9 @@ class OrderExecutor(Worker):
     timer_interval = 0.1
 
     def __init__(self, args: argparse.Namespace, clock: Clock = LIVE_CLOCK):
-        super().__init__(args)
-        #: every deadline, rate window and timestamp of this process reads this clock
-        self.clock = clock
+        # every deadline, rate window and timestamp of this process reads this clock, and so
+        # does the runtime's loop: the times it hands to on_timer/next_wakeup are its readings
+        super().__init__(args, clock)
         # refuses everything until setup() has read the limits (where a bad one can be reported)
         self.risk = RiskChecker(RiskLimits(kill_switch=True))
         self.book = PositionBook()
@@ -240,7 +240,7 @@ class OrderExecutor(Worker):
     def next_wakeup(self, now: float) -> float | None:
         # Called by the runtime before every poll: the poll must not sleep past a deadline.
         deadline = self.tracker.next_deadline()
-        if deadline is not None and deadline <= self.clock.monotonic():
+        if deadline is not None and deadline <= now:
             self._check_in_flight()
             deadline = self.tracker.next_deadline()
         return deadline
@@ -415,9 +415,7 @@ class OrderExecutor(Worker):
         return True
 
     # ------------------------------------------------------------------ timer
-    def on_timer(self, _now: float) -> None:
-        # The injected clock, not the runtime's reading: every schedule here runs on one clock.
-        now = self.clock.monotonic()
+    def on_timer(self, now: float) -> None:
         self._flush_ticks()
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.args.reconcile_interval
