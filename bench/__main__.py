@@ -4,10 +4,10 @@
     python -m bench --quick         # CI smoke run, under a minute on 2 cores
     python -m bench --json out.json # also write every figure (and the table rows) as JSON
     python -m bench --repeat 3      # run everything 3 times, report the median of each figure
-    python -m bench --only raw,ticks
+    python -m bench --only raw,ticks,micro
 
-Each benchmark is its own module (bench/raw.py, ticks.py, latency.py, orders.py, memory.py,
-ui.py); bench/report.py builds the table.  Every process is started here and stopped before
+Each benchmark is its own module (bench/raw.py, ticks.py, micro.py, latency.py, orders.py,
+memory.py, ui.py); bench/report.py builds the table.  Every process is started here and stopped before
 its benchmark returns.  Nothing asserts on time: targets are shown as met or not.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 
 from bench import common, report
 
-MODULES = ("raw", "ticks", "latency", "orders", "memory", "ui")
+MODULES = ("raw", "ticks", "micro", "latency", "orders", "memory", "ui")
 
 
 def build_parser() -> argparse.ArgumentParser:

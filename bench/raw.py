@@ -6,7 +6,12 @@ figure and a TickDesk figure pay the same scheduling on the same cores:
 * ``pub``/``sub`` -- PUB/SUB, one frame ``tick.<SYM> NUL msgpack`` per tick (the classic tick
   form), SNDHWM/RCVHWM 100 000 like the gateway and the strategy.  The subscriber decodes
   each frame with ``msgpack.unpackb``, counts sequence gaps per symbol and records
-  ``now - ts``.  Paced runs use the gateway's own :class:`~workers.marketdata.gateway.Schedule`
+  ``now - ts``.  With ``--batch N`` (N > 1) the same peers send and read TickDesk's batched
+  form instead: one ``tick.<SYM> NUL msgpack`` frame per N ticks of a symbol, the ``ticks``
+  map of docs/protocol.md (``{v, type: "ticks", symbol, ticks: [[seq, ts, last, bid, ask,
+  bid_size, ask_size, volume], ...]}``), the rows built and packed per frame; the subscriber
+  unpacks each frame, checks the seq of its first row against the symbol's last and touches
+  every row's price.  Paced runs use the gateway's own :class:`~workers.marketdata.gateway.Schedule`
   and sleep in ``zmq.Poller.poll`` between bursts exactly like the worker runtime does.
   A PUSH "ready" channel makes the publisher wait until every subscriber receives.
 * ``push``/``pull`` -- PUSH/PULL of signal maps (no topic), throughput.
@@ -32,6 +37,8 @@ from bench.procs import REPO, kill_peers, peer_result, run_peer
 
 HWM = 100_000
 IDLE_MS = 1500
+#: ticks per frame of the batched baseline: the gateway's default ``--batch-ticks``
+BATCH = 256
 
 
 # ============================================================================ peers
@@ -64,6 +71,7 @@ def peer_pub(a: argparse.Namespace) -> dict:
     send, pack, clock, nb = pub.send, packer.pack, time.time_ns, zmq.NOBLOCK
     sent = dropped = 0
     i = 0
+    batch = max(1, a.batch)
 
     def publish(n: int) -> None:
         nonlocal sent, dropped, i
@@ -79,6 +87,31 @@ def peer_pub(a: argparse.Namespace) -> dict:
                 sent += 1
             except zmq.Again:
                 dropped += 1
+
+    # the batched form: ``ticks`` maps of up to ``batch`` rows, one frame per symbol in turn
+    frames = [{"v": 1, "type": "ticks", "symbol": s, "ticks": []} for s in SYMBOLS]
+
+    def publish_batched(n: int) -> None:
+        nonlocal sent, dropped, i
+        while n > 0:
+            k = i % nsym
+            t = maps[k]
+            rows = min(batch, n)
+            seq, vol, ts = t["seq"], t["volume"], clock()
+            last, bid, ask, bsz, asz = t["last"], t["bid"], t["ask"], t["bid_size"], t["ask_size"]
+            f = frames[k]
+            f["ticks"] = [[seq + j, ts, last, bid, ask, bsz, asz, vol + 100 * j] for j in range(1, rows + 1)]
+            t["seq"], t["volume"] = seq + rows, vol + 100 * rows
+            i += 1
+            n -= rows
+            try:
+                send(topics[k] + pack(f), nb)
+                sent += rows
+            except zmq.Again:
+                dropped += rows
+
+    if batch > 1:
+        publish = publish_batched  # noqa: F811
 
     t0 = time.monotonic()
     if a.rate <= 0:
@@ -125,6 +158,8 @@ def peer_sub(a: argparse.Namespace) -> dict:
             sync.send(b"ready")
             break
     unpackb, clock, recv, nb = msgpack.unpackb, time.time_ns, sub.recv, zmq.NOBLOCK
+    if a.batch > 1:
+        return _sub_batched(a, ctx, sub)
     lat = array("q")
     last_seq: dict[str, int] = {}
     got = lost = 0
@@ -164,6 +199,47 @@ def peer_sub(a: argparse.Namespace) -> dict:
             lat.tofile(fh)
     ctx.destroy(linger=0)
     return {"received": got, "lost": lost, "per_s": rate(got - 1, first, last)}
+
+
+def _sub_batched(a: argparse.Namespace, ctx: zmq.Context, sub: zmq.Socket) -> dict:
+    """The subscriber of batched ``ticks`` frames: unpack, check seq, touch every price."""
+    unpackb, recv, nb = msgpack.unpackb, sub.recv, zmq.NOBLOCK
+    last_seq: dict[str, int] = {}
+    got = lost = frames = 0
+    first = last = 0
+    px = 0.0
+    done = False
+    while not done:
+        if not sub.poll(IDLE_MS if got else 30_000):
+            break
+        while True:
+            try:
+                f = recv(nb)
+            except zmq.Again:
+                break
+            if f.startswith(b"sync."):
+                if f.startswith(b"sync.end"):
+                    done = True
+                    break
+                continue
+            d = unpackb(f[f.find(b"\x00") + 1:])
+            rows = d["ticks"]
+            sym = d["symbol"]
+            prev = last_seq.get(sym)
+            if prev is not None and rows[0][0] != prev + 1:
+                lost += rows[0][0] - prev - 1
+            last_seq[sym] = rows[-1][0]
+            for r in rows:
+                px += r[2]
+            got += len(rows)
+            frames += 1
+            last = time.monotonic_ns()
+            if frames == 1:
+                first, got_first = last, got
+    ctx.destroy(linger=0)
+    # the rate from the first frame's arrival to the last: the first frame's rows do not count
+    per_s = rate(got - got_first, first, last) if frames > 1 else 0.0
+    return {"received": got, "lost": lost, "frames": frames, "per_s": per_s, "price_sum": round(px, 2)}
 
 
 def peer_push(a: argparse.Namespace) -> dict:
@@ -247,6 +323,7 @@ def peer_main(argv: list[str]) -> int:
     p.add_argument("--rate", type=float, default=0.0, help="pub: messages per second in all, 0 = as fast as possible")
     p.add_argument("--seconds", type=float, default=5.0, help="pub: duration of a paced run")
     p.add_argument("--latency-out", default=None, help="sub: write one-way latencies (int64 ns) here")
+    p.add_argument("--batch", type=int, default=1, help="pub/sub: ticks per frame; > 1 = TickDesk's batched 'ticks' form (default 1)")
     a = p.parse_args(argv)
     print(json.dumps(PEERS[a.role](a)), flush=True)
     return 0
@@ -259,16 +336,16 @@ def _ipc(tmp, name: str) -> str:
     return f"ipc://{tmp}/{name}.sock"
 
 
-def pubsub(tmp, *, count: int = 0, rate_: float = 0.0, seconds: float = 0.0, subs: int = 1, latency: bool = False) -> dict:
+def pubsub(tmp, *, count: int = 0, rate_: float = 0.0, seconds: float = 0.0, subs: int = 1, latency: bool = False, batch: int = 1) -> dict:
     ep, sync = _ipc(tmp, "raw-ticks"), _ipc(tmp, "raw-sync")
     lat_files = [f"{tmp}/raw-lat-{i}.i64" for i in range(subs)] if latency else [None] * subs
     sub_procs = []
     for f in lat_files:
-        args = ["sub", "--endpoint", ep, "--sync", sync]
+        args = ["sub", "--endpoint", ep, "--sync", sync, "--batch", str(batch)]
         if f:
             args += ["--latency-out", f]
         sub_procs.append(run_peer("bench.raw", *args))
-    pub_args = ["pub", "--endpoint", ep, "--sync", sync, "--subs", str(subs)]
+    pub_args = ["pub", "--endpoint", ep, "--sync", sync, "--subs", str(subs), "--batch", str(batch)]
     pub_args += ["--count", str(count)] if rate_ <= 0 else ["--rate", str(rate_), "--seconds", str(seconds)]
     pub = run_peer("bench.raw", *pub_args)
     try:
@@ -326,6 +403,8 @@ def run(sizes: Sizes, tmp, log=print) -> dict:
     out: dict[str, dict] = {}
     log("raw: PUB/SUB throughput")
     out["pubsub"] = pubsub(tmp, count=sizes.ticks)
+    log(f"raw: PUB/SUB throughput, batched frames of {BATCH} ticks")
+    out["pubsub_batched"] = pubsub(tmp, count=sizes.ticks, batch=BATCH)
     for r in sizes.rates:
         log(f"raw: PUB/SUB latency at {r}/s")
         out[f"pubsub_lat_{r}"] = pubsub(tmp, rate_=r, seconds=sizes.latency_s, latency=True)

@@ -20,7 +20,10 @@ The model (docs/marketdata.md has the long form), per symbol and per tick ``t``:
 
 Random numbers are drawn from numpy in blocks of :data:`BLOCK` ticks per symbol and turned
 into plain Python lists, so emitting one tick is a handful of list look-ups and one
-:class:`~workers.protocol.Tick` constructor call.  Every symbol has its own generator seeded
+:class:`~workers.protocol.Tick` constructor call.  Fair value (a linear recursion) is computed
+by numpy for the whole block; only the mid price's recursion, whose pull depends on where the
+price is, runs as a Python loop.  :meth:`SymbolSim.rows` hands out the same ticks as ``ticks``
+rows without making a ``Tick`` per tick, for a publisher that packs rows anyway.  Every symbol has its own generator seeded
 from ``(seed, crc32(symbol))``: a symbol's sequence does not depend on which other symbols
 are simulated, and the same seed gives the same sequence.
 """
@@ -33,6 +36,7 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat
 
 import numpy as np
 
@@ -113,6 +117,25 @@ def params_for(symbol: str) -> SymbolParams:
     return SymbolParams(base=20.0 + (h % 48000) / 100.0, volatility=0.0003 + ((h >> 16) % 31) / 100000.0)
 
 
+def _ar1(e0: float, a: float, shocks: np.ndarray) -> np.ndarray:
+    """``e[t] = a * e[t-1] + shocks[t]`` for every t of the block, from ``e[-1] = e0``, in numpy:
+    ``e[t] = a**t * (e0 + cumsum(shocks / a**j))``, in segments short enough that ``a**-j``
+    stays small (one segment for the default parameters)."""
+    n = len(shocks)
+    if a <= 0.0:
+        return shocks.astype(float, copy=True)
+    if a >= 1.0:
+        return e0 + np.cumsum(shocks)
+    seg = n if a**n >= 1e-6 else max(1, int(math.log(1e-6) / math.log(a)))
+    out = np.empty(n)
+    for start in range(0, n, seg):
+        part = shocks[start:start + seg]
+        powers = a ** np.arange(1, len(part) + 1)
+        out[start:start + len(part)] = powers * (e0 + np.cumsum(part / powers))
+        e0 = float(out[start + len(part) - 1])
+    return out
+
+
 def _decimals(step: float) -> int:
     """Decimal places needed to print multiples of ``step`` exactly (0.01 -> 2, 0.25 -> 2, 5 -> 0)."""
     return max(0, -Decimal(repr(step)).normalize().as_tuple().exponent)
@@ -158,26 +181,27 @@ class SymbolSim:
             shifts = rng.random(n) < p.regime_prob
             fair_shock[shifts] += rng.standard_normal(int(shifts.sum())) * p.regime_jump
 
-        # The two OU recursions are sequential by nature; a plain float loop over lists is
-        # about 0.2 us per tick, which is cheaper than anything cleverer at this block size.
-        mids = [0.0] * n
-        lf, lb, x = self._log_fair, self._log_base, self._mid
-        kf, theta, wall, width, sigma = p.fair_reversion, p.reversion, p.wall, p.range_width, p.volatility
-        exp = math.exp
-        for i, (zi, fi) in enumerate(zip(z.tolist(), fair_shock.tolist())):
-            lf += kf * (lb - lf) + fi
-            f = exp(lf)
+        # Fair value is a linear AR(1) in log space, so numpy computes it for the whole block
+        # (with its exp); only the mid price's recursion, whose pull depends on where it is,
+        # runs as a plain float loop over lists -- a few operations per tick.
+        lb = self._log_base
+        log_fair = lb + _ar1(self._log_fair - lb, 1.0 - p.fair_reversion, fair_shock)
+        fair = np.exp(log_fair)
+        x = self._mid
+        theta, wall, floor = p.reversion, p.wall, 20 * p.tick_size
+        mids: list[float] = []
+        add = mids.append
+        for f, w, s in zip(fair.tolist(), (p.range_width * fair).tolist(), (p.volatility * fair * z).tolist()):
             d = x - f
-            w = width * f
             if d > w:
                 x -= wall * (d - w)
             elif d < -w:
                 x -= wall * (d + w)
-            x += sigma * f * zi - theta * d
-            if x < 20 * p.tick_size:  # never quote at or below zero, however wild the parameters
-                x = 20 * p.tick_size
-            mids[i] = x
-        self._log_fair, self._mid = lf, x
+            x += s - theta * d
+            if x < floor:  # never quote at or below zero, however wild the parameters
+                x = floor
+            add(x)
+        self._log_fair, self._mid = float(log_fair[-1]), x
 
         # Quote on the tick grid, in integer ticks so that bid < ask holds exactly.
         k = rng.choice(np.arange(1, 4), size=n, p=_SPREAD_WEIGHTS)
@@ -201,6 +225,32 @@ class SymbolSim:
         self._volume = int(vol[-1])
         self._vol = vol.tolist()
         self._i, self._n = 0, n
+
+    def rows(self, k: int) -> list[list]:
+        """The next ``k`` ticks as ``ticks`` rows ``[seq, ts, last, bid, ask, bid_size,
+        ask_size, volume]`` (docs/protocol.md), without making a :class:`Tick` per tick: the
+        same ticks, in the same order, as ``k`` calls of :meth:`next_tick`, except that every row
+        carries one ``ts``, read from the clock once (a publisher stamps a frame when it sends it).
+        About 5x cheaper per tick than :meth:`next_tick` plus a row built from the tick."""
+        out: list[list] = []
+        if k <= 0:
+            return out
+        ts = self._clock()
+        extend = out.extend
+        while k > 0:
+            i = self._i
+            if i >= self._n:
+                self._refill()
+                i = 0
+            j = min(self._n, i + k)
+            seq = self.seq
+            m = j - i
+            extend(map(list, zip(range(seq + 1, seq + 1 + m), repeat(ts, m), self._last[i:j], self._bid[i:j], self._ask[i:j],
+                                 self._bsz[i:j], self._asz[i:j], self._vol[i:j])))
+            self.seq = seq + m
+            self._i = j
+            k -= m
+        return out
 
     def next_tick(self) -> Tick:
         i = self._i
