@@ -24,9 +24,9 @@ from typing import Any
 import msgspec
 
 from workers import protocol as P
-from workers.executor.positions import fill_number
 from workers.executor.risk import Decision, RiskChecker, RiskLimits
 from workers.order_client import AsyncOrderClient, RetryPolicy, new_client_order_id
+from workers.positions import fill_number
 from workers.protocol import OrderStatus, OrderType, Side
 from workers.symbols import normalize_symbol
 from app.state import AppState, OrderRow

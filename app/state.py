@@ -21,8 +21,9 @@ from typing import Any
 import msgspec
 
 from workers import protocol as P
-from workers.executor.positions import PositionBook, SymbolPosition
+from workers.positions import PositionBook, SymbolPosition
 from workers.protocol import OrderStatus, OrderType, Side
+from workers.sequence import SeqKind, SequenceTracker
 
 try:  # the chart's bar builder is Qt-free numpy; the window still runs without it
     from app.chart.bars import MultiIntervalBars
@@ -50,7 +51,7 @@ class Quote:
 
     __slots__ = (
         "symbol", "last", "bid", "ask", "bid_size", "ask_size", "volume", "ref", "ts", "seq",
-        "ticks", "missed", "restarts", "rate", "_rate_ticks",
+        "ticks", "missed", "restarts", "rate", "_rate_ticks", "bars",
     )
 
     def __init__(self, symbol: str):
@@ -66,6 +67,7 @@ class Quote:
         self.restarts = 0  # times the feed's sequence started over
         self.rate = 0.0  # ticks per second, updated by MarketState.update_rates
         self._rate_ticks = 0
+        self.bars: Any = None  # MarketState.bars[symbol], here too: the tick path saves a lookup
 
     @property
     def change(self) -> float:
@@ -81,7 +83,13 @@ class Quote:
 
 
 class MarketState:
-    """Quotes and bars of every symbol; ``on_tick`` is the hot path (one call per tick)."""
+    """Quotes and bars of every symbol; ``on_tick`` is the hot path (one call per tick).
+
+    Sequence numbers go through the shared tracker (workers/sequence.py), with this window's
+    rule for a step back: to seq 1 (or 0) the gateway restarted, anything else is a late or
+    duplicate tick that must never move a quote back.  Ticks carry no publisher epoch yet, so
+    each symbol's count of restarts seen here stands in for it.
+    """
 
     def __init__(self, intervals: tuple[int, ...] = BAR_INTERVALS, bars_factory: Callable[[], Any] | None = None):
         self.quotes: dict[str, Quote] = {}
@@ -90,6 +98,9 @@ class MarketState:
         self.total_ticks = 0
         self.total_missed = 0
         self.rate = 0.0  # all symbols, ticks/s
+        self.seq = SequenceTracker(step_back="late")
+        # bound once: the in-order test runs for every tick the window gets
+        self._in_order = self.seq.check_run
         if bars_factory is None and MultiIntervalBars is not None:
             bars_factory = lambda: MultiIntervalBars(intervals=intervals)  # noqa: E731
         self._bars_factory = bars_factory
@@ -99,7 +110,7 @@ class MarketState:
     def _new_symbol(self, symbol: str) -> Quote:
         q = self.quotes[symbol] = Quote(symbol)
         if self._bars_factory is not None:
-            self.bars[symbol] = self._bars_factory()
+            q.bars = self.bars[symbol] = self._bars_factory()
         return q
 
     def on_tick(self, symbol: str, seq: int, ts: int, last: float, bid: float, ask: float,
@@ -107,29 +118,40 @@ class MarketState:
         q = self.quotes.get(symbol)
         if q is None:
             q = self._new_symbol(symbol)
-        prev_seq = q.seq
-        if prev_seq and seq != prev_seq + 1:
-            if seq > prev_seq:
-                q.missed += seq - prev_seq - 1
-                self.total_missed += seq - prev_seq - 1
-            elif seq <= 1:
-                # the gateway restarted: its cumulative volume starts over too
-                q.restarts += 1
-                q.volume = 0
-            else:
-                return  # late or duplicate tick: never move the quote backwards
+        if not self._in_order(symbol, seq, seq, 1, q.restarts) and not self._out_of_order(q, seq):
+            return  # late or duplicate tick: never move the quote backwards
         q.seq = seq
         delta = volume - q.volume if volume >= q.volume else 0
         if not q.ref:
             q.ref = last
             delta = 0  # the first tick carries the whole day's volume, not a trade
-        q.last, q.bid, q.ask, q.bid_size, q.ask_size, q.volume, q.ts = last, bid, ask, bid_size, ask_size, volume, ts
+        # one store each: a 7-tuple assignment builds and unpacks a tuple on every tick
+        q.last = last
+        q.bid = bid
+        q.ask = ask
+        q.bid_size = bid_size
+        q.ask_size = ask_size
+        q.volume = volume
+        q.ts = ts
         q.ticks += 1
         self.total_ticks += 1
         self.dirty.add(symbol)
-        bars = self.bars.get(symbol)
+        bars = q.bars
         if bars is not None:
             bars.add_tick(ts, last, delta)
+
+    def _out_of_order(self, q: Quote, seq: int) -> bool:
+        """A tick that is not the next of its symbol (or its first): True if it is to be used."""
+        last = self.seq.last(q.symbol)
+        if last is not None and seq <= 1 and seq <= last:
+            # the gateway restarted: its cumulative volume starts over too
+            q.restarts += 1
+            q.volume = 0
+        ev = self.seq.check(q.symbol, seq, q.restarts)
+        if ev.kind is SeqKind.GAP:
+            q.missed += ev.missing
+            self.total_missed += ev.missing
+        return ev.fresh
 
     def update_rates(self, now: float) -> None:
         """Ticks per second, per symbol and in total, over the time since the last call."""
@@ -469,21 +491,7 @@ class AppState:
         self._dirty_levels: dict[tuple[str, str], P.Levels] = {}
         self._signal_keys = 0
 
-    # ---- execution stream
-    def check_exec_seq(self, seq: int) -> None:
-        if not seq:
-            return
-        last = self.exec_seq
-        self.exec_seq = seq
-        if not last or seq == last + 1:
-            return
-        if seq > last + 1:
-            self.exec_gaps += 1
-            self.log.warning("execution", f"execution stream gap {last} -> {seq}: resyncing orders and positions")
-        else:
-            self.log.info("execution", f"execution stream restarted ({last} -> {seq}): resyncing")
-        self.resync_wanted = True
-
+    # ---- execution stream (its seq is checked by app.feeds.ExecDecoder)
     def on_fill(self, f: P.Fill, now_ns: int | None = None) -> bool:
         """Record a fill once; False for one seen before."""
         if f.fill_id in self._seen_fills:

@@ -50,6 +50,21 @@ def test_sequence_gaps_restarts_and_late_ticks():
     assert q.restarts == 1 and q.seq == 1 and q.last == 102.0 and q.volume == 10
 
 
+def test_ticks_go_through_the_shared_sequence_tracker():
+    m = MarketState(bars_factory=RecordingBars)
+    for seq in (1, 2, 5, 4, 5, 6):  # a gap, then a late and a duplicate tick
+        m.on_tick(**tick(seq=seq, last=100.0 + seq))
+    q = m.quotes["AAPL"]
+    # the late tick left no trace: 6 after 5 is in order, not a second gap
+    assert (q.ticks, q.seq, q.last, q.missed) == (4, 6, 106.0, 2)
+    c = m.seq.counters()
+    assert (c["received"], c["gaps"], c["missing"], c["late"], c["duplicates"]) == (6, 1, 2, 1, 1)
+    m.on_tick(**tick(seq=1, last=90.0, vol=5))  # the gateway restarted
+    m.on_tick(**tick(seq=2, last=91.0, vol=7))  # and goes on: in order in its new series
+    assert (q.restarts, q.seq, q.last, q.volume, q.missed) == (1, 2, 91.0, 7, 2)
+    assert m.seq.counters()["restarts"] == 1
+
+
 def test_rates_per_symbol():
     m = MarketState(bars_factory=RecordingBars)
     t0 = m._rate_t
@@ -125,16 +140,6 @@ def test_fills_update_positions_once_and_collect_marks_to_market():
     st.on_fill(fill(2, side=Side.SELL, qty=10, price=102.0))
     st.collect()
     assert pos.qty == 0 and pos.realized_pnl == 20.0 and st.pnl_totals() == (20.0, 0.0)
-
-
-def test_exec_gap_asks_for_a_resync():
-    st = AppState(bars_factory=RecordingBars)
-    st.check_exec_seq(1)
-    st.check_exec_seq(2)
-    assert not st.resync_wanted
-    st.check_exec_seq(5)
-    assert st.resync_wanted and st.exec_gaps == 1
-    assert any("gap" in ln.text for ln in st.log.items)
 
 
 def test_snapshot_then_replayed_fills():

@@ -234,10 +234,7 @@ def test_gateway_reply_lists_positions_by_symbol_and_never_adds_flat_rows():
     assert P.decode(reply.pack()) == reply
 
 
-def test_the_old_names_are_the_same_class():
-    from workers.executor import positions as old
-
-    assert old.PositionBook is PositionBook and old.fill_number is fill_number
+def test_the_gateways_old_name_is_the_same_class():
     assert PositionState is SymbolPosition
 
 

@@ -8,6 +8,5 @@ gateway and the window.  :mod:`~workers.executor.worker` is the process.
 
 from workers.executor.risk import Decision, RiskChecker, RiskLimits
 from workers.executor.tracker import OrderTracker, WorkingOrder
-from workers.positions import PositionBook, SymbolPosition
 
-__all__ = ["Decision", "OrderTracker", "PositionBook", "RiskChecker", "RiskLimits", "SymbolPosition", "WorkingOrder"]
+__all__ = ["Decision", "OrderTracker", "RiskChecker", "RiskLimits", "WorkingOrder"]
