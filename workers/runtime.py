@@ -30,7 +30,7 @@ import zmq
 
 from workers import protocol as P
 from workers.clock import LIVE_CLOCK, Clock
-from workers.config import Endpoints, add_common_args, apply_toml_defaults, is_loopback
+from workers.config import ConfigOf, Endpoints, RuntimeConfig, add_common_args, apply_toml_defaults, from_namespace, is_loopback
 from workers.control_channel import CONTROL_RECONNECT_AFTER, SUPERVISOR_PID_ENV, ControlChannel
 from workers.errors import CommandError, ConfigError
 from workers.ratelimit import RateLimitedLogger
@@ -308,15 +308,33 @@ def setup_logging(level: str, name: str) -> None:
 
 
 def run_worker(cls: type[Worker], parser: argparse.ArgumentParser, argv: list[str]) -> int:
-    """Parse argv (TOML defaults, then flags), set up logging, run the worker, return its exit code."""
+    """Parse argv (declared defaults < TOML tables < flags), set up logging, run the worker,
+    return its exit code.  A config file that does not fit the declarations (unknown key,
+    wrong type) is one line on stderr and exit status 2, like a bad flag."""
     add_common_args(parser)
-    apply_toml_defaults(parser, argv, f"worker.{cls.kind}")
-    args = parser.parse_args(argv)
-    if args.name:
-        apply_toml_defaults(parser, argv, f"worker.{args.name}")
+    own = getattr(cls, "config", None)
+    # a worker class without a declared config (a test's) gets its TOML tables unchecked
+    decls = [RuntimeConfig, own.cls] if isinstance(own, ConfigOf) else []
+    try:
+        apply_toml_defaults(parser, argv, f"worker.{cls.kind}", decls)
         args = parser.parse_args(argv)
-    setup_logging(args.log_level, args.name or cls.kind)
-    worker = cls(args)
+        if args.name:
+            apply_toml_defaults(parser, argv, f"worker.{args.name}", decls)
+            args = parser.parse_args(argv)
+        # built here once to refuse a bad combination before any socket opens; the worker
+        # builds its own from the same namespace (self.config)
+        runtime = from_namespace(RuntimeConfig, args)
+        for d in decls[1:]:
+            from_namespace(d, args)
+    except ConfigError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    setup_logging(runtime.log_level, runtime.name or cls.kind)
+    try:
+        worker = cls(args)
+    except ConfigError as e:
+        log.error("%s failed to start: %s", runtime.name or cls.kind, e)
+        return EXIT_CONFIG_ERROR
     profile_dir = os.environ.get("TICKDESK_PROFILE")
     if not profile_dir:
         return worker.run()

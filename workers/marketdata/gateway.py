@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import dataclass
 
 import zmq
 
@@ -38,8 +39,9 @@ from workers.marketdata.replay_feed import (
     ReplayFeed,
     default_data_file,
 )
+from workers.config import ConfigOf, at_least, between, build_parser_for, option
 from workers.marketdata.sim_feed import DEFAULT_SYMBOLS, SimFeed
-from workers.errors import CommandError, ConfigError
+from workers.errors import CommandError
 from workers.runtime import Worker, run_worker
 from workers.symbols import parse_symbols
 
@@ -108,14 +110,11 @@ class Schedule:
 class MarketDataGateway(Worker):
     kind = "marketdata"
     timer_interval = 0.25  # only refreshes gauges
+    config = ConfigOf("MarketDataConfig")
 
     def setup(self) -> None:
-        a = self.args
-        _check_options(a)
-        try:
-            symbols = parse_symbols(a.symbols)
-        except ValueError as e:  # from a TOML file, which argparse's type check never saw
-            raise ConfigError(f"--symbols: {e}") from None
+        a = self.config  # checked against MarketDataConfig: a bad value is a ConfigError here (exit 2)
+        symbols = parse_symbols(a.symbols)
         if a.feed == "replay":
             self.feed = ReplayFeed(
                 a.file or default_data_file(),
@@ -345,20 +344,6 @@ def rate_to_speed(rate: float, ticks_per_bar: int) -> float:
     return rate * BAR_SECONDS / ticks_per_bar
 
 
-def _check_options(a: argparse.Namespace) -> None:
-    """Values from a TOML file skip argparse's type checks; check them here (a ConfigError
-    makes the runtime report "failed to start" and exit 2)."""
-    for name, lo in (("rate", 0), ("speed", 0), ("start_delay", 0), ("spread_bps", 0), ("max_ticks", 0), ("hwm", 1), ("ticks_per_bar", 4),
-                     ("batch_ticks", 1)):
-        v = getattr(a, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
-            raise ConfigError(f"--{name.replace('_', '-')} must be a number >= {lo}, got {v!r}")
-    if isinstance(a.batch_ticks, float) or a.batch_ticks > P.MAX_TICKS_PER_FRAME:
-        raise ConfigError(f"--batch-ticks must be a whole number 1..{P.MAX_TICKS_PER_FRAME}, got {a.batch_ticks!r}")
-    if a.feed not in ("sim", "replay"):
-        raise ConfigError(f"--feed must be sim or replay, got {a.feed!r}")
-
-
 def _number_arg(args: dict, name: str, lo: float, hi: float) -> float:
     v = args.get(name)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
@@ -366,86 +351,60 @@ def _number_arg(args: dict, name: str, lo: float, hi: float) -> float:
     return float(v)
 
 
-def _nonneg_float(text: str) -> float:
-    v = float(text)
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
-def _pos_int(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return v
-
-
-def _batch_ticks(text: str) -> int:
-    v = int(text)
-    if not 1 <= v <= P.MAX_TICKS_PER_FRAME:
-        raise argparse.ArgumentTypeError(f"must be 1..{P.MAX_TICKS_PER_FRAME}, got {text}")
-    return v
-
-
-def _ticks_per_bar(text: str) -> int:
-    v = int(text)
-    if v < 4:
-        raise argparse.ArgumentTypeError(f"a bar needs at least 4 ticks (open, high, low, close), got {text}")
-    return v
-
-
-def _symbols_arg(text: str) -> str:
-    try:
-        parse_symbols(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def _symbols_check(text: str) -> str:
+    parse_symbols(text)  # the one symbol rule; the text itself is kept (setup parses it again)
     return text
 
 
+def _ticks_per_bar_check(v: int) -> int:
+    if v < 4:
+        raise ValueError(f"a bar needs at least 4 ticks (open, high, low, close), got {v}")
+    return v
+
+
+@dataclass(frozen=True)
+class MarketDataConfig:
+    """Every option of the market-data gateway (see workers.config for how it is declared)."""
+
+    feed: str = option("sim", "tick source: sim (simulated market) or replay (historical daily bars)", choices=("sim", "replay"), group="feed")
+    symbols: str = option(
+        "", "comma-separated symbols", check=_symbols_check, join=True, group="feed",
+        default_text=f"sim {','.join(DEFAULT_SYMBOLS)}; replay every symbol in --file",
+    )
+    rate: float = option(DEFAULT_RATE, "sim: ticks per second per symbol, 0 = as fast as possible", check=at_least(0), group="feed")
+    seed: int | None = option(None, "random seed; the same seed gives the same prices and sizes", default_text="a fresh random seed", group="feed")
+    max_ticks: int = option(0, "stop publishing after this many ticks in all, 0 = unlimited; the process stays up", check=at_least(0), group="feed")
+    start_delay: float = option(0.0, "seconds to wait after binding before the first tick, so subscribers can connect", check=at_least(0), group="feed")
+    file: str | None = option(
+        None, "replay: daily OHLCV CSV (date,open,high,low,close,volume[,symbol])", default_text=str(default_data_file()), group="replay"
+    )
+    speed: float = option(
+        DEFAULT_SPEED, "replay: market seconds per wall-clock second; 86400 = one daily bar per second, 0 = as fast as possible",
+        check=at_least(0), group="replay",
+    )
+    loop: bool = option(False, "replay: start again from the first bar at the end of the file", default_text="stop at the end", group="replay")
+    ticks_per_bar: int = option(DEFAULT_TICKS_PER_BAR, "replay: ticks derived from each daily bar, at least 4", check=_ticks_per_bar_check, group="replay")
+    spread_bps: float = option(DEFAULT_SPREAD_BPS, "replay: synthetic bid/ask spread in basis points", check=at_least(0), group="replay")
+    hwm: int = option(DEFAULT_HWM, "SNDHWM of the PUB socket, in messages per subscriber", check=at_least(1), group="publisher")
+    batch_ticks: int = option(
+        DEFAULT_BATCH_TICKS,
+        "most ticks of one symbol in one frame: the ticks of a symbol due at the same wake-up go out as one 'ticks' "
+        "message (never waiting for more); 1 = one 'tick' frame per tick, the classic form every consumer reads; "
+        f"at most {P.MAX_TICKS_PER_FRAME}",
+        check=between(1, P.MAX_TICKS_PER_FRAME), group="publisher",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="main.py worker marketdata",
-        description="Market-data gateway: publishes simulated or replayed ticks on the ticks endpoint (PUB, topic tick.<SYMBOL>).",
+    return build_parser_for(
+        MarketDataConfig,
+        "main.py worker marketdata",
+        "Market-data gateway: publishes simulated or replayed ticks on the ticks endpoint (PUB, topic tick.<SYMBOL>).",
     )
-    g = p.add_argument_group("feed")
-    g.add_argument("--feed", choices=("sim", "replay"), default="sim", help="tick source: sim (simulated market) or replay (historical daily bars) (default sim)")
-    g.add_argument(
-        "--symbols", type=_symbols_arg, default="",
-        help=f"comma-separated symbols (default: sim {','.join(DEFAULT_SYMBOLS)}; replay every symbol in --file)",
-    )
-    g.add_argument("--rate", type=_nonneg_float, default=DEFAULT_RATE, help=f"sim: ticks per second per symbol, 0 = as fast as possible (default {DEFAULT_RATE:g})")
-    g.add_argument("--seed", type=int, default=None, help="random seed; the same seed gives the same prices and sizes (default: a fresh random seed)")
-    g.add_argument("--max-ticks", type=_nonneg_int, default=0, help="stop publishing after this many ticks in all, 0 = unlimited; the process stays up (default 0)")
-    g.add_argument("--start-delay", type=_nonneg_float, default=0.0, help="seconds to wait after binding before the first tick, so subscribers can connect (default 0)")
-    r = p.add_argument_group("replay")
-    r.add_argument("--file", default=None, help=f"replay: daily OHLCV CSV (date,open,high,low,close,volume[,symbol]) (default {default_data_file()})")
-    r.add_argument(
-        "--speed", type=_nonneg_float, default=DEFAULT_SPEED,
-        help=f"replay: market seconds per wall-clock second; 86400 = one daily bar per second, 0 = as fast as possible (default {DEFAULT_SPEED:g})",
-    )
-    r.add_argument("--loop", action="store_true", help="replay: start again from the first bar at the end of the file (default: stop at the end)")
-    r.add_argument("--ticks-per-bar", type=_ticks_per_bar, default=DEFAULT_TICKS_PER_BAR, help=f"replay: ticks derived from each daily bar, at least 4 (default {DEFAULT_TICKS_PER_BAR})")
-    r.add_argument("--spread-bps", type=_nonneg_float, default=DEFAULT_SPREAD_BPS, help=f"replay: synthetic bid/ask spread in basis points (default {DEFAULT_SPREAD_BPS:g})")
-    o = p.add_argument_group("publisher")
-    o.add_argument("--hwm", type=_pos_int, default=DEFAULT_HWM, help=f"SNDHWM of the PUB socket, in messages per subscriber (default {DEFAULT_HWM})")
-    o.add_argument(
-        "--batch-ticks", type=_batch_ticks, default=DEFAULT_BATCH_TICKS,
-        help=f"most ticks of one symbol in one frame: the ticks of a symbol due at the same wake-up go out as one 'ticks' "
-        f"message (never waiting for more); 1 = one 'tick' frame per tick, the classic form every consumer reads "
-        f"(default {DEFAULT_BATCH_TICKS}; max {P.MAX_TICKS_PER_FRAME})",
-    )
-    return p
 
 
 def main(argv: list[str]) -> int:
     return run_worker(MarketDataGateway, build_parser(), argv)
 
 
-__all__ = ["MarketDataGateway", "build_parser", "main", "rate_to_speed", "speed_to_rate"]
+__all__ = ["MarketDataConfig", "MarketDataGateway", "build_parser", "main", "rate_to_speed", "speed_to_rate"]

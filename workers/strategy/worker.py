@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
 from workers import protocol as P
-from workers.errors import CommandError, ConfigError
+from workers.config import ConfigOf, at_least, build_parser_for, option, positive
+from workers.errors import CommandError
 from workers.runtime import Worker, run_worker
 from workers.sequence import SeqKind, SequenceTracker
 from workers.strategy.levels import MODES, SRStrategy, StrategyParams, SupportResistance, fmt_price
@@ -46,33 +48,20 @@ def strategy_symbols(value: Any) -> tuple[str, ...]:
     return parse_symbols(items)
 
 
-def _symbols_arg(value: str) -> tuple[str, ...]:
-    try:
-        return strategy_symbols(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 class StrategyWorker(Worker):
     """Support/resistance strategy over the configured symbols (see module docstring)."""
 
     kind = "strategy"
     timer_interval = 0.1
+    config = ConfigOf("StrategyConfig")
 
     def setup(self) -> None:
-        a = self.args
-        # validated here, not in argparse, because TOML defaults bypass argparse's checks;
-        # a ValueError makes the runtime log it and exit with status 2
-        try:
-            self.symbols = strategy_symbols(a.symbols)
-        except ValueError as e:
-            raise ConfigError(f"--symbols: {e}") from None
-        params = StrategyParams.from_mapping(vars(a))
-        self.levels_interval = float(a.levels_interval)
-        self.levels_refresh = float(a.levels_refresh)
-        self.max_symbols = int(a.max_symbols)
-        if self.levels_interval < 0 or self.levels_refresh <= 0 or self.max_symbols < 1:
-            raise ValueError("--levels-interval must be >= 0, --levels-refresh > 0 and --max-symbols >= 1")
+        a = self.config  # checked against StrategyConfig: a bad value is a ConfigError here (exit 2)
+        self.symbols = a.symbols
+        params = a.params
+        self.levels_interval = a.levels_interval
+        self.levels_refresh = a.levels_refresh
+        self.max_symbols = a.max_symbols
         self.strategy = SRStrategy(self.name, params, count=self.stats.inc)
         for k in COUNTERS:
             self.stats.counters[k] = 0
@@ -87,10 +76,10 @@ class StrategyWorker(Worker):
 
         ep = self.endpoints
         topics = [P.tick_topic(s) + P.TOPIC_SEP for s in self.symbols] or [b"tick."]
-        self.ticks = self.socket(zmq.SUB, connect=ep.ticks, rcvhwm=int(a.tick_hwm), subscribe=topics)
+        self.ticks = self.socket(zmq.SUB, connect=ep.ticks, rcvhwm=a.tick_hwm, subscribe=topics)
         # IMMEDIATE: with no executor connected a signal is dropped at once (counted), never
         # queued to be executed later at a stale price
-        self.out = self.socket(zmq.PUSH, connect=ep.signals, sndhwm=int(a.signal_hwm), options={zmq.IMMEDIATE: 1})
+        self.out = self.socket(zmq.PUSH, connect=ep.signals, sndhwm=a.signal_hwm, options={zmq.IMMEDIATE: 1})
         self.events = self.socket(zmq.SUB, connect=ep.events, rcvhwm=100_000, subscribe=[b"signal."])
         self.add_reader(self.ticks, self._on_tick)
         self.add_reader(self.events, self._on_event)
@@ -304,32 +293,41 @@ class StrategyWorker(Worker):
         g["symbols"] = list(self.symbols) or ["*"]
 
 
+_P = StrategyParams()  # the strategy's own defaults: declared in StrategyParams, read here
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Every option of a strategy worker; the StrategyParams fields keep their defaults there."""
+
+    symbols: tuple[str, ...] = option(("AAPL", "MSFT"), "comma-separated symbols to trade; '' or '*' for every symbol on the feed", check=strategy_symbols, group="strategy")
+    window: int = option(_P.window, "ticks in the rolling window; support = its low, resistance = its high (current tick excluded)", group="strategy")
+    min_fill: int = option(_P.min_fill, "ticks the window must hold before trading (capped at --window)", group="strategy")
+    mode: str = option(_P.mode, "which signals to emit", choices=MODES, group="strategy")
+    breakout_bps: float = option(_P.breakout_bps, "basis points beyond a level that make a breakout/breakdown", group="strategy")
+    bounce_bps: float = option(_P.bounce_bps, "width of the touch zone above support / below resistance, in bps", group="strategy")
+    turn_bps: float = option(_P.turn_bps, "bps the price must turn back from the touch extreme to confirm a bounce", group="strategy")
+    min_range_bps: float = option(_P.min_range_bps, "no bounce signals while resistance - support is below this (bps of support)", group="strategy")
+    cooldown: float = option(_P.cooldown, "seconds (tick time) between two signals of one symbol", group="strategy")
+    qty: int = option(_P.qty, "quantity of each signal", group="strategy")
+    max_position: int = option(_P.max_position, "largest absolute virtual position per symbol", group="strategy")
+    allow_short: bool = option(_P.allow_short, "may a sell open or extend a short position", negatable=True, group="strategy")
+    levels_interval: float = option(0.5, "seconds between two Levels messages of one symbol at most", check=at_least(0), group="output")
+    levels_refresh: float = option(5.0, "seconds between republishing every symbol's levels unchanged", check=positive, group="output")
+    signal_hwm: int = option(1000, "send high-water mark of the signals PUSH socket; beyond it signals are dropped and counted", group="output")
+    tick_hwm: int = option(100_000, "receive high-water mark of the ticks SUB socket", group="output")
+    max_symbols: int = option(1000, "with --symbols '*': most symbols tracked; ticks of further symbols are dropped", check=at_least(1), group="output")
+
+    def __post_init__(self) -> None:
+        self.params  # noqa: B018 -- StrategyParams checks the ranges (and min_fill against window)
+
+    @property
+    def params(self) -> StrategyParams:
+        return StrategyParams(**{n: getattr(self, n) for n in StrategyParams.field_names()})
+
+
 def build_parser() -> argparse.ArgumentParser:
-    d = StrategyParams()
-    p = argparse.ArgumentParser(
-        prog="main.py worker strategy",
-        description="Support/resistance strategy: SUB ticks, PUSH signals and levels to the executor.",
-    )
-    g = p.add_argument_group("strategy")
-    g.add_argument("--symbols", type=_symbols_arg, default="AAPL,MSFT", help="comma-separated symbols to trade; '' or '*' for every symbol on the feed (default: %(default)s)")
-    g.add_argument("--window", type=int, default=d.window, help="ticks in the rolling window; support = its low, resistance = its high (current tick excluded) (default: %(default)s)")
-    g.add_argument("--min-fill", type=int, default=d.min_fill, help="ticks the window must hold before trading (capped at --window) (default: %(default)s)")
-    g.add_argument("--mode", choices=MODES, default=d.mode, help="which signals to emit (default: %(default)s)")
-    g.add_argument("--breakout-bps", type=float, default=d.breakout_bps, help="basis points beyond a level that make a breakout/breakdown (default: %(default)s)")
-    g.add_argument("--bounce-bps", type=float, default=d.bounce_bps, help="width of the touch zone above support / below resistance, in bps (default: %(default)s)")
-    g.add_argument("--turn-bps", type=float, default=d.turn_bps, help="bps the price must turn back from the touch extreme to confirm a bounce (default: %(default)s)")
-    g.add_argument("--min-range-bps", type=float, default=d.min_range_bps, help="no bounce signals while resistance - support is below this (bps of support) (default: %(default)s)")
-    g.add_argument("--cooldown", type=float, default=d.cooldown, help="seconds (tick time) between two signals of one symbol (default: %(default)s)")
-    g.add_argument("--qty", type=int, default=d.qty, help="quantity of each signal (default: %(default)s)")
-    g.add_argument("--max-position", type=int, default=d.max_position, help="largest absolute virtual position per symbol (default: %(default)s)")
-    g.add_argument("--allow-short", action=argparse.BooleanOptionalAction, default=d.allow_short, help="may a sell open or extend a short position (default: %(default)s)")
-    o = p.add_argument_group("output")
-    o.add_argument("--levels-interval", type=float, default=0.5, help="seconds between two Levels messages of one symbol at most (default: %(default)s)")
-    o.add_argument("--levels-refresh", type=float, default=5.0, help="seconds between republishing every symbol's levels unchanged (default: %(default)s)")
-    o.add_argument("--signal-hwm", type=int, default=1000, help="send high-water mark of the signals PUSH socket; beyond it signals are dropped and counted (default: %(default)s)")
-    o.add_argument("--tick-hwm", type=int, default=100_000, help="receive high-water mark of the ticks SUB socket (default: %(default)s)")
-    o.add_argument("--max-symbols", type=int, default=1000, help="with --symbols '*': most symbols tracked; ticks of further symbols are dropped (default: %(default)s)")
-    return p
+    return build_parser_for(StrategyConfig, "main.py worker strategy", "Support/resistance strategy: SUB ticks, PUSH signals and levels to the executor.")
 
 
 def main(argv: list[str]) -> int:
