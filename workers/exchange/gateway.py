@@ -35,6 +35,7 @@ from workers.exchange.simulated import SimulatedExchange
 from workers.exchange.limits import HardLimits, add_hard_limit_args
 from workers.protocol import MsgType, OrderStatus, Side
 from workers.runtime import Worker, run_worker
+from workers.sequence import SequenceTracker
 
 DEFAULT_JOURNAL_NAME = "exchange-journal.sqlite"
 DEFAULT_EXEC_HWM = 100_000
@@ -93,6 +94,11 @@ class ExchangeGateway(Worker):
         self.exec_seq = 0  # per-publisher sequence of the execution stream (restarts at 1)
         self.batch_max = max(1, int(args.batch))
         self.hard_limits = HardLimits.from_args(args)
+        # Per symbol, so that a repeated tick never matches twice nor moves the price band.
+        # Ticks carry no epoch: a step back counts as a feed restart (one PUB->SUB connection
+        # delivers in order), as in the strategy worker.
+        self.tick_seq = SequenceTracker()
+        self.stats.counters["ticks_stale"] = 0
         # Market orders that arrived before the first tick of their symbol (see _should_hold):
         # (envelope, client_order_id) in arrival order, answered when the market shows up.
         self._held: list[tuple[list[bytes], str]] = []
@@ -516,12 +522,24 @@ class ExchangeGateway(Worker):
         try:
             # a 'tick' or a batched 'ticks' frame (its ts is int64 by declaration: it becomes
             # the fills' cause_ts, in the journal)
-            ticks = [P.last_tick(frame)] if newest_only else list(P.iter_ticks(frame))
+            sym, rows = P.tick_rows(frame)
         except P.ProtocolError as e:
             self.stats.inc("decode_errors")
             self.rlog.warning("tick", "bad tick: %s", e)
             return
-        for tick in ticks:
+        if newest_only:
+            rows = rows[-1:]
+        seq = self.tick_seq
+        # newest_only skips older ticks on purpose, so the tracker's gaps mean nothing here;
+        # only what is not fresh (a duplicate) is dropped
+        if not seq.check_run(sym, rows[0][0], rows[-1][0], len(rows)):
+            fresh = [r for r in rows if seq.check(sym, r[0]).fresh]
+            if len(fresh) < len(rows):
+                self.stats.inc("ticks_stale", len(rows) - len(fresh))
+                self.rlog.warning("stale", "%s: %d stale tick(s) dropped (seq %d..%d)", sym, len(rows) - len(fresh), rows[0][0], rows[-1][0])
+            rows = fresh
+        for r in rows:
+            tick = P.Tick(sym, *r)
             self.hard_limits.on_last(tick.symbol, tick.last)
             if self._hold_until:
                 self._market_seen.add(tick.symbol)
