@@ -46,6 +46,7 @@ from workers.executor.tracker import OrderTracker
 from workers.order_client import UNREADABLE_PREFIX, OrderClient, RetryPolicy, new_client_order_id
 from workers.positions import PositionBook
 from workers.runtime import Worker, run_worker
+from workers.sequence import SeqKind, SequenceTracker
 from workers.symbols import parse_symbols
 
 UNKNOWN_REASON = "order outcome unknown; reconciling"
@@ -70,7 +71,8 @@ class OrderExecutor(Worker):
         self.paused = False
         self.synced = False
         self._tick_frames: dict[bytes, bytes] = {}
-        self._exec_seq = 0
+        # one key: order updates and fills share the gateway's counter
+        self._exec_seq = SequenceTracker()
         self._resync_wanted = False
         self._last_resync = -1e9
         now = clock.monotonic()
@@ -328,23 +330,18 @@ class OrderExecutor(Worker):
         # restarted.  Either way the position book is re-based on a get_positions snapshot.
         if not seq:
             return
-        last = self._exec_seq
-        if seq == last:
-            return  # the same report again: nothing was lost
-        self._exec_seq = seq
-        if not last:
-            # The first report since start: fills published after the startup snapshot but
-            # before this SUB had joined (the slow-joiner window) would be lost without a trace
-            # of a gap, so take one more snapshot now that the subscription is live.
-            self._resync_wanted = True
-            return
-        if seq == last + 1:
-            return
-        if seq > last + 1:
+        ev = self._exec_seq.check("execution", seq)
+        kind = ev.kind
+        if kind is SeqKind.IN_ORDER or kind is SeqKind.DUPLICATE:
+            return  # next in line, or the same report again: nothing was lost
+        if kind is SeqKind.GAP:
             self.stats.inc("exec_gaps")
-            self.rlog.warning("exec_gap", "execution stream gap: %d -> %d; resyncing positions", last, seq)
-        else:
+            self.rlog.warning("exec_gap", "execution stream gap: %d -> %d; resyncing positions", ev.previous, seq)
+        elif kind is SeqKind.RESTART:
             self.stats.inc("exec_restarts")
+        # FIRST too: fills published after the startup snapshot but before this SUB had joined
+        # (the slow-joiner window) would be lost without a trace of a gap, so take one more
+        # snapshot now that the subscription is live.
         self._resync_wanted = True
 
     def _on_fill(self, fill: P.Fill) -> None:
