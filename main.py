@@ -34,10 +34,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_fleet(argv: list[str]) -> int:
     """The fleet with the window, or headless with ``--headless``; one set of options for both."""
+    from workers.errors import ConfigError
     from workers.launcher import parse
     from workers.runtime import setup_logging
 
-    args = parse(argv)
+    try:
+        args = parse(argv)
+    except ConfigError as e:  # a config file that does not fit the declared options: one line, like a bad flag
+        print(f"main.py: error: {e}", file=sys.stderr)
+        return 2
     setup_logging(args.log_level, "tickdesk")
     if args.headless:
         from workers.launcher import run_headless

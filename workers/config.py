@@ -245,10 +245,21 @@ def from_namespace(cls: type, ns: argparse.Namespace, **override: Any) -> Any:
         raise ConfigError(str(e)) from None
 
 
+def build(cls: type, values: Mapping[str, Any]) -> Any:
+    """``cls`` from values by (flattened) field name; the rest keep their defaults."""
+    kw: dict[str, Any] = {}
+    for f in _fields(cls):
+        if f.opt is None:
+            kw[f.name] = build(f.base, values)
+        elif f.name in values:
+            kw[f.name] = values[f.name]
+    return cls(**kw)
+
+
 def from_mapping(cls: type, table: Mapping[str, Any], where: str = "", **base: Any) -> Any:
     """The typed ``cls`` from a TOML table over ``base`` values (see :func:`check_table`)."""
     try:
-        return cls(**{**base, **check_table(table, [cls], where, by="name")})
+        return build(cls, {**base, **check_table(table, [cls], where, by="name")})
     except ValueError as e:
         raise ConfigError(f"{where}: {e}" if where else str(e)) from None
 
@@ -267,7 +278,7 @@ def table_argv(decls: Sequence[type], table: Mapping[str, Any], where: str, base
     for cls in decls:
         mine = {k: v for k, v in values.items() if k in option_names(cls)}
         try:
-            cfg = cls(**mine)
+            cfg = build(cls, mine)
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None
         out += to_argv(cfg, mine)
@@ -496,6 +507,17 @@ def apply_toml_defaults(p: argparse.ArgumentParser, argv: list[str], section: st
     p.set_defaults(**values)
 
 
+def parse_worker_argv(parser: argparse.ArgumentParser, argv: list[str], kind: str, decls: Sequence[type] = ()) -> argparse.Namespace:
+    """A worker's namespace: declared defaults < [worker.KIND] < [worker.NAME] < flags (and
+    [endpoints] under the endpoint flags); ConfigError for a table that does not fit ``decls``."""
+    apply_toml_defaults(parser, argv, f"worker.{kind}", decls)
+    args = parser.parse_args(argv)
+    if args.name:
+        apply_toml_defaults(parser, argv, f"worker.{args.name}", decls)
+        args = parser.parse_args(argv)
+    return args
+
+
 def data_dir() -> Path:
     """Where journals and state live: TICKDESK_DATA_DIR, else the user's app-data folder."""
     env = os.environ.get("TICKDESK_DATA_DIR")
@@ -541,6 +563,7 @@ __all__ = [
     "add_options",
     "at_least",
     "between",
+    "build",
     "build_parser_for",
     "check_table",
     "config_path",
@@ -551,6 +574,7 @@ __all__ = [
     "load_toml",
     "option",
     "option_names",
+    "parse_worker_argv",
     "options_of",
     "positive",
     "table_argv",

@@ -7,69 +7,112 @@ bounce one on different symbols), so that a fresh install trades within seconds.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.config import data_dir, load_toml
+from workers.config import Endpoints, RuntimeConfig, at_least, check_table, data_dir, load_toml, option, options_of, table_argv, toml_table
+from workers.exchange.gateway import DEFAULT_JOURNAL_NAME, ExchangeConfig
+from workers.executor.worker import ExecutorConfig
+from workers.marketdata.gateway import MarketDataConfig
+from workers.strategy.worker import StrategyConfig
+from workers.errors import ConfigError
 from workers.supervisor import WorkerSpec
-
-DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN")
 
 DEFAULT_STRATEGIES: tuple[dict[str, Any], ...] = (
     {"name": "sr-breakout", "symbols": "AAPL,MSFT", "mode": "breakout"},
     {"name": "sr-bounce", "symbols": "GOOG,AMZN", "mode": "bounce"},
 )
 
+#: the options of each worker kind: what a [fleet.KIND] or [worker.KIND] table may hold
+KIND_CONFIGS: dict[str, type] = {
+    "marketdata": MarketDataConfig,
+    "strategy": StrategyConfig,
+    "executor": ExecutorConfig,
+    "exchange": ExchangeConfig,
+}
 
-def _flags(options: dict[str, Any]) -> list[str]:
-    """{'max_position': 500, 'mode': 'both'} -> ['--max-position', '500', '--mode', 'both']"""
-    out: list[str] = []
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            # true -> --flag; false -> --no-flag (argparse BooleanOptionalAction options)
-            out.append(flag if value else "--no-" + key.replace("_", "-"))
-        elif isinstance(value, (list, tuple)):
-            out += [flag, ",".join(map(str, value))]
-        else:
-            out += [flag, str(value)]
-    return out
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """What main.py builds its fleet from (flags, or the [tickdesk] and [endpoints] tables)."""
+
+    config: str | None = option(None, "fleet and worker settings (see docs/architecture.md, Configuration)", metavar="TOML", toml=False)
+    data_dir: str | None = option(None, "journal, logs and state", default_text="the user's app-data folder")
+    tick_rate: float = option(20.0, "simulated ticks per second per symbol", check=at_least(0))
+    seed: int | None = option(None, "seed of the simulated market", default_text="random")
+    fresh: bool = option(False, "start with an empty exchange journal (forget orders and positions)")
+    curve_dir: str | None = option(None, "CurveZMQ keys (main.py keys generate DIR): every socket of the fleet and the window uses CURVE")
+    endpoints: Endpoints = options_of(Endpoints)
+
+
+def _worker_args(kind: str, table: dict[str, Any], where: str, **base: Any) -> list[str]:
+    # a [fleet.KIND] table may also set the runtime options every worker has (heartbeat, ...)
+    return table_argv([KIND_CONFIGS[kind], RuntimeConfig], table, where, base)
 
 
 def default_fleet(
     *,
     data: Path | None = None,
-    tick_rate: float = 20.0,
+    tick_rate: float = FleetConfig.tick_rate,
     seed: int | None = None,
     config_path: str | None = None,
     fresh_journal: bool = False,
 ) -> list[WorkerSpec]:
-    """The workers to start.  ``config_path`` may override any part (see docs/architecture.md, Configuration)."""
+    """The workers to start.  ``config_path`` may override any part (see docs/architecture.md,
+    Configuration); every [fleet.*] key is checked against its worker's declared options here,
+    so a typo stops the start with the key and file named (ConfigError), not a worker later."""
     data = Path(data) if data else data_dir()
     cfg = load_toml(config_path)
-    fleet = cfg.get("fleet", {})
+
+    def where(kind: str) -> str:
+        return f"{config_path}: [fleet.{kind}]"
+
     common = ["--config", str(config_path)] if config_path else []
+    fleet = toml_table(cfg, "fleet", config_path)
 
-    md_opts: dict[str, Any] = {"feed": "sim", "rate": tick_rate, "symbols": ",".join(DEFAULT_SYMBOLS)}
+    md: dict[str, Any] = {"rate": tick_rate}
     if seed is not None:
-        md_opts["seed"] = seed
-    md_opts.update(fleet.get("marketdata", {}))
+        md["seed"] = seed
+    md_args = _worker_args("marketdata", toml_table(cfg, "fleet.marketdata", config_path), where("marketdata"), **md)
 
-    ex_opts: dict[str, Any] = {"journal": str(data / "exchange-journal.sqlite")}
-    ex_opts.update(fleet.get("exchange", {}))
+    ex_table = dict(toml_table(cfg, "fleet.exchange", config_path))
     # --fresh wipes the journal: only at the fleet's start, never when a crashed gateway is
     # restarted (that would forget every order and position it journaled)
-    fresh = bool(ex_opts.pop("fresh", False)) or fresh_journal
+    fresh = bool(check_table({"fresh": ex_table.pop("fresh", False)}, [ExchangeConfig], where("exchange")).get("fresh")) or fresh_journal
+    ex_args = _worker_args("exchange", ex_table, where("exchange"), journal=str(data / DEFAULT_JOURNAL_NAME))
 
-    exe_opts: dict[str, Any] = dict(fleet.get("executor", {}))
+    exe_args = _worker_args("executor", toml_table(cfg, "fleet.executor", config_path), where("executor"))
 
+    unknown = sorted(set(fleet) - {"marketdata", "exchange", "executor", "strategies"})
+    if unknown:
+        raise ConfigError(f"{config_path}: unknown table [fleet.{unknown[0]}] (known: exchange, executor, marketdata, strategies)")
     specs = [
-        WorkerSpec("exchange", "exchange", _flags(ex_opts) + common, first_start_args=["--fresh"] if fresh else []),
-        WorkerSpec("marketdata", "marketdata", _flags(md_opts) + common),
-        WorkerSpec("executor", "executor", _flags(exe_opts) + common),
+        WorkerSpec("exchange", "exchange", ex_args + common, first_start_args=["--fresh"] if fresh else []),
+        WorkerSpec("marketdata", "marketdata", md_args + common),
+        WorkerSpec("executor", "executor", exe_args + common),
     ]
-    for strat in fleet.get("strategies", DEFAULT_STRATEGIES):
+    strategies = fleet.get("strategies", DEFAULT_STRATEGIES)
+    if not isinstance(strategies, (list, tuple)) or not all(isinstance(t, dict) for t in strategies):
+        raise ConfigError(f"{config_path}: fleet.strategies must be an array of tables ([[fleet.strategies]])")
+    for i, strat in enumerate(strategies):
         opts = dict(strat)
-        name = opts.pop("name")
-        specs.append(WorkerSpec(name, "strategy", _flags(opts) + common))
+        name = opts.pop("name", None)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{config_path}: [[fleet.strategies]] #{i + 1} needs a name")
+        specs.append(WorkerSpec(name, "strategy", _worker_args("strategy", opts, f"{config_path}: [[fleet.strategies]] {name}") + common))
+    check_worker_tables(cfg, config_path, {s.name: s.kind for s in specs})
     return specs
+
+
+def check_worker_tables(cfg: dict[str, Any], config_path: Any, names: dict[str, str]) -> None:
+    """[worker.KIND] and [worker.NAME] of the fleet's workers, checked as each worker will
+    check them when it starts (a table of a worker not in this fleet is left alone: it may be
+    for a worker started by hand on another host)."""
+    for key, table in toml_table(cfg, "worker", config_path).items():
+        kind = key if key in KIND_CONFIGS else names.get(key)
+        if kind is None:
+            continue
+        if not isinstance(table, dict):
+            raise ConfigError(f"{config_path}: [worker.{key}] must be a table")
+        check_table(table, [RuntimeConfig, KIND_CONFIGS[kind]], f"{config_path}: [worker.{key}]")

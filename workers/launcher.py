@@ -17,11 +17,25 @@ import sys
 import time
 from pathlib import Path
 
-from workers.config import Endpoints, add_endpoint_args, apply_toml_defaults, data_dir
-from workers.fleet import default_fleet
+from dataclasses import dataclass
+
+from workers.config import RuntimeConfig, add_options, apply_toml_defaults, data_dir, from_namespace, option, options_of, positive
+from workers.fleet import FleetConfig, default_fleet
 from workers.supervisor import Supervisor, SupervisorConfig, SupervisorError
 
 log = logging.getLogger("tickdesk.headless")
+
+
+@dataclass(frozen=True)
+class LauncherConfig:
+    """main.py's options (window and headless alike): how to run, and the fleet to run."""
+
+    headless: bool = option(False, "run the worker fleet without a window")
+    duration: float = option(0.0, "stop cleanly after this many seconds (0: run until Ctrl-C)")
+    screenshot: str | None = option(None, "window mode: save a screenshot when --duration ends", metavar="PNG")
+    status_every: float = option(5.0, "headless: seconds between status lines", check=positive)
+    log_level: str = option(RuntimeConfig.log_level, "DEBUG, INFO, WARNING; worker logs go to DATA_DIR/logs")
+    fleet: FleetConfig = options_of(FleetConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,32 +45,30 @@ def build_parser() -> argparse.ArgumentParser:
         "Without options it opens the window on the embedded defaults (simulated market and exchange).",
         epilog="Other commands: 'main.py worker KIND --help' (run one worker), 'main.py keys generate DIR' (CurveZMQ keys).",
     )
-    p.add_argument("--headless", action="store_true", help="run the worker fleet without a window")
-    p.add_argument("--duration", type=float, default=0.0, help="stop cleanly after this many seconds (0: run until Ctrl-C)")
-    p.add_argument("--screenshot", metavar="PNG", default=None, help="window mode: save a screenshot when --duration ends")
-    p.add_argument("--config", metavar="TOML", default=None, help="fleet and worker settings (see docs/architecture.md, Configuration)")
-    p.add_argument("--data-dir", default=None, help="journal, logs and state (default: the user's app-data folder)")
-    p.add_argument("--tick-rate", type=float, default=20.0, help="simulated ticks per second per symbol (default 20)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the simulated market (default: random)")
-    p.add_argument("--fresh", action="store_true", help="start with an empty exchange journal (forget orders and positions)")
-    p.add_argument("--status-every", type=float, default=5.0, help="headless: seconds between status lines (default 5)")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO); worker logs go to DATA_DIR/logs")
-    p.add_argument("--curve-dir", default=None, help="CurveZMQ keys (main.py keys generate DIR): every socket of the fleet and the window uses CURVE")
-    add_endpoint_args(p)
+    add_options(p, LauncherConfig)
     return p
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
+    """main.py's namespace (defaults < [tickdesk] and [endpoints] tables < flags); ConfigError
+    for a config file that does not fit the declarations.  The window fills unset endpoints
+    (None) from its settings before :func:`make_supervisor` reads the typed config."""
     p = build_parser()
-    apply_toml_defaults(p, argv, "tickdesk")
-    return p.parse_args(argv)
+    apply_toml_defaults(p, argv, "tickdesk", [LauncherConfig])
+    args = p.parse_args(argv)
+    f = from_namespace(LauncherConfig, args).fleet
+    # the fleet's tables ([fleet.*], [worker.*]) are checked now, so that a typo stops main.py
+    # with the key named before a window opens or a worker starts (the specs are built again)
+    default_fleet(data=Path(f.data_dir) if f.data_dir else data_dir(), config_path=f.config)
+    return args
 
 
 def make_supervisor(args: argparse.Namespace) -> Supervisor:
-    data = Path(args.data_dir) if args.data_dir else data_dir()
+    f = from_namespace(LauncherConfig, args).fleet
+    data = Path(f.data_dir) if f.data_dir else data_dir()
     data.mkdir(parents=True, exist_ok=True)
-    specs = default_fleet(data=data, tick_rate=args.tick_rate, seed=args.seed, config_path=args.config, fresh_journal=args.fresh)
-    return Supervisor(Endpoints.from_args(args), specs, SupervisorConfig(log_dir=str(data / "logs"), curve_dir=args.curve_dir))
+    specs = default_fleet(data=data, tick_rate=f.tick_rate, seed=f.seed, config_path=f.config, fresh_journal=f.fresh)
+    return Supervisor(f.endpoints, specs, SupervisorConfig(log_dir=str(data / "logs"), curve_dir=f.curve_dir))
 
 
 def status_line(sup: Supervisor) -> str:
@@ -80,6 +92,7 @@ def positions_text(sup: Supervisor) -> str:
 
 
 def run_headless(args: argparse.Namespace) -> int:
+    cfg = from_namespace(LauncherConfig, args)
     sup = make_supervisor(args)
     stop = {"why": ""}
 
@@ -95,7 +108,7 @@ def run_headless(args: argparse.Namespace) -> int:
         log.error("%s", e)
         return 2
     t0 = time.monotonic()
-    next_status = t0 + args.status_every
+    next_status = t0 + cfg.status_every
     exit_code = 0
     try:
         while not stop["why"]:
@@ -103,9 +116,9 @@ def run_headless(args: argparse.Namespace) -> int:
             now = time.monotonic()
             if now >= next_status:
                 log.info("%s", status_line(sup))
-                next_status = now + args.status_every
-            if args.duration and now - t0 >= args.duration:
-                stop["why"] = f"duration {args.duration:g}s reached"
+                next_status = now + cfg.status_every
+            if cfg.duration and now - t0 >= cfg.duration:
+                stop["why"] = f"duration {cfg.duration:g}s reached"
             failed = sup.failed()
             if failed:
                 for w in failed:

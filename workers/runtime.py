@@ -30,7 +30,7 @@ import zmq
 
 from workers import protocol as P
 from workers.clock import LIVE_CLOCK, Clock
-from workers.config import ConfigOf, Endpoints, RuntimeConfig, add_common_args, apply_toml_defaults, from_namespace, is_loopback
+from workers.config import ConfigOf, Endpoints, RuntimeConfig, add_common_args, from_namespace, is_loopback, parse_worker_argv
 from workers.control_channel import CONTROL_RECONNECT_AFTER, SUPERVISOR_PID_ENV, ControlChannel
 from workers.errors import CommandError, ConfigError
 from workers.ratelimit import RateLimitedLogger
@@ -316,11 +316,7 @@ def run_worker(cls: type[Worker], parser: argparse.ArgumentParser, argv: list[st
     # a worker class without a declared config (a test's) gets its TOML tables unchecked
     decls = [RuntimeConfig, own.cls] if isinstance(own, ConfigOf) else []
     try:
-        apply_toml_defaults(parser, argv, f"worker.{cls.kind}", decls)
-        args = parser.parse_args(argv)
-        if args.name:
-            apply_toml_defaults(parser, argv, f"worker.{args.name}", decls)
-            args = parser.parse_args(argv)
+        args = parse_worker_argv(parser, argv, cls.kind, decls)
         # built here once to refuse a bad combination before any socket opens; the worker
         # builds its own from the same namespace (self.config)
         runtime = from_namespace(RuntimeConfig, args)

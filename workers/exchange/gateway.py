@@ -27,12 +27,12 @@ from pathlib import Path
 import zmq
 
 from workers import protocol as P
-from workers.config import data_dir
+from workers.config import ConfigOf, at_least, build_parser_for, data_dir, option, options_of
 from workers.exchange.client import ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent
 from workers.positions import PositionBook
 from workers.exchange.journal import SYNC_MODES, Journal, JournalError, remove_journal
 from workers.exchange.simulated import SimulatedExchange
-from workers.exchange.limits import HardLimits, add_hard_limit_args
+from workers.exchange.limits import HardLimits, HardLimitsConfig
 from workers.protocol import MsgType, OrderStatus, Side
 from workers.runtime import Worker, run_worker
 from workers.sequence import SequenceTracker
@@ -80,6 +80,7 @@ class Batch:
 
 class ExchangeGateway(Worker):
     kind = "exchange"
+    config = ConfigOf("ExchangeConfig")
 
     def __init__(self, args: argparse.Namespace, client: ExchangeClient | None = None):
         super().__init__(args)
@@ -121,28 +122,29 @@ class ExchangeGateway(Worker):
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self) -> None:
-        path = Path(self.args.journal) if self.args.journal else data_dir() / DEFAULT_JOURNAL_NAME
-        if self.args.fresh:
+        # self.config: checked against ExchangeConfig (a ConfigError here means exit status 2)
+        path = Path(self.config.journal) if self.config.journal else data_dir() / DEFAULT_JOURNAL_NAME
+        if self.config.fresh:
             remove_journal(path)
         # The journal first: a gateway that cannot own its journal must not take orders.
-        self.journal = Journal(path, sync=self.args.journal_sync)
+        self.journal = Journal(path, sync=self.config.journal_sync)
         self._recover()
-        self.router = self.socket(zmq.ROUTER, bind=self.endpoints.orders, sndhwm=self.args.exec_hwm, rcvhwm=self.args.exec_hwm)
+        self.router = self.socket(zmq.ROUTER, bind=self.endpoints.orders, sndhwm=self.config.exec_hwm, rcvhwm=self.config.exec_hwm)
         # Replies to a vanished or stuck peer raise instead of vanishing, so they are counted.
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.add_reader(self.router, self._on_requests, multipart=True, drains=True)
-        self.pub = self.socket(zmq.PUB, bind=self.endpoints.execution, sndhwm=self.args.exec_hwm)
+        self.pub = self.socket(zmq.PUB, bind=self.endpoints.execution, sndhwm=self.config.exec_hwm)
         if self.caps.get("needs_ticks", False):
-            self.ticks = self.socket(zmq.SUB, connect=self.endpoints.ticks, subscribe=[b"tick."], rcvhwm=self.args.tick_hwm)
+            self.ticks = self.socket(zmq.SUB, connect=self.endpoints.ticks, subscribe=[b"tick."], rcvhwm=self.config.tick_hwm)
             self.add_reader(self.ticks, self._on_ticks, drains=True)
-            self._hold_until = time.monotonic() + max(0.0, float(self.args.market_wait))
+            self._hold_until = time.monotonic() + max(0.0, self.config.market_wait)
         self.log.info(
             "exchange gateway (%s) on %s, execution %s, journal %s (sync %s): %d orders, %d working, %d fills recovered",
             self.client.name,
             self.endpoints.orders,
             self.endpoints.execution,
             path,
-            self.args.journal_sync,
+            self.config.journal_sync,
             len(self.orders),
             len(self.working),
             self.positions.last_fill_seq,
@@ -629,53 +631,38 @@ def _split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes
     return frames[: i + 1], frames[i + 1 :]
 
 
+@dataclass(frozen=True)
+class ExchangeConfig:
+    """Every option of the exchange gateway."""
+
+    journal: str | None = option(
+        None, "SQLite journal file", metavar="PATH", group="exchange",
+        default_text=f"DATA_DIR/{DEFAULT_JOURNAL_NAME}, DATA_DIR from TICKDESK_DATA_DIR",
+    )
+    fresh: bool = option(False, "delete the journal at start: no recovery (tests, demos)", group="exchange")
+    journal_sync: str = option(
+        "normal", "normal: a committed order survives a process crash; full: also a power loss (fsync per batch)", choices=SYNC_MODES, group="exchange"
+    )
+    exec_hwm: int = option(
+        DEFAULT_EXEC_HWM, "send high-water mark of the execution PUB and the orders ROUTER, receive high-water mark of the ROUTER",
+        check=at_least(0), group="exchange",
+    )
+    tick_hwm: int = option(DEFAULT_TICK_HWM, "receive high-water mark of the ticks SUB; beyond it ticks are dropped by ZeroMQ", check=at_least(0), group="exchange")
+    market_wait: float = option(
+        DEFAULT_MARKET_WAIT, "seconds after start during which a market order for a symbol without a tick yet waits for its first "
+        "tick instead of being rejected 'no market data'; 0 = never wait", group="exchange",
+    )
+    batch: int = option(DEFAULT_BATCH, "most requests handled per journal commit (group commit)", group="exchange")
+    hard: HardLimitsConfig = options_of(HardLimitsConfig)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="main.py worker exchange",
-        description="Exchange gateway: orders on a ROUTER (REQ/DEALER clients), execution reports on a PUB, "
+    return build_parser_for(
+        ExchangeConfig,
+        "main.py worker exchange",
+        "Exchange gateway: orders on a ROUTER (REQ/DEALER clients), execution reports on a PUB, "
         "journaled in SQLite, matched by the embedded simulated exchange.",
     )
-    g = p.add_argument_group("exchange")
-    g.add_argument(
-        "--journal",
-        metavar="PATH",
-        default=None,
-        help=f"SQLite journal file (default: DATA_DIR/{DEFAULT_JOURNAL_NAME}, DATA_DIR from TICKDESK_DATA_DIR)",
-    )
-    g.add_argument("--fresh", action="store_true", help="delete the journal at start: no recovery (tests, demos)")
-    g.add_argument(
-        "--journal-sync",
-        choices=SYNC_MODES,
-        default="normal",
-        help="normal: a committed order survives a process crash (default); full: also a power loss (fsync per batch)",
-    )
-    g.add_argument(
-        "--exec-hwm",
-        type=int,
-        default=DEFAULT_EXEC_HWM,
-        help=f"send high-water mark of the execution PUB and the orders ROUTER, receive high-water mark of the ROUTER (default {DEFAULT_EXEC_HWM})",
-    )
-    g.add_argument(
-        "--tick-hwm",
-        type=int,
-        default=DEFAULT_TICK_HWM,
-        help=f"receive high-water mark of the ticks SUB; beyond it ticks are dropped by ZeroMQ (default {DEFAULT_TICK_HWM})",
-    )
-    g.add_argument(
-        "--market-wait",
-        type=float,
-        default=DEFAULT_MARKET_WAIT,
-        help="seconds after start during which a market order for a symbol without a tick yet waits for its first "
-        f"tick instead of being rejected 'no market data'; 0 = never wait (default {DEFAULT_MARKET_WAIT:g})",
-    )
-    g.add_argument(
-        "--batch",
-        type=int,
-        default=DEFAULT_BATCH,
-        help=f"most requests handled per journal commit (group commit; default {DEFAULT_BATCH})",
-    )
-    add_hard_limit_args(p)
-    return p
 
 
 def main(argv: list[str]) -> int:

@@ -10,19 +10,43 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
+from workers.config import add_options, at_least, from_namespace, option, positive
 from workers.executor.risk import Decision, RiskChecker, RiskLimits
 from workers.protocol import OrderType, Side
 
 DEFAULTS = RiskLimits(max_order_qty=10_000, max_position=50_000, price_band_pct=20.0, max_orders_per_sec=50_000)
 
 
+_GROUP = "hard limits (enforced for every client of the orders endpoint)"
+
+
+@dataclass(frozen=True)
+class HardLimitsConfig:
+    """The gateway's hard-limit options; their defaults are :data:`DEFAULTS`."""
+
+    hard_max_order_qty: int = option(DEFAULTS.max_order_qty, "largest order quantity", check=at_least(1), group=_GROUP)
+    hard_max_position: int = option(DEFAULTS.max_position, "largest absolute position per symbol, working orders included", check=at_least(0), group=_GROUP)
+    hard_price_band_pct: float = option(DEFAULTS.price_band_pct, "a limit price must be within this % of the last trade", check=positive, group=_GROUP)
+    hard_max_orders_per_sec: int = option(
+        DEFAULTS.max_orders_per_sec, "new orders accepted in any one-second window, all clients together", check=at_least(1), group=_GROUP
+    )
+
+    def __post_init__(self) -> None:
+        self.limits()  # RiskLimits' own checks, at start-up
+
+    def limits(self) -> RiskLimits:
+        return RiskLimits(
+            max_order_qty=self.hard_max_order_qty,
+            max_position=self.hard_max_position,
+            price_band_pct=self.hard_price_band_pct,
+            max_orders_per_sec=self.hard_max_orders_per_sec,
+        )
+
+
 def add_hard_limit_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("hard limits (enforced for every client of the orders endpoint)")
-    g.add_argument("--hard-max-order-qty", type=int, default=DEFAULTS.max_order_qty, help=f"largest order quantity (default {DEFAULTS.max_order_qty})")
-    g.add_argument("--hard-max-position", type=int, default=DEFAULTS.max_position, help=f"largest absolute position per symbol, working orders included (default {DEFAULTS.max_position})")
-    g.add_argument("--hard-price-band-pct", type=float, default=DEFAULTS.price_band_pct, help=f"a limit price must be within this %% of the last trade (default {DEFAULTS.price_band_pct})")
-    g.add_argument("--hard-max-orders-per-sec", type=int, default=DEFAULTS.max_orders_per_sec, help=f"new orders accepted in any one-second window, all clients together (default {DEFAULTS.max_orders_per_sec})")
+    add_options(p, HardLimitsConfig)
 
 
 class HardLimits:
@@ -31,14 +55,8 @@ class HardLimits:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> HardLimits:
-        return cls(
-            RiskLimits(
-                max_order_qty=args.hard_max_order_qty,
-                max_position=args.hard_max_position,
-                price_band_pct=args.hard_price_band_pct,
-                max_orders_per_sec=args.hard_max_orders_per_sec,
-            )
-        )
+        """From the namespace's hard_* options (ConfigError naming a bad one)."""
+        return cls(from_namespace(HardLimitsConfig, args).limits())
 
     def on_last(self, symbol: str, price: float) -> None:
         self.checker.set_last(symbol, price)

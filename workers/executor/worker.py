@@ -32,6 +32,7 @@ decisions and counters here.  Time comes from the injected :class:`~workers.cloc
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -39,7 +40,8 @@ import zmq
 
 from workers import protocol as P
 from workers.clock import LIVE_CLOCK, Clock
-from workers.errors import CommandError, ConfigError
+from workers.config import ConfigOf, at_least, build_parser_for, option, positive
+from workers.errors import CommandError
 from workers.executor import tracker as T
 from workers.executor.risk import Decision, RiskChecker, RiskLimits
 from workers.executor.tracker import OrderTracker
@@ -59,6 +61,7 @@ RESYNC_MIN_INTERVAL_S = 5.0
 class OrderExecutor(Worker):
     kind = "executor"
     timer_interval = 0.1
+    config = ConfigOf("ExecutorConfig")
 
     def __init__(self, args: argparse.Namespace, clock: Clock = LIVE_CLOCK):
         # every deadline, rate window and timestamp of this process reads this clock, and so
@@ -81,10 +84,10 @@ class OrderExecutor(Worker):
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
-        ep, a = self.endpoints, self.args
-        # read here, not in __init__: TOML defaults bypass argparse's checks, and a ConfigError
-        # from setup() is what the runtime logs and turns into exit status 2
-        self.risk = RiskChecker(_limits(a))
+        ep, a = self.endpoints, self.config
+        # read here, not in __init__: a ConfigError from setup() (a namespace that does not fit
+        # ExecutorConfig) is what the runtime logs and turns into exit status 2
+        self.risk = RiskChecker(a.limits())
         self.events = self.socket(zmq.PUB, bind=ep.events, sndhwm=a.events_hwm)
         # Execution first: within one wake-up, fills are booked before new signals are checked.
         self.execution = self.socket(zmq.SUB, connect=ep.execution, subscribe=[b"exec."], rcvhwm=a.events_hwm)
@@ -476,102 +479,51 @@ class OrderExecutor(Worker):
         return super().on_command(cmd, args)
 
 
-def _limits(args: argparse.Namespace) -> RiskLimits:
-    """The RiskLimits the options ask for; ConfigError naming the bad one."""
-    try:
-        # a TOML config may give the allow-list as an array; both follow the one symbol rule
-        allowed = frozenset(parse_symbols(args.symbols))
+def _allow_list(text: str) -> str:
+    parse_symbols(text)  # the one symbol rule (limits() parses it again into the frozenset)
+    return text
+
+
+_L = RiskLimits()  # the executor's limits keep their defaults in RiskLimits
+_RISK, _ORDERS, _EVENTS = "risk limits", "orders", "events"
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Every option of the order executor."""
+
+    max_order_qty: int = option(_L.max_order_qty, "largest order quantity", check=at_least(1), group=_RISK)
+    max_position: int = option(_L.max_position, "largest absolute position per symbol, working orders included", check=at_least(0), group=_RISK)
+    price_band_pct: float = option(_L.price_band_pct, "reject a signal priced more than this % away from the last trade", check=positive, group=_RISK)
+    max_orders_per_sec: int = option(_L.max_orders_per_sec, "orders accepted in any sliding 1-second window", check=at_least(1), group=_RISK)
+    kill_switch: bool = option(_L.kill_switch, "start with the kill switch on: reject every signal", default_text="off", group=_RISK)
+    symbols: str = option("", "comma-separated allow-list of tradable symbols", check=_allow_list, join=True, default_text="all", group=_RISK)
+    order_timeout: float = option(1.0, "seconds to wait for one reply from the order gateway", check=positive, group=_ORDERS)
+    order_retries: int = option(3, "send attempts per order before its outcome is unknown", check=at_least(1), group=_ORDERS)
+    max_in_flight: int = option(64, "orders sent and not yet answered by the gateway; beyond it new signals are refused", check=at_least(1), group=_ORDERS)
+    reconcile_interval: float = option(1.0, "seconds between get_order queries for unknown orders and position-sync retries", check=positive, group=_ORDERS)
+    max_unknown_orders: int = option(0, "refuse new signals while more than this many orders have an unknown outcome", check=at_least(0), group=_ORDERS)
+    trade_unsynced: bool = option(False, "accept signals before positions were loaded from the gateway", default_text="refuse them", group=_ORDERS)
+    position_interval: float = option(1.0, "seconds between full position publications", check=positive, group=_EVENTS)
+    events_hwm: int = option(100_000, "send/receive high-water mark of the stream sockets", check=at_least(1), group=_EVENTS)
+
+    def __post_init__(self) -> None:
+        self.limits()  # RiskLimits checks them too: refuse at start-up what it would refuse later
+
+    def limits(self) -> RiskLimits:
+        """The RiskLimits the options ask for (ValueError naming the bad one)."""
         return RiskLimits(
-            max_order_qty=args.max_order_qty,
-            max_position=args.max_position,
-            price_band_pct=args.price_band_pct,
-            max_orders_per_sec=args.max_orders_per_sec,
-            kill_switch=args.kill_switch,
-            allowed_symbols=allowed,
+            max_order_qty=self.max_order_qty,
+            max_position=self.max_position,
+            price_band_pct=self.price_band_pct,
+            max_orders_per_sec=self.max_orders_per_sec,
+            kill_switch=self.kill_switch,
+            allowed_symbols=frozenset(parse_symbols(self.symbols)),
         )
-    except ValueError as e:
-        raise ConfigError(f"executor limits: {e}") from None
-
-
-def _positive_int(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    v = float(text)
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = RiskLimits()
-    p = argparse.ArgumentParser(
-        prog="main.py worker executor",
-        description="Order executor: risk-checks strategy signals and sends them as market orders.",
-    )
-    g = p.add_argument_group("risk limits")
-    g.add_argument("--max-order-qty", type=_positive_int, default=d.max_order_qty, help=f"largest order quantity (default {d.max_order_qty})")
-    g.add_argument(
-        "--max-position",
-        type=_nonneg_int,
-        default=d.max_position,
-        help=f"largest absolute position per symbol, working orders included (default {d.max_position})",
-    )
-    g.add_argument(
-        "--price-band-pct",
-        type=_positive_float,
-        default=d.price_band_pct,
-        help=f"reject a signal priced more than this %% away from the last trade (default {d.price_band_pct})",
-    )
-    g.add_argument(
-        "--max-orders-per-sec",
-        type=_positive_int,
-        default=d.max_orders_per_sec,
-        help=f"orders accepted in any sliding 1-second window (default {d.max_orders_per_sec})",
-    )
-    g.add_argument("--kill-switch", action="store_true", help="start with the kill switch on: reject every signal (default off)")
-    g.add_argument("--symbols", default="", help="comma-separated allow-list of tradable symbols (default: all)")
-    g = p.add_argument_group("orders")
-    g.add_argument("--order-timeout", type=_positive_float, default=1.0, help="seconds to wait for one reply from the order gateway (default 1.0)")
-    g.add_argument("--order-retries", type=_positive_int, default=3, help="send attempts per order before its outcome is unknown (default 3)")
-    g.add_argument(
-        "--max-in-flight",
-        type=_positive_int,
-        default=64,
-        help="orders sent and not yet answered by the gateway; beyond it new signals are refused (default 64)",
-    )
-    g.add_argument(
-        "--reconcile-interval",
-        type=_positive_float,
-        default=1.0,
-        help="seconds between get_order queries for unknown orders and position-sync retries (default 1.0)",
-    )
-    g.add_argument(
-        "--max-unknown-orders",
-        type=_nonneg_int,
-        default=0,
-        help="refuse new signals while more than this many orders have an unknown outcome (default 0)",
-    )
-    g.add_argument(
-        "--trade-unsynced",
-        action="store_true",
-        help="accept signals before positions were loaded from the gateway (default: refuse them)",
-    )
-    g = p.add_argument_group("events")
-    g.add_argument("--position-interval", type=_positive_float, default=1.0, help="seconds between full position publications (default 1.0)")
-    g.add_argument("--events-hwm", type=_positive_int, default=100_000, help="send/receive high-water mark of the stream sockets (default 100000)")
-    return p
+    return build_parser_for(ExecutorConfig, "main.py worker executor", "Order executor: risk-checks strategy signals and sends them as market orders.")
 
 
 def main(argv: list[str]) -> int:
