@@ -535,8 +535,9 @@ def packb(obj: Any) -> bytes:
 
 
 class _Envelope(msgspec.Struct):
-    """Only ``v`` and ``type``: read first, so that a wrong version or an unknown type gets its
-    own reason before any field is looked at (msgspec skips the rest without building it)."""
+    """Only ``v`` and ``type``: read when a payload failed to decode, so that a wrong version or
+    an unknown type gets its own reason before the field msgspec named (it skips the rest
+    without building it)."""
 
     v: Any = None
     type: Any = None
@@ -551,12 +552,7 @@ def _decoder(expect: Any) -> Any:
     """A decoder for one message class, a tuple of them, or (None) every registered one."""
     d = _decoders.get(expect)
     if d is None:
-        if expect is None:
-            classes: tuple = tuple(_REGISTRY.values())
-        elif isinstance(expect, tuple):
-            classes = tuple(c for c in _REGISTRY.values() if issubclass(c, expect))
-        else:
-            classes = tuple(c for c in _REGISTRY.values() if issubclass(c, expect))
+        classes = tuple(c for c in _REGISTRY.values() if expect is None or issubclass(c, expect))
         target = classes[0] if len(classes) == 1 else Union[classes]  # noqa: UP007 (a runtime union)
         d = _decoders[expect] = msgspec.msgpack.Decoder(target).decode
     return d
