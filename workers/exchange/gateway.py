@@ -93,8 +93,8 @@ class ExchangeGateway(Worker):
         self.working: dict[str, Order] = {}  # the working ones
         self.positions = PositionBook()
         self.exec_seq = 0  # per-publisher sequence of the execution stream (restarts at 1)
-        self.batch_max = max(1, int(args.batch))
-        self.hard_limits = HardLimits.from_args(args)
+        self.batch_max = max(1, self.config.batch)
+        self.hard_limits = HardLimits(self.config.hard.limits())
         # Per symbol, so that a repeated tick never matches twice nor moves the price band.
         # Ticks carry no epoch: a step back counts as a feed restart (one PUB->SUB connection
         # delivers in order), as in the strategy worker.
