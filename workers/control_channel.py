@@ -43,7 +43,7 @@ class ControlChannel:
         self.worker = worker
         self.enabled = not getattr(worker.args, "no_control", False)
         self.sock: zmq.Socket | None = None
-        self.last_heard = time.monotonic()
+        self.last_heard = worker.clock.monotonic()
         self.opened = 0.0
         self.supervisor_pid = int(os.environ.get(SUPERVISOR_PID_ENV, "0") or 0)
 
@@ -53,7 +53,7 @@ class ControlChannel:
             return
         w = self.worker
         self.sock = w.socket(zmq.DEALER, connect=w.endpoints.control, routing_id=w.name.encode(), sndhwm=100)
-        self.opened = time.monotonic()
+        self.opened = w.clock.monotonic()
         w.add_reader(self.sock, self.on_frame)
         self.send(P.Hello(name=w.name, role=w.kind, pid=os.getpid(), ts=P.now_ns()))
 
@@ -78,7 +78,7 @@ class ControlChannel:
 
     # ------------------------------------------------------------------ incoming
     def on_frame(self, frame: bytes) -> None:
-        self.last_heard = time.monotonic()
+        self.last_heard = self.worker.clock.monotonic()
         try:
             msg = P.decode(frame)
         except P.ProtocolError as e:
