@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from typing import TYPE_CHECKING
 
 import zmq
