@@ -548,13 +548,6 @@ def is_loopback(endpoint: str) -> bool:
     return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
-def dataclass_from_ns(cls, ns: argparse.Namespace, **override):
-    """Build a config dataclass from the argparse namespace fields of the same names."""
-    kw = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
-    kw.update(override)
-    return cls(**kw)
-
-
 __all__ = [
     "ConfigOf",
     "Endpoints",
@@ -587,6 +580,5 @@ __all__ = [
     "resources_dir",
     "is_loopback",
     "free_port",
-    "dataclass_from_ns",
     "field",
 ]
