@@ -70,7 +70,8 @@ class OrderExecutor(Worker):
         # refuses everything until setup() has read the limits (where a bad one can be reported)
         self.risk = RiskChecker(RiskLimits(kill_switch=True))
         self.book = PositionBook()
-        self.tracker = OrderTracker(clock, timeout=args.order_timeout, attempts=args.order_retries)
+        cfg = self.config
+        self.tracker = OrderTracker(clock, timeout=cfg.order_timeout, attempts=cfg.order_retries)
         self.paused = False
         self.synced = False
         self._tick_frames: dict[bytes, bytes] = {}
@@ -79,8 +80,8 @@ class OrderExecutor(Worker):
         self._resync_wanted = False
         self._last_resync = -1e9
         now = clock.monotonic()
-        self._next_positions = now + args.position_interval
-        self._next_reconcile = now + args.reconcile_interval
+        self._next_positions = now + cfg.position_interval
+        self._next_reconcile = now + cfg.reconcile_interval
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -180,13 +181,13 @@ class OrderExecutor(Worker):
             return "kill switch is on"
         if self.paused:
             return "executor is paused"
-        if not self.synced and not self.args.trade_unsynced:
+        if not self.synced and not self.config.trade_unsynced:
             return "positions not loaded from the exchange yet"
         unknown = len(self.tracker.unknown)
-        if unknown > self.args.max_unknown_orders:
+        if unknown > self.config.max_unknown_orders:
             return f"{unknown} order(s) with unknown outcome; reconciling"
         in_flight = len(self.tracker.in_flight)
-        if in_flight >= self.args.max_in_flight:
+        if in_flight >= self.config.max_in_flight:
             return f"{in_flight} orders already waiting for the gateway's reply"
         return ""
 
@@ -418,7 +419,7 @@ class OrderExecutor(Worker):
     def on_timer(self, now: float) -> None:
         self._flush_ticks()
         if now >= self._next_reconcile:
-            self._next_reconcile = now + self.args.reconcile_interval
+            self._next_reconcile = now + self.config.reconcile_interval
             if not self.synced:
                 self._sync_positions()
             elif self._resync_wanted and now - self._last_resync >= RESYNC_MIN_INTERVAL_S:
@@ -428,7 +429,7 @@ class OrderExecutor(Worker):
                 self._reconcile()
             self.tracker.retire_expired()
         if now >= self._next_positions:
-            self._next_positions = now + self.args.position_interval
+            self._next_positions = now + self.config.position_interval
             self._publish_positions()
         self._update_gauges()
 
