@@ -40,7 +40,7 @@ class ControlChannel:
 
     def __init__(self, worker: Worker):
         self.worker = worker
-        self.enabled = not getattr(worker.args, "no_control", False)
+        self.enabled = not worker.runtime.no_control
         self.sock: zmq.Socket | None = None
         self.last_heard = worker.clock.monotonic()
         self.opened = 0.0
@@ -129,7 +129,7 @@ class ControlChannel:
             return False
         if self.supervisor_pid and os.getppid() != self.supervisor_pid:
             return True
-        timeout = getattr(self.worker.args, "orphan_timeout", 5.0)
+        timeout = self.worker.runtime.orphan_timeout
         return bool(timeout) and now - self.last_heard > timeout
 
     def die_with_supervisor(self) -> None:

@@ -62,8 +62,10 @@ class Worker:
         #: the loop's time (poll deadlines, timers, heartbeats, the rate-limited log): a worker
         #: that schedules by it too sees the same instants the loop passes to its hooks
         self.clock = clock
-        self.name: str = args.name or self.kind
-        self.endpoints = Endpoints.from_args(args)
+        #: the options every worker has, typed (RuntimeConfig; a missing one is its default)
+        self.runtime: RuntimeConfig = from_namespace(RuntimeConfig, args)
+        self.name: str = self.runtime.name or self.kind
+        self.endpoints = self.runtime.endpoints
         self.ctx = zmq.Context()
         self.poller = zmq.Poller()
         self.stats = Stats()  # looked up in this module at call time: bench/instrumented swaps it
@@ -75,7 +77,7 @@ class Worker:
         self._stop = False
         self._exit_code = 0
         self._started = clock.monotonic()
-        curve_dir = getattr(args, "curve_dir", None)
+        curve_dir = self.runtime.curve_dir
         self.curve = CurveKeys.load(curve_dir) if curve_dir else None
         self._zap: ZapHandler | None = None
         self.control = ControlChannel(self)
@@ -139,7 +141,7 @@ class Worker:
         for t in subscribe or ():
             sock.setsockopt(zmq.SUBSCRIBE, t)
         if bind:
-            check_bind_allowed(bind, getattr(self.args, "curve_dir", None))
+            check_bind_allowed(bind, self.runtime.curve_dir)
             if self.curve is not None:
                 self._ensure_zap()
                 self.curve.apply_server(sock)
@@ -231,7 +233,7 @@ class Worker:
             self.log.error("%s failed to start: %s", self.name, e)
             self._close()
             return EXIT_CONFIG_ERROR
-        hb_every = getattr(self.args, "heartbeat", 0.5)
+        hb_every = self.runtime.heartbeat
         control = self.control
         monotonic = self.clock.monotonic
         next_hb = next_timer = monotonic()
