@@ -53,34 +53,17 @@ def orders(draw):
     )
 
 
-@st.composite
-def signals(draw):
-    return P.Signal(
-        id=draw(ids),
-        strategy=draw(ids),
-        symbol=draw(symbols),
-        side=draw(sides),
-        qty=draw(qtys),
-        price=draw(prices),
-        ts=draw(ts),
-        cause_ts=draw(ts),
-        reason=draw(st.text(max_size=100)),
-    )
+def _priced(cls, *id_fields, **drawn):
+    """A Signal or Fill: both carry an instrument, a side, a size and a price at a time."""
+    return st.builds(cls, **dict.fromkeys(id_fields, ids), symbol=symbols, side=sides, qty=qtys, price=prices, ts=ts, **drawn)
 
 
-@st.composite
-def fills(draw):
-    return P.Fill(
-        fill_id=draw(ids),
-        client_order_id=draw(ids),
-        order_id=draw(ids),
-        symbol=draw(symbols),
-        side=draw(sides),
-        qty=draw(qtys),
-        price=draw(prices),
-        ts=draw(ts),
-        seq=draw(st.integers(0, 2**40)),
-    )
+def signals():
+    return _priced(P.Signal, "id", "strategy", cause_ts=ts, reason=st.text(max_size=100))
+
+
+def fills():
+    return _priced(P.Fill, "fill_id", "client_order_id", "order_id", seq=st.integers(0, 2**40))
 
 
 @given(st.one_of(ticks(), orders(), signals(), fills()))
