@@ -47,23 +47,9 @@ MARKET_COLUMNS = (
 
 # ----------------------------------------------------------------------------- orders
 
-WORKING_COLUMNS = (
-    Column("created_ts", "Time", attr("created_ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.created_ts)),
-    Column("symbol", "Symbol", attr("symbol"), width=60),
-    Column("side", "Side", attr("side"), F.upper, tone=_side_tone, width=44),
-    Column("qty", "Qty", attr("qty"), F.integer, "r", width=56),
-    Column("filled_qty", "Filled", attr("filled_qty"), F.integer, "r", width=56),
-    Column("order_type", "Type", attr("order_type"), F.upper, width=60),
-    Column("limit_price", "Limit", attr("limit_price"), F.price, "r", width=72),
-    Column("status", "Status", attr("status"), F.upper, tone=_status_tone, width=100,
-           tip=lambda o: o.reason or o.status.value),
-    Column("source", "Source", attr("source"), width=90),
-    Column("client_order_id", "ClOrdID", attr("client_order_id"), width=150),
-    Column("order_id", "OrderID", attr("order_id"), width=70),
-)
-
-HISTORY_COLUMNS = (
-    Column("ts", "Time", attr("ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.ts)),
+#: the columns the working and history blotters share, by key; each blotter picks its own set
+#: and order, so a column's look is declared once for both
+_ORDER_COLUMNS = {c.key: c for c in (
     Column("symbol", "Symbol", attr("symbol"), width=60),
     Column("side", "Side", attr("side"), F.upper, tone=_side_tone, width=44),
     Column("qty", "Qty", attr("qty"), F.integer, "r", width=56),
@@ -71,12 +57,28 @@ HISTORY_COLUMNS = (
     Column("avg_price", "AvgPx", attr("avg_price"), F.price, "r", width=72),
     Column("order_type", "Type", attr("order_type"), F.upper, width=60),
     Column("limit_price", "Limit", attr("limit_price"), F.price, "r", width=72),
-    Column("status", "Status", attr("status"), F.upper, tone=_status_tone, width=100),
+    # the working blotter has no reason column, so its status cell tells the reason
+    Column("status", "Status", attr("status"), F.upper, tone=_status_tone, width=100,
+           tip=lambda o: o.reason or o.status.value),
     Column("reason", "Reason", attr("reason"), width=220, tip=lambda o: o.reason),
     Column("source", "Source", attr("source"), width=90),
     Column("client_order_id", "ClOrdID", attr("client_order_id"), width=150),
     Column("order_id", "OrderID", attr("order_id"), width=70),
-)
+)}
+
+
+def _order_columns(time: Column, keys: str, **changed: Column) -> tuple[Column, ...]:
+    return (time, *(changed.get(k, _ORDER_COLUMNS[k]) for k in keys.split()))
+
+
+WORKING_COLUMNS = _order_columns(
+    Column("created_ts", "Time", attr("created_ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.created_ts)),
+    "symbol side qty filled_qty order_type limit_price status source client_order_id order_id")
+
+HISTORY_COLUMNS = _order_columns(
+    Column("ts", "Time", attr("ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.ts)),
+    "symbol side qty filled_qty avg_price order_type limit_price status reason source client_order_id order_id",
+    status=Column("status", "Status", attr("status"), F.upper, tone=_status_tone, width=100))
 
 FILL_COLUMNS = (
     Column("ts", "Time", attr("ts"), F.clock_ns, width=90, csv=lambda f: F.iso_ns(f.ts)),
