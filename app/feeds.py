@@ -51,13 +51,31 @@ def _suffix(n: int) -> str:
     return f" ({n} similar suppressed)" if n else ""
 
 
-class TickDecoder:
-    """Frames of the ticks stream (``tick`` or batched ``ticks``) into ``MarketState.on_tick``."""
+class _Decoder:
+    """What every stream's decoder shares: the state it feeds, the stream's counters, and a
+    limiter so that a flood of bad frames costs one log line per interval."""
+
+    #: the stream's name in ``AppState.streams`` and in the log
+    stream = ""
+    #: what a bad frame is called in the log
+    frame_kind = ""
 
     def __init__(self, state: AppState):
         self.state = state
-        self.stats = state.streams["ticks"]
+        self.stats = state.streams[self.stream]
         self._rl = KeyedLimiter(LOG_INTERVAL)
+
+    def _bad_frame(self, e: P.ProtocolError) -> None:
+        self.stats.decode_errors += 1
+        if self._rl.allow("bad"):
+            self.state.log.warning(self.stream, f"dropped a bad {self.frame_kind} frame: {e}{_suffix(self._rl.take_suppressed('bad'))}")
+
+
+class TickDecoder(_Decoder):
+    """Frames of the ticks stream (``tick`` or batched ``ticks``) into ``MarketState.on_tick``."""
+
+    stream = "ticks"
+    frame_kind = "tick"
 
     def __call__(self, frames: list[bytes]) -> None:
         on_tick = self.state.market.on_tick
@@ -93,16 +111,14 @@ class TickDecoder:
             try:
                 sym, rows = P.tick_rows(frame)
             except P.ProtocolError as e:
-                self.stats.decode_errors += 1
-                if self._rl.allow("tick"):
-                    self.state.log.warning("ticks", f"dropped a bad tick frame: {e}{_suffix(self._rl.take_suppressed('tick'))}")
+                self._bad_frame(e)
                 continue
             for r in rows:
                 on_tick(sym, *r)
         self.stats.received += len(frames)
 
 
-class ExecDecoder:
+class ExecDecoder(_Decoder):
     """Order updates and fills (``exec.``) into the order book, fills and positions.
 
     The stream's ``seq`` goes through the shared tracker (workers/sequence.py): a gap or a
@@ -111,10 +127,11 @@ class ExecDecoder:
     state whatever their ``seq``: it drops repeated fill ids itself, and counts them.
     """
 
+    stream = "execution"
+    frame_kind = "execution"
+
     def __init__(self, state: AppState):
-        self.state = state
-        self.stats = state.streams["execution"]
-        self._rl = KeyedLimiter(LOG_INTERVAL)
+        super().__init__(state)
         self.seq = SequenceTracker()
 
     def _on_seq(self, msg) -> bool:
@@ -147,9 +164,7 @@ class ExecDecoder:
             try:
                 _, msg = P.decode_pub(frame, expect=(P.Fill, P.OrderUpdate))
             except P.ProtocolError as e:
-                self.stats.decode_errors += 1
-                if self._rl.allow("exec"):
-                    st.log.warning("execution", f"dropped a bad execution frame: {e}{_suffix(self._rl.take_suppressed('exec'))}")
+                self._bad_frame(e)
                 continue
             fresh = self._on_seq(msg)
             if isinstance(msg, P.Fill):
@@ -160,13 +175,11 @@ class ExecDecoder:
         self.stats.gaps = st.exec_gaps
 
 
-class EventsDecoder:
+class EventsDecoder(_Decoder):
     """The executor's events: signal decisions, strategy levels, positions."""
 
-    def __init__(self, state: AppState):
-        self.state = state
-        self.stats = state.streams["events"]
-        self._rl = KeyedLimiter(LOG_INTERVAL)
+    stream = "events"
+    frame_kind = "event"
 
     def __call__(self, frames: list[bytes]) -> None:
         st = self.state
@@ -174,9 +187,7 @@ class EventsDecoder:
             try:
                 _, msg = P.decode_pub(frame, expect=(P.SignalDecision, P.Levels, P.Position))
             except P.ProtocolError as e:
-                self.stats.decode_errors += 1
-                if self._rl.allow("events"):
-                    st.log.warning("events", f"dropped a bad event frame: {e}{_suffix(self._rl.take_suppressed('events'))}")
+                self._bad_frame(e)
                 continue
             if isinstance(msg, P.SignalDecision):
                 st.on_decision(msg)
