@@ -108,79 +108,11 @@ def _int(v, default: int) -> int:
         return default
 
 
-class SettingsDialog(QtWidgets.QDialog):
-    """Edits a copy of the settings; :meth:`result_settings` returns it after OK."""
+class CheckedDialog(QtWidgets.QDialog):
+    """A dialog whose OK runs ``_accept``: that accepts, or keeps the dialog open and says
+    what is wrong (``_fail``) on a line above the buttons."""
 
-    def __init__(self, settings: UiSettings, current_endpoints: Endpoints, parent=None):
-        super().__init__(parent)
-        self.setWindowTitle("TickDesk settings")
-        self.setObjectName("settingsDialog")
-        self._orig = settings
-        tabs = QtWidgets.QTabWidget()
-
-        # ---- general
-        gen = QtWidgets.QWidget()
-        f = QtWidgets.QFormLayout(gen)
-        self.theme = QtWidgets.QComboBox()
-        self.theme.addItems(["dark", "light"])
-        self.theme.setCurrentText(settings.theme)
-        self.confirm = QtWidgets.QCheckBox("Ask before sending a manual order")
-        self.confirm.setChecked(settings.confirm_orders)
-        self.confirm_cancel_all = QtWidgets.QCheckBox("Ask before cancelling all working orders")
-        self.confirm_cancel_all.setChecked(settings.confirm_cancel_all)
-        self.default_qty = QtWidgets.QSpinBox()
-        self.default_qty.setRange(1, 10_000_000)
-        self.default_qty.setValue(settings.default_qty)
-        f.addRow("Theme", self.theme)
-        f.addRow("", self.confirm)
-        f.addRow("", self.confirm_cancel_all)
-        f.addRow("Default quantity", self.default_qty)
-        tabs.addTab(gen, "General")
-
-        # ---- risk
-        risk = QtWidgets.QWidget()
-        f = QtWidgets.QFormLayout(risk)
-        self.max_qty = QtWidgets.QSpinBox()
-        self.max_qty.setRange(1, 10_000_000)
-        self.max_qty.setValue(int(settings.risk["max_order_qty"]))
-        self.max_pos = QtWidgets.QSpinBox()
-        self.max_pos.setRange(0, 100_000_000)
-        self.max_pos.setValue(int(settings.risk["max_position"]))
-        self.band = QtWidgets.QDoubleSpinBox()
-        self.band.setRange(0.01, 100.0)
-        self.band.setDecimals(2)
-        self.band.setSuffix(" %")
-        self.band.setValue(float(settings.risk["price_band_pct"]))
-        self.rate = QtWidgets.QSpinBox()
-        self.rate.setRange(1, 10_000)
-        self.rate.setValue(int(settings.risk["max_orders_per_sec"]))
-        self.to_executor = QtWidgets.QCheckBox("Also apply these limits to the executor (strategy orders)")
-        self.to_executor.setChecked(settings.apply_limits_to_executor)
-        f.addRow("Max order quantity", self.max_qty)
-        f.addRow("Max position (per symbol)", self.max_pos)
-        f.addRow("Price band around last", self.band)
-        f.addRow("Max orders per second", self.rate)
-        f.addRow("", self.to_executor)
-        tabs.addTab(risk, "Risk limits")
-
-        # ---- endpoints
-        eps = QtWidgets.QWidget()
-        f = QtWidgets.QFormLayout(eps)
-        note = QtWidgets.QLabel("Endpoints take effect at the next start. Only loopback (127.x, ::1, ipc://) "
-                                "is allowed without CurveZMQ keys.")
-        note.setWordWrap(True)
-        note.setObjectName("muted")
-        f.addRow(note)
-        self.endpoint_edits: dict[str, QtWidgets.QLineEdit] = {}
-        defaults = Endpoints()
-        for n in Endpoints.NAMES:
-            e = QtWidgets.QLineEdit(settings.endpoints.get(n, ""))
-            e.setPlaceholderText(getattr(defaults, n))
-            e.setToolTip(f"now: {getattr(current_endpoints, n)}")
-            self.endpoint_edits[n] = e
-            f.addRow(n, e)
-        tabs.addTab(eps, "Endpoints")
-
+    def _lay_out(self, *parts: QtWidgets.QWidget | QtWidgets.QLayout) -> None:
         self.error = QtWidgets.QLabel("")
         self.error.setObjectName("outcome")
         self.error.setProperty("tone", "bad")
@@ -190,9 +122,93 @@ class SettingsDialog(QtWidgets.QDialog):
         buttons.accepted.connect(self._accept)
         buttons.rejected.connect(self.reject)
         lay = QtWidgets.QVBoxLayout(self)
-        lay.addWidget(tabs)
+        for part in parts:
+            if isinstance(part, QtWidgets.QLayout):
+                lay.addLayout(part)
+            else:
+                lay.addWidget(part)
         lay.addWidget(self.error)
         lay.addWidget(buttons)
+
+    def _accept(self) -> None:
+        raise NotImplementedError
+
+    def _fail(self, text: str) -> None:
+        self.error.setText(text)
+        self.error.show()
+
+
+def _spin(lo: float, hi: float, value: float, box: type = QtWidgets.QSpinBox) -> QtWidgets.QAbstractSpinBox:
+    # the range first: a value outside the default range would be clamped
+    b = box()
+    b.setRange(lo, hi)
+    b.setValue(value)
+    return b
+
+
+def _form_tab(tabs: QtWidgets.QTabWidget, title: str,
+              *rows: tuple[str, QtWidgets.QWidget] | QtWidgets.QWidget) -> None:
+    """A tab of labelled rows; a bare widget spans the row."""
+    page = QtWidgets.QWidget()
+    form = QtWidgets.QFormLayout(page)
+    for row in rows:
+        if isinstance(row, tuple):
+            form.addRow(*row)
+        else:
+            form.addRow(row)
+    tabs.addTab(page, title)
+
+
+def _check(text: str, checked: bool) -> QtWidgets.QCheckBox:
+    b = QtWidgets.QCheckBox(text)
+    b.setChecked(checked)
+    return b
+
+
+class SettingsDialog(CheckedDialog):
+    """Edits a copy of the settings; :meth:`result_settings` returns it after OK."""
+
+    def __init__(self, settings: UiSettings, current_endpoints: Endpoints, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("TickDesk settings")
+        self.setObjectName("settingsDialog")
+        self._orig = settings
+        tabs = QtWidgets.QTabWidget()
+
+        self.theme = QtWidgets.QComboBox()
+        self.theme.addItems(["dark", "light"])
+        self.theme.setCurrentText(settings.theme)
+        self.confirm = _check("Ask before sending a manual order", settings.confirm_orders)
+        self.confirm_cancel_all = _check("Ask before cancelling all working orders", settings.confirm_cancel_all)
+        self.default_qty = _spin(1, 10_000_000, settings.default_qty)
+        _form_tab(tabs, "General", ("Theme", self.theme), ("", self.confirm), ("", self.confirm_cancel_all),
+                  ("Default quantity", self.default_qty))
+
+        self.max_qty = _spin(1, 10_000_000, int(settings.risk["max_order_qty"]))
+        self.max_pos = _spin(0, 100_000_000, int(settings.risk["max_position"]))
+        self.band = _spin(0.01, 100.0, float(settings.risk["price_band_pct"]), QtWidgets.QDoubleSpinBox)
+        self.band.setDecimals(2)
+        self.band.setSuffix(" %")
+        self.rate = _spin(1, 10_000, int(settings.risk["max_orders_per_sec"]))
+        self.to_executor = _check("Also apply these limits to the executor (strategy orders)",
+                                  settings.apply_limits_to_executor)
+        _form_tab(tabs, "Risk limits", ("Max order quantity", self.max_qty), ("Max position (per symbol)", self.max_pos),
+                  ("Price band around last", self.band), ("Max orders per second", self.rate), ("", self.to_executor))
+
+        note = QtWidgets.QLabel("Endpoints take effect at the next start. Only loopback (127.x, ::1, ipc://) "
+                                "is allowed without CurveZMQ keys.")
+        note.setWordWrap(True)
+        note.setObjectName("muted")
+        self.endpoint_edits: dict[str, QtWidgets.QLineEdit] = {}
+        defaults = Endpoints()
+        for n in Endpoints.NAMES:
+            e = QtWidgets.QLineEdit(settings.endpoints.get(n, ""))
+            e.setPlaceholderText(getattr(defaults, n))
+            e.setToolTip(f"now: {getattr(current_endpoints, n)}")
+            self.endpoint_edits[n] = e
+        _form_tab(tabs, "Endpoints", note, *self.endpoint_edits.items())
+
+        self._lay_out(tabs)
         self._result: UiSettings | None = None
 
     def _accept(self) -> None:
@@ -220,10 +236,6 @@ class SettingsDialog(QtWidgets.QDialog):
             return self._fail(str(e))
         self._result = s
         self.accept()
-
-    def _fail(self, text: str) -> None:
-        self.error.setText(text)
-        self.error.show()
 
     def result_settings(self) -> UiSettings | None:
         return self._result

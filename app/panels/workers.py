@@ -8,6 +8,7 @@ from app.models.table import RecordTableModel
 from app.models.tables import WORKER_COLUMNS
 from app.panels.table_panel import TablePanel
 from app.qt import QtWidgets, Signal
+from app.settings import CheckedDialog
 
 ACTIONS = (
     ("restart", "Restart", "Restart the selected worker process"),
@@ -92,7 +93,7 @@ class WorkersPanel(TablePanel):
             self._update_buttons()
 
 
-class StrategyParamsDialog(QtWidgets.QDialog):
+class StrategyParamsDialog(CheckedDialog):
     """A form over a strategy's parameters (from ``get_params``); returns the changed ones."""
 
     def __init__(self, name: str, params: dict, parent=None):
@@ -109,21 +110,9 @@ class StrategyParamsDialog(QtWidgets.QDialog):
                 e = QtWidgets.QLineEdit(str(v))
             self.edits[k] = e
             form.addRow(k, e)
-        self.error = QtWidgets.QLabel("")
-        self.error.setObjectName("outcome")
-        self.error.setProperty("tone", "bad")
-        self.error.hide()
-        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
-                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self._accept)
-        buttons.rejected.connect(self.reject)
-        lay = QtWidgets.QVBoxLayout(self)
         note = QtWidgets.QLabel("Changes apply at once (set_params); they last until the worker restarts.")
         note.setObjectName("muted")
-        lay.addWidget(note)
-        lay.addLayout(form)
-        lay.addWidget(self.error)
-        lay.addWidget(buttons)
+        self._lay_out(note, form)
         self.changes: dict = {}
 
     def _accept(self) -> None:
@@ -137,9 +126,7 @@ class StrategyParamsDialog(QtWidgets.QDialog):
                 try:
                     new = type(old)(text) if isinstance(old, (int, float)) else text
                 except ValueError:
-                    self.error.setText(f"{k}: {text!r} is not a {type(old).__name__}")
-                    self.error.show()
-                    return
+                    return self._fail(f"{k}: {text!r} is not a {type(old).__name__}")
             if new != old:
                 changes[k] = new
         self.changes = changes
