@@ -66,6 +66,14 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def wait_status(st, coid, status, tries):
+    """Polls the order until it reaches ``status`` (or ``tries`` polls 10 ms apart pass)."""
+    for _ in range(tries):
+        await asyncio.sleep(0.01)
+        if st.orders.get(coid).status is status:
+            return
+
+
 def test_ack_and_fill_outcomes():
     st = market()
 
@@ -142,16 +150,10 @@ def test_no_reply_is_unknown_then_reconciled_never_resent(monkeypatch):
     async def main():
         svc.start()
         _, coid = svc.submit(Ticket("MSFT", Side.BUY, 10))
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if st.orders.get(coid).status is OrderStatus.UNKNOWN:
-                break
+        await wait_status(st, coid, OrderStatus.UNKNOWN, 100)
         assert st.orders.get(coid).status is OrderStatus.UNKNOWN and st.orders.get(coid).is_live
         phase["up"] = True
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if st.orders.get(coid).status is OrderStatus.NEW:
-                break
+        await wait_status(st, coid, OrderStatus.NEW, 200)
         await svc.aclose()
         return coid
 
@@ -177,10 +179,7 @@ def test_unknown_order_the_exchange_never_saw(monkeypatch):
     async def main():
         svc.start()
         _, coid = svc.submit(Ticket("MSFT", Side.BUY, 10))
-        for _ in range(300):
-            await asyncio.sleep(0.01)
-            if st.orders.get(coid).status is OrderStatus.REJECTED:
-                break
+        await wait_status(st, coid, OrderStatus.REJECTED, 300)
         await svc.aclose()
         return coid
 
