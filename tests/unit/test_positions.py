@@ -35,59 +35,53 @@ def test_fill_number():
     assert fill_number("F") is None and fill_number("X17") is None and fill_number("F1a") is None
 
 
-def test_buys_average_the_entry_price():
+#: fills (side, qty, price) and marks ("mark", last) on one symbol, each with the position it
+#: must leave as (qty, avg_price, realized_pnl, unrealized_pnl); None: not looked at
+TRADES = {
+    "buys_average_the_entry_price": [
+        (("buy", 100, 10.0), None),
+        (("buy", 300, 12.0), (400, 11.5, 0.0, None)),
+    ],
+    "reduce_realizes_and_keeps_the_average": [
+        (("buy", 400, 11.5), None),
+        (("sell", 100, 13.0), (300, 11.5, 150.0, None)),
+    ],
+    "close_goes_flat": [
+        (("buy", 100, 10.0), None),
+        (("sell", 100, 9.0), (0, 0.0, -100.0, 0.0)),
+    ],
+    "flip_realizes_the_old_side_and_opens_at_the_fill_price": [
+        (("buy", 100, 10.0), None),
+        (("sell", 250, 12.0), (-150, 12.0, 200.0, None)),
+        # and back: covering the short at 11 gains 1 per share
+        (("buy", 200, 11.0), (50, 11.0, 350.0, None)),
+    ],
+    "short_position_pnl": [
+        (("sell", 100, 50.0), None),
+        (("sell", 100, 52.0), (-200, 51.0, None, None)),
+        (("mark", 49.0), (None, None, None, 400.0)),
+        (("buy", 50, 49.0), (None, None, 100.0, None)),
+    ],
+}
+
+
+@pytest.mark.parametrize("steps", TRADES.values(), ids=TRADES.keys())
+def test_average_cost_and_pnl(steps):
     book = PositionBook()
-    assert book.apply_fill(fill("buy", 100, 10.0))
-    assert book.apply_fill(fill("buy", 300, 12.0))
-    pos = book.get("AAPL")
-    assert pos.qty == 400
-    assert pos.avg_price == pytest.approx(11.5)
-    assert pos.realized_pnl == 0.0
-
-
-def test_reduce_realizes_and_keeps_the_average():
-    book = PositionBook()
-    book.apply_fill(fill("buy", 400, 11.5))
-    book.apply_fill(fill("sell", 100, 13.0))
-    pos = book.get("AAPL")
-    assert (pos.qty, pos.avg_price) == (300, pytest.approx(11.5))
-    assert pos.realized_pnl == pytest.approx(150.0)
-
-
-def test_close_goes_flat():
-    book = PositionBook()
-    book.apply_fill(fill("buy", 100, 10.0))
-    book.apply_fill(fill("sell", 100, 9.0))
-    pos = book.get("AAPL")
-    assert (pos.qty, pos.avg_price) == (0, 0.0)
-    assert pos.realized_pnl == pytest.approx(-100.0)
-    assert pos.unrealized_pnl == 0.0
-
-
-def test_flip_realizes_the_old_side_and_opens_at_the_fill_price():
-    book = PositionBook()
-    book.apply_fill(fill("buy", 100, 10.0))
-    book.apply_fill(fill("sell", 250, 12.0))
-    pos = book.get("AAPL")
-    assert pos.qty == -150
-    assert pos.avg_price == pytest.approx(12.0)
-    assert pos.realized_pnl == pytest.approx(200.0)
-    # and back: covering the short at 11 gains 1 per share
-    book.apply_fill(fill("buy", 200, 11.0))
-    assert (pos.qty, pos.avg_price) == (50, pytest.approx(11.0))
-    assert pos.realized_pnl == pytest.approx(350.0)
-
-
-def test_short_position_pnl():
-    book = PositionBook()
-    book.apply_fill(fill("sell", 100, 50.0))
-    book.apply_fill(fill("sell", 100, 52.0))
-    pos = book.get("AAPL")
-    assert (pos.qty, pos.avg_price) == (-200, pytest.approx(51.0))
-    book.mark("AAPL", 49.0)
-    assert pos.unrealized_pnl == pytest.approx(400.0)
-    book.apply_fill(fill("buy", 50, 49.0))
-    assert pos.realized_pnl == pytest.approx(100.0)
+    pos = None
+    for action, want in steps:
+        if action[0] == "mark":
+            book.mark("AAPL", action[1])
+        else:
+            assert book.apply_fill(fill(*action))
+        if want is None:
+            continue
+        if pos is None:
+            pos = book.get("AAPL")  # the one object, kept up to date by later fills
+        got = (pos.qty, pos.avg_price, pos.realized_pnl, pos.unrealized_pnl)
+        for name, g, w in zip(("qty", "avg_price", "realized_pnl", "unrealized_pnl"), got, want):
+            if w is not None:
+                assert g == pytest.approx(w), (action, name)
 
 
 def test_unrealized_from_the_last_price():
