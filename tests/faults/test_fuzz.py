@@ -71,13 +71,19 @@ class Rig:
             WorkerSpec("marketdata", "marketdata", ["--ticks", self.md_ticks, "--rate", "20", "--seed", "1"]),
         ]
         self.sup = Supervisor(self.eps, specs, SupervisorConfig(log_dir=f"{tmp}/logs", heartbeat_timeout=10.0))
-        self.events = self.ctx.socket(zmq.SUB)
-        self.events.setsockopt(zmq.LINGER, 0)
-        self.events.setsockopt(zmq.RCVHWM, 100_000)
-        self.events.setsockopt(zmq.SUBSCRIBE, b"signal.")
-        self.events.connect(self.eps.events)
+        self.events = self.connect(zmq.SUB, self.eps.events, RCVHWM=100_000, SUBSCRIBE=b"signal.")
         self.decisions: dict[str, P.SignalDecision] = {}
         self._ids = itertools.count(1)
+
+    def connect(self, kind: int, endpoint: str, **options) -> zmq.Socket:
+        """A socket on ``endpoint`` (options by their zmq names, set before it connects), that
+        drops what it holds when closed unless told a LINGER."""
+        s = self.ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, options.pop("LINGER", 0))
+        for name, value in options.items():
+            s.setsockopt(getattr(zmq, name), value)
+        s.connect(endpoint)
+        return s
 
     # -- driving
     def pump(self) -> None:
@@ -126,9 +132,7 @@ class Rig:
             return "(no log)"
 
     def request(self, payload: bytes, timeout_ms: int = 5000) -> dict:
-        s = self.ctx.socket(zmq.REQ)
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect(self.eps.orders)
+        s = self.connect(zmq.REQ, self.eps.orders)
         try:
             s.send(payload)
             assert s.poll(timeout_ms), "the orders endpoint did not answer"
@@ -143,9 +147,7 @@ class Rig:
         deadline = time.monotonic() + 15
         while True:
             cid = f"valid-{next(self._ids)}-{time.time_ns()}"
-            s = self.ctx.socket(zmq.REQ)
-            s.setsockopt(zmq.LINGER, 0)
-            s.connect(self.eps.orders)
+            s = self.connect(zmq.REQ, self.eps.orders)
             try:
                 s.send(P.SendOrder(client_order_id=cid, symbol="AAPL", side=P.Side.BUY, qty=1).pack())
                 while not s.poll(20):
@@ -161,9 +163,7 @@ class Rig:
             return
 
     def signal_is_decided(self) -> None:
-        push = self.ctx.socket(zmq.PUSH)
-        push.setsockopt(zmq.LINGER, 0)
-        push.connect(self.eps.signals)
+        push = self.connect(zmq.PUSH, self.eps.signals)
         sid = f"valid-sig-{next(self._ids)}"
         try:
             self.market()
@@ -190,6 +190,12 @@ class Rig:
     def counter_grows(self, name: str, key: str, before: int) -> int:
         w = self.sup.workers[name]
         return self.wait(lambda: w.counter(key) > before and w.counter(key), 10, f"{name} counts {key}")
+
+    def survived(self, valid, name: str, decode_errors_before: int) -> None:
+        """After a fuzz: nobody died, ``valid`` traffic is served, and ``name`` counted what it dropped."""
+        self.all_alive()
+        valid()
+        self.counter_grows(name, "decode_errors", decode_errors_before)
 
     def close(self) -> None:
         try:
@@ -285,9 +291,7 @@ def oversized() -> bytes:
 
 def test_orders_endpoint_via_req_answers_every_bad_request(rig):
     before = rig.sup.workers["exchange"].counter("decode_errors")
-    req = rig.ctx.socket(zmq.REQ)
-    req.setsockopt(zmq.LINGER, 0)
-    req.connect(rig.eps.orders)
+    req = rig.connect(zmq.REQ, rig.eps.orders)
 
     huge_ts = {**VALID["send_order"], "client_order_id": "huge-ts", "ts": 2**64 - 1}
 
@@ -309,16 +313,12 @@ def test_orders_endpoint_via_req_answers_every_bad_request(rig):
         fuzz()
     finally:
         req.close(0)
-    rig.all_alive()
-    rig.order_is_filled()
-    rig.counter_grows("exchange", "decode_errors", before)
+    rig.survived(rig.order_is_filled, "exchange", before)
 
 
 def test_orders_endpoint_via_dealer_with_any_frame_count(rig):
     before = rig.sup.workers["exchange"].counter("decode_errors")
-    dealer = rig.ctx.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.connect(rig.eps.orders)
+    dealer = rig.connect(zmq.DEALER, rig.eps.orders)
 
     @FUZZ
     @given(frames=st.lists(st.one_of(st.just(b""), st.binary(max_size=64), payloads("send_order")), min_size=1, max_size=6))
@@ -333,9 +333,7 @@ def test_orders_endpoint_via_dealer_with_any_frame_count(rig):
     finally:
         dealer.close(0)
     # a frame count other than one is answered with an error, not dropped in silence
-    dealer = rig.ctx.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.connect(rig.eps.orders)
+    dealer = rig.connect(zmq.DEALER, rig.eps.orders)
     try:
         dealer.send_multipart([b"", b"one", b"two"])
         assert dealer.poll(5000)
@@ -343,9 +341,7 @@ def test_orders_endpoint_via_dealer_with_any_frame_count(rig):
         assert frames[0] == b"" and "exactly one frame" in P.unpack_map(frames[-1])["reason"]
     finally:
         dealer.close(0)
-    rig.all_alive()
-    rig.order_is_filled()
-    rig.counter_grows("exchange", "decode_errors", before)
+    rig.survived(rig.order_is_filled, "exchange", before)
 
 
 # ----------------------------------------------------------------------------- signals PULL
@@ -353,10 +349,7 @@ def test_orders_endpoint_via_dealer_with_any_frame_count(rig):
 
 def test_signals_endpoint_drops_and_counts_bad_signals(rig):
     before = rig.sup.workers["executor"].counter("decode_errors")
-    push = rig.ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    push.setsockopt(zmq.SNDHWM, 100_000)
-    push.connect(rig.eps.signals)
+    push = rig.connect(zmq.PUSH, rig.eps.signals, SNDHWM=100_000)
 
     @FUZZ
     @given(payload=payloads("signal", "levels", "tick"))
@@ -369,9 +362,7 @@ def test_signals_endpoint_drops_and_counts_bad_signals(rig):
         fuzz()
     finally:
         push.close(linger=1000)  # let the queued fuzz reach the executor
-    rig.all_alive()
-    rig.signal_is_decided()
-    rig.counter_grows("executor", "decode_errors", before)
+    rig.survived(rig.signal_is_decided, "executor", before)
 
 
 # ----------------------------------------------------------------------------- control ROUTER
@@ -379,10 +370,7 @@ def test_signals_endpoint_drops_and_counts_bad_signals(rig):
 
 def test_control_endpoint_survives_strangers_and_impostors(rig):
     before = rig.sup.decode_errors
-    stranger = rig.ctx.socket(zmq.DEALER)
-    stranger.setsockopt(zmq.LINGER, 0)
-    stranger.setsockopt(zmq.ROUTING_ID, b"nobody-we-know")
-    stranger.connect(rig.eps.control)
+    stranger = rig.connect(zmq.DEALER, rig.eps.control, ROUTING_ID=b"nobody-we-know")
 
     one = payloads("heartbeat", "hello", "command_reply") | forged_heartbeats()
 
@@ -392,10 +380,7 @@ def test_control_endpoint_survives_strangers_and_impostors(rig):
         if impostor:
             # A DEALER under a real worker's name takes its routing id over (ROUTER_HANDOVER)
             # until the worker reconnects: whatever it says must not break the supervisor.
-            s = rig.ctx.socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 200)
-            s.setsockopt(zmq.ROUTING_ID, name.encode())
-            s.connect(rig.eps.control)
+            s = rig.connect(zmq.DEALER, rig.eps.control, LINGER=200, ROUTING_ID=name.encode())
             s.send_multipart(frames)
             s.close()
         else:
@@ -405,10 +390,7 @@ def test_control_endpoint_survives_strangers_and_impostors(rig):
     try:
         fuzz()
         # and for certain: a heartbeat under a real name whose counters are not a map
-        s = rig.ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 200)
-        s.setsockopt(zmq.ROUTING_ID, STRATEGY.encode())
-        s.connect(rig.eps.control)
+        s = rig.connect(zmq.DEALER, rig.eps.control, LINGER=200, ROUTING_ID=STRATEGY.encode())
         for junk in ([1, 2], {"ticks": "many"}, "x"):
             s.send(msgpack.packb({**VALID["heartbeat"], "stats": {"counters": junk, "gauges": 7}}))
         s.close()
@@ -481,22 +463,15 @@ def test_oversized_frames_cost_the_sender_its_connection_only(rig):
     big = oversized()
     # orders: REQ and DEALER
     for kind in (zmq.REQ, zmq.DEALER):
-        s = rig.ctx.socket(kind)
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect(rig.eps.orders)
+        s = rig.connect(kind, rig.eps.orders)
         s.send(big)
         assert not s.poll(300), "an oversized request gets no answer: its connection is dropped"
         s.close(0)
     # signals: PUSH
-    push = rig.ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    push.connect(rig.eps.signals)
+    push = rig.connect(zmq.PUSH, rig.eps.signals)
     push.send(big)
     # control: DEALER
-    d = rig.ctx.socket(zmq.DEALER)
-    d.setsockopt(zmq.LINGER, 0)
-    d.setsockopt(zmq.ROUTING_ID, b"big-talker")
-    d.connect(rig.eps.control)
+    d = rig.connect(zmq.DEALER, rig.eps.control, ROUTING_ID=b"big-talker")
     d.send(big)
     # tick input: the test's PUB sends one oversized tick to exchange, executor and strategy;
     # each SUB drops the connection and reconnects by itself
@@ -523,9 +498,7 @@ def test_publishers_and_transports_ignore_junk(rig):
     pubs = [rig.md_ticks, rig.eps.execution, rig.eps.events]
     xsubs = []
     for ep in pubs:
-        x = rig.ctx.socket(zmq.XSUB)
-        x.setsockopt(zmq.LINGER, 0)
-        x.connect(ep)
+        x = rig.connect(zmq.XSUB, ep)
         xsubs.append(x)
 
     @settings(FUZZ, max_examples=30)
@@ -558,10 +531,7 @@ def test_publishers_and_transports_ignore_junk(rig):
     rig.all_alive()
     # every publisher still publishes to a fresh subscriber
     for ep, topic in ((rig.md_ticks, b"tick."), (rig.eps.execution, b"exec."), (rig.eps.events, b"")):
-        s = rig.ctx.socket(zmq.SUB)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.SUBSCRIBE, topic)
-        s.connect(ep)
+        s = rig.connect(zmq.SUB, ep, SUBSCRIBE=topic)
         try:
             rig.wait(lambda: (rig.order_is_filled() if ep != rig.md_ticks else None) or s.poll(50), 15, f"{ep} publishes")
         finally:
