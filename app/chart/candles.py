@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -124,6 +125,27 @@ class _PictureItem(pg.GraphicsObject):
         self.rebuild_count += 1
         self.update()
 
+    def _record(self, x: np.ndarray, half: float, up: np.ndarray,
+                draw: Callable[[QtGui.QPainter, np.ndarray, int, QtGui.QPen, QtGui.QBrush], None],
+                y_range: Callable[[], tuple[float, float]]) -> None:
+        """One picture of bars at x: ``draw`` records the rising ones in the up colours, then
+        the falling ones; ``y_range`` is asked only when there is a bar."""
+        if len(x) == 0:
+            self.clear()
+            return
+        pic = QtGui.QPicture()
+        p = QtGui.QPainter(pic)
+        try:
+            for mask, pen, brush in ((up, self._up_pen, self._up_brush),
+                                     (~up, self._down_pen, self._down_brush)):
+                n = int(np.count_nonzero(mask))
+                if n:
+                    draw(p, mask, n, pen, brush)
+        finally:
+            p.end()
+        y0, y1 = y_range()
+        self._set_picture(pic, _data_rect(float(x[0]) - half, float(x[-1]) + half, y0, y1), len(x))
+
     # QGraphicsItem -------------------------------------------------------
 
     def boundingRect(self) -> QtCore.QRectF:
@@ -165,66 +187,43 @@ class CandleItem(_PictureItem):
 
     def set_candles(self, x: np.ndarray, o: np.ndarray, h: np.ndarray, l: np.ndarray,
                     c: np.ndarray, width: float = BODY_WIDTH) -> None:
-        if len(x) == 0:
-            self.clear()
-            return
-        pic = QtGui.QPicture()
-        p = QtGui.QPainter(pic)
         half = width / 2
-        try:
-            up = c >= o
-            for mask, pen, brush in ((up, self._up_pen, self._up_brush),
-                                     (~up, self._down_pen, self._down_brush)):
-                n = int(np.count_nonzero(mask))
-                if n == 0:
-                    continue
-                xm = x[mask]
-                om, cm = o[mask], c[mask]
-                wicks = np.empty((n, 4))
-                wicks[:, 0] = xm
-                wicks[:, 1] = l[mask]
-                wicks[:, 2] = xm
-                wicks[:, 3] = h[mask]
-                bodies = np.empty((n, 4))
-                bodies[:, 0] = xm - half
-                np.minimum(om, cm, out=bodies[:, 1])
-                bodies[:, 2] = width
-                bodies[:, 3] = np.abs(cm - om)
-                p.setPen(pen)
-                p.setBrush(QtCore.Qt.BrushStyle.NoBrush)
-                draw_lines(p, wicks)
-                p.setBrush(brush)
-                draw_rects(p, bodies)
-        finally:
-            p.end()
-        self._set_picture(pic, _data_rect(float(x[0]) - half, float(x[-1]) + half,
-                                          float(np.min(l)), float(np.max(h))), len(x))
+
+        def draw(p: QtGui.QPainter, mask: np.ndarray, n: int, pen, brush) -> None:
+            xm = x[mask]
+            om, cm = o[mask], c[mask]
+            wicks = np.empty((n, 4))
+            wicks[:, 0] = xm
+            wicks[:, 1] = l[mask]
+            wicks[:, 2] = xm
+            wicks[:, 3] = h[mask]
+            bodies = np.empty((n, 4))
+            bodies[:, 0] = xm - half
+            np.minimum(om, cm, out=bodies[:, 1])
+            bodies[:, 2] = width
+            bodies[:, 3] = np.abs(cm - om)
+            p.setPen(pen)
+            p.setBrush(QtCore.Qt.BrushStyle.NoBrush)
+            draw_lines(p, wicks)
+            p.setBrush(brush)
+            draw_rects(p, bodies)
+
+        self._record(x, half, c >= o, draw, lambda: (float(np.min(l)), float(np.max(h))))
 
 
 class VolumeItem(_PictureItem):
     """Volume bars from 0 to v at x, coloured by the candle's direction."""
 
     def set_bars(self, x: np.ndarray, v: np.ndarray, up: np.ndarray, width: float = BODY_WIDTH) -> None:
-        if len(x) == 0:
-            self.clear()
-            return
-        pic = QtGui.QPicture()
-        p = QtGui.QPainter(pic)
         half = width / 2
-        try:
-            for mask, pen, brush in ((up, self._up_pen, self._up_brush),
-                                     (~up, self._down_pen, self._down_brush)):
-                n = int(np.count_nonzero(mask))
-                if n == 0:
-                    continue
-                rects = np.zeros((n, 4))
-                rects[:, 0] = x[mask] - half
-                rects[:, 2] = width
-                rects[:, 3] = v[mask]
-                p.setPen(pen)
-                p.setBrush(brush)
-                draw_rects(p, rects)
-        finally:
-            p.end()
-        self._set_picture(pic, _data_rect(float(x[0]) - half, float(x[-1]) + half, 0.0,
-                                          float(np.max(v))), len(x))
+
+        def draw(p: QtGui.QPainter, mask: np.ndarray, n: int, pen, brush) -> None:
+            rects = np.zeros((n, 4))
+            rects[:, 0] = x[mask] - half
+            rects[:, 2] = width
+            rects[:, 3] = v[mask]
+            p.setPen(pen)
+            p.setBrush(brush)
+            draw_rects(p, rects)
+
+        self._record(x, half, up, draw, lambda: (0.0, float(np.max(v))))
