@@ -6,6 +6,7 @@ import html
 import logging
 
 from app.models.columns import clock_s
+from app.panels.table_panel import bar_over, tool_bar
 from app.qt import QtGui, QtWidgets
 from app.state import EventLog, LogLine
 
@@ -31,16 +32,11 @@ class LogPanel(QtWidgets.QWidget):
         f = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
         f.setPointSize(max(8, f.pointSize() - 1))
         self.text.setFont(f)
-        bar = QtWidgets.QHBoxLayout()
-        bar.setContentsMargins(2, 2, 2, 2)
+        bar = tool_bar()
         bar.addWidget(self.level)
         bar.addStretch(1)
         bar.addWidget(self.clear_button)
-        lay = QtWidgets.QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(0)
-        lay.addLayout(bar)
-        lay.addWidget(self.text)
+        bar_over(self, bar, self.text)
         self.colors = {logging.ERROR: "#ff6b6b", logging.WARNING: "#f0b429", logging.INFO: "", logging.DEBUG: "#7d8590"}
         self.level.currentIndexChanged.connect(self.rebuild)
         self.clear_button.clicked.connect(self.text.clear)

@@ -18,6 +18,21 @@ from app.qt import QSortFilterProxyModel, Qt, QtCore, QtGui, QtWidgets, Signal
 ROW_HEIGHT = 20
 
 
+def tool_bar() -> QtWidgets.QHBoxLayout:
+    bar = QtWidgets.QHBoxLayout()
+    bar.setContentsMargins(2, 2, 2, 2)
+    return bar
+
+
+def bar_over(panel: QtWidgets.QWidget, bar: QtWidgets.QLayout, body: QtWidgets.QWidget) -> None:
+    """Lays ``panel`` out as its tool bar over its body, edge to edge (the table and log panels look alike)."""
+    lay = QtWidgets.QVBoxLayout(panel)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.setSpacing(0)
+    lay.addLayout(bar)
+    lay.addWidget(body)
+
+
 class TableView(QtWidgets.QTableView):
     """A dense, keyboard-friendly table view."""
 
@@ -78,8 +93,7 @@ class TablePanel(QtWidgets.QWidget):
         for i, c in enumerate(model.columns):
             self.view.setColumnWidth(i, c.width)
 
-        bar = QtWidgets.QHBoxLayout()
-        bar.setContentsMargins(2, 2, 2, 2)
+        bar = tool_bar()
         bar.setSpacing(4)
         self.filter = None
         if filterable:
@@ -100,11 +114,7 @@ class TablePanel(QtWidgets.QWidget):
         self.export_button.setToolTip("Export this table to CSV (what is shown, as filtered and sorted)")
         self.export_button.clicked.connect(self.export_dialog)
         bar.addWidget(self.export_button)
-        lay = QtWidgets.QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(0)
-        lay.addLayout(bar)
-        lay.addWidget(self.view)
+        bar_over(self, bar, self.view)
 
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
