@@ -250,18 +250,25 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(env, ctx):
 
     total, window = 3000, 300
     orders = [P.SendOrder(client_order_id=f"k{i}", symbol="AAA", side=P.Side.BUY, qty=1).pack() for i in range(total)]
-    dealer = ctx.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
-    dealer.connect(eps.orders)
-    answered: dict[str, bytes] = {}
-    sent = 0
-    while len(answered) < total // 3:
-        while sent < total and sent - len(answered) < window:
-            dealer.send(orders[sent])
-            sent += 1
-        data = dealer.recv()
-        answered[P.unpack_map(data)["client_order_id"]] = data
+
+    def pipeline(until: int) -> tuple[zmq.Socket, dict[str, bytes]]:
+        """Sends the orders from the first, ``window`` unanswered at most, until ``until`` are
+        answered; the dealer is left open, so what is still in flight stays in flight."""
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
+        dealer.connect(eps.orders)
+        replies: dict[str, bytes] = {}
+        sent = 0
+        while len(replies) < until:
+            while sent < total and sent - len(replies) < window:
+                dealer.send(orders[sent])
+                sent += 1
+            data = dealer.recv()
+            replies[P.unpack_map(data)["client_order_id"]] = data
+        return dealer, replies
+
+    dealer, answered = pipeline(total // 3)
     proc.send_signal(signal.SIGKILL)  # with up to `window` orders in flight
     proc.wait(5)
     dealer.close(0)
@@ -271,18 +278,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(env, ctx):
     sock = req_socket(ctx, eps.orders)
     wait_for_service(proc2, sock)
     wait_for_market(ticks, sock, "AAA", execution, size=10**6)
-    dealer = ctx.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
-    dealer.connect(eps.orders)
-    replies: dict[str, bytes] = {}
-    sent = 0
-    while len(replies) < total:
-        while sent < total and sent - len(replies) < window:
-            dealer.send(orders[sent])
-            sent += 1
-        data = dealer.recv()
-        replies[P.unpack_map(data)["client_order_id"]] = data
+    dealer, replies = pipeline(total)
     dealer.close(0)
 
     for cid, data in answered.items():
