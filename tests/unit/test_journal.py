@@ -99,12 +99,17 @@ def test_orders_fills_positions_counters_and_replies_survive_reopen(path):
     j2.close()
 
 
-def test_idempotent_reply_survives_restart_and_is_not_duplicated(path):
+def one_trade(path, cid: str) -> tuple[Journal, SimulatedExchange, Order, list]:
+    """A journal holding one market order filled at the default quote."""
     j = Journal(path)
     ex = SimulatedExchange()
     ex.on_tick(tick())
-    o = new_order("dup-1")
-    trade(j, ex, o)
+    o = new_order(cid)
+    return j, ex, o, trade(j, ex, o)
+
+
+def test_idempotent_reply_survives_restart_and_is_not_duplicated(path):
+    j, ex, o, _ = one_trade(path, "dup-1")
     stored = j.reply_for("dup-1")
     # Writing the same order again (a second state change) keeps the first reply.
     j.write([o], [], {"dup-1": b"something else"}, ex.state())
@@ -118,11 +123,7 @@ def test_idempotent_reply_survives_restart_and_is_not_duplicated(path):
 
 
 def test_a_failed_batch_writes_nothing(path):
-    j = Journal(path)
-    ex = SimulatedExchange()
-    ex.on_tick(tick())
-    o = new_order("a")
-    fs = trade(j, ex, o)
+    j, _, _, fs = one_trade(path, "a")
     with pytest.raises(JournalError):
         j.write([new_order("b")], fs, {}, {})  # same fill number again: the batch must roll back
     rec = j.load()
