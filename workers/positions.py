@@ -94,15 +94,8 @@ class SymbolPosition:
         return realized
 
     def to_message(self, ts: int) -> P.Position:
-        return P.Position(
-            symbol=self.symbol,
-            qty=self.qty,
-            avg_price=self.avg_price,
-            realized_pnl=self.realized_pnl,
-            unrealized_pnl=self.unrealized_pnl,
-            ts=ts,
-            last=self.last,
-        )
+        # the net position (to_map) with its mark
+        return P.Position(**self.to_map(), unrealized_pnl=self.unrealized_pnl, ts=ts, last=self.last)
 
     def to_map(self) -> dict[str, Any]:
         """The net position as a ``get_positions`` reply lists it (what :meth:`PositionBook.load_snapshot` reads)."""
