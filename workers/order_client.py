@@ -53,11 +53,8 @@ class PirateStats:
     __slots__ = ("requests", "resends", "timeouts", "unreadable", "given_up")
 
     def __init__(self) -> None:
-        self.requests = 0
-        self.resends = 0
-        self.timeouts = 0
-        self.unreadable = 0
-        self.given_up = 0
+        for k in self.__slots__:
+            setattr(self, k, 0)
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}

@@ -70,27 +70,27 @@ class SeqEvent(NamedTuple):
         return self.kind is SeqKind.GAP or self.kind is SeqKind.RESTART
 
 
+#: what is counted, per key (KeyStats) and over all keys (SequenceTracker)
+_COUNTS = ("received", "gaps", "missing", "duplicates", "late", "restarts")
+
+
 class KeyStats:
     """The last position of one key, and its counters."""
 
-    __slots__ = ("seq", "epoch", "received", "gaps", "missing", "duplicates", "late", "restarts")
+    __slots__ = ("seq", "epoch", *_COUNTS)
 
     def __init__(self, seq: int, epoch: Any):
         self.seq = seq
         self.epoch = epoch
-        self.received = 0
-        self.gaps = 0
-        self.missing = 0
-        self.duplicates = 0
-        self.late = 0
-        self.restarts = 0
+        for k in _COUNTS:
+            setattr(self, k, 0)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
 #: the counters SequenceTracker.counters() reports
-COUNTER_NAMES = ("received", "gaps", "missing", "duplicates", "late", "restarts", "keys")
+COUNTER_NAMES = (*_COUNTS, "keys")
 
 
 class SequenceTracker:
@@ -101,19 +101,15 @@ class SequenceTracker:
     (<SeqKind.FIRST: 'first'>, <SeqKind.IN_ORDER: 'in_order'>, 2)
     """
 
-    __slots__ = ("_keys", "step_back", "received", "gaps", "missing", "duplicates", "late", "restarts")
+    __slots__ = ("_keys", "step_back", *_COUNTS)
 
     def __init__(self, step_back: Literal["restart", "late"] = "restart"):
         if step_back not in ("restart", "late"):
             raise ValueError(f"step_back must be 'restart' or 'late', got {step_back!r}")
         self.step_back = step_back
         self._keys: dict[Hashable, KeyStats] = {}
-        self.received = 0
-        self.gaps = 0
-        self.missing = 0
-        self.duplicates = 0
-        self.late = 0
-        self.restarts = 0
+        for k in _COUNTS:
+            setattr(self, k, 0)
 
     def check(self, key: Hashable, seq: int, epoch: Any = None) -> SeqEvent:
         """Record ``seq`` (of incarnation ``epoch``) for ``key`` and say what it was."""
@@ -188,8 +184,7 @@ class SequenceTracker:
 
     def counters(self) -> dict[str, int]:
         """Totals over every key (names in :data:`COUNTER_NAMES`)."""
-        return {"received": self.received, "gaps": self.gaps, "missing": self.missing, "duplicates": self.duplicates,
-                "late": self.late, "restarts": self.restarts, "keys": len(self._keys)}
+        return {**{k: getattr(self, k) for k in _COUNTS}, "keys": len(self._keys)}
 
     # ------------------------------------------------------------------ forgetting
     def forget(self, key: Hashable) -> None:
