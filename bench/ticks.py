@@ -54,6 +54,7 @@ def throughput(sizes: Sizes, subs: int = 1, batched: bool = True, log=print) -> 
         for name in names:
             fleet.start("strategy", name, *STRATEGY_ARGS, instrumented=True)
         fleet.fresh_stats(*names)  # connected and subscribed well before this
+        cpu0 = {name: w.cpu() for name, w in fleet.workers.items()}
         fleet.command("md", "set_rate", rate=0)
         fleet.wait(lambda: gw.gauge("done"), 60 + n / 20_000, "the gateway to publish every tick")
         fleet.fresh_stats("md")
@@ -76,6 +77,8 @@ def throughput(sizes: Sizes, subs: int = 1, batched: bool = True, log=print) -> 
             return ok
 
         fleet.wait(settled, 60 + n / 20_000, "the strategies to drain")
+        # CPU time each process spent on the burst, per tick it handled: which side limits
+        cpu_us = {name: round((w.cpu() - cpu0[name]) / max(1, published) * 1e6, 3) for name, w in fleet.workers.items()}
         results = [fleet.result(s) for s in names]
     rates = [burst_rate(r) for r in results]
     received = [r["counters"].get("ticks", 0) for r in results]
@@ -83,7 +86,8 @@ def throughput(sizes: Sizes, subs: int = 1, batched: bool = True, log=print) -> 
     lost = sum(max(0, published - c) for c in received)
     return {"subs": subs, "batched": batched, "published": published, "received": received, "per_s": min(rates),
             "rates": rates, "lost": max(lost, gaps), "seq_gaps": gaps,
-            "decode_errors": sum(r["counters"].get("decode_errors", 0) for r in results)}
+            "decode_errors": sum(r["counters"].get("decode_errors", 0) for r in results),
+            "cpu_us_per_tick": cpu_us}
 
 
 def run(sizes: Sizes, log=print) -> dict:
