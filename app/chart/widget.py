@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import time
 from collections import deque
 
@@ -65,6 +66,11 @@ def interval_label(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{seconds / 60:g}m"
     return f"{seconds:g}s"
+
+
+def _read_only(attr: str, doc: str | None = None) -> property:
+    """A public name, for reading only, of a private attribute."""
+    return property(operator.attrgetter(attr), doc=doc)
 
 
 class ChartWidget(QtWidgets.QWidget):
@@ -260,52 +266,21 @@ class ChartWidget(QtWidgets.QWidget):
 
     # ================================================================== public API
 
-    @property
-    def symbol(self) -> str | None:
-        return self._symbol
-
-    @property
-    def interval(self) -> float:
-        return self._interval
-
-    @property
-    def series(self) -> BarSeries | None:
-        """The bar series currently shown."""
-        return self._series
-
-    @property
-    def follow(self) -> bool:
-        return self._follow
-
-    @property
-    def interval_combo(self) -> QtWidgets.QComboBox:
-        return self._interval_combo
-
-    @property
-    def live_button(self) -> QtWidgets.QToolButton:
-        return self._live_button
-
-    @property
-    def price_plot(self) -> pg.PlotItem:
-        return self._price_plot
-
-    @property
-    def volume_plot(self) -> pg.PlotItem:
-        return self._volume_plot
-
-    @property
-    def view(self) -> pg.GraphicsLayoutWidget:
-        return self._view
+    symbol = _read_only("_symbol")
+    interval = _read_only("_interval")
+    series = _read_only("_series", "The bar series currently shown.")
+    follow = _read_only("_follow")
+    interval_combo = _read_only("_interval_combo")
+    live_button = _read_only("_live_button")
+    price_plot = _read_only("_price_plot")
+    volume_plot = _read_only("_volume_plot")
+    view = _read_only("_view")
+    readout = _read_only("_readout", "The crosshair readout label in the toolbar.")
 
     @property
     def marker_items(self) -> dict[str, pg.ScatterPlotItem]:
         """One scatter item per marker kind (holding only the markers in the drawn window)."""
         return dict(self._marker_layer.items)
-
-    @property
-    def readout(self) -> QtWidgets.QLabel:
-        """The crosshair readout label in the toolbar."""
-        return self._readout
 
     def set_series(self, symbol: str, bars: MultiIntervalBars) -> None:
         """Show ``symbol`` from ``bars``. Keeps the interval and zoom width; goes back to live."""
