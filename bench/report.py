@@ -119,6 +119,12 @@ def rows(res: dict[str, Any]) -> list[Row]:
                 target = ">= 250k/s, 0 loss, >= 0.7x raw"
                 met = v >= 250_000 and t["lost"] == 0 and bool(raw_ps) and v >= 0.7 * raw_ps
         out.append(Row("ticks", label, f"{k(v)} ({t['lost']:,} lost)", cell, ratio(v, base), target, yes(met)))
+        cpu = t.get("cpu_us_per_tick") or {}
+        if cpu and batched:
+            gw = cpu.get("md")
+            strat = [x for name, x in cpu.items() if name != "md"]
+            out.append(Row("ticks", "  CPU per tick: gateway / strategy (max)",
+                           f"{sub_us(gw)} / {sub_us(max(strat)) if strat else 'n/a'}"))
     if ticks.get("1_batched") and raw_bps and raw_ps:
         # the comparison the table used to make, for the record: batched TickDesk against one frame per tick
         v = ticks["1_batched"]["per_s"]
