@@ -28,6 +28,8 @@ flat bars (the chart's x axis is the bar index, so gaps simply do not take space
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Callable
 from typing import Iterable
 
 import numpy as np
@@ -71,6 +73,16 @@ def aggregate_bars(
         np.add.reduceat(v, starts),
         keys[starts],
     )
+
+
+def _column(buffer: str) -> Callable[[BarSeries], np.ndarray]:
+    """A method reading one column (named by its buffer, which a resize replaces) as ``_col`` does."""
+    get = operator.attrgetter(buffer)
+
+    def column(self: BarSeries) -> np.ndarray:
+        return self._col(get(self))
+
+    return column
 
 
 class BarSeries:
@@ -260,23 +272,12 @@ class BarSeries:
     def last_open(self) -> float | None:
         return self._co if self._end > self._start else None
 
-    def times(self) -> np.ndarray:
-        return self._col(self._t)
-
-    def opens(self) -> np.ndarray:
-        return self._col(self._o)
-
-    def highs(self) -> np.ndarray:
-        return self._col(self._h)
-
-    def lows(self) -> np.ndarray:
-        return self._col(self._l)
-
-    def closes(self) -> np.ndarray:
-        return self._col(self._c)
-
-    def volumes(self) -> np.ndarray:
-        return self._col(self._v)
+    times = _column("_t")
+    opens = _column("_o")
+    highs = _column("_h")
+    lows = _column("_l")
+    closes = _column("_c")
+    volumes = _column("_v")
 
     def view(self, start_idx: int | None = None, end_idx: int | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
