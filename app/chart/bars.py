@@ -272,12 +272,7 @@ class BarSeries:
     def last_open(self) -> float | None:
         return self._co if self._end > self._start else None
 
-    times = _column("_t")
-    opens = _column("_o")
-    highs = _column("_h")
-    lows = _column("_l")
-    closes = _column("_c")
-    volumes = _column("_v")
+    times, opens, highs, lows, closes, volumes = (_column("_" + name) for name in _COLUMNS)
 
     def view(self, start_idx: int | None = None, end_idx: int | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
