@@ -8,10 +8,8 @@ per slice makes a flood yield back to Qt every few milliseconds, so painting and
 never wait for the network; what the socket cannot hold meanwhile is dropped by ZeroMQ
 and shows up as sequence gaps.
 
-Ticks take a fast decoding path (msgpack + the checks the window relies on, about 3x
-cheaper than the generic decoder); a frame that fails it -- a batched ``ticks`` frame, an
-unusual but valid encoding, or garbage -- goes through :func:`workers.protocol.tick_rows`,
-which reads it or says exactly what is wrong, for the count and the log.
+Every tick frame, either form, goes through :func:`workers.protocol.tick_rows`: the
+declarations validate it whole (in C) or say exactly what is wrong, for the count and the log.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ import logging
 import time
 from collections.abc import Callable
 
-import msgpack
 import zmq
 import zmq.asyncio
 
@@ -39,8 +36,6 @@ CHUNK = 1024
 #: seconds of work before a drain yields to the Qt loop
 SLICE_BUDGET = 0.006
 RCVHWM = 500_000
-_MAXP = P.MAX_PRICE
-_unpackb = msgpack.unpackb
 
 
 #: seconds between two log lines of one kind (a flood of bad frames costs one line per interval)
@@ -80,34 +75,7 @@ class TickDecoder(_Decoder):
     def __call__(self, frames: list[bytes]) -> None:
         on_tick = self.state.market.on_tick
         for frame in frames:
-            # Fast path: one ``tick`` with the usual encoding, checked inline (no objects).
-            i = frame.find(b"\x00")
-            try:
-                d = _unpackb(frame[i + 1:]) if i > 0 else None
-                sym = d["symbol"]
-                last = d["last"]
-                bid = d["bid"]
-                ask = d["ask"]
-                seq = d["seq"]
-                ts = d["ts"]
-                bsz = d["bid_size"]
-                asz = d["ask_size"]
-                vol = d["volume"]
-                ok = (
-                    d["v"] == 1 and d["type"] == "tick"
-                    and type(last) is float and type(bid) is float and type(ask) is float
-                    and 0.0 < last < _MAXP and 0.0 < bid <= ask < _MAXP
-                    and type(seq) is int and type(ts) is int and type(bsz) is int and type(asz) is int and type(vol) is int
-                    and seq >= 0 and ts >= 0 and bsz >= 0 and asz >= 0 and vol >= 0
-                    and type(sym) is str and frame[5:i] == sym.encode()
-                )
-            except Exception:
-                ok = False
-            if ok:
-                on_tick(sym, seq, ts, last, bid, ask, bsz, asz, vol)
-                continue
-            # Everything else -- a batched ``ticks`` frame, an unusual but valid encoding, or
-            # garbage -- goes through the protocol's own reader, which names what is wrong.
+            # either form, checked whole by the protocol's declarations before any tick is used
             try:
                 sym, rows = P.tick_rows(frame)
             except P.ProtocolError as e:

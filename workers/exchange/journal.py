@@ -53,7 +53,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
-import msgpack
 import msgspec
 
 from workers.exchange.client import FillRecord, Order
@@ -208,7 +207,7 @@ class Journal:
             marks = dict(self.db.execute("SELECT key, value FROM log_state").fetchall())
         except sqlite3.Error as e:
             raise JournalError(f"cannot open journal {self.path}: {e} (is another exchange gateway using it?)") from e
-        self._packer = msgpack.Packer(use_bin_type=True)
+        self._packer = msgspec.msgpack.Encoder()
         # What the log holds and the tables do not yet (see fold).
         self._records = 0
         self._orders: dict[str, tuple] = {}  # client_order_id -> newest order row (+ its first reply)
@@ -258,7 +257,7 @@ class Journal:
                 break
             try:
                 self._replay(payload)
-            except (ValueError, TypeError, IndexError, msgpack.UnpackException) as e:
+            except (ValueError, TypeError, IndexError, msgspec.DecodeError) as e:
                 raise JournalError(f"{self.log_path}: unreadable record at offset {end}: {type(e).__name__}: {e}") from e
             end = start + length
         try:
@@ -272,7 +271,7 @@ class Journal:
         self.fold()
 
     def _replay(self, payload: bytes) -> None:
-        order_rows, fill_rows, lone, changed = msgpack.unpackb(payload, raw=False, use_list=True)
+        order_rows, fill_rows, lone, changed = msgspec.msgpack.decode(payload)
         fill_rows = [tuple(r) for r in fill_rows if r[0] > self._last_fill_n]  # folded already
         if self._log_format == 1:
             order_rows = [_v2_order_row(r) for r in order_rows]
@@ -337,7 +336,7 @@ class Journal:
             raise JournalError(f"journal write refused: {self._broken}")
         self._check(order_rows, fill_rows, changed_state)
         try:
-            payload = self._packer.pack([order_rows, fill_rows, lone, changed_state])
+            payload = self._packer.encode([order_rows, fill_rows, lone, changed_state])
         except (OverflowError, ValueError, TypeError) as e:
             raise JournalError(f"journal write failed: {type(e).__name__}: {e}") from e
         record = _REC.pack(len(payload), zlib.crc32(payload)) + payload
