@@ -204,7 +204,8 @@ class OrderService:
                 row = orders.set_status(coid, OrderStatus.NEW)
             status = row.status if row is not None else OrderStatus.NEW
             kind = "filled" if status is OrderStatus.FILLED else "ack"
-            extra = f" filled {row.filled_qty} @ {row.avg_price:.2f}" if row is not None and row.filled_qty else ""
+            # "filled 100 @ 189.45", "partially_filled 40 @ 189.45" (the status already says filled)
+            extra = f" {row.filled_qty} @ {row.avg_price:.2f}" if row is not None and row.filled_qty else ""
             self._report(Outcome(kind, f"{ticket.describe()} accepted: {status.value}{extra} ({coid})", coid))
         else:
             reason = reply.reason or "no reason given"

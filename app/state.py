@@ -549,8 +549,8 @@ class AppState:
                 pos = self.positions.positions[sym]
                 if pos.last != q.last:
                     pos.last = q.last
-                    if pos.qty:
-                        self._dirty_positions.add(sym)
+                    # a flat row shows Last too: it must not stand still while the market moves
+                    self._dirty_positions.add(sym)
         new_orders, changed_orders, evicted = self.orders.take_changes()
         ch = Changes(
             symbols=symbols,

@@ -140,6 +140,11 @@ def test_fills_update_positions_once_and_collect_marks_to_market():
     st.on_fill(fill(2, side=Side.SELL, qty=10, price=102.0))
     st.collect()
     assert pos.qty == 0 and pos.realized_pnl == 20.0 and st.pnl_totals() == (20.0, 0.0)
+    # a flat row still shows the market's last price: it is redrawn when the price moves
+    st.market.on_tick(**tick(sym="MSFT", seq=3, last=99.5))
+    ch = st.collect()
+    assert ch.positions == {"MSFT"} and pos.last == 99.5
+    assert not st.collect().positions  # and only then
 
 
 def test_snapshot_then_replayed_fills():
