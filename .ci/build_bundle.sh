@@ -13,22 +13,16 @@ target_mb="${TICKDESK_BUNDLE_TARGET_MB:-150}"
 max_mb="${TICKDESK_BUNDLE_MAX_MB:-165}"
 t0=$(date +%s)
 
-[ -x .venv/bin/python ] || bash .ci/setup.sh
 py=.venv/bin/python
 
-# System tools and libraries the build needs on Debian/Ubuntu, when missing:
-# binutils (objdump, readelf, strip: PyInstaller and build.spec on Linux) and the xcb
-# libraries Qt's X11 plugin links that a headless machine may lack (they go into the bundle).
-pkgs=(binutils libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xfixes0 libxcb-sync1 libxcb-xkb1 libxkbcommon-x11-0 libxcb-cursor0)
-if command -v dpkg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  missing=()
-  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "bundle: installing ${missing[*]}"
-    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+# setup.sh installs Qt's libraries, the xcb ones included (they go into the bundle); the build
+# adds binutils (objdump, readelf, strip: PyInstaller and build.spec on Linux).
+bash .ci/setup.sh
+if ! command -v objdump >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "bundle: installing binutils"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends binutils >/dev/null
 fi
 
 # PyInstaller comes with the project's optional "build" extra.
