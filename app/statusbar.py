@@ -63,6 +63,9 @@ class UiTimes:
     chart: float | None
 
 
+KILL_ON = "KILL SWITCH ON"
+
+
 class StatusBar:
     """The labels of the window's status bar.
 
@@ -80,9 +83,15 @@ class StatusBar:
         self.workers = LiveLabel(28, parent=bar)
         self.ui = LiveLabel(52, parent=bar)
         self.kill = LiveLabel(16, bold=True, parent=bar)
+        # the one label that must always be read whole: it is never squeezed to "KIL…"
+        self.kill.setMinimumWidth(self.kill.fontMetrics().horizontalAdvance(KILL_ON) + 8)
         self.alert_label = QtWidgets.QLabel("", bar)
         self.alert_label.setObjectName("statusWarn")
-        for w in (self.streams, self.rate, self.drops, self.workers, self.ui, self.kill):
+        # a long warning must give way, never push the labels (KILL SWITCH ON above all) off the
+        # bar: it takes what width is left and is cut there (the whole text is its tooltip)
+        self.alert_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.alert_label.setMinimumWidth(0)
+        for w in (self.kill, self.streams, self.rate, self.drops, self.workers, self.ui):
             bar.addPermanentWidget(w)
         bar.addWidget(self.alert_label, 1)
         self._last_alert = 0.0
@@ -122,7 +131,7 @@ class StatusBar:
                                    (f" up · restarts {totals['restarts']}", None)])
         self.ui.setText(f"UI lag p99 {times.lag_p99:.0f} ms · flush {times.flush:.1f} ms"
                         + (f" · chart {times.chart:.1f} ms" if times.chart is not None else ""))
-        self.kill.set_segments([("KILL SWITCH ON", bad)] if kill_engaged else [])
+        self.kill.set_segments([(KILL_ON, bad)] if kill_engaged else [])
         if self.alert_label.text() and now - self._last_alert > ALERT_SECONDS:
             self.alert_label.setText("")
 

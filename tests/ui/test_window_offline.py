@@ -198,3 +198,22 @@ def test_limit_price_starts_from_the_market_as_it_is_now(make_window):
     w.ticket.limit.setValue(119.5)  # the trader's own price is not overwritten by new ticks
     feed(w, "MSFT", n=3, last=121.0)
     assert w.ticket.limit.value() == pytest.approx(119.5)
+
+
+def test_a_long_warning_never_pushes_kill_switch_on_off_the_status_bar(make_window, qtbot):
+    import logging
+
+    w = make_window()
+    w.resize(900, 700)  # a narrow window: every label is short of room
+    w.session.control.kill_engaged = True
+    w.status_bar.alert("KILL SWITCH: cancelled 3 of 3 working orders, paused sr-1 and sr-2, executor kill switch on; " * 6,
+                       logging.WARNING)
+    w._update_status()
+    kill, bar = w.status_bar.kill, w.statusBar()
+
+    def shown_whole():
+        g = kill.geometry()
+        whole = kill.fontMetrics().horizontalAdvance("KILL SWITCH ON")
+        return kill.isVisible() and kill.text() == "KILL SWITCH ON" and g.width() >= whole and 0 <= g.left() and g.right() <= bar.width()
+
+    qtbot.waitUntil(shown_whole, timeout=2000)
