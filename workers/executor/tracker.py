@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from workers import protocol as P
 from workers.clock import LIVE_CLOCK, Clock
+from workers.order_client import LazyPirate, PirateStats, RetryPolicy
 from workers.protocol import OrderStatus, Side
 
 #: get_order must deny an unknown order this many times in a row before we call it "not placed":
@@ -127,15 +128,28 @@ class WorkingOrder:
 
 @dataclass(slots=True)
 class InFlight:
-    """A send_order whose reply has not come yet."""
+    """A send_order whose reply has not come yet.  Its attempts, deadline and bytes are the
+    one Lazy Pirate policy's (:class:`workers.order_client.LazyPirate`), driven over the
+    executor's DEALER instead of a REQ socket."""
 
     order: WorkingOrder
     request: P.SendOrder
-    #: packed once: every attempt sends these very bytes
-    payload: bytes
+    call: LazyPirate
     sent_ns: int  # the first attempt (order_ack is measured from it)
-    deadline: float  # monotonic: resend (or give up) after this
-    attempts: int = 1
+
+    @property
+    def payload(self) -> bytes:
+        """Packed once: every attempt sends these very bytes."""
+        return self.call.payload
+
+    @property
+    def deadline(self) -> float:
+        """Monotonic: resend (or give up) after this."""
+        return self.call.deadline
+
+    @property
+    def attempts(self) -> int:
+        return self.call.tries
 
 
 # ----------------------------------------------------------------------------- outcomes
@@ -257,6 +271,9 @@ class OrderTracker:
         self.clock = clock
         self.timeout = timeout
         self.attempts = attempts
+        self._policy = RetryPolicy(timeout, attempts)
+        #: requests, resends, timeouts, given up: the same counters every Lazy Pirate client keeps
+        self.pirate_stats = PirateStats()
         self.terminal_grace = terminal_grace
         self.not_found_confirmations = not_found_confirmations
         self.working: dict[str, WorkingOrder] = {}
@@ -286,7 +303,9 @@ class OrderTracker:
         if coid in self.working or coid in self.in_flight or coid in self.unknown:
             raise ValueError(f"client_order_id {coid} is in use")
         wo = self.working[coid] = WorkingOrder(coid, request.symbol, request.side, request.qty, signal)
-        inf = self.in_flight[coid] = InFlight(wo, request, request.pack(), self.clock.time_ns(), self.clock.monotonic() + self.timeout)
+        call = LazyPirate(request.pack(), self._policy, self.pirate_stats)
+        call.begin(self.clock.monotonic())
+        inf = self.in_flight[coid] = InFlight(wo, request, call, self.clock.time_ns())
         return inf
 
     def on_timeouts(self) -> list[TimeoutOutcome]:
@@ -297,9 +316,8 @@ class OrderTracker:
         out: list[TimeoutOutcome] = []
         for inf in [f for f in self.in_flight.values() if f.deadline <= now]:
             coid = inf.order.client_order_id
-            if inf.attempts < self.attempts:
-                inf.attempts += 1
-                inf.deadline = now + self.timeout
+            if inf.call.on_timeout():
+                inf.call.begin(now)
                 del self.in_flight[coid]
                 self.in_flight[coid] = inf  # to the back: deadlines stay in order
                 out.append(Resend(inf))
