@@ -46,7 +46,7 @@ import zmq
 from workers import protocol as P
 from workers.config import Endpoints
 from workers.fleet import default_fleet
-from workers.order_client import LazyPirate, PirateStats, RetryPolicy, is_unreadable, open_req
+from workers.order_client import LazyPirate, PirateCounters, PirateStats, RetryPolicy, is_unreadable, open_req
 from workers.sequence import SequenceTracker
 from workers.supervisor import Supervisor, SupervisorConfig
 
@@ -126,7 +126,7 @@ class Lane:
             self.sock = None
 
 
-class LazyPirateClient:
+class LazyPirateClient(PirateCounters):
     """Non-blocking Lazy Pirate over several REQ lanes; :meth:`step` drives it."""
 
     def __init__(self, ctx: zmq.Context, endpoint: str, lanes: int = 8, timeout: float = 0.25):
@@ -135,18 +135,6 @@ class LazyPirateClient:
         self.urgent: collections.deque[Job] = collections.deque()  # queries: before new orders
         self.queue: collections.deque[Job] = collections.deque()
         self.stats = PirateStats()
-
-    @property
-    def resends(self) -> int:
-        return self.stats.resends
-
-    @property
-    def timeouts(self) -> int:
-        return self.stats.timeouts
-
-    @property
-    def unreadable(self) -> int:
-        return self.stats.unreadable
 
     def submit(self, job: Job, urgent: bool = False) -> None:
         (self.urgent if urgent else self.queue).append(job)

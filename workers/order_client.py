@@ -155,20 +155,22 @@ def open_req(ctx: zmq.Context, endpoint: str, curve: Any = None) -> zmq.Socket:
     return s
 
 
-class _ClientBase:
+class PirateCounters:
+    """``resends``, ``timeouts`` and ``unreadable`` of a client's ``stats`` (PirateStats), read
+    as attributes of the client: every Lazy Pirate client reports them the same way."""
+
+    stats: PirateStats
+    resends = property(lambda self: self.stats.resends)
+    timeouts = property(lambda self: self.stats.timeouts)
+    unreadable = property(lambda self: self.stats.unreadable)
+
+
+class _ClientBase(PirateCounters):
     def __init__(self, endpoint: str, policy: RetryPolicy, curve: Any):
         self.endpoint = endpoint
         self.policy = policy
         self._curve = curve
         self.stats = PirateStats()
-
-    @property
-    def resends(self) -> int:
-        return self.stats.resends
-
-    @property
-    def timeouts(self) -> int:
-        return self.stats.timeouts
 
 
 class OrderClient(_ClientBase):
@@ -260,6 +262,7 @@ __all__ = [
     "RetryPolicy",
     "decode_reply",
     "is_unreadable",
+    "PirateCounters",
     "new_client_order_id",
     "open_req",
 ]

@@ -73,8 +73,8 @@ def test_submit_books_the_order_working_and_in_flight(tracker, clock):
     inf = submit(tracker, qty=100)
     coid = inf.order.client_order_id
     assert coid in tracker.working and coid in tracker.in_flight and not tracker.unknown
-    assert inf.attempts == 1 and inf.deadline == clock.monotonic() + TIMEOUT and inf.sent_ns == clock.time_ns()
-    assert P.decode(inf.payload) == inf.request
+    assert inf.call.tries == 1 and inf.call.deadline == clock.monotonic() + TIMEOUT and inf.sent_ns == clock.time_ns()
+    assert P.decode(inf.call.payload) == inf.request
     assert tracker.pending("AAPL") == 100 and tracker.pending("MSFT") == 0
     with pytest.raises(ValueError, match="in use"):
         tracker.submit(inf.request, inf.order.signal)
@@ -84,19 +84,19 @@ def test_nothing_is_resent_before_the_deadline(tracker, clock):
     inf = submit(tracker)
     clock.advance(TIMEOUT - 0.001)
     assert tracker.on_timeouts() == []
-    assert inf.attempts == 1
+    assert inf.call.tries == 1
 
 
 def test_resend_after_the_deadline_is_the_same_request(tracker, clock):
     inf = submit(tracker)
-    payload, request = inf.payload, inf.request
+    payload, request = inf.call.payload, inf.request
     clock.advance(TIMEOUT)
     (out,) = tracker.on_timeouts()
     assert isinstance(out, T.Resend) and out.flight is inf
     # the very bytes of the first attempt: the gateway is idempotent on them
-    assert out.flight.payload is payload and out.flight.request is request
+    assert out.flight.call.payload is payload and out.flight.request is request
     assert out.flight.order.client_order_id == request.client_order_id
-    assert inf.attempts == 2 and inf.deadline == clock.monotonic() + TIMEOUT
+    assert inf.call.tries == 2 and inf.call.deadline == clock.monotonic() + TIMEOUT
     assert inf.sent_ns == clock.time_ns() - round(TIMEOUT * 1e9)  # order_ack counts from the first try
 
 
@@ -104,12 +104,12 @@ def test_deadlines_stay_in_order_after_a_resend(tracker, clock):
     a = submit(tracker)
     clock.advance(0.5)
     b = submit(tracker)
-    assert tracker.next_deadline() == a.deadline
+    assert tracker.next_deadline() == a.call.deadline
     clock.advance(0.5)
     (out,) = tracker.on_timeouts()
     assert out.flight is a
     assert list(tracker.in_flight) == [b.order.client_order_id, a.order.client_order_id]
-    assert tracker.next_deadline() == b.deadline
+    assert tracker.next_deadline() == b.call.deadline
 
 
 def test_unknown_after_the_last_attempt_and_never_resent(tracker, clock):
@@ -117,7 +117,7 @@ def test_unknown_after_the_last_attempt_and_never_resent(tracker, clock):
     coid = inf.order.client_order_id
     outcomes = run_out_of_attempts(tracker, clock)
     assert [type(o) for o in outcomes] == [T.Resend, T.Resend, T.BecameUnknown]
-    assert all(o.flight.payload is inf.payload for o in outcomes[:2])
+    assert all(o.flight.call.payload is inf.call.payload for o in outcomes[:2])
     unknown = outcomes[-1]
     assert unknown.order.client_order_id == coid and unknown.why == "no reply after every attempt"
     assert unknown.order.status is OrderStatus.UNKNOWN

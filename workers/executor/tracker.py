@@ -137,27 +137,13 @@ class InFlight:
     call: LazyPirate
     sent_ns: int  # the first attempt (order_ack is measured from it)
 
-    @property
-    def payload(self) -> bytes:
-        """Packed once: every attempt sends these very bytes."""
-        return self.call.payload
-
-    @property
-    def deadline(self) -> float:
-        """Monotonic: resend (or give up) after this."""
-        return self.call.deadline
-
-    @property
-    def attempts(self) -> int:
-        return self.call.tries
-
 
 # ----------------------------------------------------------------------------- outcomes
 
 
 @dataclass(frozen=True, slots=True)
 class Resend:
-    """The deadline passed with attempts left: send ``flight.payload`` again."""
+    """The deadline passed with attempts left: send ``flight.call.payload`` again."""
 
     flight: InFlight
 
@@ -289,7 +275,7 @@ class OrderTracker:
 
     def next_deadline(self) -> float | None:
         oldest = next(iter(self.in_flight.values()), None)
-        return oldest.deadline if oldest is not None else None
+        return oldest.call.deadline if oldest is not None else None
 
     def unknown_ids(self) -> list[str]:
         return list(self.unknown)
@@ -314,7 +300,7 @@ class OrderTracker:
         waiting first: an answered order must not be declared unknown."""
         now = self.clock.monotonic()
         out: list[TimeoutOutcome] = []
-        for inf in [f for f in self.in_flight.values() if f.deadline <= now]:
+        for inf in [f for f in self.in_flight.values() if f.call.deadline <= now]:
             coid = inf.order.client_order_id
             if inf.call.on_timeout():
                 inf.call.begin(now)

@@ -237,7 +237,7 @@ class OrderExecutor(Worker):
 
     def _transmit(self, inf: T.InFlight) -> None:
         try:
-            self.order_pipe.send_multipart([inf.order.client_order_id.encode(), b"", inf.payload], zmq.NOBLOCK)
+            self.order_pipe.send_multipart([inf.order.client_order_id.encode(), b"", inf.call.payload], zmq.NOBLOCK)
         except zmq.ZMQError:
             # the pipe to a gateway that is gone is full: the deadline resends it, or gives up
             self.stats.inc("order_send_blocked")
