@@ -330,15 +330,24 @@ def test_startup_snapshot_and_resync_after_an_execution_gap(rig, executor):
 
     rig.wait(until_f8, message="F8 applied")
     assert latest().avg_price == pytest.approx((300 * 99.0 + 100 * 102.0) / 400)
-    rig.fill("F9", 100, 102.0, seq=21)
-    rig.wait(lambda: latest().qty == 500, message="F9 applied")
+    # unsequenced reports (seq 0) never ask for a snapshot
     assert rig.exchange.requests.count({"v": 1, "type": "get_positions"}) == 1
 
-    # seq 21 -> 25: execution reports were lost, so the executor re-bases on a snapshot
+    # the first sequenced report asks for one more snapshot (fills of the slow-joiner window);
+    # the gateway's book then holds F9, as a real one would by the time it answers
+    rig.exchange.positions = [{"symbol": SYMBOL, "qty": 500, "avg_price": (300 * 99.0 + 200 * 102.0) / 500, "realized_pnl": 12.0}]
+    rig.exchange.last_fill_seq = 9
+    rig.fill("F9", 100, 102.0, seq=21)
+    rig.wait(lambda: latest().qty == 500, message="F9 applied")
+    rig.wait(lambda: rig.exchange.requests.count({"v": 1, "type": "get_positions"}) == 2, message="snapshot once the stream is live")
+    rig.wait(lambda: latest().qty == 500, message="still 500 after that snapshot")
+
+    # seq 21 -> 25: execution reports were lost, so the executor re-bases on a snapshot (at most
+    # one every RESYNC_MIN_INTERVAL_S, so this one may come a few seconds later)
     rig.exchange.positions = [{"symbol": SYMBOL, "qty": 600, "avg_price": 100.0, "realized_pnl": 20.0}]
     rig.exchange.last_fill_seq = 11
     rig.fill("F11", 100, 101.0, seq=25)  # inside the new snapshot: must not count on top of it
-    rig.wait(lambda: rig.exchange.requests.count({"v": 1, "type": "get_positions"}) == 2, message="resync")
+    rig.wait(lambda: rig.exchange.requests.count({"v": 1, "type": "get_positions"}) == 3, timeout=20.0, message="resync")
     rig.wait(lambda: latest().qty == 600 and latest().realized_pnl == 20.0, message="re-based")
     rig.fill("F12", 50, 100.0, side="sell", seq=26)
     rig.wait(lambda: latest().qty == 550, message="F12 after resync")
