@@ -16,6 +16,7 @@ Tests pass a :class:`~workers.clock.ManualClock` or a fake function.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable, Hashable
@@ -81,6 +82,33 @@ class TokenBucket:
         """Full again (e.g. after the limit changed)."""
         self.tokens = self.burst
         self._stamp = self._clock()
+
+
+class SlidingWindow:
+    """At most ``limit`` events in any ``span`` seconds: the exact rule an order-rate limit
+    needs (a token bucket admits up to twice its rate across the boundary of one second).
+
+    The limit is given per call, so a limit changed at run time applies at once."""
+
+    __slots__ = ("span", "_times")
+
+    def __init__(self, span: float = 1.0):
+        self.span = span
+        self._times: collections.deque[float] = collections.deque()  # oldest first
+
+    def count(self, now: float) -> int:
+        """Events in the ``span`` seconds before ``now``."""
+        times = self._times
+        while times and now - times[0] >= self.span:
+            times.popleft()
+        return len(times)
+
+    def admits(self, now: float, limit: int) -> bool:
+        """Whether one more event at ``now`` stays within ``limit`` (records nothing)."""
+        return self.count(now) < limit
+
+    def record(self, now: float) -> None:
+        self._times.append(now)
 
 
 class KeyedLimiter:
@@ -162,4 +190,4 @@ class RateLimitedLogger:
         return self.log(logging.ERROR, key, msg, *args)
 
 
-__all__ = ["ClockLike", "KeyedLimiter", "MonotonicFn", "RateLimitedLogger", "TokenBucket", "monotonic_of"]
+__all__ = ["ClockLike", "KeyedLimiter", "MonotonicFn", "RateLimitedLogger", "SlidingWindow", "TokenBucket", "monotonic_of"]

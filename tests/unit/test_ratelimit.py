@@ -85,3 +85,15 @@ def test_a_workers_clock_drives_every_limiter():
     assert lim.allow("a") and lim.take_suppressed("a") == 2
     with pytest.raises(TypeError):
         TokenBucket(rate=1, clock=42)
+
+
+def test_sliding_window_admits_at_most_limit_in_any_span():
+    from workers.ratelimit import SlidingWindow
+
+    w = SlidingWindow(1.0)
+    for t in (0.0, 0.1, 0.2):
+        assert w.admits(t, 3)
+        w.record(t)
+    assert not w.admits(0.9, 3) and w.count(0.9) == 3
+    assert w.admits(1.0, 3) and w.count(1.0) == 2  # the event at 0.0 left the window
+    assert not w.admits(1.0, 2)  # a lower limit applies at once

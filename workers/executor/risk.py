@@ -10,13 +10,13 @@ uses up rate budget.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from workers.protocol import Side
+from workers.ratelimit import SlidingWindow
 from workers.symbols import parse_symbols
 
 
@@ -122,20 +122,14 @@ class RiskChecker:
     def __init__(self, limits: RiskLimits | None = None):
         self.limits = limits or RiskLimits()
         self.last_prices: dict[str, float] = {}
-        # monotonic seconds of recently accepted orders, oldest first
-        self._recent: collections.deque[float] = collections.deque()
+        # accepted orders in the last second (the one rate-limit module's sliding window)
+        self._rate = SlidingWindow(1.0)
 
     def set_last(self, symbol: str, price: float) -> None:
         self.last_prices[symbol] = price
 
     def orders_in_window(self, now: float) -> int:
-        self._expire(now)
-        return len(self._recent)
-
-    def _expire(self, now: float) -> None:
-        recent = self._recent
-        while recent and now - recent[0] >= 1.0:
-            recent.popleft()
+        return self._rate.count(now)
 
     def check(
         self,
@@ -182,9 +176,8 @@ class RiskChecker:
         if abs(projected) > lim.max_position and abs(projected) >= abs(exposure):
             return Decision(False, f"position would be {projected}, beyond max {lim.max_position}")
 
-        self._expire(now)
-        if len(self._recent) >= lim.max_orders_per_sec:
+        if not self._rate.admits(now, lim.max_orders_per_sec):
             return Decision(False, f"order rate limit {lim.max_orders_per_sec}/s reached")
         if record:
-            self._recent.append(now)
+            self._rate.record(now)
         return ACCEPT
