@@ -327,3 +327,14 @@ def test_symbols_option_uses_the_one_symbol_rule():
 def test_speed_and_rate_convert_both_ways():
     assert speed_to_rate(86400, 20) == 20  # one bar per second = 20 ticks/s per symbol
     assert math.isclose(rate_to_speed(speed_to_rate(12345, 7), 7), 12345)
+
+
+def test_rows_are_the_ticks_next_tick_would_make():
+    """The gateway publishes SymbolSim.rows(k): the same ticks, in order, as next_tick, across
+    block refills, with one ts per call (the frame's stamp)."""
+    made, rowed = SimFeed(["AAPL"], seed=7, clock=lambda: 5), SimFeed(["AAPL"], seed=7, clock=lambda: 5)
+    ticks = [made.sims["AAPL"].next_tick() for _ in range(3000)]
+    rows = []
+    for k in (1, 7, 1000, 1500, 492):  # 3000 in all, across the 1024-tick refill blocks
+        rows += rowed.sims["AAPL"].rows(k)
+    assert [tuple(r) for r in rows] == [t.row for t in ticks]

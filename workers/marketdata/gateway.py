@@ -142,7 +142,7 @@ class MarketDataGateway(Worker):
         self._batch = a.batch_ticks
         self._rr = 0
         # (symbol, next-tick function) per symbol when the feed can make ticks symbol by symbol
-        self._per_symbol = [(sym, self.feed.sims[sym].next_tick) for sym in self.feed.symbols] if isinstance(self.feed, SimFeed) else None
+        self._per_symbol = [(sym, self.feed.sims[sym].rows) for sym in self.feed.symbols] if isinstance(self.feed, SimFeed) else None
         self._set_rate(rate, start=time.monotonic() + max(0.0, a.start_delay))
         self._rate_mark = (time.monotonic(), 0)
         g = self.stats.gauges
@@ -245,8 +245,8 @@ class MarketDataGateway(Worker):
         for j in range(nsym):
             k = base + (1 if j < extra else 0)
             if k:
-                symbol, nt = gens[(start + j) % nsym]
-                rows = _make_rows(nt, k)
+                symbol, make_rows = gens[(start + j) % nsym]
+                rows = make_rows(k)
                 for i in range(0, k, cap):
                     parts.append((symbol, rows[i:i + cap] if k > cap else rows))
         clock = time.time_ns
@@ -323,16 +323,6 @@ class MarketDataGateway(Worker):
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _make_rows(next_tick, k: int) -> list[list]:
-    """``k`` ticks of one symbol as ``ticks`` rows (their ts is set again when sent)."""
-    rows = []
-    add = rows.append
-    for _ in range(k):
-        t = next_tick()
-        add([t.seq, t.ts, t.last, t.bid, t.ask, t.bid_size, t.ask_size, t.volume])
-    return rows
 
 
 def speed_to_rate(speed: float, ticks_per_bar: int) -> float:
