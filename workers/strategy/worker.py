@@ -103,9 +103,11 @@ class StrategyWorker(Worker):
         n = len(rows)
         stats.inc("ticks", n)
         # latency: frame decoded (now) minus each tick's creation time at the gateway
-        if n == 1:
-            ts = rows[0][1]
-            stats.lat("tick_to_strategy", now - ts if now > ts else 0)
+        if n == 1 or rows[0][1] == rows[-1][1]:
+            # one stamp for the frame (the gateway stamps a frame as it sends it): one sample
+            # per tick without a pass over the rows
+            ts = rows[-1][1]
+            stats.lat_many("tick_to_strategy", [now - ts if now > ts else 0] * n)
         else:
             stats.lat_many("tick_to_strategy", [now - r[1] if now > r[1] else 0 for r in rows])
         strategy = self.strategy
