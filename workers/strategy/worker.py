@@ -118,8 +118,13 @@ class StrategyWorker(Worker):
         on_price = strategy.on_price
         if self.seq.check_run(sym, rows[0][0], rows[-1][0], n):  # the usual frame: next in line, no hole
             # a signal is stamped when it is made, not when its frame arrived
-            for sig in strategy.on_rows(sym, rows):
-                self._send_signal(sig)
+            if n == 1:  # a one-tick frame: no scan to set up
+                sig = on_price(sym, rows[0][2], rows[0][1])
+                if sig is not None:
+                    self._send_signal(sig)
+            else:
+                for sig in strategy.on_rows(sym, rows):
+                    self._send_signal(sig)
         else:
             check = self.seq.check
             for seq, ts, price, *_ in rows:
