@@ -195,8 +195,17 @@ class OrderService:
             self._report(Outcome("unknown", f"{ticket.describe()}: NO REPLY from the exchange after "
                                  f"{self.client.policy.retries} tries -- order UNKNOWN, reconciling ({coid})", coid, ok=False))
             return
-        # a SendOrderReply (status set when it is an order, accepted or refused), or an ErrorReply
-        is_order = getattr(reply, "status", None) is not None
+        if reply.__class__ is P.ErrorReply:
+            # unreadable, or the gateway failed on it: it may hold the order -- never call it
+            # rejected (a trader would send it again), ask get_order until it says
+            orders.set_status(coid, OrderStatus.UNKNOWN, f"{reply.reason}; reconciling with get_order")
+            self.unknown[coid] = 0
+            self._report(Outcome("unknown", f"{ticket.describe()}: no readable answer ({reply.reason}) -- "
+                                 f"order UNKNOWN, reconciling ({coid})", coid, ok=False))
+            return
+        # a SendOrderReply: status set when it is an order (accepted or refused), none when the
+        # request was not one (refused before anything was journaled)
+        is_order = reply.status is not None
         if reply.ok:
             if is_order:
                 row = orders.apply_map({**msgspec.structs.asdict(reply), "client_order_id": coid})
@@ -262,11 +271,15 @@ class OrderService:
         for f in replay:  # fills that reached us before the snapshot was taken's reply
             self.state.positions.get(f.symbol).apply(f.side, f.qty, f.price)
         reply = await self.client.ask(P.GetOrders(working_only=False))
-        if reply is not None and reply.ok:
-            for up in reply.orders:
-                row = self.state.orders.apply_update(up)
-                if row is not None and row.status is OrderStatus.UNKNOWN:
-                    self.unknown.setdefault(row.client_order_id, 0)
+        if reply is None or not reply.ok:
+            # the blotter must not be taken for synced while its orders are not loaded
+            if reply is not None:
+                self.state.log.warning("orders", f"get_orders not loaded: {reply.reason}")
+            return False
+        for up in reply.orders:
+            row = self.state.orders.apply_update(up)
+            if row is not None and row.status is OrderStatus.UNKNOWN:
+                self.unknown.setdefault(row.client_order_id, 0)
         self.state.resync_wanted = False
         if not self.synced:
             self.state.log.info("orders", f"loaded {len(self.state.orders)} orders and "
@@ -276,14 +289,17 @@ class OrderService:
 
     async def _reconcile_one(self, coid: str) -> None:
         reply = await self.client.ask(P.GetOrder(client_order_id=coid))
-        if reply is None:
-            return
+        if reply is None or reply.__class__ is P.ErrorReply:
+            return  # no answer, or none that can be read: it counts neither way
         if reply.ok and reply.order is not None and reply.order.status is not OrderStatus.UNKNOWN:
             row = self.state.orders.apply_update(reply.order)
             self.unknown.pop(coid, None)
             if row is not None:
                 self._report(Outcome("reconciled", f"order {coid} reconciled: {row.status.value}", coid))
             return
+        if reply.ok:
+            return  # the gateway has it but said nothing usable: ask again
+        # a real "unknown client_order_id": only repeated ones mean it was never placed
         self.unknown[coid] = self.unknown.get(coid, 0) + 1
         if self.unknown[coid] >= NOT_FOUND_CONFIRMATIONS:
             del self.unknown[coid]

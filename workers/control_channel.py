@@ -52,7 +52,8 @@ class ControlChannel:
             return
         w = self.worker
         self.sock = w.socket(zmq.DEALER, connect=w.endpoints.control, routing_id=w.name.encode(), sndhwm=100)
-        self.opened = w.clock.monotonic()
+        # silence is counted from here: a long setup (a large journal replayed) is not silence
+        self.opened = self.last_heard = w.clock.monotonic()
         w.add_reader(self.sock, self.on_frame)
         self.send(P.Hello(name=w.name, role=w.kind, pid=os.getpid(), ts=P.now_ns()))
 

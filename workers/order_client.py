@@ -33,7 +33,7 @@ import zmq
 from workers import protocol as P
 
 #: replies to get_orders can be large; a connecting socket must not trip on them (runtime.py)
-REPLY_MAXMSGSIZE = P.MAX_MESSAGE_BYTES * 64
+REPLY_MAXMSGSIZE = P.MAX_REPLY_BYTES
 UNREADABLE_PREFIX = "unreadable reply"
 
 
@@ -66,7 +66,7 @@ def decode_reply(data: bytes) -> dict:
     Maps, not structs, because ``request()`` callers (bench/chaos.py) read keys; ``ask()``
     turns the map into the typed reply."""
     try:
-        return P.unpack_map(data)
+        return P.unpack_map(data, P.MAX_REPLY_BYTES)
     except P.ProtocolError as e:
         return P.ErrorReply(ok=False, reason=f"{UNREADABLE_PREFIX}: {e}").to_dict()
 

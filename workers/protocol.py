@@ -315,8 +315,9 @@ ORDER_TERMS = ("symbol", "side", "qty", "order_type", "limit_price")
 @wire
 class OrderUpdate(Message, tag="order_update"):
     client_order_id: Id
-    #: the gateway's id, O<n>; "-" for an order refused before it reached the exchange
-    order_id: Id
+    #: the gateway's id, O<n>; "-" for an order refused before it reached the exchange; empty
+    #: while the gateway holds the order for its first market data
+    order_id: Text
     symbol: Symbol
     side: Side
     qty: Qty
@@ -581,11 +582,16 @@ def _reason(exc: Exception, what: str) -> ProtocolError:
     return ProtocolError(f"'{what}' field '{path}': {text}" if path else f"'{what}': {text}")
 
 
-def _check_size(data: Any) -> None:
+#: largest reply a client accepts on the orders endpoint (a get_orders reply of 20,000 orders
+#: is ~5.5 MB); requests and published frames keep MAX_MESSAGE_BYTES
+MAX_REPLY_BYTES = MAX_MESSAGE_BYTES * 64
+
+
+def _check_size(data: Any, limit: int = MAX_MESSAGE_BYTES) -> None:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError("payload must be bytes")
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES} byte limit")
+    if len(data) > limit:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds the {limit} byte limit")
     if not data:
         raise ProtocolError("empty message")
 
@@ -632,11 +638,12 @@ def _refuse(data: bytes, expect: Any, exc: Exception) -> ProtocolError:
     return _reason(exc, t)
 
 
-def decode(data: bytes, expect: type[Message] | tuple[type[Message], ...] | None = None) -> Message:
+def decode(data: bytes, expect: type[Message] | tuple[type[Message], ...] | None = None,
+           limit: int = MAX_MESSAGE_BYTES) -> Message:
     """Decode one payload (no topic) into its typed message, or raise ProtocolError.
 
     A payload without ``v`` is read as the current version (docs/protocol.md)."""
-    _check_size(data)
+    _check_size(data, limit)
     try:
         msg = _decoder(expect)(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -666,9 +673,10 @@ def from_map(d: dict, expect: type[Message] | tuple[type[Message], ...] | None =
     return _convert(d, cls)
 
 
-def unpack_map(data: bytes) -> dict:
-    """Unpack one msgpack map without a schema (ad-hoc maps); raise ProtocolError otherwise."""
-    _check_size(data)
+def unpack_map(data: bytes, limit: int = MAX_MESSAGE_BYTES) -> dict:
+    """Unpack one msgpack map without a schema (ad-hoc maps, replies: ``limit``
+    :data:`MAX_REPLY_BYTES`); raise ProtocolError otherwise."""
+    _check_size(data, limit)
     try:
         obj = _any(data)
     except Exception as exc:  # DecodeError, or an unhashable key
@@ -692,7 +700,7 @@ def decode_reply(data: bytes, request: type[Message] | None = None) -> Reply:
     ``request`` names what was asked; its reply class or an ``error`` reply is accepted.  An
     unreadable reply raises ProtocolError (a Lazy Pirate client reports it as such)."""
     expect: Any = REPLY_CLASSES if request is None else (REPLY_FOR[request], ErrorReply)
-    msg = decode(data, expect)
+    msg = decode(data, expect, MAX_REPLY_BYTES)
     return msg  # type: ignore[return-value]
 
 
@@ -716,8 +724,11 @@ def error_reply(reason: str, request_type: str = "") -> bytes:
 
     It has exactly the fields of :class:`ErrorReply` -- "the request was not an order" carries
     no order fields (docs/protocol.md) -- under ``<request type>_reply`` when the type could be
-    read (a known reply class then decodes it with its defaults), else ``error``."""
+    read (a known reply class then decodes it with its defaults), else ``error`` (also what the
+    gateway answers when it failed on a request: the outcome is then unknown)."""
     tag = f"{request_type}_reply" if request_type else ErrorReply.TYPE
+    if len(reason) > MAX_TEXT:  # the reply must stay readable by its own declaration
+        reason = reason[: MAX_TEXT - 1] + "…"
     return _encode({"type": tag, **msgspec.structs.asdict(ErrorReply(ok=False, reason=reason))})
 
 

@@ -216,3 +216,37 @@ def test_cancel_all_reports_the_count():
     svc.listeners.append(seen.append)
     reply = run(svc.cancel_all())
     assert reply.cancelled == ["a", "b"] and "2 orders" in seen[-1].text
+
+
+def test_an_unreadable_or_failed_answer_is_unknown_never_rejected(monkeypatch):
+    """An ErrorReply (unreadable reply, or the gateway failed on the request) may hide a live
+    order: the window says UNKNOWN and reconciles, and unreadable get_order answers count
+    neither way, so it is never called 'not placed' on their account."""
+    monkeypatch.setattr(orders_mod, "RECONCILE_EVERY", 0.01)
+    st = market()
+    phase = {"up": False}
+
+    def answer(msg):
+        if isinstance(msg, P.SendOrder) or not phase["up"]:
+            return P.ErrorReply(ok=False, reason="unreadable reply: 'send_order_reply' field 'reason': too long")
+        order = P.OrderUpdate(client_order_id=msg.client_order_id, status=OrderStatus.FILLED, order_id="O9",
+                              symbol="MSFT", side=Side.BUY, qty=10, filled_qty=10, avg_price=100.0, ts=1)
+        return P.GetOrderReply(ok=True, client_order_id=msg.client_order_id, status=OrderStatus.FILLED, order=order)
+
+    svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
+    svc.synced = True
+
+    async def main():
+        svc.start()
+        _, coid = svc.submit(Ticket("MSFT", Side.BUY, 10))
+        await wait_status(st, coid, OrderStatus.UNKNOWN, 100)
+        for _ in range(20):  # many unreadable get_order answers: still unknown, not rejected
+            await asyncio.sleep(0.01)
+        assert st.orders.get(coid).status is OrderStatus.UNKNOWN
+        phase["up"] = True
+        await wait_status(st, coid, OrderStatus.FILLED, 300)
+        await svc.aclose()
+        return coid
+
+    coid = run(main())
+    assert st.orders.get(coid).status is OrderStatus.FILLED and st.orders.get(coid).filled_qty == 10

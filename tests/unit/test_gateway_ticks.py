@@ -54,3 +54,18 @@ def test_duplicates_are_dropped_and_counted_a_batch_in_order_passes_whole(gatewa
     # a step back is the feed restarting (ticks carry no epoch): its ticks are used
     feed(gw, row(1, 90.0))
     assert gw.seen[-1] == (1, 90.0) and gw.tick_seq.counters()["restarts"] == 1
+
+
+def test_a_request_the_gateway_fails_on_is_answered_error_not_refused(gateway):
+    """A bug (or a broken exchange client) while handling a request must not read as 'this was
+    not an order': the answer is an `error`, which clients reconcile with get_order."""
+    gw = gateway
+
+    def broken(req, batch, now):
+        raise RuntimeError("boom")
+
+    gw._handlers[P.SendOrder] = broken
+    req = P.SendOrder(client_order_id="c-1", symbol="AAA", side=P.Side.BUY, qty=1)
+    reply = P.decode_reply(gw._handle_payload(req.pack(), Batch(P.now_ns())), P.SendOrder)
+    assert isinstance(reply, P.ErrorReply) and not reply.ok and "internal error on send_order" in reply.reason
+    assert gw.stats.counters["handler_errors"] == 1

@@ -423,6 +423,19 @@ def test_a_format_1_log_left_by_the_previous_version_is_replayed(path):
     assert (o.client_order_id, o.side, o.qty, o.limit_price, o.status, o.created_ts, o.ts, o.cause_ts, o.origin_ts) == (
         "old-2", Side.SELL, 7, 101.5, OrderStatus.NEW, 10, 20, 30, 40)
     assert j.reply_for("old-2") == b"\xa2"
+    # the old log is never appended to: this version's rows go to a new log in its own format
+    magic, fmt, gen = struct.unpack_from("<4sIQ", Path(f"{path}-log").read_bytes())
+    assert fmt == 2 and gen == 2
+    o2 = Order(client_order_id="new-1", symbol="AAA", side=Side.BUY, qty=3, order_id="O3", status=OrderStatus.NEW,
+               order_type=OrderType.LIMIT, limit_price=99.5, reason="", ts=50)
+    j.write([o2], [], {"new-1": b"\xa3"}, {})
+    os.close(j._fd)  # what a SIGKILL leaves: the row in the log, not folded
+    j._fd = -1
+    j.db.close()
+    j = Journal(path)
+    assert {o.client_order_id: (o.qty, o.limit_price, o.status) for o in j.load().orders} == {
+        "old-2": (7, 101.5, OrderStatus.NEW), "new-1": (3, 99.5, OrderStatus.NEW)}
+    assert j.reply_for("new-1") == b"\xa3"
     j.close()
 
 

@@ -78,3 +78,35 @@ def test_the_windows_rows_and_their_columns_derive_from_the_declarations():
     derived = {"value"}  # qty * price
     for columns, row in ((tables.WORKING_COLUMNS, OrderRow), (tables.HISTORY_COLUMNS, OrderRow), (tables.FILL_COLUMNS, FillRow)):
         assert {c.key for c in columns} - derived <= set(names(row)), row.__name__
+
+
+def test_what_the_gateway_publishes_stays_readable_by_its_declaration():
+    # a broker's long reject text is cut in the report (the journal keeps it whole)
+    long = Order(client_order_id="c-9", symbol="AAPL", side=Side.BUY, qty=1, order_id="O9", status=OrderStatus.REJECTED,
+                 reason="x" * 5000)
+    _, msg = P.decode_pub(P.pub(long.to_update(1)))
+    assert len(msg.reason) == P.MAX_TEXT and msg.reason.endswith("…") and len(long.reason) == 5000
+    # an order held for its first market data has no order_id yet: get_order still answers it
+    held = Order(client_order_id="c-10", symbol="AAPL", side=Side.BUY, qty=1)
+    reply = P.decode_reply(P.packb(P.GetOrderReply(ok=True, client_order_id="c-10", status=held.status, order=held.to_update())),
+                           P.GetOrder)
+    assert isinstance(reply, P.GetOrderReply) and reply.order.order_id == "" and reply.order.status is OrderStatus.PENDING_NEW
+    # an unreadable request's refusal is cut too
+    assert len(P.unpack_map(P.error_reply("y" * 5000, "send_order"))["reason"]) == P.MAX_TEXT
+
+
+def test_exchange_clients_written_against_updated_ts_keep_working():
+    o = Order(client_order_id="c", symbol="A", side=Side.BUY, qty=1)
+    o.updated_ts = 123
+    assert o.ts == 123 and o.updated_ts == 123
+
+
+def test_a_get_orders_reply_beyond_one_frame_limit_is_still_read():
+    ups = [o.to_update() for o in orders()] * 1500  # ~4,500 orders: well over 256 KiB
+    data = P.packb(P.GetOrdersReply(ok=True, orders=ups))
+    assert len(data) > P.MAX_MESSAGE_BYTES
+    from workers.order_client import decode_reply
+
+    typed = P.reply_of(decode_reply(data), P.GetOrders)
+    assert isinstance(typed, P.GetOrdersReply) and len(typed.orders) == len(ups)
+    assert len(P.decode_reply(data, P.GetOrders).orders) == len(ups)

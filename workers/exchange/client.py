@@ -21,8 +21,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import msgspec
+
 from workers import protocol as P
 from workers.protocol import OrderStatus, OrderType, Side
+
+
+def clip_text(text: str) -> str:
+    """``text`` cut to what a free-text field may carry (docs/protocol.md), saying so."""
+    return text if len(text) <= P.MAX_TEXT else text[: P.MAX_TEXT - 1] + "…"
 
 
 class _OrderMethods:
@@ -63,7 +70,20 @@ class _OrderMethods:
             setattr(self, name, getattr(other, name))
 
     def to_update(self, seq: int = 0) -> P.OrderUpdate:
-        return P.OrderUpdate(*_update_values(self), seq=seq)
+        up = P.OrderUpdate(*_update_values(self), seq=seq)
+        if len(up.reason) > P.MAX_TEXT:  # a broker's essay must not make the report unreadable
+            up = msgspec.structs.replace(up, reason=clip_text(up.reason))
+        return up
+
+    @property
+    def updated_ts(self) -> int:
+        """The time of the latest change: ``ts`` (the name before the records derived from
+        ``order_update``; kept for exchange clients written against it)."""
+        return self.ts
+
+    @updated_ts.setter
+    def updated_ts(self, value: int) -> None:
+        self.ts = value
 
 
 #: The gateway's record of one order: the fields of ``order_update`` (minus the stream's

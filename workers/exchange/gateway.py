@@ -28,7 +28,7 @@ import zmq
 
 from workers import protocol as P
 from workers.config import ConfigOf, at_least, build_parser_for, data_dir, option, options_of
-from workers.exchange.client import ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent
+from workers.exchange.client import ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent, clip_text
 from workers.positions import PositionBook
 from workers.exchange.journal import SYNC_MODES, Journal, JournalError, remove_journal
 from workers.exchange.simulated import SimulatedExchange
@@ -282,7 +282,9 @@ class ExchangeGateway(Worker):
         except Exception as e:  # a bug must cost one request, not the gateway
             self.stats.inc("handler_errors")
             self.log.exception("%s failed", request_type)
-            return P.error_reply(f"internal error: {type(e).__name__}: {e}", request_type)
+            # an `error`, not a refusal of the request: the order may be journaled or at the
+            # exchange already, so a client must reconcile (get_order), never take it as refused
+            return P.error_reply(f"internal error on {request_type}: {type(e).__name__}: {e}")
         finally:
             self._envelope = None
 
@@ -402,7 +404,7 @@ class ExchangeGateway(Worker):
         return P.packb(
             P.SendOrderReply(
                 ok=order.status is not OrderStatus.REJECTED,
-                reason=order.reason,
+                reason=clip_text(order.reason),
                 client_order_id=order.client_order_id,
                 order_id=order.order_id,
                 status=order.status,
@@ -427,7 +429,7 @@ class ExchangeGateway(Worker):
         if order is None:
             return P.packb(P.refusal(MsgType.CANCEL_ORDER, f"unknown client_order_id {cid}", client_order_id=cid))
         ok, reason = self._cancel(order, batch, now, req.ts)
-        return P.packb(P.CancelOrderReply(ok=ok, reason=reason, client_order_id=cid, order_id=order.order_id, status=order.status))
+        return P.packb(P.CancelOrderReply(ok=ok, reason=clip_text(reason), client_order_id=cid, order_id=order.order_id, status=order.status))
 
     def _cancel_all(self, req: P.CancelAll, batch: Batch, now: int) -> bytes:
         cancelled = []

@@ -269,6 +269,13 @@ class Journal:
             raise JournalError(f"cannot open journal log {self.log_path}: {e}") from e
         self._log_end = end
         self.fold()
+        if self._log_format != _LOG_FORMAT:
+            # A log of the previous format (what the previous version left) is read for one
+            # version, never appended to: rows of two layouts in one file could not be told
+            # apart after a crash.  Its records are folded now; once the tables are synced,
+            # the next generation starts in today's format.
+            self._sync_tables()
+            self._new_log_file(self.gen + 1)
 
     def _replay(self, payload: bytes) -> None:
         order_rows, fill_rows, lone, changed = msgspec.msgpack.decode(payload)
@@ -447,6 +454,13 @@ class Journal:
         self._state.clear()
         return folded
 
+    def _sync_tables(self) -> None:
+        """Every fold in the synced database file (the log may then be replaced)."""
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+        except sqlite3.Error as e:
+            raise JournalError(f"journal checkpoint failed: {type(e).__name__}: {e}") from e
+
     def checkpoint(self) -> None:
         """Copy the WAL into the database file (synced) -- called when idle, never inside a
         commit -- and then, if the tables hold every record, start an empty log file."""
@@ -476,12 +490,17 @@ class Journal:
         were replayed and folded when the journal was opened)."""
         self.fold()  # a journal in use (tests, tools): what this process wrote, first
         rec = Recovered()
-        for row in self.db.execute(f"SELECT {_ORDER_COLUMN_LIST} FROM orders ORDER BY rowid"):
-            rec.orders.append(_order_from_row(row))
-        for row in self.db.execute(f"SELECT {', '.join(FILL_COLUMNS)} FROM fills ORDER BY n"):
-            fill = _fill_from_row(row)
-            rec.fills.append(fill)
-            rec.positions.apply(fill)
+        try:
+            for row in self.db.execute(f"SELECT {_ORDER_COLUMN_LIST} FROM orders ORDER BY rowid"):
+                rec.orders.append(_order_from_row(row))
+            for row in self.db.execute(f"SELECT {', '.join(FILL_COLUMNS)} FROM fills ORDER BY n"):
+                fill = _fill_from_row(row)
+                rec.fills.append(fill)
+                rec.positions.apply(fill)
+        except (msgspec.ValidationError, sqlite3.Error) as e:
+            # a row the records cannot hold: state that cannot be trusted is refused, not served
+            raise JournalError(f"journal {self.path} holds a row this gateway cannot read ({e}); "
+                               f"restore the journal from a backup or ask for help before starting again") from e
         rec.state = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
         self._saved_state = dict(rec.state)
         return rec
