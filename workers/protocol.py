@@ -22,6 +22,7 @@ the problem and the field.  Callers on streams count and drop; callers on reques
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 import time
@@ -284,8 +285,29 @@ class Position(Message, tag="position"):
 # once each; the gateway's record, the journal and the window's rows derive from them.
 
 
+class Traced(Message, frozen=True, kw_only=True):
+    """Who sent an order and what caused it, carried from the order to every report of it:
+    ``cause_ts`` is the signal's ``ts``, ``origin_ts`` the tick's at the start of the chain
+    (latency per hop and end to end, docs/protocol.md)."""
+
+    #: who sent it: "manual", "strategy.<name>", ...
+    source: Text = ""
+    cause_ts: Ts = 0
+    origin_ts: Ts = 0
+
+
+class ExecReport(Traced, frozen=True, kw_only=True):
+    """A report on the execution stream (order updates and fills share the counter)."""
+
+    #: execution-stream sequence number (0 in query replies: a snapshot, not a report)
+    seq: Count = 0
+
+
 @wire
-class SendOrder(Message, tag="send_order"):
+class SendOrder(Traced, tag="send_order"):
+    """A new order (orders endpoint).  The gateway journals it before it answers, and answers
+    a repeat of the same ``client_order_id`` with the stored reply (docs/protocol.md)."""
+
     #: chosen by the sender, unique forever: the idempotency key
     client_order_id: Id
     symbol: Symbol
@@ -294,12 +316,7 @@ class SendOrder(Message, tag="send_order"):
     order_type: OrderType = OrderType.MARKET
     #: required for limit orders, absent for market orders
     limit_price: Price | None = None
-    #: who sent it: "manual", "strategy.<name>", ...
-    source: Text = ""
     ts: Ts = 0
-    #: latency tracing: the signal's ts, and the tick's at the start of the chain
-    cause_ts: Ts = 0
-    origin_ts: Ts = 0
 
     def __post_init__(self) -> None:
         if self.order_type is OrderType.LIMIT and self.limit_price is None:
@@ -313,7 +330,7 @@ ORDER_TERMS = ("symbol", "side", "qty", "order_type", "limit_price")
 
 
 @wire
-class OrderUpdate(Message, tag="order_update"):
+class OrderUpdate(ExecReport, tag="order_update"):
     client_order_id: Id
     #: the gateway's id, O<n>; "-" for an order refused before it reached the exchange; empty
     #: while the gateway holds the order for its first market data
@@ -332,15 +349,12 @@ class OrderUpdate(Message, tag="order_update"):
     reason: Text = ""
     order_type: OrderType = OrderType.MARKET
     limit_price: Price | None = None
-    source: Text = ""
-    cause_ts: Ts = 0
-    origin_ts: Ts = 0
-    #: execution-stream sequence number (0 in query replies: a snapshot, not a report)
-    seq: Count = 0
 
 
 @wire
-class Fill(Message, tag="fill"):
+class Fill(ExecReport, tag="fill"):
+    """One execution (execution endpoint, topic ``exec.fill.<SYMBOL>``)."""
+
     #: F<n>, increasing, unique across restarts
     fill_id: Id
     client_order_id: Id
@@ -351,12 +365,6 @@ class Fill(Message, tag="fill"):
     qty: Qty
     price: Price
     ts: Ts
-    #: the order's source, cause_ts and origin_ts
-    source: Text = ""
-    cause_ts: Ts = 0
-    origin_ts: Ts = 0
-    #: execution-stream sequence number, shared with order_update
-    seq: Count = 0
 
 
 # ---- requests on the orders endpoint
@@ -413,21 +421,24 @@ class ErrorReply(Reply, tag="error"):
     """The answer to a request that could not be read at all."""
 
 
-@wire
-class SendOrderReply(Reply, tag="send_order_reply"):
+class OrderReply(Reply, frozen=True, kw_only=True):
+    """What every reply about one order says of it (status nil: no order was found or made)."""
+
     client_order_id: Text = ""
     order_id: Text = ""
     status: OrderStatus | None = None
+
+
+@wire
+class SendOrderReply(OrderReply, tag="send_order_reply"):
     filled_qty: Count = 0
     avg_price: Finite = 0.0
     ts: Ts = 0
 
 
 @wire
-class CancelOrderReply(Reply, tag="cancel_order_reply"):
-    client_order_id: Text = ""
-    order_id: Text = ""
-    status: OrderStatus | None = None
+class CancelOrderReply(OrderReply, tag="cancel_order_reply"):
+    """The order's state after the cancel (``ok`` false: why it could not be cancelled)."""
 
 
 @wire
@@ -439,10 +450,13 @@ class CancelAllReply(Reply, tag="cancel_all_reply"):
 
 
 @wire
-class GetOrderReply(Reply, tag="get_order_reply"):
-    client_order_id: Text = ""
-    order_id: Text = ""
-    status: OrderStatus | None = None
+class PingReply(Reply, tag="ping_reply"):
+    ts: Ts = 0
+
+
+@wire
+class GetOrderReply(OrderReply, tag="get_order_reply"):
+    #: the order as it stands, with every field of order_update (``seq`` 0: a snapshot)
     order: OrderUpdate | None = None
 
 
@@ -464,14 +478,11 @@ class NetPosition(msgspec.Struct, frozen=True):
 
 @wire
 class GetPositionsReply(Reply, tag="get_positions_reply"):
+    """Net positions from the gateway's fills, by symbol."""
+
     positions: list[NetPosition] = []
     #: the number of the newest fill these positions include (compare with fill ids)
     last_fill_seq: Count = 0
-
-
-@wire
-class PingReply(Reply, tag="ping_reply"):
-    ts: Ts = 0
 
 
 #: request class -> the class of its reply
@@ -516,11 +527,11 @@ class Command(Message, tag="command"):
 
 
 @wire
-class CommandReply(Message, tag="command_reply"):
+class CommandReply(Reply, tag="command_reply"):
+    """A worker's answer to a ``command`` of the same ``id`` (``ok``, ``reason`` as every reply)."""
+
     id: Id
     cmd: Id
-    ok: bool
-    reason: Text = ""
     result: dict[str, Any] = {}
 
 
@@ -627,15 +638,21 @@ def _refuse(data: bytes, expect: Any, exc: Exception) -> ProtocolError:
     except Exception as e:  # msgspec.DecodeError and friends: not msgpack at all
         return ProtocolError(f"not a msgpack message: {type(e).__name__}")
     try:
-        t = _check_envelope(PROTOCOL_VERSION if env.v is None else env.v, env.type)
+        cls = _class_for(PROTOCOL_VERSION if env.v is None else env.v, env.type, expect)
     except ProtocolError as e:
         return e
+    return _reason(exc, cls.TYPE)
+
+
+def _class_for(v: Any, t: Any, expect: Any) -> type[Message]:
+    """The declared class of a message with envelope ``v``/``t``, if this endpoint takes it."""
+    t = _check_envelope(v, t)
     cls = _REGISTRY.get(t)
     if cls is None:
-        return ProtocolError(f"unknown message type {t!r}")
+        raise ProtocolError(f"unknown message type {t!r}")
     if expect is not None and not issubclass(cls, expect):
-        return ProtocolError(f"unexpected message type {t!r} on this endpoint")
-    return _reason(exc, t)
+        raise ProtocolError(f"unexpected message type {t!r} on this endpoint")
+    return cls
 
 
 def decode(data: bytes, expect: type[Message] | tuple[type[Message], ...] | None = None,
@@ -664,13 +681,7 @@ def from_map(d: dict, expect: type[Message] | tuple[type[Message], ...] | None =
     """Validate an already unpacked map (same verdicts as :func:`decode`)."""
     if not isinstance(d, dict):
         raise ProtocolError(f"message must be a msgpack map, got {type(d).__name__}")
-    t = _check_envelope(d.get("v", PROTOCOL_VERSION), d.get("type"))
-    cls = _REGISTRY.get(t)
-    if cls is None:
-        raise ProtocolError(f"unknown message type {t!r}")
-    if expect is not None and not issubclass(cls, expect):
-        raise ProtocolError(f"unexpected message type {t!r} on this endpoint")
-    return _convert(d, cls)
+    return _convert(d, _class_for(d.get("v", PROTOCOL_VERSION), d.get("type"), expect))
 
 
 def unpack_map(data: bytes, limit: int = MAX_MESSAGE_BYTES) -> dict:
@@ -850,6 +861,12 @@ def last_tick(frame: bytes) -> Tick:
     the latest price).  The whole frame is checked; ProtocolError otherwise."""
     sym, rows = tick_rows(frame)
     return Tick(sym, *rows[-1])
+
+
+def positional_fields(cls: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The fields ``cls(...)`` takes by position, in order (keyword-only ones -- a base's
+    ``kw_only`` group such as :class:`Traced` -- are not among them)."""
+    return tuple(n for n, prm in inspect.signature(cls).parameters.items() if prm.kind is prm.POSITIONAL_OR_KEYWORD)
 
 
 def fields_of(cls: type[msgspec.Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:

@@ -70,7 +70,7 @@ class _OrderMethods:
             setattr(self, name, getattr(other, name))
 
     def to_update(self, seq: int = 0) -> P.OrderUpdate:
-        up = P.OrderUpdate(*_update_values(self), seq=seq)
+        up = P.OrderUpdate(*_update_values(self), **{n: getattr(self, n) for n in _update_kw}, seq=seq)
         if len(up.reason) > P.MAX_TEXT:  # a broker's essay must not make the report unreadable
             up = msgspec.structs.replace(up, reason=clip_text(up.reason))
         return up
@@ -95,7 +95,10 @@ Order = P.derive_record(
     namespace={k: v for k, v in vars(_OrderMethods).items() if not k.startswith("__")},
 )
 _names = [f.name for f in P.fields_of(P.OrderUpdate) if f.name != "seq"]
-_update_values = operator.attrgetter(*_names)
+# a message is built from a record: its positional fields in one C call, its keyword-only
+# ones (the Traced group) by name
+_update_values = operator.attrgetter(*P.positional_fields(P.OrderUpdate))
+_update_kw = [n for n in _names if n not in P.positional_fields(P.OrderUpdate)]
 _terms = operator.attrgetter(*P.ORDER_TERMS)
 _FROM_REQUEST = tuple(n for n in _names if n in {f.name for f in P.fields_of(P.SendOrder)} and n not in ("ts", "cause_ts", "origin_ts"))
 _STATE = ("order_id", "status", "filled_qty", "avg_price", "reason", "ts", "cause_ts")
@@ -105,7 +108,7 @@ class _FillMethods:
     __slots__ = ()
 
     def to_message(self, seq: int = 0) -> P.Fill:
-        return P.Fill(*_fill_values(self), seq=seq)
+        return P.Fill(*_fill_values(self), **{n: getattr(self, n) for n in _fill_kw}, seq=seq)
 
 
 #: One execution: the fields of ``fill`` (minus ``seq``) after ``n``, the fill's number
@@ -114,7 +117,8 @@ FillRecord = P.derive_record(
     "FillRecord", P.Fill, drop=("seq",), first=[("n", int)], frozen=True,
     namespace={k: v for k, v in vars(_FillMethods).items() if not k.startswith("__")},
 )
-_fill_values = operator.attrgetter(*[f.name for f in P.fields_of(P.Fill) if f.name != "seq"])
+_fill_values = operator.attrgetter(*P.positional_fields(P.Fill))
+_fill_kw = [f.name for f in P.fields_of(P.Fill) if f.name != "seq" and f.name not in P.positional_fields(P.Fill)]
 
 
 @dataclass(frozen=True, slots=True)
