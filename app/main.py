@@ -145,8 +145,15 @@ def run_app(args: argparse.Namespace) -> int:
     if args.duration:
         QTimer.singleShot(int(args.duration * 1000), finish)
     with loop:
-        loop.run_until_complete(done)
-        # let cancelled tasks unwind before the loop closes
-        loop.run_until_complete(asyncio.sleep(0.05))
+        try:
+            loop.run_until_complete(done)
+            # let cancelled tasks unwind before the loop closes
+            loop.run_until_complete(asyncio.sleep(0.05))
+        except RuntimeError as e:
+            # Qt left its event loop without our close (the display went away, the X server
+            # died): stop the fleet in order and say so, instead of a traceback
+            log.error("the window's event loop stopped (%s); stopping the workers", e)
+            window.session.close()
+            result["code"] = result.get("code") or 1
     wake.stop()
     return result["code"]
