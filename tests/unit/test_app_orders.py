@@ -38,6 +38,13 @@ class FakeClient:
         return None if d is None else P.reply_of(d, type(msg))
 
 
+def synced_service(st, answer) -> OrderService:
+    """An OrderService over a scripted exchange, taken as synced (no startup sync in the test)."""
+    svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
+    svc.synced = True
+    return svc
+
+
 def market(last=100.0):
     st = AppState(bars_factory=NoBars)
     st.market.on_tick("MSFT", 1, P.now_ns(), last, last - 0.01, last + 0.01, 100, 100, 1000)
@@ -142,8 +149,7 @@ def test_no_reply_is_unknown_then_reconciled_never_resent(monkeypatch):
             return P.GetOrderReply(ok=True, client_order_id=msg.client_order_id, status=OrderStatus.NEW, order=order)
         return None
 
-    svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
-    svc.synced = True  # no startup sync in this test
+    svc = synced_service(st, answer)
     seen = []
     svc.listeners.append(seen.append)
 
@@ -173,8 +179,7 @@ def test_unknown_order_the_exchange_never_saw(monkeypatch):
             return P.GetOrderReply(ok=False, reason=f"unknown client_order_id {msg.client_order_id}")
         return None
 
-    svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
-    svc.synced = True
+    svc = synced_service(st, answer)
 
     async def main():
         svc.start()
@@ -233,8 +238,7 @@ def test_an_unreadable_or_failed_answer_is_unknown_never_rejected(monkeypatch):
                               symbol="MSFT", side=Side.BUY, qty=10, filled_qty=10, avg_price=100.0, ts=1)
         return P.GetOrderReply(ok=True, client_order_id=msg.client_order_id, status=OrderStatus.FILLED, order=order)
 
-    svc = OrderService(st, "ipc://unused", client=FakeClient(answer))
-    svc.synced = True
+    svc = synced_service(st, answer)
 
     async def main():
         svc.start()
