@@ -35,7 +35,7 @@ import msgspec
 from msgspec import Meta
 
 from workers.errors import ProtocolError
-from workers.symbols import SYMBOL_PATTERN
+from workers.symbols import MAX_SYMBOL_LEN, SYMBOL_PATTERN
 
 __all__ = ["ProtocolError"]  # and every public name below; the list only re-exports the error
 
@@ -121,8 +121,9 @@ Text = Annotated[str, Meta(max_length=MAX_TEXT)]
 Symbol = Annotated[str, Meta(pattern=SYMBOL_PATTERN)]
 #: nanoseconds since the Unix epoch (int64, so the journal can hold it)
 Ts = Annotated[int, Meta(ge=0, le=INT64_MAX)]
-#: a count or a size: >= 0
-Count = Annotated[int, Meta(ge=0)]
+#: a count, a size or a sequence number: 0..2**63-1 (int64, like every integer TickDesk stores;
+#: a peer's 2**64-1 must not become a counter that overflows the next heartbeat)
+Count = Annotated[int, Meta(ge=0, le=INT64_MAX)]
 #: an order quantity: 1..MAX_QTY
 Qty = Annotated[int, Meta(ge=1, le=MAX_QTY)]
 #: a signed position or offset
@@ -585,6 +586,8 @@ def _reason(exc: Exception, what: str) -> ProtocolError:
     if missing:
         where = f"{path[1:]}." if path else ""
         return ProtocolError(f"'{what}' is missing field '{where}{missing[1]}'")
+    if repr(SYMBOL_PATTERN) in text:  # the regex means little to a person: say the rule
+        text = f"a symbol is 1..{MAX_SYMBOL_LEN} ASCII letters, digits or . _ - /"
     cell = _ROW_CELL.match(path)
     if cell:  # ticks[3][2] -> ticks[3].last
         path = f"ticks[{cell[1]}].{TICK_ROW_FIELDS[int(cell[2])]}{path[cell.end():]}"

@@ -224,6 +224,17 @@ class Worker:
                 self.log.exception("%s failed", fn.__name__)
             return None
 
+    def _heartbeat(self, now: float, hb_every: float) -> None:
+        # through _hook: a heartbeat that cannot be built or sent (a counter out of range, a
+        # socket error) is counted and logged; ending the worker over it would turn one bad
+        # value into a restart loop
+        control = self.control
+        control.send_heartbeat()
+        if control.supervisor_gone(now):
+            self.request_stop("supervisor is gone")
+        elif control.deaf(now, hb_every):
+            control.reopen()
+
     def run(self) -> int:
         self._install_signal_handlers()
         try:
@@ -234,7 +245,6 @@ class Worker:
             self._close()
             return EXIT_CONFIG_ERROR
         hb_every = self.runtime.heartbeat
-        control = self.control
         monotonic = self.clock.monotonic
         next_hb = next_timer = monotonic()
         try:
@@ -260,12 +270,8 @@ class Worker:
                     self._hook(self.on_timer, now)
                     next_timer = now + self.timer_interval
                 if now >= next_hb:
-                    control.send_heartbeat()
                     next_hb = now + hb_every
-                    if control.supervisor_gone(now):
-                        self.request_stop("supervisor is gone")
-                    elif control.deaf(now, hb_every):
-                        control.reopen()
+                    self._hook(self._heartbeat, now, hb_every)
         except KeyboardInterrupt:
             pass
         finally:

@@ -117,7 +117,20 @@ class Stats:
             snap = rec.snapshot()
             if snap:
                 lat[hop] = snap
-        return {"counters": dict(self.counters), "latency": lat, "gauges": dict(self.gauges)}
+        # Counters saturate at int64 on the way out: a count a peer can drive (ticks missed
+        # across an absurd seq jump) must never make the heartbeat unpackable.
+        return {"counters": {k: _int64(v) for k, v in self.counters.items()}, "latency": lat,
+                "gauges": {k: _int64(v) for k, v in self.gauges.items()}}
+
+
+#: what msgpack (and SQLite) hold: larger Python ints are saturated, not sent
+INT64_MAX = 2**63 - 1
+
+
+def _int64(v: Any) -> Any:
+    if v.__class__ is int and not -INT64_MAX <= v <= INT64_MAX:
+        return INT64_MAX if v > 0 else -INT64_MAX
+    return v
 
 
 _statm: tuple[int, int] | None = None  # (pid, fd): a forked child must open its own

@@ -159,7 +159,8 @@ class StrategyWorker(Worker):
             # only seq 1).  Its prices need not continue the old series.
             self.stats.inc("feed_restarts")
             self.strategy.reset_window(sym)
-            self.log.info("%s: feed restarted (seq %d -> %d); levels rebuilt from new ticks", sym, last, seq)
+            # rate-limited: a peer that numbers every row 1 would otherwise write a line per tick
+            self.rlog.info("restart", "%s: feed restarted (seq %d -> %d); levels rebuilt from new ticks", sym, last, seq)
             return True
         # a duplicate or late tick: trading on it again would act twice on one price
         self.stats.inc("ticks_stale")
