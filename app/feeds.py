@@ -73,13 +73,19 @@ class TickDecoder(_Decoder):
     frame_kind = "tick"
 
     def __call__(self, frames: list[bytes]) -> None:
-        on_tick = self.state.market.on_tick
+        market = self.state.market
+        on_tick = market.on_tick
+        quotes = market.quotes
         for frame in frames:
             # either form, checked whole by the protocol's declarations before any tick is used
             try:
                 sym, rows = P.tick_rows(frame)
             except P.ProtocolError as e:
                 self._bad_frame(e)
+                continue
+            # the universe cap is asked once per frame: a refused frame costs nothing per row
+            if sym not in quotes and not market.admit(sym):
+                market.refuse(sym, len(rows))
                 continue
             for r in rows:
                 on_tick(sym, *r)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from workers.config import Endpoints, is_loopback
 from workers.executor.risk import RiskLimits
+from workers.symbols import normalize_symbol, parse_symbols
 from app.qt import QSettings, QtWidgets
+from app.state import IDLE_EVICT_S, MAX_SYMBOLS
 
 SETTINGS_FILE = "tickdesk.ini"
 RISK_FIELDS = ("max_order_qty", "max_position", "price_band_pct", "max_orders_per_sec")
@@ -29,6 +31,13 @@ class UiSettings:
     apply_limits_to_executor: bool = False
     #: endpoint overrides (name -> url); empty = the default; used at the next start
     endpoints: dict = field(default_factory=dict)
+    #: symbols always held, whatever the universe cap (besides those with orders or
+    #: positions and the chart's, which are held anyway)
+    watchlist: list = field(default_factory=list)
+    #: symbols held besides the watched ones; ticks of further new symbols are refused
+    max_symbols: int = MAX_SYMBOLS
+    #: an unwatched symbol idle this long may give its place to a new one (0: never)
+    idle_evict_s: float = IDLE_EVICT_S
 
     def limits(self) -> RiskLimits:
         return RiskLimits().updated(self.risk)
@@ -67,6 +76,9 @@ class Settings:
             v = q.value(f"endpoints/{n}")
             if v:
                 s.endpoints[n] = str(v)
+        s.watchlist = parse_watchlist(q.value("market/watchlist", ""))
+        s.max_symbols = min(max(_int(q.value("market/max_symbols", d.max_symbols), d.max_symbols), MIN_CAP), MAX_CAP)
+        s.idle_evict_s = max(0.0, _float(q.value("market/idle_evict_s", d.idle_evict_s), d.idle_evict_s))
         return s
 
     def save(self, s: UiSettings) -> None:
@@ -78,6 +90,9 @@ class Settings:
         q.setValue("risk/apply_to_executor", s.apply_limits_to_executor)
         for k in RISK_FIELDS:
             q.setValue(f"risk/{k}", s.risk[k])
+        q.setValue("market/watchlist", " ".join(s.watchlist))
+        q.setValue("market/max_symbols", int(s.max_symbols))
+        q.setValue("market/idle_evict_s", float(s.idle_evict_s))
         q.remove("endpoints")
         for n, v in s.endpoints.items():
             if v:
@@ -106,6 +121,40 @@ def _int(v, default: int) -> int:
         return int(v)
     except (TypeError, ValueError):
         return default
+
+
+def _float(v, default: float) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return default
+    return f if f == f and f != float("inf") else default
+
+
+#: bounds of the universe cap a setting can ask for
+MIN_CAP, MAX_CAP = 0, 100_000
+
+
+def parse_watchlist(v) -> list[str]:
+    """The stored watch list (text, or a list as QSettings may hand it back) -> symbols in
+    the one normal form (workers/symbols.py), in order, once each; a hand-edited word that is
+    not a symbol is left out rather than losing the whole list."""
+    words = v if isinstance(v, (list, tuple)) else [str(v or "")]
+    out: list[str] = []
+    for w in words:
+        try:
+            syms = parse_symbols(str(w))
+        except ValueError:
+            syms = tuple(x for x in (_symbol_or_none(p) for p in str(w).replace(",", " ").split()) if x)
+        out.extend(x for x in syms if x not in out)
+    return out
+
+
+def _symbol_or_none(word: str) -> str | None:
+    try:
+        return normalize_symbol(word)
+    except ValueError:
+        return None
 
 
 class CheckedDialog(QtWidgets.QDialog):
@@ -192,6 +241,18 @@ class SettingsDialog(CheckedDialog):
         self.rate = _spin(1, 10_000, int(settings.risk["max_orders_per_sec"]))
         self.to_executor = _check("Also apply these limits to the executor (strategy orders)",
                                   settings.apply_limits_to_executor)
+        self.watchlist = QtWidgets.QLineEdit(" ".join(settings.watchlist))
+        self.watchlist.setPlaceholderText("AAPL MSFT …")
+        self.watchlist.setToolTip("Always held and shown, however many symbols the feed has")
+        self.max_symbols = _spin(MIN_CAP, MAX_CAP, int(settings.max_symbols))
+        self.max_symbols.setToolTip("Symbols held besides the watched ones (watch list, orders, positions, chart); "
+                                    "ticks of further new symbols are ignored, and the log says so")
+        self.idle_evict = _spin(0, 86_400, int(settings.idle_evict_s))
+        self.idle_evict.setSuffix(" s")
+        self.idle_evict.setToolTip("At the cap, a symbol without a tick for this long makes room for a new one (0: never)")
+        _form_tab(tabs, "Market", ("Watch list", self.watchlist), ("Max other symbols", self.max_symbols),
+                  ("Replace symbols idle for", self.idle_evict))
+
         _form_tab(tabs, "Risk limits", ("Max order quantity", self.max_qty), ("Max position (per symbol)", self.max_pos),
                   ("Price band around last", self.band), ("Max orders per second", self.rate), ("", self.to_executor))
 
@@ -220,6 +281,12 @@ class SettingsDialog(CheckedDialog):
         s.risk = {"max_order_qty": self.max_qty.value(), "max_position": self.max_pos.value(),
                   "price_band_pct": self.band.value(), "max_orders_per_sec": self.rate.value()}
         s.apply_limits_to_executor = self.to_executor.isChecked()
+        try:
+            s.watchlist = list(parse_symbols(self.watchlist.text()))
+        except ValueError as e:
+            return self._fail(f"watch list: {e}")
+        s.max_symbols = self.max_symbols.value()
+        s.idle_evict_s = float(self.idle_evict.value())
         s.endpoints = {}
         for n, e in self.endpoint_edits.items():
             v = e.text().strip()

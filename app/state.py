@@ -22,6 +22,7 @@ import msgspec
 
 from workers import protocol as P
 from workers.positions import PositionBook, SymbolPosition
+from workers.ratelimit import KeyedLimiter
 from workers.protocol import OrderStatus, OrderType, Side
 from workers.sequence import SeqKind, SequenceTracker
 
@@ -39,6 +40,16 @@ MAX_LOG = 5_000
 #: fill ids remembered to drop a fill seen twice (snapshot + stream, resends)
 SEEN_FILL_IDS = 100_000
 
+#: symbols held besides the watched ones (Settings > Market > Max symbols): a publisher with a
+#: huge universe must not grow the window without bound (50,000 symbols took it to 3.3 GB)
+MAX_SYMBOLS = 500
+#: an unwatched symbol without a tick for this long may give its place to a new one (0: never)
+IDLE_EVICT_S = 120.0
+#: distinct refused symbols remembered between two notices, only to count them in the notice
+REFUSED_REMEMBERED = 10_000
+#: seconds between two "universe cap reached" notices in the log
+UNIVERSE_NOTICE_S = 10.0
+
 #: statuses shown in the working-orders blotter: live at the exchange, or possibly live
 LIVE_STATUSES = frozenset(P.WORKING_STATUSES | {OrderStatus.UNKNOWN})
 
@@ -51,7 +62,7 @@ class Quote:
 
     __slots__ = (
         "symbol", "last", "bid", "ask", "bid_size", "ask_size", "volume", "ref", "ts", "seq",
-        "ticks", "missed", "restarts", "rate", "_rate_ticks", "bars",
+        "ticks", "missed", "restarts", "rate", "_rate_ticks", "bars", "active",
     )
 
     def __init__(self, symbol: str):
@@ -68,6 +79,7 @@ class Quote:
         self.rate = 0.0  # ticks per second, updated by MarketState.update_rates
         self._rate_ticks = 0
         self.bars: Any = None  # MarketState.bars[symbol], here too: the tick path saves a lookup
+        self.active = 0.0  # monotonic time of the last rate pass that saw it tick (idle eviction)
 
     @property
     def change(self) -> float:
@@ -83,15 +95,24 @@ class Quote:
 
 
 class MarketState:
-    """Quotes and bars of every symbol; ``on_tick`` is the hot path (one call per tick).
+    """Quotes and bars of the symbols held; ``on_tick`` is the hot path (one call per tick).
 
     Sequence numbers go through the shared tracker (workers/sequence.py), with this window's
     rule for a step back: to seq 1 (or 0) the gateway restarted, anything else is a late or
     duplicate tick that must never move a quote back.  Ticks carry no publisher epoch yet, so
     each symbol's count of restarts seen here stands in for it.
+
+    The universe is bounded.  Watched symbols (the configured watch list, symbols with orders
+    or positions, the chart's) are always held; at most ``max_symbols`` others are.  A new
+    symbol past the cap takes the place of the unwatched symbol idle the longest, if one has
+    had no tick for ``idle_evict_s``; otherwise its ticks are refused and counted
+    (``refused_ticks``), and :class:`AppState` tells the trader in the log, rate-limited.  A
+    refused tick costs two set lookups, and nothing per tick depends on how many symbols the
+    publisher has.
     """
 
-    def __init__(self, intervals: tuple[int, ...] = BAR_INTERVALS, bars_factory: Callable[[], Any] | None = None):
+    def __init__(self, intervals: tuple[int, ...] = BAR_INTERVALS, bars_factory: Callable[[], Any] | None = None,
+                 max_symbols: int = MAX_SYMBOLS, idle_evict_s: float = IDLE_EVICT_S):
         self.quotes: dict[str, Quote] = {}
         self.bars: dict[str, Any] = {}
         self.dirty: set[str] = set()
@@ -106,9 +127,116 @@ class MarketState:
         self._bars_factory = bars_factory
         self._rate_t = time.monotonic()
         self._rate_total = 0
+        # ---- the universe bound
+        self.max_symbols = max(0, int(max_symbols))
+        self.idle_evict_s = float(idle_evict_s)
+        self._watch: dict[str, frozenset[str]] = {}  # reason -> symbols (watchlist, chart, trading)
+        self.watched: frozenset[str] = frozenset()
+        self._unwatched = 0  # held symbols that are not watched: what the cap bounds
+        self.refused_ticks = 0  # ticks of symbols refused by the cap, ever
+        self._refused_recent: set[str] = set()  # distinct since the last notice (bounded)
+        self._refused_overflow = False  # more distinct than REFUSED_REMEMBERED since the last notice
+        self.evicted_total = 0
+        self._evicted: list[str] = []  # since the last collect
+        self._idle: collections.deque[str] = collections.deque()  # eviction candidates, idlest first
+        self._refused_at_pass = 0
+
+    # ------------------------------------------------------------------ the universe
+    def configure(self, max_symbols: int | None = None, watchlist=None, idle_evict_s: float | None = None) -> None:
+        """Apply the settings (Settings > Market): the cap, the watch list, the idle time.
+        A lower cap takes effect as symbols go idle; nothing held is dropped at once."""
+        if max_symbols is not None:
+            self.max_symbols = max(0, int(max_symbols))
+        if idle_evict_s is not None:
+            self.idle_evict_s = float(idle_evict_s)
+        if watchlist is not None:
+            self.set_watched("watchlist", watchlist)
+
+    def set_watched(self, reason: str, symbols) -> None:
+        """The symbols watched for one reason ("watchlist", "chart", "trading"), replacing
+        that reason's previous set.  Watched symbols are never refused nor evicted."""
+        new = frozenset(s for s in symbols if isinstance(s, str) and s)
+        if self._watch.get(reason, frozenset()) == new:
+            return
+        self._watch[reason] = new
+        self.watched = frozenset().union(*self._watch.values())
+        # rare (a setting, the chart's symbol, a new traded symbol): a pass over what is held
+        self._unwatched = sum(1 for s in self.quotes if s not in self.watched)
+
+    def watch(self, reason: str, symbol: str) -> None:
+        """Add one symbol to a reason's watched set."""
+        if symbol not in self._watch.get(reason, ()):
+            self.set_watched(reason, self._watch.get(reason, frozenset()) | {symbol})
+
+    def is_watched(self, symbol: str) -> bool:
+        return symbol in self.watched
+
+    def admit(self, symbol: str) -> bool:
+        """Hold ``symbol`` if it is held, watched, under the cap or can replace an idle symbol."""
+        if symbol in self.quotes:
+            return True
+        if symbol in self.watched:
+            self._new_symbol(symbol)
+            return True
+        if self._unwatched >= self.max_symbols and not self._evict_idle():
+            return False
+        self._unwatched += 1
+        self._new_symbol(symbol)
+        return True
+
+    def refuse(self, symbol: str, n: int = 1) -> None:
+        """Count ``n`` ticks of ``symbol`` refused by the cap."""
+        self.refused_ticks += n
+        recent = self._refused_recent
+        if symbol not in recent:
+            if len(recent) < REFUSED_REMEMBERED:
+                recent.add(symbol)
+            else:
+                self._refused_overflow = True
+
+    def take_refused(self) -> tuple[int, bool]:
+        """(distinct symbols refused since the last call, True if more than that)."""
+        n, more = len(self._refused_recent), self._refused_overflow
+        self._refused_recent = set()
+        self._refused_overflow = False
+        return n, more
+
+    def _evict_idle(self) -> bool:
+        """Drop the idlest unwatched symbol that had no tick since the candidates were chosen."""
+        idle = self._idle
+        while idle:
+            sym = idle.popleft()
+            q = self.quotes.get(sym)
+            if q is None or sym in self.watched or q.ticks != q._rate_ticks:
+                continue  # gone, watched meanwhile, or ticked again since the rate pass
+            self.evict(sym)
+            return True
+        return False
+
+    def evict(self, symbol: str) -> bool:
+        """Forget everything held for ``symbol`` (its quote, bars and sequence)."""
+        q = self.quotes.pop(symbol, None)
+        if q is None:
+            return False
+        self.bars.pop(symbol, None)
+        self.seq.forget(symbol)
+        self.dirty.discard(symbol)
+        if symbol not in self.watched:
+            self._unwatched -= 1
+        self._evicted.append(symbol)
+        self.evicted_total += 1
+        return True
+
+    def take_evicted(self) -> list[str]:
+        ev, self._evicted = self._evicted, []
+        return ev
+
+    def held_unwatched(self) -> int:
+        return self._unwatched
 
     def _new_symbol(self, symbol: str) -> Quote:
         q = self.quotes[symbol] = Quote(symbol)
+        q.active = time.monotonic()
         if self._bars_factory is not None:
             q.bars = self.bars[symbol] = self._bars_factory()
         return q
@@ -117,7 +245,10 @@ class MarketState:
                 bid_size: int, ask_size: int, volume: int) -> None:
         q = self.quotes.get(symbol)
         if q is None:
-            q = self._new_symbol(symbol)
+            if not self.admit(symbol):
+                self.refuse(symbol)
+                return
+            q = self.quotes[symbol]
         if not self._in_order(symbol, seq, seq, 1, q.restarts) and not self._out_of_order(q, seq):
             return  # late or duplicate tick: never move the quote backwards
         q.seq = seq
@@ -159,7 +290,10 @@ class MarketState:
         if dt < 0.5:
             return
         for sym, q in self.quotes.items():
-            rate = (q.ticks - q._rate_ticks) / dt
+            n = q.ticks - q._rate_ticks
+            if n:
+                q.active = now
+            rate = n / dt
             q._rate_ticks = q.ticks
             if rate != q.rate:
                 q.rate = rate
@@ -167,6 +301,20 @@ class MarketState:
         self.rate = (self.total_ticks - self._rate_total) / dt
         self._rate_total = self.total_ticks
         self._rate_t = now
+        self._choose_idle(now)
+
+    def _choose_idle(self, now: float) -> None:
+        """Eviction candidates, idlest first, when new symbols were refused since the last pass
+        (held symbols only: the cost is bounded by the cap, never by the publisher's universe)."""
+        pressure = self.refused_ticks != self._refused_at_pass
+        self._refused_at_pass = self.refused_ticks
+        if not pressure or self.idle_evict_s <= 0:
+            self._idle.clear()
+            return
+        limit = now - self.idle_evict_s
+        watched = self.watched
+        idle = sorted((q.active, s) for s, q in self.quotes.items() if q.active <= limit and s not in watched)
+        self._idle = collections.deque(s for _, s in idle)
 
     def take_dirty(self) -> set[str]:
         d, self.dirty = self.dirty, set()
@@ -453,6 +601,7 @@ class Changes:
     """What changed since the previous flush; built by :meth:`AppState.collect`."""
 
     symbols: set[str] = field(default_factory=set)  # quotes to repaint
+    evicted_symbols: list[str] = field(default_factory=list)  # symbols no longer held (idle, over the cap)
     new_orders: list[OrderRow] = field(default_factory=list)
     changed_orders: list[OrderRow] = field(default_factory=list)
     evicted_orders: list[str] = field(default_factory=list)
@@ -464,15 +613,16 @@ class Changes:
 
     @property
     def empty(self) -> bool:
-        return not (self.symbols or self.new_orders or self.changed_orders or self.evicted_orders or self.new_fills
+        return not (self.symbols or self.evicted_symbols or self.new_orders or self.changed_orders or self.evicted_orders or self.new_fills
                     or self.positions or self.new_signals or self.levels or self.new_log)
 
 
 class AppState:
     """Everything the window shows, fed by the network, drained by the 30 Hz flush."""
 
-    def __init__(self, bars_factory: Callable[[], Any] | None = None):
-        self.market = MarketState(bars_factory=bars_factory)
+    def __init__(self, bars_factory: Callable[[], Any] | None = None, max_symbols: int = MAX_SYMBOLS,
+                 idle_evict_s: float = IDLE_EVICT_S):
+        self.market = MarketState(bars_factory=bars_factory, max_symbols=max_symbols, idle_evict_s=idle_evict_s)
         self.orders = OrderBook()
         self.fills = RingLog(MAX_FILLS)
         self.signals = RingLog(MAX_SIGNALS)
@@ -490,6 +640,8 @@ class AppState:
         self._dirty_positions: set[str] = set()
         self._dirty_levels: dict[tuple[str, str], P.Levels] = {}
         self._signal_keys = 0
+        self._universe_rl = KeyedLimiter(UNIVERSE_NOTICE_S)
+        self._refused_noticed = 0  # refused_ticks at the last notice
 
     # ---- execution stream (its seq is checked by app.feeds.ExecDecoder)
     def on_fill(self, f: P.Fill, now_ns: int | None = None) -> bool:
@@ -504,6 +656,7 @@ class AppState:
         now_ns = now_ns or P.now_ns()
         lat = (now_ns - f.origin_ts) / 1000.0 if f.origin_ts and now_ns > f.origin_ts else 0.0
         self.fills.append(FillRow(*_fill_values(f), latency_us=lat))
+        self.market.watch("trading", f.symbol)
         if self.positions.apply_fill(f):
             q = self.market.quotes.get(f.symbol)
             if q is not None and q.last:
@@ -514,6 +667,7 @@ class AppState:
     def load_positions(self, positions: list, last_fill_seq: int) -> None:
         """Re-base positions on the exchange's get_positions snapshot (raises ValueError)."""
         self.positions.load_snapshot(positions, last_fill_seq)
+        self.market.set_watched("trading", self.market._watch.get("trading", frozenset()) | set(self.positions.positions))
         for sym in self.positions.positions:
             q = self.market.quotes.get(sym)
             if q is not None and q.last:
@@ -552,8 +706,12 @@ class AppState:
                     # a flat row shows Last too: it must not stand still while the market moves
                     self._dirty_positions.add(sym)
         new_orders, changed_orders, evicted = self.orders.take_changes()
+        for o in new_orders:  # a symbol with an order is watched: never refused, never evicted
+            m.watch("trading", o.symbol)
+        self._universe_notice(now)
         ch = Changes(
             symbols=symbols,
+            evicted_symbols=m.take_evicted(),
             new_orders=new_orders,
             changed_orders=changed_orders,
             evicted_orders=evicted,
@@ -566,6 +724,20 @@ class AppState:
         self._dirty_positions = set()
         self._dirty_levels = {}
         return ch
+
+    def _universe_notice(self, now: float) -> None:
+        """Tell the trader, at most once per UNIVERSE_NOTICE_S, that ticks were refused."""
+        m = self.market
+        refused = m.refused_ticks - self._refused_noticed
+        if not refused or not self._universe_rl.allow("cap", now):
+            return
+        self._refused_noticed = m.refused_ticks
+        self._universe_rl.take_suppressed("cap")
+        n, more = m.take_refused()
+        self.log.warning(
+            "ticks", f"{n:,}{'+' if more else ''} symbols ignored: universe cap {m.max_symbols:,} reached "
+            f"({refused:,} ticks dropped, {m.refused_ticks:,} in all; watched symbols are always kept; "
+            f"Settings > Market: raise the cap or add symbols to the watch list)")
 
     # ---- summaries
     def position(self, symbol: str) -> SymbolPosition | None:

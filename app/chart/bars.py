@@ -12,8 +12,10 @@ Storage. Each column lives in one numpy array of up to ``2 * capacity`` slots us
 compacting ring: bars are appended at the end of a contiguous window; when the array is full the
 newest ``capacity - 1`` bars are copied back to the front (amortised O(1), one memmove per
 ``capacity`` appends). Unlike a wrap-around ring, every range of bars is a contiguous slice, so
-views are zero-copy. Arrays start small and double up to that size, so a 60 s series that never
-fills does not reserve 50 000 slots.
+views are zero-copy. Arrays start at 16 slots and double up to that size: the window holds
+bars for every symbol of its universe (three intervals each), and most of those series never
+hold more than a few bars, so a large first allocation (1024 slots x 6 columns x 3 intervals was
+~75 KB resident per symbol) is what made a large universe cost gigabytes.
 
 Hot path. The still-forming bar is kept in Python floats (compares and stores on plain floats
 cost a fraction of numpy scalar item assignment) and written into the arrays lazily, when a
@@ -39,7 +41,8 @@ __all__ = ["BarSeries", "MultiIntervalBars", "aggregate_bars", "DEFAULT_INTERVAL
 DEFAULT_INTERVALS: tuple[float, ...] = (1, 5, 60)
 
 _COLUMNS = ("t", "o", "h", "l", "c", "v")
-_INITIAL_SLOTS = 1024
+#: slots of a new series' arrays (doubled as bars come): 6 columns x 16 x 8 bytes per interval
+_INITIAL_SLOTS = 16
 
 
 def aggregate_bars(

@@ -193,22 +193,26 @@ class RecordTableModel(QAbstractTableModel):
         self.endRemoveRows()
 
     def remove(self, keys: Iterable[Any]) -> int:
-        """Remove rows by key (one beginRemoveRows per row; for small, keyed tables)."""
-        removed = 0
-        for k in keys:
-            pos = self._pos.get(k)
-            if pos is None:
-                continue
-            vr = self._view_row(pos)
-            self.beginRemoveRows(QModelIndex(), vr, vr)
-            del self._rows[pos - self._base]
-            del self._pos[k]
-            for kk, pp in self._pos.items():
-                if pp > pos:
-                    self._pos[kk] = pp - 1
+        """Remove rows by key: one beginRemoveRows per run of adjacent rows, and the key index
+        rebuilt once (a market watch drops many evicted symbols in one flush)."""
+        positions = sorted({p for p in (self._pos.get(k) for k in keys) if p is not None}, reverse=True)
+        if not positions:
+            return 0
+        i = 0
+        while i < len(positions):
+            # a run of consecutive positions, highest first: rows below it keep their numbers
+            j = i
+            while j + 1 < len(positions) and positions[j + 1] == positions[j] - 1:
+                j += 1
+            hi, lo = positions[i] - self._base, positions[j] - self._base
+            n = len(self._rows)
+            first, last = (n - 1 - hi, n - 1 - lo) if self.newest_first else (lo, hi)
+            self.beginRemoveRows(QModelIndex(), first, last)
+            del self._rows[lo:hi + 1]
             self.endRemoveRows()
-            removed += 1
-        return removed
+            i = j + 1
+        self._pos = {self._key(r): self._base + i for i, r in enumerate(self._rows)}
+        return len(positions)
 
     def set_rows(self, rows: Iterable[Any]) -> None:
         self.beginResetModel()

@@ -87,6 +87,8 @@ class ChartPanel(QtWidgets.QWidget):
         if bars is None:
             return
         self.symbol = symbol
+        # the symbol on the chart is watched: the universe cap never refuses nor evicts it
+        self.state.market.set_watched("chart", (symbol,))
         self._call("set_series", symbol, bars)
 
     def set_interval(self, seconds: int) -> None:

@@ -1,4 +1,5 @@
-"""Market watch: every symbol's conflated quote, repainted only where it changed."""
+"""Market watch: the conflated quote of every symbol held (see MarketState: the universe is
+capped), repainted only where it changed; an evicted symbol's row goes."""
 
 from __future__ import annotations
 
@@ -28,9 +29,11 @@ class MarketWatchPanel(TablePanel):
         self.view.selectionModel().currentRowChanged.connect(self._current_changed)
 
     def apply(self, ch: Changes) -> None:
+        if ch.evicted_symbols:  # idle symbols that gave their place to new ones (universe cap)
+            self.model.remove(ch.evicted_symbols)
         if ch.symbols:
             quotes = self.market.quotes
-            self.model.upsert(quotes[s] for s in sorted(ch.symbols))
+            self.model.upsert(quotes[s] for s in sorted(ch.symbols) if s in quotes)
 
     def symbol_at(self, index) -> str:
         row = self.proxy.mapToSource(index).row()
