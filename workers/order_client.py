@@ -8,11 +8,15 @@ second order, and ``None`` means UNKNOWN: the caller reconciles the order later 
 ``get_order`` and never sends it again under a new ``client_order_id``.  A reply that cannot
 be read becomes an error reply (:func:`decode_reply`), never an exception.
 
-One implementation, three faces:
+One implementation, four faces:
 
 * :class:`LazyPirate` -- the policy of one request as a sans-IO state machine: it holds the
   bytes, counts attempts, keeps the deadline and says what to do next; it owns no socket.
-* :class:`OrderClient` -- blocking (executor queries, tests, scripts).
+* :class:`DealerClient` -- many requests at once over a DEALER that a worker's poll loop
+  reads (the executor's queries): it never waits; the loop hands it replies and asks it for
+  its next deadline.  A worker loop must never block on the gateway (its heartbeats would
+  stop and the supervisor would take it for silent), so this is the face for workers.
+* :class:`OrderClient` -- blocking (tests, scripts; never inside a worker loop).
 * :class:`AsyncOrderClient` -- asyncio, for the window (one REQ per request, so concurrent
   requests never queue behind each other).
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,6 +214,123 @@ class OrderClient(_ClientBase):
             self._sock = None
 
 
+#: first frame of a DealerClient request: a NUL never starts a client_order_id the executor
+#: makes (name-session-counter), so replies to queries and to orders share one DEALER safely
+DEALER_TAG_PREFIX = b"\x00q"
+#: a request that could not be handed to a connection (ZMQ_IMMEDIATE and no peer, or a full
+#: pipe) is offered again this often within its attempt, so a gateway that comes back is
+#: asked at once instead of after the whole timeout
+UNSENT_RETRY_S = 0.05
+
+
+class DealerRequest:
+    """One request of a :class:`DealerClient`: its Lazy Pirate, its tag and what to call."""
+
+    __slots__ = ("tag", "request", "call", "on_done", "sent", "retry_at")
+
+    def __init__(self, tag: bytes, request: type[P.Message], call: LazyPirate, on_done: Callable[[P.Reply | None], None]):
+        self.tag = tag
+        self.request = request
+        self.call = call
+        self.on_done = on_done
+        self.sent = False  # the current attempt reached a connection
+        self.retry_at = 0.0  # when an unsent attempt is offered again
+
+    def wake_at(self) -> float:
+        return self.call.deadline if self.sent else min(self.retry_at, self.call.deadline)
+
+
+class DealerClient(PirateCounters):
+    """Lazy Pirate requests over a DEALER read by the caller's poll loop: many at once, and no
+    call ever waits.
+
+    Each request goes out as ``[tag, "", payload]`` (the gateway echoes the envelope), so its
+    reply is found by its tag, whatever else shares the socket (the executor's orders go on
+    the same DEALER under their ``client_order_id``: :meth:`owns` tells the two apart).  The
+    driver::
+
+        client.submit(msg, now, on_done)   # sent now (or offered again until it can be)
+        client.on_reply(tag, payload)      # a frame [tag, "", payload] the loop read
+        client.next_deadline()             # the loop's poll must not sleep past it
+        client.on_timeouts(now)            # resends, gives up: on_done(None)
+
+    ``on_done`` is called once per request, with the typed reply (``P.reply_of``: the reply
+    class of the request or an ``ErrorReply``) or None when every attempt went unanswered.
+    Time is the caller's (``now``): the client reads no clock.
+    """
+
+    def __init__(self, sock: zmq.Socket, policy: RetryPolicy = RetryPolicy(), *, prefix: bytes = DEALER_TAG_PREFIX):
+        self.sock = sock
+        self.policy = policy
+        self.prefix = prefix
+        self.stats = PirateStats()
+        #: tag -> request, in submission order
+        self.pending: dict[bytes, DealerRequest] = {}
+        self._ids = itertools.count(1)
+        #: attempts that could not be handed to a connection when first made
+        self.unsent = 0
+        #: replies for a tag no longer pending (an answer after its request gave up)
+        self.late = 0
+        #: the last request to end went unanswered (and nothing answered since): the peer may
+        #: be down, and a caller may then ask one thing at a time
+        self.silent = False
+
+    def owns(self, tag: bytes) -> bool:
+        """Is ``tag`` (a reply's first frame) one of this client's?"""
+        return tag.startswith(self.prefix)
+
+    def submit(self, msg: P.Message, now: float, on_done: Callable[[P.Reply | None], None], policy: RetryPolicy | None = None) -> bytes:
+        """Send ``msg``; ``on_done`` gets its outcome later.  Returns the request's tag."""
+        req = DealerRequest(self.prefix + str(next(self._ids)).encode(), type(msg), LazyPirate(msg.pack(), policy or self.policy, self.stats), on_done)
+        self.pending[req.tag] = req
+        req.call.begin(now)
+        self._send(req, now, first=True)
+        return req.tag
+
+    def _send(self, req: DealerRequest, now: float, first: bool) -> None:
+        try:
+            self.sock.send_multipart([req.tag, b"", req.call.payload], zmq.NOBLOCK)
+            req.sent = True
+        except zmq.ZMQError:
+            # no connection (IMMEDIATE) or a full pipe: offered again soon, within the attempt
+            req.sent = False
+            req.retry_at = now + UNSENT_RETRY_S
+            if first:
+                self.unsent += 1
+
+    def on_reply(self, tag: bytes, payload: bytes) -> bool:
+        """A reply frame under ``tag``; False if no request waits for it (late, or not ours)."""
+        req = self.pending.pop(tag, None)
+        self.silent = False  # whatever it answers, the peer is there
+        if req is None:
+            self.late += 1
+            return False
+        reply = P.reply_of(req.call.on_reply(payload), req.request)
+        req.on_done(reply)
+        return True
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`on_timeouts` has work (None: no request pending)."""
+        if not self.pending:
+            return None
+        return min(r.wake_at() for r in self.pending.values())
+
+    def on_timeouts(self, now: float) -> None:
+        """Offer unsent attempts again; past its deadline a request is sent again (the same
+        bytes) or, after its last attempt, given up: ``on_done(None)``."""
+        for req in [r for r in self.pending.values() if r.wake_at() <= now]:
+            if now < req.call.deadline:
+                self._send(req, now, first=False)
+                continue
+            if req.call.on_timeout():
+                req.call.begin(now)
+                self._send(req, now, first=True)
+                continue
+            del self.pending[req.tag]  # before the callback: it may submit again
+            self.silent = True
+            req.on_done(None)
+
+
 class AsyncOrderClient(_ClientBase):
     """The same policy for asyncio (zmq.asyncio), used by the window."""
 
@@ -256,6 +378,9 @@ def new_client_order_id(prefix: str) -> str:
 
 __all__ = [
     "AsyncOrderClient",
+    "DEALER_TAG_PREFIX",
+    "DealerClient",
+    "DealerRequest",
     "LazyPirate",
     "OrderClient",
     "PirateStats",

@@ -13,8 +13,12 @@ Sockets (see docs/executor.md):
   once, each framed ``[client_order_id, "", request]`` so its reply comes back under the
   same id (the gateway echoes whatever envelope came in).  Lazy Pirate per order: no reply
   within ``--order-timeout`` -> the same request again, ``--order-retries`` attempts in all.
-* REQ (Lazy Pirate :class:`~workers.order_client.OrderClient`) on ``orders`` for the
-  queries: get_positions, get_order, cancel_all.
+  The queries (get_positions, get_order, cancel_all) go on the same DEALER through a
+  :class:`~workers.order_client.DealerClient`, framed under a tag no order id can have.
+
+Nothing here waits for the gateway: a query's answer is a callback, its deadline one more
+wake-up of the loop, so heartbeats and the streams go on while the gateway is down (a
+blocking query on the loop thread once had the supervisor take the executor for silent).
 
 Signals are never held up by an order in flight: a burst of signals goes out back to back
 and the gateway journals them in one group commit (docs/performance.md).  An order whose
@@ -45,8 +49,8 @@ from workers.errors import CommandError
 from workers.executor import tracker as T
 from workers.executor.risk import Decision, RiskChecker, RiskLimits
 from workers.executor.tracker import OrderTracker
-from workers.order_client import UNREADABLE_PREFIX, OrderClient, RetryPolicy, new_client_order_id
-from workers.positions import PositionBook
+from workers.order_client import UNREADABLE_PREFIX, DealerClient, RetryPolicy, new_client_order_id
+from workers.positions import PositionBook, fill_number
 from workers.runtime import Worker, run_worker
 from workers.sequence import SeqKind, SequenceTracker
 from workers.symbols import parse_symbols
@@ -56,6 +60,9 @@ UNKNOWN_REASON = "order outcome unknown; reconciling"
 MAX_TICK_TOPICS = 10_000
 #: at most one positions resync per this many seconds after exec-stream gaps
 RESYNC_MIN_INTERVAL_S = 5.0
+#: fills remembered while a get_positions is out (re-applied on top of its snapshot if it
+#: does not hold them); beyond this the snapshot is asked for again instead
+MAX_FILLS_DURING_SYNC = 100_000
 
 
 class OrderExecutor(Worker):
@@ -79,6 +86,13 @@ class OrderExecutor(Worker):
         self._exec_seq = SequenceTracker()
         self._resync_wanted = False
         self._last_resync = -1e9
+        # queries out on the DEALER (their tags); one of each kind at a time, one per order
+        self._positions_query: bytes | None = None
+        self._fills_during_sync: list[P.Fill] | None = None
+        self._order_queries: dict[str, bytes] = {}
+        self._cancel_all_query: bytes | None = None
+        #: the kill switch asked for a cancel_all the gateway has not answered yet
+        self._cancel_all_wanted = False
         now = clock.monotonic()
         self._next_positions = now + cfg.position_interval
         self._next_reconcile = now + cfg.reconcile_interval
@@ -107,13 +121,10 @@ class OrderExecutor(Worker):
         self.add_reader(self.ticks, self._on_tick)
         self.add_reader(self.signals, self._on_signal_frame)
         # Queries (get_positions, get_order, cancel_all) try once because the timer asks
-        # again, so a gateway that is down costs one timeout per round.
-        self.orders = OrderClient(ep.orders, RetryPolicy(a.order_timeout, 1), ctx=self.ctx, curve=self.curve)
-        self._sync_positions()
+        # again; their replies come back on the order pipe, under tags of their own.
+        self.queries = DealerClient(self.order_pipe, RetryPolicy(a.order_timeout, 1))
+        self._request_positions()
         self._update_gauges()
-
-    def teardown(self) -> None:
-        self.orders.close()
 
     # ------------------------------------------------------------------ publishing
     def _publish(self, msg: P.Message) -> None:
@@ -243,17 +254,21 @@ class OrderExecutor(Worker):
             self.stats.inc("order_send_blocked")
 
     # ------------------------------------------------------------------ order replies
+    def _next_deadline(self) -> float | None:
+        d1, d2 = self.tracker.next_deadline(), self.queries.next_deadline()
+        return d1 if d2 is None else d2 if d1 is None else min(d1, d2)
+
     def next_wakeup(self, now: float) -> float | None:
         # Called by the runtime before every poll: the poll must not sleep past a deadline.
-        deadline = self.tracker.next_deadline()
+        deadline = self._next_deadline()
         if deadline is not None and deadline <= now:
             self._check_in_flight()
-            deadline = self.tracker.next_deadline()
+            deadline = self._next_deadline()
         return deadline
 
     def _check_in_flight(self) -> None:
-        # Replies already waiting first: after a blocking query (get_order, get_positions,
-        # cancel_all) an answered order must not be declared unknown.
+        # Replies already waiting first: an order or query answered while the loop was busy
+        # (a long batch, a slow machine) must not be declared unanswered.
         self._drain(self.order_pipe)
         for out in self.tracker.on_timeouts():
             if isinstance(out, T.Resend):
@@ -261,12 +276,17 @@ class OrderExecutor(Worker):
                 self._transmit(out.flight)
             else:
                 self._unknown(out)
+        self.queries.on_timeouts(self.clock.monotonic())
 
     def _on_order_reply(self, frames: list[bytes]) -> None:
         t1 = self.clock.time_ns()
         if len(frames) != 3 or frames[1] != b"":
             self.stats.inc("decode_errors")
             self.rlog.warning("reply", "order reply of %d frames dropped (want [client_order_id, '', reply])", len(frames))
+            return
+        if self.queries.owns(frames[0]):
+            if not self.queries.on_reply(frames[0], frames[2]):
+                self.stats.inc("late_replies")  # a query's answer after it gave up
             return
         coid = frames[0].decode("utf-8", "replace")
         try:
@@ -352,6 +372,8 @@ class OrderExecutor(Worker):
         if fill.origin_ts:
             self.stats.lat("tick_to_fill", max(0, self.clock.time_ns() - fill.origin_ts))
         applied = self.book.apply_fill(fill)
+        if applied and self._fills_during_sync is not None and len(self._fills_during_sync) <= MAX_FILLS_DURING_SYNC:
+            self._fills_during_sync.append(fill)  # one past the cap marks the overflow
         # The tracker de-duplicates on its own: a fill the book skips because a position
         # snapshot already holds it still completes its order.
         settled = self.tracker.on_fill(fill)
@@ -374,23 +396,50 @@ class OrderExecutor(Worker):
 
     # ------------------------------------------------------------------ reconciliation
     def _reconcile(self) -> None:
+        """Ask get_order about the unknown orders not already asked.  While the gateway is
+        not answering (the last query timed out), one question at a time: a dead gateway
+        costs one request per round, not one per unknown order."""
+        budget = 1 if self.queries.silent else self.config.max_in_flight
+        now = self.clock.monotonic()
         for coid in self.tracker.unknown_ids():
-            reply = self.orders.ask(P.GetOrder(client_order_id=coid))
-            if reply is None:
-                self.stats.inc("reconcile_timeouts")
-                return  # the gateway is not answering: try the rest next round
-            out = self.tracker.on_get_order(coid, reply)
-            if isinstance(out, T.Settled):
-                self._resolved(out)
-            elif isinstance(out, T.NotPlaced):
-                self.stats.inc("not_placed")
-                self.log.warning("order %s never reached the exchange: %s", coid, out.reason)
-                self._decide(out.order.signal, False, "order never reached the exchange (reconciled)", coid)
-            elif isinstance(out, T.StillUnknown) and out.unreadable:
-                self.rlog.warning("reconcile", "unreadable get_order reply for %s: %s", coid, out.reason)
+            if len(self._order_queries) >= budget:
+                return
+            if coid not in self._order_queries:
+                self._order_queries[coid] = self.queries.submit(
+                    P.GetOrder(client_order_id=coid), now, lambda reply, coid=coid: self._on_get_order(coid, reply))
 
-    def _sync_positions(self) -> bool:
-        reply = self.orders.ask(P.GetPositions())
+    def _on_get_order(self, coid: str, reply: P.Reply | None) -> None:
+        self._order_queries.pop(coid, None)
+        if reply is None:
+            self.stats.inc("reconcile_timeouts")  # asked again next round
+            return
+        out = self.tracker.on_get_order(coid, reply)
+        if isinstance(out, T.Settled):
+            self._resolved(out)
+        elif isinstance(out, T.NotPlaced):
+            self.stats.inc("not_placed")
+            self.log.warning("order %s never reached the exchange: %s", coid, out.reason)
+            self._decide(out.order.signal, False, "order never reached the exchange (reconciled)", coid)
+        elif isinstance(out, T.StillUnknown) and out.unreadable:
+            self.rlog.warning("reconcile", "unreadable get_order reply for %s: %s", coid, out.reason)
+
+    def _request_positions(self) -> bool:
+        """Ask for a positions snapshot unless one is being asked for; False if one is."""
+        if self._positions_query is not None:
+            return False
+        # a gap seen from now on needs a snapshot taken after it: this one may predate it
+        self._resync_wanted = False
+        self._fills_during_sync = []
+        self._positions_query = self.queries.submit(P.GetPositions(), self.clock.monotonic(), self._on_positions)
+        return True
+
+    def _on_positions(self, reply: P.Reply | None) -> None:
+        self._positions_query = None
+        applied, self._fills_during_sync = self._fills_during_sync, None
+        if not self._load_positions(reply, applied or []):
+            self._resync_wanted = True  # retried on the reconcile timer
+
+    def _load_positions(self, reply: P.Reply | None, applied: list[P.Fill]) -> bool:
         if reply is None:
             self.stats.inc("sync_timeouts")
             self.rlog.warning("sync", "no get_positions reply from %s; will retry", self.endpoints.orders)
@@ -400,14 +449,21 @@ class OrderExecutor(Worker):
             self.stats.inc("sync_errors")
             self.rlog.warning("sync", "get_positions refused: %s", reply.reason)
             return False
+        if len(applied) > MAX_FILLS_DURING_SYNC:
+            return False  # too many to replay (see _on_fill): the next snapshot is newer
         try:
             self.book.load_snapshot([msgspec.structs.asdict(p) for p in reply.positions], reply.last_fill_seq)
         except ValueError as e:
             self.stats.inc("sync_errors")
             self.rlog.warning("sync", "unreadable get_positions reply: %s", e)
             return False
+        # Fills read while the reply was on its way were booked before the snapshot replaced
+        # the book; those it does not hold (numbered after its last_fill_seq) go on top again.
+        for fill in applied:
+            n = fill_number(fill.fill_id)
+            if n is None or n > reply.last_fill_seq:
+                self.book.get(fill.symbol).apply(fill.side, fill.qty, fill.price)
         self._flush_ticks()
-        self._resync_wanted = False
         if not self.synced:
             self.log.info("positions loaded: %d symbols, last fill %d", len(self.book), self.book.last_fill_seq)
         self.synced = True
@@ -415,18 +471,45 @@ class OrderExecutor(Worker):
         self._publish_positions()
         return True
 
+    # ------------------------------------------------------------------ kill switch
+    def _request_cancel_all(self) -> str:
+        """Cancel every working order at the gateway, asked again every reconcile round until
+        the gateway answers (while the kill switch stays on)."""
+        self._cancel_all_wanted = True
+        if self._cancel_all_query is None:
+            self._cancel_all_query = self.queries.submit(P.CancelAll(ts=self.clock.time_ns()), self.clock.monotonic(), self._on_cancel_all)
+            self.stats.inc("cancel_all_sent")
+        return "requested"
+
+    def _on_cancel_all(self, reply: P.Reply | None) -> None:
+        self._cancel_all_query = None
+        if reply is None:
+            self.stats.inc("cancel_all_timeouts")
+            self.rlog.warning("cancel_all", "no cancel_all reply from %s; asking again", self.endpoints.orders)
+            return
+        self._cancel_all_wanted = False
+        if reply.ok:
+            self.stats.inc("cancel_all_done")
+            self.log.warning("cancel_all: %d order(s) cancelled at the exchange", len(getattr(reply, "cancelled", ())) or getattr(reply, "count", 0))
+        else:
+            self.stats.inc("cancel_all_refused")
+            self.log.error("cancel_all refused by the exchange: %s", reply.reason)
+        self._update_gauges()
+
     # ------------------------------------------------------------------ timer
     def on_timer(self, now: float) -> None:
         self._flush_ticks()
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.config.reconcile_interval
             if not self.synced:
-                self._sync_positions()
+                self._request_positions()
             elif self._resync_wanted and now - self._last_resync >= RESYNC_MIN_INTERVAL_S:
-                self._last_resync = now
-                self._sync_positions()
+                if self._request_positions():
+                    self._last_resync = now
             if self.tracker.unknown:
                 self._reconcile()
+            if self._cancel_all_wanted and self.risk.limits.kill_switch:
+                self._request_cancel_all()
             self.tracker.retire_expired()
         if now >= self._next_positions:
             self._next_positions = now + self.config.position_interval
@@ -444,6 +527,8 @@ class OrderExecutor(Worker):
         g["in_flight_orders"] = len(self.tracker.in_flight)
         g["kill_switch"] = self.risk.limits.kill_switch
         g["synced"] = self.synced
+        g["cancel_all_pending"] = self._cancel_all_wanted
+        g["queries_pending"] = len(self.queries.pending)
 
     # ------------------------------------------------------------------ commands
     def on_pause(self, paused: bool) -> None:
@@ -457,9 +542,12 @@ class OrderExecutor(Worker):
             self.risk.limits = self.risk.limits.updated({"kill_switch": on})
             result: dict[str, Any] = {"kill_switch": on}
             if on and args.get("cancel_all", True):
-                # Stop what is already working, not only what is still to come.
-                reply = self.orders.ask(P.CancelAll(ts=self.clock.time_ns()))
-                result["cancel_all"] = "no reply" if reply is None else (reply.reason or reply.ok)
+                # Stop what is already working, not only what is still to come.  Answered
+                # now, not when the gateway does: the outcome is in the log and the
+                # cancel_all_* counters, and it is asked again until the gateway answers.
+                result["cancel_all"] = self._request_cancel_all()
+            elif not on:
+                self._cancel_all_wanted = False
             self.log.warning("kill switch %s", "ON" if on else "off")
             self._update_gauges()
             return result
@@ -476,7 +564,8 @@ class OrderExecutor(Worker):
             self._flush_ticks()
             return {"positions": [m.to_dict() for m in self.book.to_messages(self.clock.time_ns())]}
         if cmd == "resync":
-            return {"ok": self._sync_positions()}
+            # the snapshot's outcome shows in syncs / sync_timeouts / sync_errors and `synced`
+            return {"resync": "requested" if self._request_positions() else "already under way"}
         return super().on_command(cmd, args)
 
 
