@@ -10,7 +10,7 @@ import pytest
 
 from workers import protocol as P
 from workers.exchange.client import FillEvent, Order
-from workers.exchange.journal import Journal, JournalError, remove_journal
+from workers.exchange.journal import Journal, JournalCorrupt, JournalError, JournalFull, remove_journal
 from workers.exchange.simulated import SimulatedExchange
 from workers.protocol import OrderStatus, OrderType, Side
 
@@ -327,22 +327,116 @@ def test_the_log_restarts_after_a_checkpoint_and_a_crash_right_after_loses_nothi
     j2.close()
 
 
-def test_a_log_shorter_than_its_folded_offset_starts_a_new_generation(path):
+def _stop_without_close(j: Journal) -> None:
+    """What a SIGKILL leaves: no fold, no checkpoint."""
+    os.close(j._fd)
+    j._fd = -1
+    j.db.close()
+
+
+def test_a_log_shorter_than_its_folded_offset_is_refused(path):
+    """No crash leaves a log shorter than the offset its tables folded: the log was cut, and
+    whatever it held past the fold is gone.  Refused, so no resend becomes a new order."""
     j = Journal(path)
     for i in range(3):
         j.write([new_order(f"x{i}")], [], {}, {})
     j.fold()  # folded (in the tables), not checkpointed: the log keeps its records
-    gen = j.gen
-    os.close(j._fd)
-    j.db.close()
+    j.write([new_order("unfolded")], [], {}, {})
+    _stop_without_close(j)
     log = Path(f"{path}-log")
-    log.write_bytes(log.read_bytes()[:20])  # the tail of the log lost, the fold kept
-    j2 = Journal(path)
-    assert j2.gen == gen + 1
-    j2.write([new_order("y")], [], {}, {})
-    os.close(j2._fd)
-    j2.db.close()
-    assert [o.client_order_id for o in Journal(path).load().orders] == ["x0", "x1", "x2", "y"]
+    log.write_bytes(log.read_bytes()[:20])
+    with pytest.raises(JournalCorrupt, match="shorter than the .* bytes .* records as folded"):
+        Journal(path)
+    log.write_bytes(b"")  # truncated to 0: too short even for its header
+    with pytest.raises(JournalCorrupt, match="0 bytes long, but .* records folding generation 1"):
+        Journal(path)
+    log.unlink()
+    with pytest.raises(JournalCorrupt, match="is missing"):
+        Journal(path)
+    # refusing changed nothing: the database still opens once the log is back
+    assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 3
+
+
+def _flip(path: Path, fraction: float) -> int:
+    data = bytearray(path.read_bytes())
+    at = int(len(data) * fraction)
+    data[at] ^= 0x5A
+    path.write_bytes(bytes(data))
+    return at
+
+
+def test_a_bad_record_followed_by_valid_ones_is_damage_not_a_torn_tail(path):
+    _crash_after_writes(path, 300)
+    log = Path(f"{path}-log")
+    before = log.read_bytes()
+    _flip(log, 0.3)
+    with pytest.raises(JournalCorrupt, match="damaged in the middle"):
+        Journal(path)
+    assert log.read_bytes()[:100] == before[:100] and len(log.read_bytes()) == len(before)  # nothing cut
+
+
+def test_a_damaged_length_field_is_found_too(path):
+    """A flipped high byte of a record's length reads as a record running past the end of
+    the file (what a torn write looks like); the valid records after it give it away."""
+    import struct
+
+    _crash_after_writes(path, 50)
+    log = Path(f"{path}-log")
+    data = bytearray(log.read_bytes())
+    data[16 + 3] ^= 0x01  # the first record's length, high byte: 16 MiB more
+    assert struct.unpack_from("<I", data, 16)[0] > len(data)
+    log.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="damaged in the middle"):
+        Journal(path)
+
+
+def test_an_emptied_database_beside_a_log_of_a_later_generation_is_refused(path):
+    j = Journal(path)
+    for i in range(5):
+        j.write([new_order(f"c{i}")], [], {}, {})
+    j.close()  # folded, checkpointed: the tables hold everything, the log is an empty gen 2
+    path.write_bytes(b"")
+    with pytest.raises(JournalCorrupt, match="generation 2, so generations 1..1 were folded"):
+        Journal(path)
+    path.unlink()
+    with pytest.raises(JournalCorrupt, match="holds no record of them"):
+        Journal(path)
+
+
+def test_a_log_of_another_generation_than_the_tables_name_is_refused(path):
+    import struct
+
+    j = Journal(path)
+    j.write([new_order("a")], [], {}, {})
+    j.close()  # tables name gen 1 folded; log is gen 2
+    log = Path(f"{path}-log")
+    data = bytearray(log.read_bytes())
+    struct.pack_into("<Q", data, 8, 7)
+    log.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="generation 7, but .* last folded from generation 1"):
+        Journal(path)
+
+
+def test_an_unreadable_database_is_refused_as_damaged(path):
+    j = Journal(path)
+    j.write([new_order("a")], [], {}, {})
+    j.close()
+    data = bytearray(path.read_bytes())
+    data[:16] = b"not a database!!"
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="unreadable"):
+        Journal(path)
+
+
+def test_a_fresh_database_beside_a_first_generation_log_loses_nothing(path):
+    """The tables were never checkpointed out of generation 1, so the log still holds every
+    record: replayed whole, which is not a loss and not refused."""
+    _crash_after_writes(path, 10)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    j = Journal(path)
+    assert [o.client_order_id for o in j.load().orders] == [f"c{i}" for i in range(10)]
+    j.close()
 
 
 def test_fold_moves_the_log_into_the_tables_and_keeps_the_first_reply(path):
@@ -486,3 +580,43 @@ def test_a_reply_stored_alone_stays_the_first_reply(path):
     j.fold()
     assert j.reply_for("x") == b"FIRST"
     j.close()
+
+
+def test_load_without_fold_gives_the_tables_plus_the_unfolded_log(path):
+    """What the gateway goes back to after a failed write: no SQLite write needed."""
+    j = Journal(path)
+    a = new_order("a")
+    j.write([a], [], {"a": b"ra"}, {"next_order_n": 2})
+    j.fold()
+    a.status = OrderStatus.FILLED
+    j.write([a, new_order("b")], [], {"b": b"rb"}, {"next_order_n": 3})
+    before = j.db.total_changes
+    rec = j.load(fold=False)
+    assert j.db.total_changes == before and j.pending == 1
+    assert {o.client_order_id: o.status for o in rec.orders} == {"a": OrderStatus.FILLED, "b": OrderStatus.PENDING_NEW}
+    assert rec.state == {"next_order_n": 3}
+    j.close()
+
+
+def test_no_room_is_journal_full_and_the_journal_takes_writes_again_afterwards(path, monkeypatch):
+    import workers.exchange.journal as J
+
+    j = Journal(path)
+    j.write([new_order("first")], [], {}, {})
+    real_write = os.write
+    monkeypatch.setattr(J.os, "write", lambda fd, data: real_write(fd, data[:3]))  # short write: the disk filled
+    with pytest.raises(JournalFull, match="journal: disk full"):
+        j.write([new_order("lost")], [], {}, {})
+    with pytest.raises(JournalFull):
+        j.probe()
+    # a new log file cannot be made either, and the open one stays in use
+    with pytest.raises(JournalFull):
+        j._new_log_file(j.gen + 1)
+    monkeypatch.setattr(J.os, "write", real_write)
+    j.probe()
+    j.write([new_order("third")], [], {}, {})
+    _stop_without_close(j)
+    j2 = Journal(path)
+    assert j2.truncated_bytes == 0
+    assert [o.client_order_id for o in j2.load().orders] == ["first", "third"]
+    j2.close()

@@ -20,7 +20,15 @@ Two layers, because a trader waits on the first and nobody waits on the second:
 Opening a journal replays whatever the log holds beyond the folded offset -- a crash's
 leftovers -- and folds it, so every record is in the tables or in the log's unfolded tail,
 never lost and never counted twice.  A torn last record (a crash mid-``write``, or power loss)
-fails its length or CRC and is cut off; everything before it stands.
+fails its length or CRC and is cut off; everything before it stands.  Anything else that
+fails a check is damage, not a torn tail, and is refused (:class:`JournalCorrupt`), never
+served: a bad record with a valid record after it, a log shorter than its folded offset, a
+log missing or of another generation than the tables name, a database emptied or unreadable
+beside a log that says it held folds.  Serving such a journal would forget answered orders,
+and a client's resend of one would become a second, new order.
+
+A write that fails for lack of space (:class:`JournalFull`) is cut back to the last good
+record, so a full disk never leaves half a record for the next open to take for damage.
 
 * ``synchronous=NORMAL`` (default): a committed batch survives a crash of the process
   (SIGKILL included) because ``write()`` returned: it is in the OS's page cache.  A power loss
@@ -43,6 +51,7 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`; v1 journals are upgrad
 
 from __future__ import annotations
 
+import errno
 import operator
 import os
 import sqlite3
@@ -55,6 +64,7 @@ from typing import Any, get_args
 
 import msgspec
 
+from workers.errors import CorruptStateError
 from workers.exchange.client import FillRecord, Order
 from workers.positions import PositionBook
 
@@ -157,6 +167,26 @@ class JournalError(RuntimeError):
     """The journal cannot be opened or written; the gateway must not answer as if it had been."""
 
 
+class JournalCorrupt(JournalError, CorruptStateError):
+    """The journal fails its own checks in a way no crash or power loss explains: answered
+    orders may be missing from it, so it must not be served (restore it, or decide by hand)."""
+
+
+class JournalFull(JournalError):
+    """A write found no room on the disk; nothing of the batch is stored and the log is cut
+    back to its last good record, so writing may resume once there is room again."""
+
+
+#: errno values that mean "no room" (a quota counts as a full disk)
+_NO_ROOM = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if e is not None)
+#: SQLite's result code for a full disk (SQLITE_FULL)
+_SQLITE_FULL = 13
+
+
+def _sqlite_full(e: sqlite3.Error) -> bool:
+    return getattr(e, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(e)
+
+
 @dataclass
 class Recovered:
     """Everything the journal gives back after a restart."""
@@ -183,6 +213,13 @@ class Journal:
         self.log_path = Path(f"{self.path}{LOG_SUFFIX}")
         self.sync = sync
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A database that is not there (or empty) is a new one to SQLite, which would create
+        # it silently; whether that is a fresh start or a lost history, the log tells (see
+        # _open_log), so remember it before connecting.
+        try:
+            db_was_new = self.path.stat().st_size == 0
+        except FileNotFoundError:
+            db_was_new = True
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per fold.
             self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=0.5)
@@ -205,8 +242,18 @@ class Journal:
             self._saved_state: dict[str, int] = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
             self._last_fill_n = self.db.execute("SELECT COALESCE(MAX(n), 0) FROM fills").fetchone()[0]
             marks = dict(self.db.execute("SELECT key, value FROM log_state").fetchall())
-        except sqlite3.Error as e:
-            raise JournalError(f"cannot open journal {self.path}: {e} (is another exchange gateway using it?)") from e
+            if not db_was_new:
+                # the structure of every table and index (not every value): O(size), once
+                check = self.db.execute("PRAGMA quick_check").fetchall()
+                if check != [("ok",)]:
+                    raise JournalCorrupt(f"journal database {self.path} is damaged (quick_check: {'; '.join(str(r[0]) for r in check[:3])})")
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise JournalError(f"cannot open journal {self.path}: {e} (is another exchange gateway using it?)") from e
+            raise JournalError(f"cannot open journal {self.path}: {e}") from e
+        except sqlite3.DatabaseError as e:
+            # "file is not a database", "database disk image is malformed": not a lock
+            raise JournalCorrupt(f"journal database {self.path} is unreadable: {e}") from e
         self._packer = msgspec.msgpack.Encoder()
         # What the log holds and the tables do not yet (see fold).
         self._records = 0
@@ -214,56 +261,90 @@ class Journal:
         self._fills: list[tuple] = []
         self._lone: dict[str, bytes] = {}  # replies for orders not in _orders (first one wins)
         self._state: dict[str, int] = {}
-        self.truncated_bytes = 0  # a torn tail cut off the log at open
+        self.truncated_bytes = 0  # a torn tail cut off the log at open...
+        self.truncated_at = 0  # ...at this offset
         self._broken = ""  # why no write may be accepted any more ("" = fine)
         self._fd = -1
-        self._open_log(int(marks.get("gen", 0)), int(marks.get("folded", 0)))
+        try:
+            self._open_log(int(marks.get("gen", 0)), int(marks.get("folded", 0)))
+        except JournalError:
+            self._close_files()
+            raise
 
     # ------------------------------------------------------------------ the log file
     def _open_log(self, folded_gen: int, folded_offset: int) -> None:
         """Open (or create) the log, replay what it holds beyond the folded offset, cut a torn
-        tail, fold the replay."""
+        tail, fold the replay.  Raises JournalCorrupt where the log and the tables disagree in
+        a way no crash explains.
+
+        What a crash or power loss can leave, by construction: a new log file only ever
+        appears whole (header written and synced in a temporary file, then renamed), and only
+        once the tables hold every record of the previous one, so the log is of the
+        generation the tables name or of the next one (a crash between the swap and the next
+        fold); it is never missing once the tables name a generation, never shorter than the
+        offset they folded, and only its LAST record can be torn."""
         try:
             data = self.log_path.read_bytes()
         except FileNotFoundError:
-            data = b""
-        gen = 0
-        if len(data) >= _LOG_HEADER.size:
-            magic, fmt, gen = _LOG_HEADER.unpack_from(data)
-            if magic != _LOG_MAGIC or fmt not in _LOG_FORMATS:
-                raise JournalError(f"{self.log_path} is not a TickDesk journal log (format {fmt})")
-        if not gen or gen < folded_gen or (gen == folded_gen and folded_offset > len(data)):
-            # No log yet (or a header torn at creation: it held no record); or a log older
-            # than the tables (restored from somewhere) or shorter than what they hold (power
-            # loss kept the synced fold, not the log's tail): nothing in it is news, and a
-            # new generation keeps the folded offsets unambiguous.
-            self._new_log_file(max(gen, folded_gen) + 1)
+            data = None
+        except OSError as e:
+            raise JournalError(f"cannot read journal log {self.log_path}: {e}") from e
+        if data is None or len(data) < _LOG_HEADER.size:
+            if folded_gen:
+                what = "missing" if data is None else f"{len(data)} bytes long"
+                raise JournalCorrupt(
+                    f"journal log {self.log_path} is {what}, but {self.path} records folding generation {folded_gen} of it "
+                    f"up to byte {folded_offset}: orders written after that fold would be lost")
+            if data:
+                raise JournalCorrupt(f"journal log {self.log_path} is {len(data)} bytes long: too short for its own header")
+            self._new_log_file(1)  # a new journal
             return
+        magic, fmt, gen = _LOG_HEADER.unpack_from(data)
+        if magic != _LOG_MAGIC or fmt not in _LOG_FORMATS:
+            raise JournalCorrupt(f"{self.log_path} is not a TickDesk journal log (magic {magic!r}, format {fmt})")
+        if not folded_gen and gen > 1:
+            raise JournalCorrupt(
+                f"journal log {self.log_path} is generation {gen}, so generations 1..{gen - 1} were folded into "
+                f"{self.path}, but the database holds no record of them (emptied, replaced or lost?)")
+        if folded_gen and not folded_gen <= gen <= folded_gen + 1:
+            raise JournalCorrupt(
+                f"journal log {self.log_path} is generation {gen}, but {self.path} was last folded from generation "
+                f"{folded_gen} (only {folded_gen} or {folded_gen + 1} can follow it): one of the two files is from another copy")
+        if gen == folded_gen and folded_offset > len(data):
+            raise JournalCorrupt(
+                f"journal log {self.log_path} is {len(data)} bytes long, shorter than the {folded_offset} bytes "
+                f"{self.path} records as folded: it was cut, and orders written after the fold would be lost")
         self.gen = gen
         self._log_format = fmt
         # The log's records beyond what the tables hold: all of them if this generation was
         # never folded (a fresh log after a reset), else those past the folded offset.
         pos = max(folded_offset, _LOG_HEADER.size) if gen == folded_gen else _LOG_HEADER.size
         end = pos
-        while end + _REC.size <= len(data):
-            length, crc = _REC.unpack_from(data, end)
+        while end < len(data):
+            length = _record_length(data, end)
+            if length < 0:
+                break
             start = end + _REC.size
-            # length 0 is never written (a batch is never empty): zeros where a power loss left
-            # the file's length but not its last blocks -- and crc32(b"") is 0, so catch it here
-            if not 0 < length <= _MAX_RECORD or start + length > len(data):
-                break
-            payload = data[start : start + length]
-            if zlib.crc32(payload) != crc:
-                break
             try:
-                self._replay(payload)
+                self._replay(data[start : start + length])
             except (ValueError, TypeError, IndexError, msgspec.DecodeError) as e:
-                raise JournalError(f"{self.log_path}: unreadable record at offset {end}: {type(e).__name__}: {e}") from e
+                raise JournalCorrupt(f"{self.log_path}: unreadable record at offset {end}: {type(e).__name__}: {e}") from e
             end = start + length
+        if end < len(data):
+            later = _next_record(data, end + 1)
+            if later >= 0:
+                # A torn write is the last thing in the file; here valid records follow the bad
+                # one, so the file was damaged after it was written, and cutting it here would
+                # drop every answered order after the damage.
+                raise JournalCorrupt(
+                    f"journal log {self.log_path}: the record at byte {end} fails its check, but a valid record follows at "
+                    f"byte {later}: the log is damaged in the middle (not torn at its end), and {len(data) - end} bytes "
+                    f"of orders after the damage would be lost")
         try:
             self._fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | _O_BINARY)
             if end < len(data):
                 self.truncated_bytes = len(data) - end
+                self.truncated_at = end
                 os.ftruncate(self._fd, end)
         except OSError as e:
             raise JournalError(f"cannot open journal log {self.log_path}: {e}") from e
@@ -286,18 +367,28 @@ class Journal:
         self._records += 1
 
     def _new_log_file(self, gen: int) -> None:
-        """An empty log of generation ``gen``, swapped in atomically (temp file + replace)."""
-        if self._fd >= 0:
-            os.close(self._fd)  # Windows cannot replace an open file
-            self._fd = -1
+        """An empty log of generation ``gen``, swapped in atomically (temp file + replace).
+        If the new file cannot be made (a full disk), the old log stays open and in use."""
         tmp = Path(f"{self.log_path}.new")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
             try:
-                os.write(fd, _LOG_HEADER.pack(_LOG_MAGIC, _LOG_FORMAT, gen))
+                header = _LOG_HEADER.pack(_LOG_MAGIC, _LOG_FORMAT, gen)
+                if os.write(fd, header) != len(header):
+                    raise OSError(errno.ENOSPC, "short write of the log header")
                 _sync(fd)
             finally:
                 os.close(fd)
+        except OSError as e:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise (JournalFull if e.errno in _NO_ROOM else JournalError)(f"cannot create journal log {tmp}: {e}") from e
+        try:
+            if self._fd >= 0:
+                os.close(self._fd)  # Windows cannot replace an open file
+                self._fd = -1
             os.replace(tmp, self.log_path)
             _sync_dir(self.log_path.parent)  # the rename itself must survive a power loss
             self._fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | _O_BINARY)
@@ -346,25 +437,41 @@ class Journal:
             payload = self._packer.encode([order_rows, fill_rows, lone, changed_state])
         except (OverflowError, ValueError, TypeError) as e:
             raise JournalError(f"journal write failed: {type(e).__name__}: {e}") from e
-        record = _REC.pack(len(payload), zlib.crc32(payload)) + payload
+        self._append(_REC.pack(len(payload), zlib.crc32(payload)) + payload)
+        self._records += 1
+        self._remember(order_rows, fill_rows, lone, changed_state)
+
+    def _append(self, record: bytes) -> None:
         try:
             written = os.write(self._fd, record)
             if written != len(record):
-                raise OSError(f"short write: {written} of {len(record)} bytes (disk full?)")
+                # the rest would fail with ENOSPC; a record is stored whole or not at all
+                raise OSError(errno.ENOSPC, f"short write: {written} of {len(record)} bytes")
             if self.sync == "full":
                 _sync(self._fd)
         except OSError as e:
             # Part of the record may be in the file: cut it off, or a later record appended
-            # after it would be cut off with it at the next open.  If even that fails, no
-            # later write may pretend to be stored.
+            # after it would be cut off with it at the next open (or, worse, make the next
+            # open take the log for damaged).  If even that fails, no later write may
+            # pretend to be stored.
             try:
                 os.ftruncate(self._fd, self._log_end)
             except OSError as e2:
                 self._broken = f"the log could not be cut back after a failed write ({e2})"
+                raise JournalError(f"journal write failed: {type(e).__name__}: {e}; {self._broken}") from e
+            if e.errno in _NO_ROOM:
+                raise JournalFull(f"journal: disk full ({e.strerror or e})") from e
             raise JournalError(f"journal write failed: {type(e).__name__}: {e}") from e
         self._log_end += len(record)
+
+    def probe(self) -> None:
+        """Write an empty record (a batch that changes nothing): whether the log takes writes
+        again after a JournalFull.  Raises JournalFull/JournalError as :meth:`write` does."""
+        if self._broken:
+            raise JournalError(f"journal write refused: {self._broken}")
+        payload = self._packer.encode([[], [], [], {}])
+        self._append(_REC.pack(len(payload), zlib.crc32(payload)) + payload)
         self._records += 1
-        self._remember(order_rows, fill_rows, lone, changed_state)
 
     def _check(self, order_rows: list[tuple], fill_rows: list[tuple], state: Mapping[str, int]) -> None:
         """Refuse what the tables could not hold, before anything is acknowledged: integers
@@ -445,7 +552,7 @@ class Journal:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
-            raise JournalError(f"journal fold failed: {type(e).__name__}: {e}") from e
+            raise (JournalFull if _sqlite_full(e) else JournalError)(f"journal fold failed: {type(e).__name__}: {e}") from e
         folded = self._records
         self._records = 0
         self._orders.clear()
@@ -467,7 +574,7 @@ class Journal:
         try:
             busy, wal_frames, done = self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as e:
-            raise JournalError(f"journal checkpoint failed: {type(e).__name__}: {e}") from e
+            raise (JournalFull if _sqlite_full(e) else JournalError)(f"journal checkpoint failed: {type(e).__name__}: {e}") from e
         if not busy and done == wal_frames and not self._records and self._log_end > _LOG_HEADER.size:
             # Every fold is in the synced database file now, so the folded records can go.  A
             # crash before the next fold leaves log_state naming the older generation: the
@@ -485,23 +592,34 @@ class Journal:
         reply = self._lone.get(client_order_id)
         return bytes(reply) if reply is not None else None
 
-    def load(self) -> Recovered:
+    def load(self, fold: bool = True) -> Recovered:
         """Read back every order, fill, position and counter (at start; the log's leftovers
-        were replayed and folded when the journal was opened)."""
-        self.fold()  # a journal in use (tests, tools): what this process wrote, first
+        were replayed and folded when the journal was opened).  ``fold=False``: write
+        nothing -- the tables plus what the log holds beyond them (the gateway's way back to
+        what is stored after a write failed on a full disk, where a fold would fail too)."""
+        if fold:
+            self.fold()  # a journal in use (tests, tools): what this process wrote, first
         rec = Recovered()
         try:
+            orders = {}
             for row in self.db.execute(f"SELECT {_ORDER_COLUMN_LIST} FROM orders ORDER BY rowid"):
-                rec.orders.append(_order_from_row(row))
-            for row in self.db.execute(f"SELECT {', '.join(FILL_COLUMNS)} FROM fills ORDER BY n"):
-                fill = _fill_from_row(row)
+                o = _order_from_row(row)
+                orders[o.client_order_id] = o
+            for row in self._orders.values():  # unfolded: newer than the tables' rows
+                o = _order_from_row(row[:-1])
+                orders[o.client_order_id] = o
+            rec.orders = list(orders.values())
+            fills = [_fill_from_row(row) for row in self.db.execute(f"SELECT {', '.join(FILL_COLUMNS)} FROM fills ORDER BY n")]
+            fills += [_fill_from_row(row) for row in self._fills]
+            for fill in fills:
                 rec.fills.append(fill)
                 rec.positions.apply(fill)
+            rec.state = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
         except (msgspec.ValidationError, sqlite3.Error) as e:
             # a row the records cannot hold: state that cannot be trusted is refused, not served
-            raise JournalError(f"journal {self.path} holds a row this gateway cannot read ({e}); "
-                               f"restore the journal from a backup or ask for help before starting again") from e
-        rec.state = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+            raise JournalCorrupt(f"journal {self.path} holds a row this gateway cannot read ({e}); "
+                                 f"restore the journal from a backup or ask for help before starting again") from e
+        rec.state.update(self._state)
         self._saved_state = dict(rec.state)
         return rec
 
@@ -512,6 +630,9 @@ class Journal:
             self.checkpoint()
         except JournalError:
             pass  # the log still holds it; the next load folds it
+        self._close_files()
+
+    def _close_files(self) -> None:
         try:
             self.db.close()
         except sqlite3.Error:
@@ -519,6 +640,37 @@ class Journal:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _record_length(data: bytes, at: int) -> int:
+    """The payload length of a whole, valid record at ``at`` (-1 if there is none)."""
+    if at + _REC.size > len(data):
+        return -1
+    length, crc = _REC.unpack_from(data, at)
+    start = at + _REC.size
+    # length 0 is never written (a batch is never empty): zeros where a power loss left the
+    # file's length but not its last blocks -- and crc32(b"") is 0, so catch it here
+    if not 0 < length <= _MAX_RECORD or start + length > len(data):
+        return -1
+    if zlib.crc32(memoryview(data)[start : start + length]) != crc:
+        return -1
+    return length
+
+
+#: every record's payload is a msgpack array of 4 (fixarray 0x94)
+_PAYLOAD_START = b"\x94"
+
+
+def _next_record(data: bytes, at: int) -> int:
+    """The offset of the first valid record starting at or after ``at``, or -1.  Only offsets
+    whose payload would start like one are checked, so scanning a damaged log costs a find()
+    and a CRC per candidate, not per byte."""
+    i = data.find(_PAYLOAD_START, at + _REC.size)
+    while i >= 0:
+        if _record_length(data, i - _REC.size) > 0:
+            return i - _REC.size
+        i = data.find(_PAYLOAD_START, i + 1)
+    return -1
 
 
 def _sync(fd: int) -> None:
