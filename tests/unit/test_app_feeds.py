@@ -140,3 +140,79 @@ def test_subscription_drains_in_batches(tmp_path):
     stats = st.streams["ticks"]
     assert stats.max_batch > 1  # it drained, not one message per wake-up
     assert stats.batches < stats.received
+
+
+def test_a_publisher_with_50000_symbols_cannot_grow_the_window(tmp_path):
+    """What the outside check did: a rogue publisher in front of the window with 50,000
+    distinct valid symbols.  The state holds at most the cap plus the watched symbols, keeps
+    every watched one, tells the trader, and its memory grows with the cap, not the universe
+    (before the cap each symbol cost ~78 KB: ~150 KB of numpy buffers allocated, ~4 GB here)."""
+    import tracemalloc
+
+    from app.chart.bars import MultiIntervalBars  # the real bars: they were most of the cost
+    from app.state import AppState
+    from tests.procs import scaled
+
+    eps = Endpoints.ephemeral_ipc(tmp_path)
+    cap, universe = 300, 50_000
+    st = AppState(max_symbols=cap)
+    assert st.market._bars_factory is not None and isinstance(st.market._bars_factory(), MultiIntervalBars)
+    watched = ["WL1", "WL2", "WL3"]
+    st.market.configure(watchlist=watched)
+    bound = 24 * 2**20  # the cap's symbols take ~2 MB; 300 symbols of the old code took ~45 MB
+    peak = 0
+
+    async def main():
+        nonlocal peak
+        ctx = zmq.asyncio.Context()
+        pub = zmq.Context.instance().socket(zmq.PUB)
+        pub.setsockopt(zmq.SNDHWM, 0)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.bind(eps.ticks)
+        sub = Subscription(ctx, eps.ticks, [b"tick."], TickDecoder(st), st.streams["ticks"], rcvhwm=0)
+        sub.start()
+        tracemalloc.start()
+        try:
+            for _ in range(int(scaled(200))):  # slow joiner: the first watched symbol gets through
+                pub.send(P.encode_ticks("WL1", [[1, P.now_ns(), 10.0, 9.9, 10.1, 1, 1, 1]]))
+                await asyncio.sleep(0.01)
+                if "WL1" in st.market.quotes:
+                    break
+            base = tracemalloc.get_traced_memory()[0]
+            seq = 2
+            for i in range(universe):
+                pub.send(P.encode_ticks(f"U{i:05d}", [[1, P.now_ns(), 100.0, 99.9, 100.1, 1, 1, 10]]))
+                if i % 997 == 0:  # the watched symbols tick among the flood, and always get through
+                    for w in watched:
+                        pub.send(P.encode_ticks(w, [[seq, P.now_ns(), 10.0, 9.9, 10.1, 1, 1, seq]]))
+                    seq += 1
+                if i % 2000 == 0:
+                    await asyncio.sleep(0)  # let the window drain while the publisher goes on
+                    peak = max(peak, tracemalloc.get_traced_memory()[0] - base)
+                    assert peak < bound, f"{len(st.market.quotes)} symbols held: {peak / 2**20:.0f} MB"
+            last = P.now_ns()
+            for w in watched:
+                pub.send(P.encode_ticks(w, [[seq, last, 11.0, 10.9, 11.1, 1, 1, seq]]))
+            deadline = asyncio.get_running_loop().time() + scaled(20)
+            while asyncio.get_running_loop().time() < deadline:
+                if st.market.refused_ticks >= universe - cap and all(st.market.quotes[w].seq == seq for w in watched):
+                    break
+                peak = max(peak, tracemalloc.get_traced_memory()[0] - base)
+                await asyncio.sleep(0.01)
+            peak = max(peak, tracemalloc.get_traced_memory()[0] - base)
+        finally:
+            tracemalloc.stop()
+            await sub.aclose()
+            pub.close(0)
+            ctx.destroy(0)
+
+    asyncio.run(main())
+    m = st.market
+    assert m.refused_ticks == universe - cap and st.streams["ticks"].decode_errors == 0
+    assert len(m.quotes) == cap + len(watched) and m.held_unwatched() == cap
+    assert all(m.quotes[w].seq == m.quotes["WL1"].seq and m.quotes[w].missed == 0 for w in watched)
+    assert peak < bound, f"{peak / 2**20:.1f} MB"
+    ch = st.collect()
+    told = [ln for ln in ch.new_log if "universe cap" in ln.text]
+    assert len(told) == 1 and f"symbols ignored: universe cap {cap} reached" in told[0].text
+    assert f"{universe - cap:,} ticks dropped" in told[0].text

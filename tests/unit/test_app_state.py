@@ -8,7 +8,7 @@ import sys
 from tests.procs import REPO
 from workers import protocol as P
 from workers.protocol import OrderStatus, OrderType, Side
-from app.state import AppState, MarketState, OrderBook, OrderRow
+from app.state import UNIVERSE_NOTICE_S as S_NOTICE, AppState, MarketState, OrderBook, OrderRow
 
 
 class RecordingBars:
@@ -74,6 +74,108 @@ def test_rates_per_symbol():
     m.update_rates(t0 + 2.0)
     assert m.quotes["AAPL"].rate == 5.0 and m.rate == 5.0
     assert m.take_dirty() == {"AAPL"}
+
+
+def feed_symbols(m, names, seq=1):
+    for sym in names:
+        m.on_tick(**tick(sym=sym, seq=seq))
+
+
+def test_universe_cap_refuses_new_symbols_but_never_a_watched_one():
+    m = MarketState(bars_factory=RecordingBars, max_symbols=3, idle_evict_s=0)
+    m.configure(watchlist=["WL"])
+    feed_symbols(m, [f"U{i}" for i in range(10)])
+    assert sorted(m.quotes) == ["U0", "U1", "U2"] and m.refused_ticks == 7
+    assert "U5" not in m.seq and "U5" not in m.bars  # a refused tick leaves nothing behind
+    feed_symbols(m, ["WL"])  # watched: held past the cap
+    m.set_watched("chart", ["U9"])  # the chart's symbol too, from its next tick on
+    feed_symbols(m, ["U9", "U8"], seq=2)
+    assert "WL" in m.quotes and "U9" in m.quotes and "U8" not in m.quotes
+    assert m.held_unwatched() == 3 and len(m.quotes) <= m.max_symbols + len(m.watched)
+    assert m.refused_ticks == 8 and m.take_refused() == (7, False) and m.take_refused() == (0, False)
+    # the chart moves on: U9 is one of the others now, and the cap still holds for new ones
+    m.set_watched("chart", ["U0"])
+    assert m.held_unwatched() == 3  # U1 U2 U9 (U0 is watched now)
+    feed_symbols(m, ["NEW"], seq=3)
+    assert "NEW" not in m.quotes
+
+
+def test_distinct_refused_symbols_are_remembered_within_a_bound(monkeypatch):
+    import app.state as S
+
+    monkeypatch.setattr(S, "REFUSED_REMEMBERED", 5)
+    m = MarketState(bars_factory=RecordingBars, max_symbols=0, idle_evict_s=0)
+    feed_symbols(m, [f"U{i}" for i in range(20)])
+    assert len(m._refused_recent) == 5 and m.take_refused() == (5, True) and m.refused_ticks == 20
+
+
+def test_idle_symbols_give_their_place_to_new_ones_watched_ones_never():
+    m = MarketState(bars_factory=RecordingBars, max_symbols=2, idle_evict_s=60)
+    t0 = m._rate_t
+    m.set_watched("trading", ["POS"])
+    feed_symbols(m, ["POS", "OLD", "BUSY"])
+    m.update_rates(t0 + 1)  # all three ticked: active at t0 + 1
+    m.take_dirty()
+    feed_symbols(m, ["NEW1"])  # no one idle long enough: refused
+    assert "NEW1" not in m.quotes and m.refused_ticks == 1
+    m.on_tick(**tick(sym="BUSY", seq=2))
+    m.update_rates(t0 + 30)  # BUSY active again at t0 + 30; OLD and POS idle since t0 + 1
+    m.on_tick(**tick(sym="BUSY", seq=3))
+    feed_symbols(m, ["NEW2"])
+    m.update_rates(t0 + 62)  # OLD idle 61 s: a candidate; POS is watched, BUSY ticked at t0 + 62
+    feed_symbols(m, ["NEW3"])
+    assert "OLD" not in m.quotes and "NEW3" in m.quotes and "POS" in m.quotes and "BUSY" in m.quotes
+    assert m.take_evicted() == ["OLD"] and "OLD" not in m.seq and "OLD" not in m.bars
+    feed_symbols(m, ["NEW4"])  # no other candidate: refused
+    assert "NEW4" not in m.quotes and m.held_unwatched() == 2 and m.evicted_total == 1
+
+
+def test_candidate_that_ticked_again_is_not_evicted():
+    m = MarketState(bars_factory=RecordingBars, max_symbols=1, idle_evict_s=10)
+    t0 = m._rate_t
+    feed_symbols(m, ["A"])
+    m.update_rates(t0 + 1)
+    feed_symbols(m, ["B"])  # refused: pressure
+    m.update_rates(t0 + 20)  # A idle 19 s: a candidate
+    m.on_tick(**tick(sym="A", seq=2))  # but it ticks before the new symbol comes
+    feed_symbols(m, ["C"])
+    assert sorted(m.quotes) == ["A"] and m.take_evicted() == []
+
+
+def test_orders_and_fills_make_their_symbols_watched_and_the_trader_is_told_once_per_interval():
+    st = AppState(bars_factory=RecordingBars, max_symbols=2, idle_evict_s=0)
+    feed_symbols(st.market, ["A", "B", "C", "D"])
+    st.orders.add(OrderRow(client_order_id="c1", symbol="ORD", side=Side.BUY, qty=1))
+    st.on_fill(fill(1, sym="FIL"))
+    t = st.market._rate_t
+    ch = st.collect(now=t + 1)
+    assert {"ORD", "FIL"} <= st.market.watched
+    notices = [ln for ln in st.log.items if "universe cap" in ln.text]
+    assert len(notices) == 1 and notices[0].level >= 30
+    assert "2 symbols ignored: universe cap 2 reached" in notices[0].text and "2 ticks dropped" in notices[0].text
+    assert notices[0] in ch.new_log
+    feed_symbols(st.market, ["ORD", "FIL", "E", "F", "G"])
+    assert "ORD" in st.market.quotes and "FIL" in st.market.quotes and "E" not in st.market.quotes
+    st.collect(now=t + 2)  # within the interval: counted, not told again yet
+    assert len([ln for ln in st.log.items if "universe cap" in ln.text]) == 1
+    st.collect(now=t + 2 + S_NOTICE)
+    notices = [ln for ln in st.log.items if "universe cap" in ln.text]
+    assert len(notices) == 2 and "3 symbols ignored" in notices[1].text and "5 in all" in notices[1].text
+    st.collect(now=t + 3 + 2 * S_NOTICE)  # nothing refused since: nothing said
+    assert len([ln for ln in st.log.items if "universe cap" in ln.text]) == 2
+
+
+def test_evicted_symbols_leave_the_changes():
+    st = AppState(bars_factory=RecordingBars, max_symbols=1, idle_evict_s=5)
+    m = st.market
+    t = m._rate_t
+    feed_symbols(m, ["A"])
+    st.collect(now=t + 1)
+    feed_symbols(m, ["B"])
+    st.collect(now=t + 10)  # A idle 9 s, and B was refused: A is a candidate
+    feed_symbols(m, ["B"], seq=2)
+    ch = st.collect(now=t + 10.1)
+    assert ch.evicted_symbols == ["A"] and ch.symbols == {"B"} and not ch.empty
 
 
 def order_map(coid="c1", status="new", filled=0, **kw):
