@@ -210,5 +210,18 @@ class ExchangeClient(ABC):
         """After a restart: take back the journaled working orders and saved state, reconcile
         them with the exchange, and return the events that reconciliation produced."""
 
+    def restore(self, orders: Iterable[Order], state: Mapping[str, int], now: int) -> list[ExecEvent]:
+        """The gateway's memory went back to what the journal holds, because a batch could
+        not be written (a full disk): forget what was done since the last stored batch.
+        ``orders`` are the working orders as stored (new objects: work these from now on),
+        ``state`` the stored counters.  Counters must not go back (an id handed out in the
+        lost batch is simply skipped).  Return events for what the exchange did that the
+        journal lacks, as :meth:`recover` does; the gateway journals them once it can.
+
+        A broker keeps the orders it was sent whatever the gateway's disk does, so for a
+        remote client this is :meth:`recover` (ask the broker, report the difference), which
+        is the default."""
+        return self.recover(orders, state, now)
+
     def close(self) -> None:
         """Release the connection / library."""

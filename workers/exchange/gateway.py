@@ -19,6 +19,9 @@ Ticks go through the same cycle, since they fill working orders.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +33,7 @@ from workers import protocol as P
 from workers.config import ConfigOf, at_least, build_parser_for, data_dir, option, options_of
 from workers.exchange.client import ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent, clip_text
 from workers.positions import PositionBook
-from workers.exchange.journal import SYNC_MODES, Journal, JournalError, remove_journal
+from workers.exchange.journal import SYNC_MODES, Journal, JournalCorrupt, JournalError, JournalFull, remove_journal
 from workers.exchange.simulated import SimulatedExchange
 from workers.exchange.limits import HardLimits, HardLimitsConfig
 from workers.protocol import MsgType, OrderStatus, Side
@@ -60,6 +63,18 @@ _POLLIN = int(zmq.POLLIN)
 _MORE_NOBLOCK = int(zmq.NOBLOCK | zmq.SNDMORE)
 #: order id shown for an order the gateway refused before any exchange saw it
 NO_ORDER_ID = "-"
+#: exit status of a gateway that refuses its journal as damaged (JournalCorrupt): restarting
+#: cannot help, a person must restore or decide (docs/exchange.md, *A damaged journal*)
+EXIT_JOURNAL_CORRUPT = 4
+#: the reason every order (and cancel) is refused with while the journal's disk is full
+DISK_FULL = "journal: disk full"
+#: seconds between tries of the journal while its disk is full
+FULL_PROBE_EVERY = 0.5
+#: the orders ROUTER's send high-water mark per peer (replies queued for a peer that does not
+#: read them; beyond it they are dropped and counted)
+DEFAULT_ORDERS_HWM = 10_000
+#: hand freed heap back to the OS at most this often (seconds), when replies were dropped
+TRIM_EVERY = 10.0
 
 
 _WORKING = P.WORKING_STATUSES
@@ -110,6 +125,15 @@ class ExchangeGateway(Worker):
         self._failed = False
         self._last_write = 0.0  # monotonic time of the latest journal write (see _maybe_fold)
         self._unchecked = False  # written since the last WAL checkpoint
+        # Set while the journal's disk is full ("" otherwise): orders and cancels are refused
+        # with this reason, queries answered, the journal tried every FULL_PROBE_EVERY.
+        self._journal_full = ""
+        self._next_probe = 0.0
+        self._after_full: list[ExecEvent] = []  # what the client reported on a rollback
+        self._corrupt = False
+        self._trim_due = 0.0  # when dropped replies last freed memory worth handing back
+        for name in ("journal_full_refusals", "ticks_paused", "reply_dropped", "journal_rollbacks"):
+            self.stats.counters[name] = 0
         self._handlers: dict[type[P.Message], Callable[[P.Message, Batch, int], bytes]] = {
             P.SendOrder: self._send_order,
             P.CancelOrder: self._cancel_order,
@@ -121,15 +145,36 @@ class ExchangeGateway(Worker):
         }
 
     # ------------------------------------------------------------------ lifecycle
+    def run(self) -> int:
+        code = super().run()
+        # the runtime's start-up failure is a configuration error (2); a damaged journal is
+        # not one, and the supervisor must not restart into it
+        return EXIT_JOURNAL_CORRUPT if self._corrupt else code
+
     def setup(self) -> None:
         # self.config: checked against ExchangeConfig (a ConfigError here means exit status 2)
         path = Path(self.config.journal) if self.config.journal else data_dir() / DEFAULT_JOURNAL_NAME
         if self.config.fresh:
             remove_journal(path)
         # The journal first: a gateway that cannot own its journal must not take orders.
-        self.journal = Journal(path, sync=self.config.journal_sync)
-        self._recover()
-        self.router = self.socket(zmq.ROUTER, bind=self.endpoints.orders, sndhwm=self.config.exec_hwm, rcvhwm=self.config.exec_hwm)
+        try:
+            self.journal = Journal(path, sync=self.config.journal_sync)
+            if self.journal.truncated_bytes:
+                self.stats.gauges["journal_torn_bytes"] = self.journal.truncated_bytes
+                self.log.warning(
+                    "journal log %s: cut a torn last record (%d bytes at byte %d) -- a crash or power loss in the middle of "
+                    "a write; every record before it stands", self.journal.log_path, self.journal.truncated_bytes,
+                    self.journal.truncated_at)
+            self._recover()
+        except JournalCorrupt as e:
+            self._corrupt = True
+            # one line (the runtime logs it): what is wrong, and what the operator can do
+            raise JournalCorrupt(
+                f"REFUSING TO SERVE a damaged journal: {e}. Answered orders may be missing from it, and serving it would "
+                f"take a resend of one for a new order. Stop here; restore {path} and {path}{'-log'} from a backup (both "
+                f"files, from the same moment), or move them aside, reconcile with the exchange by hand and start on a "
+                f"new journal (exit status {EXIT_JOURNAL_CORRUPT}; see docs/exchange.md, 'A damaged journal')") from e
+        self.router = self.socket(zmq.ROUTER, bind=self.endpoints.orders, sndhwm=self.config.orders_hwm, rcvhwm=self.config.exec_hwm)
         # Replies to a vanished or stuck peer raise instead of vanishing, so they are counted.
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.add_reader(self.router, self._on_requests, multipart=True, drains=True)
@@ -166,7 +211,9 @@ class ExchangeGateway(Worker):
         self.journal.write(batch.dirty.values(), batch.fills, batch.replies, self.client.state())
 
     def on_timer(self, now: float) -> None:
-        if self._hold_until and now >= self._hold_until and not self._failed:
+        if self._journal_full and now >= self._next_probe and not self._failed:
+            self._probe_journal(now)
+        if self._hold_until and now >= self._hold_until and not self._failed and not self._journal_full:
             if self._held:
                 # the wait is over: what still has no market is decided now (rejected, as ever)
                 batch = Batch(P.now_ns())
@@ -178,8 +225,12 @@ class ExchangeGateway(Worker):
             batch = Batch(P.now_ns())
             self._apply(self.client.poll(P.now_ns()), batch)
             self._flush(batch)
-        if not self._failed:
+        if not self._failed and not self._journal_full:
             self._maybe_fold(now)
+        if self._trim_due and now >= self._trim_due:
+            self._trim_due = 0.0
+            _trim_heap()
+        self.stats.gauges["journal_full"] = 1 if self._journal_full else 0
         self.stats.gauges["working_orders"] = len(self.working)
         self.stats.gauges["orders_known"] = len(self.orders)
         self.stats.gauges["exec_seq"] = self.exec_seq
@@ -208,6 +259,12 @@ class ExchangeGateway(Worker):
                 j.checkpoint()
                 self._unchecked = False
                 self.stats.inc("journal_checkpoints")
+        except JournalFull as e:
+            # Everything is still in the log and nothing in memory is ahead of it; the log
+            # will not take writes for long on a full disk either, so refuse orders until
+            # there is room (the fold is retried then).
+            self._enter_full(e)
+            return
         except JournalError as e:
             # Everything is still in the log, but a journal that cannot write its tables will
             # not write its log for long either: stop like a failed commit (see _flush).
@@ -217,6 +274,57 @@ class ExchangeGateway(Worker):
             self.request_stop("journal fold failed", code=3)
             return
         self.stats.lat("journal_fold", P.now_ns() - t0)
+
+    # ---- a full disk
+    def _enter_full(self, e: JournalError) -> None:
+        if not self._journal_full:
+            self.log.error("%s: refusing orders and cancels (%r) and answering queries until the journal takes writes "
+                           "again (tried every %.1f s)", e, DISK_FULL, FULL_PROBE_EVERY)
+        self._journal_full = DISK_FULL
+        self._next_probe = time.monotonic() + FULL_PROBE_EVERY
+        self.stats.inc("journal_errors")
+
+    def _probe_journal(self, now: float) -> None:
+        try:
+            self.journal.probe()
+        except JournalFull:
+            self._next_probe = now + FULL_PROBE_EVERY
+            return
+        except JournalError as e:
+            self._failed = True
+            self.stats.inc("journal_errors")
+            self.log.error("%s; stopping", e)
+            self.request_stop("journal write failed", code=3)
+            return
+        self._journal_full = ""
+        self.log.warning("journal takes writes again: taking orders (%d refused while the disk was full)",
+                         self.stats.counters["journal_full_refusals"])
+        if self._after_full:
+            batch = Batch(P.now_ns())
+            self._apply(self._after_full, batch)
+            self._after_full = []
+            self._flush(batch)
+
+    def _rollback(self) -> None:
+        """A batch could not be written: bring memory back to what the journal holds (the
+        tables plus the log's unfolded records, read without writing), so that nothing of
+        the batch is answered, published or remembered.  The client drops what it did since
+        (``ExchangeClient.restore``)."""
+        self.stats.inc("journal_rollbacks")
+        rec = self.journal.load(fold=False)
+        self.orders = {o.client_order_id: o for o in rec.orders}
+        self.working = {cid: o for cid, o in self.orders.items() if o.status in _WORKING}
+        self.positions = rec.positions
+        # A pending_new row of an in-process exchange is an order held for its market (the
+        # only time one is journaled); it keeps waiting, answered when it is decided.
+        pending = [] if self._remote else [cid for cid, o in self.working.items() if o.status is OrderStatus.PENDING_NEW]
+        waiting = [(env, cid) for env, cid in self._held if cid in pending]
+        waiting += [(None, cid) for cid in pending if cid not in {c for _, c in waiting}]
+        self._held, self._held_cids = waiting, set(pending)
+        if pending and not self._hold_until:
+            self._hold_until = time.monotonic()  # the wait is over: decided at the next timer
+        book = [o for cid, o in self.working.items() if cid not in self._held_cids]
+        self._after_full.extend(self.client.restore(book, rec.state, P.now_ns()))
 
     def on_command(self, cmd: str, args: dict) -> dict | None:
         if cmd == "positions":
@@ -249,7 +357,13 @@ class ExchangeGateway(Worker):
         batch = Batch(P.now_ns())
         for frames in requests:
             self._handle_frames(frames, batch)
-        self._flush(batch)
+        if not self._flush(batch):
+            # Nothing of the batch was stored, answered or kept: answer it again from what
+            # the journal holds, refusing whatever would change it (the disk is full now).
+            batch = Batch(P.now_ns())
+            for frames in requests:
+                self._handle_frames(frames, batch)
+            self._flush(batch)
 
     def _handle_frames(self, frames: list[bytes], batch: Batch) -> None:
         self.stats.inc("requests")
@@ -322,7 +436,8 @@ class ExchangeGateway(Worker):
                     reply = self._submit(order, batch, P.now_ns())
                 else:  # cancelled while it waited
                     reply = batch.replies[cid] = self._order_reply(order, P.now_ns())
-            batch.sends.append(envelope + [reply])
+            if envelope is not None:  # None: its request was in a batch rolled back (a full disk)
+                batch.sends.append(envelope + [reply])
         self._held = keep
         self._held_cids = {cid for _, cid in keep}
 
@@ -340,6 +455,8 @@ class ExchangeGateway(Worker):
                 self._held.append((self._envelope, cid))  # answered with the first one
                 return None
             stored = batch.replies.get(cid) or self.journal.reply_for(cid)
+            if stored is None and self._journal_full:
+                return self._order_reply(known, now)  # the order as it stands, stored once there is room
             if stored is None:
                 # Journaled before it was answered (a remote exchange that crashed mid-submit):
                 # the answer is the order as it stands, and from now on it is stored.
@@ -347,6 +464,13 @@ class ExchangeGateway(Worker):
                 batch.dirty[cid] = known
             return stored
 
+        if self._journal_full:
+            # Not journaled, so not an order: get_order will not know it, and the same
+            # client_order_id may be sent again once the disk has room.
+            self.stats.inc("journal_full_refusals")
+            self.stats.inc("rejects")
+            return P.packb(P.refusal(MsgType.SEND_ORDER, self._journal_full, client_order_id=cid, order_id=NO_ORDER_ID,
+                                     status=OrderStatus.REJECTED, ts=now))
         batch.journaled_requests += 1
         order = Order.from_request(req, now)
         self.orders[cid] = order
@@ -428,10 +552,16 @@ class ExchangeGateway(Worker):
         order = self.orders.get(cid)
         if order is None:
             return P.packb(P.refusal(MsgType.CANCEL_ORDER, f"unknown client_order_id {cid}", client_order_id=cid))
+        if self._journal_full and order.status in _WORKING:
+            self.stats.inc("journal_full_refusals")
+            return P.packb(P.refusal(MsgType.CANCEL_ORDER, self._journal_full, client_order_id=cid, order_id=order.order_id, status=order.status))
         ok, reason = self._cancel(order, batch, now, req.ts)
         return P.packb(P.CancelOrderReply(ok=ok, reason=clip_text(reason), client_order_id=cid, order_id=order.order_id, status=order.status))
 
     def _cancel_all(self, req: P.CancelAll, batch: Batch, now: int) -> bytes:
+        if self._journal_full:
+            self.stats.inc("journal_full_refusals")
+            return P.packb(P.refusal(MsgType.CANCEL_ALL, self._journal_full))
         cancelled = []
         for order in list(self.working.values()):
             if req.symbol is None or order.symbol == req.symbol:
@@ -507,15 +637,19 @@ class ExchangeGateway(Worker):
         active = {P.tick_topic(s) for s in self.client.working_symbols()}
         latest: dict[bytes, bytes] = {}
         batch = Batch(P.now_ns())
+        full = bool(self._journal_full)
         for frame in frames:
             topic = frame[: frame.find(P.TOPIC_SEP)]
             if topic in active:
+                if full:  # a fill could not be journaled: the book waits for room
+                    self.stats.inc("ticks_paused")
+                    continue
                 self._tick(frame, batch)
             else:
                 latest[topic] = frame
         for frame in latest.values():
             self._tick(frame, batch, newest_only=True)
-        if self._held:
+        if self._held and not full:
             self._release_held(batch)
         self._flush(batch)
 
@@ -572,11 +706,25 @@ class ExchangeGateway(Worker):
                 batch.dirty[cid] = live
             batch.events.append(ev)
 
-    def _flush(self, batch: Batch) -> None:
-        """Commit the batch, then answer and publish -- in that order, or not at all."""
+    def _flush(self, batch: Batch) -> bool:
+        """Commit the batch, then answer and publish -- in that order, or not at all.  False:
+        the disk was full, nothing of the batch was sent and memory is back to the journal's
+        state (the caller may answer its requests again)."""
         if batch.dirty or batch.fills or batch.replies:
             try:
                 self.journal.write(batch.dirty.values(), batch.fills, batch.replies, self.client.state())
+            except JournalFull as e:
+                try:
+                    self._rollback()
+                except Exception as e2:  # memory cannot be brought back: only a restart can
+                    self._failed = True
+                    self.stats.inc("journal_errors")
+                    self.log.error("%s; could not go back to the journal's state (%s: %s); stopping without answering "
+                                   "%d requests", e, type(e2).__name__, e2, len(batch.sends))
+                    self.request_stop("journal write failed", code=3)
+                    return True
+                self._enter_full(e)
+                return False
             except JournalError as e:
                 # The in-memory book is now ahead of the journal.  Answering would promise
                 # what a restart cannot keep; stop, let the supervisor restart us from the
@@ -586,7 +734,7 @@ class ExchangeGateway(Worker):
                 self.stats.inc("dropped", len(batch.sends))
                 self.log.error("%s; stopping without answering %d requests", e, len(batch.sends))
                 self.request_stop("journal write failed", code=3)
-                return
+                return True
             self._last_write = time.monotonic()
             self._unchecked = True
             if batch.journaled_requests:
@@ -600,10 +748,15 @@ class ExchangeGateway(Worker):
                 for frame in frames[:-1]:
                     send(frame, _MORE_NOBLOCK)
                 send(frames[-1], _NOBLOCK)
-            except zmq.ZMQError:  # peer gone (ROUTER_MANDATORY) or its pipe full
+            except zmq.ZMQError:  # peer gone (ROUTER_MANDATORY) or its pipe full (orders HWM)
                 self.stats.inc("dropped")
-                self.rlog.warning("reply", "could not deliver a reply: peer gone or not reading")
+                self.stats.inc("reply_dropped")
+                self.rlog.warning("reply", "could not deliver a reply: peer gone or not reading (%d queued for it)",
+                                  self.config.orders_hwm)
+                if not self._trim_due:
+                    self._trim_due = time.monotonic() + TRIM_EVERY
         self._publish(batch.events)
+        return True
 
     def _publish(self, events: list[ExecEvent]) -> None:
         send = self.pub.send
@@ -646,8 +799,12 @@ class ExchangeConfig:
         "normal", "normal: a committed order survives a process crash; full: also a power loss (fsync per batch)", choices=SYNC_MODES, group="exchange"
     )
     exec_hwm: int = option(
-        DEFAULT_EXEC_HWM, "send high-water mark of the execution PUB and the orders ROUTER, receive high-water mark of the ROUTER",
+        DEFAULT_EXEC_HWM, "send high-water mark of the execution PUB, receive high-water mark of the orders ROUTER",
         check=at_least(0), group="exchange",
+    )
+    orders_hwm: int = option(
+        DEFAULT_ORDERS_HWM, "send high-water mark of the orders ROUTER, per peer: replies a peer has not read beyond it are "
+        "dropped and counted (reply_dropped), so a client that never reads cannot grow the gateway", check=at_least(1), group="exchange",
     )
     tick_hwm: int = option(DEFAULT_TICK_HWM, "receive high-water mark of the ticks SUB; beyond it ticks are dropped by ZeroMQ", check=at_least(0), group="exchange")
     market_wait: float = option(
@@ -669,3 +826,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     return run_worker(ExchangeGateway, build_parser(), argv)
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+
+
+_malloc_trim = _load_malloc_trim()
+
+
+def _trim_heap() -> None:
+    """Give freed heap back to the OS (glibc keeps it otherwise): after a peer's queued
+    replies were freed, the gateway's RSS goes back down instead of staying at its peak."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)

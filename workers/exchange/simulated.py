@@ -124,6 +124,12 @@ class SimulatedExchange(ExchangeClient):
                 self._book.setdefault(order.symbol, {})[order.client_order_id] = order
         return events
 
+    def restore(self, orders: Iterable[Order], state: Mapping[str, int], now: int) -> list[ExecEvent]:
+        # The book is what the journal holds; the quotes stay (they are the market's, not
+        # ours), and the liquidity a lost batch used stays used until the next tick.
+        self._book.clear()
+        return self.recover(orders, state, now)
+
     # ------------------------------------------------------------------ matching
     def _match(
         self, order: Order, quote: P.Tick, liquidity: list[int], now: int, cause_ts: int, origin_ts: int, events: list[ExecEvent]
