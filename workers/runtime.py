@@ -30,7 +30,7 @@ import zmq
 
 from workers import protocol as P
 from workers.clock import LIVE_CLOCK, Clock
-from workers.config import ConfigOf, Endpoints, RuntimeConfig, add_common_args, from_namespace, is_loopback, parse_worker_argv
+from workers.config import ConfigOf, Endpoints, RuntimeConfig, add_common_args, enable_ipv6, from_namespace, is_loopback, parse_worker_argv
 from workers.control_channel import CONTROL_RECONNECT_AFTER, SUPERVISOR_PID_ENV, ControlChannel
 from workers.errors import CommandError, ConfigError
 from workers.ratelimit import RateLimitedLogger
@@ -66,7 +66,7 @@ class Worker:
         self.runtime: RuntimeConfig = from_namespace(RuntimeConfig, args)
         self.name: str = self.runtime.name or self.kind
         self.endpoints = self.runtime.endpoints
-        self.ctx = zmq.Context()
+        self.ctx = enable_ipv6(zmq.Context())
         self.poller = zmq.Poller()
         self.stats = Stats()  # looked up in this module at call time: bench/instrumented swaps it
         self.state = "running"
@@ -144,13 +144,21 @@ class Worker:
             check_bind_allowed(bind, self.runtime.curve_dir)
             if self.curve is not None:
                 self._ensure_zap()
-                self.curve.apply_server(sock)
+                self.curve.apply_server(sock, self._endpoint_name(bind))
             sock.bind(bind)
         if connect:
             if self.curve is not None:
                 self.curve.apply_client(sock)
             sock.connect(connect)
         return sock
+
+    def _endpoint_name(self, address: str) -> str:
+        """Which of the fleet's endpoints ``address`` is (its CURVE roles go by that name);
+        '' for any other address, which admits only the fleet's own keys."""
+        for name in self.endpoints.NAMES:
+            if getattr(self.endpoints, name) == address:
+                return name
+        return ""
 
     def _ensure_zap(self) -> None:
         if self._zap is None:
