@@ -620,3 +620,16 @@ def test_no_room_is_journal_full_and_the_journal_takes_writes_again_afterwards(p
     assert j2.truncated_bytes == 0
     assert [o.client_order_id for o in j2.load().orders] == ["first", "third"]
     j2.close()
+
+
+def test_a_log_emptied_or_removed_before_any_fold_is_refused_too(path):
+    """The tables name the log from the journal's first open, so even orders that never
+    reached the tables cannot vanish with their log unnoticed."""
+    _crash_after_writes(path, 20)
+    log = Path(f"{path}-log")
+    log.write_bytes(b"")
+    with pytest.raises(JournalCorrupt, match="0 bytes long"):
+        Journal(path)
+    log.unlink()
+    with pytest.raises(JournalCorrupt, match="missing"):
+        Journal(path)

@@ -295,9 +295,17 @@ class Journal:
                 raise JournalCorrupt(
                     f"journal log {self.log_path} is {what}, but {self.path} records folding generation {folded_gen} of it "
                     f"up to byte {folded_offset}: orders written after that fold would be lost")
-            if data:
+            if data is not None:  # a log only ever appears with its header (see _new_log_file)
                 raise JournalCorrupt(f"journal log {self.log_path} is {len(data)} bytes long: too short for its own header")
-            self._new_log_file(1)  # a new journal
+            # A new journal.  Its log first, then the tables name it: from here on a missing
+            # log is damage, not a new journal (a crash in between leaves a log the tables do
+            # not name yet, which is replayed whole: it is empty).
+            self._new_log_file(1)
+            try:
+                self.db.executemany("INSERT OR REPLACE INTO log_state (key, value) VALUES (?, ?)",
+                                    [("gen", 1), ("folded", _LOG_HEADER.size)])
+            except sqlite3.Error as e:
+                raise JournalError(f"cannot start journal {self.path}: {e}") from e
             return
         magic, fmt, gen = _LOG_HEADER.unpack_from(data)
         if magic != _LOG_MAGIC or fmt not in _LOG_FORMATS:
