@@ -1,9 +1,10 @@
 """Fleet control from the window: worker stop/restart, strategy commands, the kill switch.
 
-The supervisor's ``stop_worker``/``restart_worker`` return at once: the stop (command, then
-SIGTERM, then SIGKILL on deadlines) and any restart are carried out by ``Supervisor.poll``,
-which the window's timer calls.  Command replies are awaited by polling
-``Supervisor.reply_for`` while that timer runs.  No Qt here.
+``sup`` is the supervisor thread's client (``workers.supervisor_thread.SupervisorThread``):
+``stop_worker``/``restart_worker``/``command`` are queued to the supervisor's thread and
+return at once; the stop (command, then SIGTERM, then SIGKILL on deadlines) and any restart
+are carried out there.  Command replies are awaited by polling ``reply_for`` (a lock-guarded
+map) from a coroutine; what this reads of the workers is the UI thread's snapshot.  No Qt here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from workers import protocol as P
-from workers.supervisor import Supervisor
+from workers.supervisor_thread import SupervisorThread
 from app.orders import OrderService
 from app.state import AppState
 from app.tasks import Tasks
@@ -56,7 +57,7 @@ class KillReport:
 class FleetControl:
     """Commands the window sends to the fleet, none of which blocks the UI thread."""
 
-    def __init__(self, sup: Supervisor, orders: OrderService, state: AppState, tasks: Tasks | None = None):
+    def __init__(self, sup: SupervisorThread, orders: OrderService, state: AppState, tasks: Tasks | None = None):
         self.sup = sup
         self.orders = orders
         self.state = state

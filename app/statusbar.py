@@ -127,8 +127,13 @@ class StatusBar:
                               "(full queues)\ndecode errors: malformed messages, window and workers")
         up = sum(1 for w in workers.values() if w.state in ("running", "paused"))
         n = len(workers)
-        self.workers.set_segments([("workers ", None), (f"{up}/{n}", good if up == n else bad),
-                                   (f" up · restarts {totals['restarts']}", None)])
+        segs = [("workers ", None), (f"{up}/{n}", good if up == n else bad), (f" up · restarts {totals['restarts']}", None)]
+        # a crash loop at start-up is the one restart that waits: say which worker, and why
+        looping = [w for w in workers.values() if w.state == "backoff"]
+        if looping:
+            segs.append((f" · crash loop: {', '.join(w.name for w in looping)}", bad))
+        self.workers.set_segments(segs)
+        self.workers.setToolTip("\n".join(f"{w.name}: {w.reason}" for w in looping) or "every worker is up or was stopped")
         self.ui.setText(f"UI lag p99 {times.lag_p99:.0f} ms · flush {times.flush:.1f} ms"
                         + (f" · chart {times.chart:.1f} ms" if times.chart is not None else ""))
         self.kill.set_segments([(KILL_ON, bad)] if kill_engaged else [])

@@ -2,10 +2,20 @@
 
 It says hello, sends heartbeats with the worker's telemetry, runs the supervisor's commands
 (``stop``, ``pause``, ``resume``, ``stats``, and the worker's own through
-``Worker.on_command``), and tells the loop when the supervisor has gone (our parent pid
-changed, or it has been silent for ``--orphan-timeout``) or when the connection has gone
-deaf (another connection took our routing id over: ROUTER_HANDOVER), so that the loop can
-stop or reconnect.  With ``--no-control`` every method is a no-op.
+``Worker.on_command``), and tells the loop when the supervisor has gone or when the
+connection has gone deaf (another connection took our routing id over: ROUTER_HANDOVER), so
+that the loop can stop or reconnect.  With ``--no-control`` every method is a no-op.
+
+"Gone" depends on where the supervisor is.  Started by a local supervisor (its pid in
+``TICKDESK_SUPERVISOR_PID``), a worker lives exactly as long as that parent: the kernel
+sends SIGTERM when it dies (PR_SET_PDEATHSIG, Linux) and the loop sees the parent pid
+change (everywhere).  Silence is not death then: a supervisor that is alive but slow (a
+stalled window process) kills a really hung worker itself, and it must not lose the whole
+fleet to its own stall.  Only a worker with no local parent supervisor (started on another
+host, or by hand) takes ``--orphan-timeout`` seconds of silence as the supervisor's end.
+
+Commands are run once: the supervisor resends one it has no reply to (after a reconnect,
+or every second), and a repeat of an id already run is answered from a small cache.
 
 The frames on the wire are exactly those of the protocol's ``Hello``, ``Heartbeat`` and
 ``CommandReply`` messages, one frame each; the supervisor (workers/supervisor.py) reads them.
@@ -13,6 +23,7 @@ The frames on the wire are exactly those of the protocol's ``Hello``, ``Heartbea
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
@@ -33,6 +44,8 @@ SUPERVISOR_PID_ENV = "TICKDESK_SUPERVISOR_PID"
 #: supervisor silent this long (and at least 3 heartbeats) -> reconnect the control DEALER: a
 #: connection that took over our routing id (ROUTER_HANDOVER) leaves ours deaf for good
 CONTROL_RECONNECT_AFTER = 1.5
+#: replies kept to answer a resent command without running it again
+REPLY_CACHE = 64
 
 
 class ControlChannel:
@@ -45,6 +58,7 @@ class ControlChannel:
         self.last_heard = worker.clock.monotonic()
         self.opened = 0.0
         self.supervisor_pid = int(os.environ.get(SUPERVISOR_PID_ENV, "0") or 0)
+        self._replies: collections.OrderedDict[str, P.CommandReply] = collections.OrderedDict()
 
     # ------------------------------------------------------------------ socket
     def open(self) -> None:
@@ -86,6 +100,11 @@ class ControlChannel:
             self.worker.rlog.warning("control", "bad control message: %s", e)
             return
         if isinstance(msg, P.Command):
+            done = self._replies.get(msg.id)
+            if done is not None:
+                self.worker.stats.inc("control_repeats")
+                self.send(done)
+                return
             self.run_command(msg)
 
     def run_command(self, msg: P.Command) -> None:
@@ -109,7 +128,11 @@ class ControlChannel:
         except Exception as e:  # a bad command must not end the worker
             log.exception("command %s failed", msg.cmd)
             ok, reason = False, f"{type(e).__name__}: {e}"
-        self.send(P.CommandReply(id=msg.id, cmd=msg.cmd, ok=ok, reason=reason, result=result))
+        reply = P.CommandReply(id=msg.id, cmd=msg.cmd, ok=ok, reason=reason, result=result)
+        self._replies[msg.id] = reply
+        while len(self._replies) > REPLY_CACHE:
+            self._replies.popitem(last=False)
+        self.send(reply)
         self.send_heartbeat()
 
     # ------------------------------------------------------------------ outgoing
@@ -128,8 +151,9 @@ class ControlChannel:
     def supervisor_gone(self, now: float) -> bool:
         if self.sock is None:
             return False
-        if self.supervisor_pid and os.getppid() != self.supervisor_pid:
-            return True
+        if self.supervisor_pid:
+            # a local parent: its death is the end (see the module's doc), silence is not
+            return os.getppid() != self.supervisor_pid
         timeout = self.worker.runtime.orphan_timeout
         return bool(timeout) and now - self.last_heard > timeout
 

@@ -3,8 +3,10 @@ headless runner.
 
 ``parse`` reads main.py's options (both modes share them) and ``make_supervisor`` builds the
 fleet they describe; the window (``app.main.run_app``) builds its supervisor here too.  The
-headless runner is the supervisor in a plain loop that logs a status line every few seconds;
-``--duration`` ends it cleanly with a summary.  Which of the two runs is main.py's choice
+headless runner runs the supervisor on its own thread, exactly as the window does
+(:mod:`workers.supervisor_thread`), and logs a status line every few seconds from its
+snapshots; ``--duration`` ends it cleanly with a summary whose counters add up every
+incarnation of each worker, the dead ones included.  Which of the two runs is main.py's choice
 (the composition root): nothing under workers/ imports the window.
 """
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from workers.config import RuntimeConfig, add_options, apply_toml_defaults, data_dir, from_namespace, option, options_of, positive
 from workers.fleet import FleetConfig, default_fleet
 from workers.supervisor import Supervisor, SupervisorConfig, SupervisorError
+from workers.supervisor_thread import SupervisorThread
 
 log = logging.getLogger("tickdesk.headless")
 
@@ -71,7 +74,7 @@ def make_supervisor(args: argparse.Namespace) -> Supervisor:
     return Supervisor(f.endpoints, specs, SupervisorConfig(log_dir=str(data / "logs"), curve_dir=f.curve_dir))
 
 
-def status_line(sup: Supervisor) -> str:
+def status_line(sup: Supervisor | SupervisorThread) -> str:
     t = sup.totals()
     up = sum(1 for w in sup.workers.values() if w.state in ("running", "paused"))
     pos = positions_text(sup)
@@ -82,7 +85,7 @@ def status_line(sup: Supervisor) -> str:
     )
 
 
-def positions_text(sup: Supervisor) -> str:
+def positions_text(sup: Supervisor | SupervisorThread) -> str:
     for w in sup.workers.values():
         if w.spec.kind == "executor":
             positions = w.stats.get("gauges", {}).get("positions") or {}
@@ -93,7 +96,7 @@ def positions_text(sup: Supervisor) -> str:
 
 def run_headless(args: argparse.Namespace) -> int:
     cfg = from_namespace(LauncherConfig, args)
-    sup = make_supervisor(args)
+    sup = SupervisorThread(make_supervisor(args))
     stop = {"why": ""}
 
     def on_signal(signum, _frame):
@@ -112,7 +115,8 @@ def run_headless(args: argparse.Namespace) -> int:
     exit_code = 0
     try:
         while not stop["why"]:
-            sup.poll(100)
+            time.sleep(0.1)  # the supervisor runs on its own thread; this one reports
+            sup.poll()
             now = time.monotonic()
             if now >= next_status:
                 log.info("%s", status_line(sup))
@@ -130,21 +134,22 @@ def run_headless(args: argparse.Namespace) -> int:
         # one last look at the counters before the workers go
         deadline = time.monotonic() + 0.6
         while time.monotonic() < deadline:
-            sup.poll(50)
+            time.sleep(0.05)
+        sup.poll()
         final = status_line(sup)
         sup.stop()
     print_summary(sup, final, time.monotonic() - t0)
     return exit_code
 
 
-def print_summary(sup: Supervisor, final: str, elapsed: float) -> None:
+def print_summary(sup: Supervisor | SupervisorThread, final: str, elapsed: float) -> None:
     out = sys.stdout
     print(f"TickDesk headless run: {elapsed:.1f} s", file=out)
     print(final, file=out)
-    print(f"{'worker':<14} {'kind':<11} {'restarts':>8} {'exit':>5}  counters", file=out)
+    print(f"{'worker':<14} {'kind':<11} {'restarts':>8} {'exit':>5}  counters (every incarnation)", file=out)
     for w in sup.workers.values():
-        c = w.stats.get("counters", {})
-        counters = " ".join(f"{k}={v}" for k, v in sorted(c.items()) if v)
+        c = w.counters()
+        counters = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(c.items()) if v)
         print(f"{w.name:<14} {w.spec.kind:<11} {w.restarts:>8} {str(w.exit_code):>5}  {counters}", file=out)
     out.flush()
 

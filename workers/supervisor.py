@@ -3,11 +3,22 @@
 It binds a ROUTER on the control endpoint; every worker connects a DEALER whose routing id
 is its name, says ``hello``, then sends a heartbeat with its counters every ~0.5 s.  The
 supervisor answers each heartbeat (so workers know it is alive), restarts a worker that
-died or fell silent with exponential backoff, relays commands, and on :meth:`stop` ends every
-worker: a ``stop`` command, then SIGTERM, then SIGKILL, and waits for each one.
+died or fell silent, relays commands (resent until answered: a worker that reconnects its
+control channel gets them again, and answers a repeat from its cache), and on :meth:`stop`
+ends every worker: a ``stop`` command, then SIGTERM, then SIGKILL, and waits for each one.
 
-It has no thread and no event loop of its own: the owner calls :meth:`poll` (the headless
-runner in a loop, the window from a timer), so it fits a blocking loop and Qt alike.
+Restarts: a worker that had become ready (said hello) and served a while is restarted at
+once, every time -- an order gateway that crashes is serving again within its start-up time.
+Only a crash loop at start-up backs off: the second and later starts in a row that die
+before they are ready (or within ``startup_crash_window`` of it) wait 0.5 s doubling to 10 s,
+shown as state ``backoff`` with the reason.
+
+This class has no thread and no loop of its own: :meth:`poll` does one round.  In the product
+it runs on its own thread (:mod:`workers.supervisor_thread`, the window and the headless
+runner alike) so that nothing the UI thread does can delay a heartbeat answer or a restart;
+tests drive :meth:`poll` directly.  Its silence check only counts time it was listening: a
+stall of its own loop (a C++ call holding the GIL, a suspended VM) never makes a worker look
+silent.
 
 Time and processes are injected (``clock``, ``popen``): every backoff, silence limit and stop
 escalation is decided from ``clock.monotonic()``, so tests drive them on a
@@ -18,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import math
 import os
 import signal
@@ -34,6 +46,8 @@ import zmq
 from workers import protocol as P
 from workers.clock import LIVE_CLOCK, Clock
 from workers.config import Endpoints
+from workers.errors import ConfigError
+from workers.ratelimit import KeyedLimiter, RateLimitedLogger
 from workers.runtime import EXIT_CONFIG_ERROR, SUPERVISOR_PID_ENV, check_bind_allowed
 
 log = logging.getLogger("tickdesk.supervisor")
@@ -80,9 +94,46 @@ class WorkerSpec:
     first_start_args: list[str] = field(default_factory=list)
 
 
+class WorkerReadout:
+    """What :class:`WorkerState` and its snapshot :class:`WorkerView` both answer (the
+    window's columns read either)."""
+
+    spec: WorkerSpec
+    proc: Any
+    started_at: float
+    last_heartbeat: float
+    stats: dict
+    carried: dict
+    clock: Clock
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def uptime(self) -> float:
+        return self.clock.monotonic() - self.started_at if self.proc is not None and self.started_at else 0.0
+
+    @property
+    def heartbeat_age(self) -> float | None:
+        return self.clock.monotonic() - self.last_heartbeat if self.last_heartbeat else None
+
+    def counter(self, key: str) -> int:
+        """A counter summed over every incarnation of this worker."""
+        return int(self.stats.get("counters", {}).get(key, 0)) + int(self.carried.get(key, 0))
+
+    def counters(self) -> dict[str, int | float]:
+        """Every counter summed over every incarnation (the live one and the dead ones)."""
+        out = dict(self.carried)
+        for k, v in self.stats.get("counters", {}).items():
+            out[k] = out.get(k, 0) + v
+        return out
+
+
 @dataclass
-class WorkerState:
-    """What the supervisor knows of one worker; the window shows exactly this."""
+class WorkerState(WorkerReadout):
+    """What the supervisor knows of one worker (the supervisor's thread alone touches it;
+    others read :class:`WorkerView` snapshots)."""
 
     spec: WorkerSpec
     proc: Process | None = None
@@ -103,26 +154,28 @@ class WorkerState:
     signalled: int = 0  # 0: stop command sent, 1: SIGTERM sent, 2: SIGKILL sent
     restart_after_stop: bool = False
     starts: int = 0  # processes started so far
+    ready_at: float = 0.0  # when this incarnation said hello (0: not ready yet)
+    #: incarnations in a row that died before they were ready or just after: a crash loop
+    #: at start-up (the only case that backs off)
+    quick_deaths: int = 0
+    #: silence is counted from here at the earliest: the supervisor's own stall is not the
+    #: worker's silence
+    heard_floor: float = 0.0
     _prev_counters: dict = field(default_factory=dict)
     _prev_ts: float = 0.0
     #: the supervisor's clock (what uptime and heartbeat_age are measured on)
     clock: Clock = field(default=LIVE_CLOCK, repr=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def uptime(self) -> float:
-        return self.clock.monotonic() - self.started_at if self.proc is not None and self.started_at else 0.0
-
-    @property
-    def heartbeat_age(self) -> float | None:
-        return self.clock.monotonic() - self.last_heartbeat if self.last_heartbeat else None
-
-    def counter(self, key: str) -> int:
-        """A counter summed over every incarnation of this worker."""
-        return int(self.stats.get("counters", {}).get(key, 0)) + int(self.carried.get(key, 0))
+    def view(self) -> WorkerView:
+        """A snapshot for another thread (shares the stats maps, which are replaced, never
+        changed in place)."""
+        return WorkerView(
+            spec=WorkerSpec(self.spec.name, self.spec.kind, list(self.spec.args), self.spec.restart, list(self.spec.first_start_args)),
+            proc=self.pid if self.proc is not None else None, pid=self.pid, state=self.state, started_at=self.started_at,
+            restarts=self.restarts, last_heartbeat=self.last_heartbeat, stats=self.stats, rates=self.rates,
+            exit_code=self.exit_code, next_start=self.next_start, backoff=self.backoff, reason=self.reason,
+            wanted=self.wanted, carried=dict(self.carried), quick_deaths=self.quick_deaths, clock=self.clock,
+        )
 
     def retire_stats(self) -> None:
         """The process is gone: keep its counters so fleet totals never go backwards."""
@@ -134,13 +187,48 @@ class WorkerState:
 
 
 @dataclass
+class WorkerView(WorkerReadout):
+    """A copy of a :class:`WorkerState` at one instant, for the window and the headless
+    runner.  ``proc`` is the pid while a process runs, None otherwise (as WorkerState's)."""
+
+    spec: WorkerSpec
+    proc: int | None = None
+    pid: int = 0
+    state: str = "stopped"
+    started_at: float = 0.0
+    restarts: int = 0
+    last_heartbeat: float = 0.0
+    stats: dict = field(default_factory=dict)
+    rates: dict = field(default_factory=dict)
+    exit_code: int | None = None
+    next_start: float = 0.0
+    backoff: float = 0.0
+    reason: str = ""
+    wanted: bool = True
+    carried: dict = field(default_factory=dict)
+    quick_deaths: int = 0
+    clock: Clock = field(default=LIVE_CLOCK, repr=False, compare=False)
+
+
+@dataclass
 class SupervisorConfig:
     heartbeat_timeout: float = 3.0  # a running worker silent this long is killed and restarted
     startup_timeout: float = 20.0  # a new worker has this long to say hello
+    #: a worker that dies before its hello or this soon after it died "at start-up"; the
+    #: second such death in a row starts the backoff (any other death restarts at once)
+    startup_crash_window: float = 1.0
     backoff_initial: float = 0.5
     backoff_max: float = 10.0
-    stable_after: float = 30.0  # a worker up this long gets its backoff reset
     stop_timeout: float = 5.0
+    #: a command not answered is sent again this often (the worker answers a repeat from
+    #: its cache), until ``command_ttl`` after it was first sent
+    command_resend: float = 1.0
+    command_ttl: float = 10.0
+    #: a gap this long between two polls is the supervisor's own stall, not the workers'
+    #: silence: every silence clock restarts from the end of the gap
+    stall_grace: float = 1.0
+    #: peer-caused log lines (unknown names, bad frames, impostors): one per kind per interval
+    log_interval: float = 5.0
     log_dir: str | None = None  # worker stderr goes here (one file each), else inherited
     curve_dir: str | None = None  # CurveZMQ keys: control socket and every worker use CURVE
 
@@ -165,6 +253,51 @@ def _clean_stats(stats: Any) -> dict:
     return clean
 
 
+@dataclass
+class _Pending:
+    """A command sent and not yet answered."""
+
+    name: str
+    pid: int
+    frame: bytes
+    first_sent: float
+    last_sent: float
+
+
+#: peer names are cut to this in log lines (a name is whatever bytes a peer chose)
+_NAME_IN_LOG = 40
+
+
+def _peer_name(ident: bytes) -> str:
+    text = ident.decode(errors="replace")
+    return text if len(text) <= _NAME_IN_LOG else text[:_NAME_IN_LOG] + "…"
+
+
+def fleet_totals(workers: Any) -> dict[str, Any]:
+    """Fleet-wide counters (every incarnation of every worker) for the status line and the
+    summary; ``workers`` are WorkerStates or WorkerViews."""
+    out = {"ticks": 0, "signals": 0, "orders": 0, "fills": 0, "rejected": 0, "decode_errors": 0, "dropped": 0}
+    rates = {"ticks": 0.0}
+    workers = list(workers)
+    for w in workers:
+        kind = w.spec.kind
+        if kind == "marketdata":
+            out["ticks"] += w.counter("ticks")
+            rates["ticks"] += w.rates.get("ticks", 0.0)
+        elif kind == "strategy":
+            out["signals"] += w.counter("signals")
+        elif kind == "executor":
+            out["orders"] += w.counter("orders")
+            out["rejected"] += w.counter("rejected")
+        elif kind == "exchange":
+            out["fills"] += w.counter("fills")
+        out["decode_errors"] += w.counter("decode_errors")
+        out["dropped"] += w.counter("dropped")
+    out["ticks_per_s"] = rates["ticks"]
+    out["restarts"] = sum(w.restarts for w in workers)
+    return out
+
+
 class Supervisor:
     def __init__(
         self,
@@ -186,15 +319,28 @@ class Supervisor:
         self.events: deque[tuple[float, str, str]] = deque(maxlen=1000)
         self.listeners: list[Callable[[str, str], None]] = []
         self._router: zmq.Socket | None = None
+        # ids unique across supervisors: a remote worker that outlives one must not take the
+        # next one's c1 for a repeat of the old c1 (it answers repeats from its cache)
+        self._cmd_prefix = f"{secrets.token_hex(3)}-"
         self._cmd_ids = itertools.count(1)
+        self._pending: dict[str, _Pending] = {}
         self._stopping = False
         self._zap = None
+        self._last_poll = 0.0
         self.decode_errors = 0
         self.impostors = 0  # hello/heartbeats under a worker's name from another pid
+        self.unknown_peers = 0  # control messages under names that are not the fleet's
+        self.stalls = 0  # gaps between polls longer than stall_grace
+        #: the one log of everything a peer can cause: a flood costs a line per kind per interval
+        self.rlog = RateLimitedLogger(log, self.config.log_interval, clock)
+        self._event_limit = KeyedLimiter(self.config.log_interval, burst=5, clock=clock)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        check_bind_allowed(self.endpoints.control, self.config.curve_dir)
+        try:
+            check_bind_allowed(self.endpoints.control, self.config.curve_dir)
+        except ConfigError as e:
+            raise SupervisorError(f"control endpoint: {e}") from None
         r = self.ctx.socket(zmq.ROUTER)
         self._zap = None
         if self.config.curve_dir:
@@ -207,6 +353,8 @@ class Supervisor:
         r.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES)
         r.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes over its name at once
         r.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        if "[" in self.endpoints.control:
+            r.setsockopt(zmq.IPV6, 1)  # tcp://[::1]:port binds only on an IPv6 socket
         try:
             r.bind(self.endpoints.control)
         except zmq.ZMQError as e:
@@ -214,9 +362,18 @@ class Supervisor:
             hint = " (is another TickDesk running? pass other endpoints, e.g. --control)" if e.errno == zmq.EADDRINUSE else ""
             raise SupervisorError(f"cannot bind the control endpoint {self.endpoints.control}: {e.strerror}{hint}") from None
         self._router = r
+        self._last_poll = self.clock.monotonic()
         for w in self.workers.values():
             if w.wanted:
                 self._spawn(w)
+
+    def _emit_limited(self, key: Any, name: str, text: str) -> None:
+        """:meth:`_emit` for events a peer can cause: a few per key, then one per interval with
+        the count of those suppressed."""
+        if not self._event_limit.allow(key):
+            return
+        skipped = self._event_limit.take_suppressed(key)
+        self._emit(name, f"{text} ({skipped} similar suppressed)" if skipped else text)
 
     def _emit(self, name: str, text: str) -> None:
         self.events.append((self.clock.time_ns() / 1e9, name, text))
@@ -247,6 +404,7 @@ class Supervisor:
             w.proc = self._popen(cmd, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as e:
             w.state, w.reason = "crashed", f"cannot start: {e}"
+            w.quick_deaths += 1  # a start that failed is a start-up crash (and ends the recursion)
             self._schedule_restart(w)
             return
         finally:
@@ -257,6 +415,8 @@ class Supervisor:
         w.state = "starting"
         w.started_at = self.clock.monotonic()
         w.last_heartbeat = 0.0
+        w.ready_at = 0.0
+        w.heard_floor = 0.0
         w.exit_code = None
         w.retire_stats()
         w._prev_counters, w._prev_ts = {}, 0.0
@@ -280,11 +440,21 @@ class Supervisor:
         return [w for w in self.workers.values() if w.state == "failed"]
 
     def _schedule_restart(self, w: WorkerState) -> None:
+        """Start it again: at once unless it is in a crash loop at start-up (the second death
+        in a row before ready), then after a backoff doubling to ``backoff_max``."""
         if not w.spec.restart or not w.wanted or self._stopping:
             return
-        w.backoff = self.config.backoff_initial if not w.backoff else min(w.backoff * 2, self.config.backoff_max)
+        if w.quick_deaths <= 1:
+            w.backoff = 0.0
+            self._spawn(w)
+            return
+        c = self.config
+        w.backoff = min(c.backoff_initial * 2 ** (w.quick_deaths - 2), c.backoff_max)
         w.next_start = self.clock.monotonic() + w.backoff
         w.state = "backoff"
+        w.reason = (f"crash loop at start-up: {w.quick_deaths} starts in a row died before ready "
+                    f"(or within {c.startup_crash_window:g}s of it); next try in {w.backoff:.1f}s ({w.reason})")
+        self._emit(w.name, w.reason)
 
     # ------------------------------------------------------------------ polling
     def poll(self, timeout_ms: int = 0) -> None:
@@ -292,6 +462,7 @@ class Supervisor:
         longer than ``timeout_ms``."""
         if self._router is None:
             return
+        self._note_stall()
         if self._zap is not None:
             while self._zap.sock.poll(0, zmq.POLLIN):
                 self._zap.handle(self._zap.sock.recv_multipart())
@@ -303,6 +474,19 @@ class Supervisor:
                     break
                 self._on_control(frames)
         self._check_processes()
+        self._resend_commands()
+        self._last_poll = self.clock.monotonic()
+
+    def _note_stall(self) -> None:
+        """A long gap since the last poll was our own stall: no worker was heard meanwhile,
+        however often it spoke, so every silence clock starts again from now."""
+        now = self.clock.monotonic()
+        gap = now - self._last_poll
+        if self._last_poll and gap > self.config.stall_grace:
+            self.stalls += 1
+            for w in self.workers.values():
+                w.heard_floor = now
+            log.warning("the supervisor's loop stalled for %.1fs; worker silence is counted from now", gap)
 
     def _on_control(self, frames: list[bytes]) -> None:
         if len(frames) != 2:
@@ -315,10 +499,12 @@ class Supervisor:
             msg = P.decode(payload)
         except P.ProtocolError as e:
             self.decode_errors += 1
-            log.warning("bad control message from %s: %s", name, e)
+            self.rlog.warning("decode", "bad control message from %r: %s (%d so far)", _peer_name(ident), e, self.decode_errors)
             return
         if w is None:
-            log.warning("control message from unknown worker %r", name)
+            self.unknown_peers += 1
+            self.rlog.warning("unknown", "control message from unknown worker %r ignored (%d so far)",
+                              _peer_name(ident), self.unknown_peers)
             return
         now = self.clock.monotonic()
         if isinstance(msg, (P.Hello, P.Heartbeat)):
@@ -326,21 +512,31 @@ class Supervisor:
                 # a late message from a previous incarnation, or someone else using the name:
                 # only the process this supervisor started speaks for a worker
                 self.impostors += 1
+                self.rlog.warning("impostor", "%s from pid %s under the name %r, not the pid %s this supervisor started: "
+                                  "ignored (%d so far)", msg.TYPE, msg.pid, name, w.pid or "-", self.impostors)
                 return
             w.last_heartbeat = now
             if isinstance(msg, P.Hello):
                 if w.state == "starting":
                     w.state = "running"
                     w.reason = ""
+                    w.ready_at = now
+                # a new connection (a start, or a reconnect after the old one went deaf):
+                # what it may have missed is sent again
+                self._resend_commands(name)
             else:
                 if w.state in ("starting", "running", "paused"):
                     w.state = "paused" if msg.state == "paused" else "running"
                 self._update_stats(w, msg.stats, now)
             self._send(ident, P.Heartbeat(ts=P.now_ns()))
         elif isinstance(msg, P.CommandReply):
+            pending = self._pending.get(msg.id)
+            if pending is None or pending.name != name:
+                return  # a repeat of an answered command, or a reply nobody asked for
+            del self._pending[msg.id]
             self.command_replies.append((name, msg))
             if not msg.ok:
-                self._emit(name, f"command {msg.cmd} refused: {msg.reason}")
+                self._emit_limited(("refused", name), name, f"command {msg.cmd} refused: {msg.reason[:200]}")
 
     def _update_stats(self, w: WorkerState, stats: dict, now: float) -> None:
         stats = _clean_stats(stats)
@@ -352,10 +548,13 @@ class Supervisor:
         w.stats = stats
 
     def _send(self, ident: bytes, msg: P.Message) -> None:
+        self._send_frame(ident, msg.pack())
+
+    def _send_frame(self, ident: bytes, frame: bytes) -> None:
         try:
-            self._router.send_multipart([ident, msg.pack()], zmq.NOBLOCK)
+            self._router.send_multipart([ident, frame], zmq.NOBLOCK)
         except zmq.ZMQError:
-            pass  # peer gone or queue full: the next heartbeat will do
+            pass  # peer gone or queue full: the next heartbeat (or the resend) will do
 
     def _check_processes(self) -> None:
         now = self.clock.monotonic()
@@ -365,6 +564,7 @@ class Supervisor:
                 if code is not None:
                     w.proc = None
                     w.exit_code = code
+                    self._drop_pending(w.name)
                     if w.stopping_since:
                         self._stopped_on_request(w)
                         continue
@@ -378,16 +578,18 @@ class Supervisor:
                         self._emit(w.name, f"failed to start: {w.reason}; not restarting")
                         continue
                     w.restarts += 1
+                    served = now - w.ready_at if w.ready_at else 0.0
+                    at_startup = not w.ready_at or served < self.config.startup_crash_window
+                    w.quick_deaths = w.quick_deaths + 1 if at_startup else 0
                     w.state, w.reason = "crashed", f"exited with code {code}"
-                    self._emit(w.name, f"died ({w.reason}); restarting")
-                    if now - w.started_at > self.config.stable_after:
-                        w.backoff = 0.0
+                    how = "before it was ready" if not w.ready_at else f"after {served:.1f}s ready"
+                    self._emit(w.name, f"died ({w.reason}) {how}; restarting")
                     self._schedule_restart(w)
                     continue
                 if w.stopping_since:
                     self._escalate_stop(w, now)
                     continue
-                silent_for = now - (w.last_heartbeat or w.started_at)
+                silent_for = now - max(w.last_heartbeat or w.started_at, w.heard_floor)
                 limit = self.config.startup_timeout if w.state == "starting" else self.config.heartbeat_timeout
                 if silent_for > limit and not self._stopping:
                     self._emit(w.name, f"silent for {silent_for:.1f}s; killing pid {w.pid}")
@@ -397,12 +599,43 @@ class Supervisor:
                 self._spawn(w)
 
     # ------------------------------------------------------------------ commands
-    def command(self, name: str, cmd: str, args: dict | None = None) -> str:
-        """Send a command to a worker; its reply lands in :attr:`command_replies`."""
-        cid = f"c{next(self._cmd_ids)}"
-        if self._router is not None:
-            self._send(name.encode(), P.Command(id=cid, cmd=cmd, args=args or {}))
+    def new_command_id(self) -> str:
+        """A fresh command id (safe from any thread: itertools.count is atomic)."""
+        return f"{self._cmd_prefix}{next(self._cmd_ids)}"
+
+    def command(self, name: str, cmd: str, args: dict | None = None, cid: str | None = None) -> str:
+        """Send a command to a worker; its reply lands in :attr:`command_replies`.  It is sent
+        again on the worker's next hello and every ``command_resend`` seconds until answered
+        (or ``command_ttl``, or the process ends)."""
+        cid = cid or self.new_command_id()
+        if self._router is None:
+            return cid
+        frame = P.Command(id=cid, cmd=cmd, args=args or {}).pack()
+        w = self.workers.get(name)
+        if w is not None and w.proc is not None:
+            now = self.clock.monotonic()
+            self._pending[cid] = _Pending(name, w.pid, frame, now, now)
+        self._send_frame(name.encode(), frame)
         return cid
+
+    def _resend_commands(self, name: str | None = None) -> None:
+        """Send again what is not answered: ``name``'s all at once (it has just said hello),
+        or, with no name, every command whose resend interval is over."""
+        if not self._pending:
+            return
+        now = self.clock.monotonic()
+        c = self.config
+        for cid, p in list(self._pending.items()):
+            if now - p.first_sent > c.command_ttl:
+                del self._pending[cid]
+            elif (p.name == name) if name is not None else (now - p.last_sent >= c.command_resend):
+                p.last_sent = now
+                self._send_frame(p.name.encode(), p.frame)
+
+    def _drop_pending(self, name: str) -> None:
+        """The process is gone: its commands are not for the next incarnation."""
+        for cid in [cid for cid, p in self._pending.items() if p.name == name]:
+            del self._pending[cid]
 
     def broadcast(self, kind: str, cmd: str, args: dict | None = None) -> list[str]:
         return [self.command(w.name, cmd, args) for w in self.workers.values() if w.spec.kind == kind and w.proc is not None]
@@ -426,6 +659,7 @@ class Supervisor:
         w = self.workers[name]
         w.wanted = True
         w.restart_after_stop = w.stopping_since > 0  # a stop under way becomes a restart
+        w.quick_deaths = 0  # the trader asked: no backoff left over
         if w.proc is None:
             w.backoff = 0.0
             self._spawn(w)
@@ -525,22 +759,4 @@ class Supervisor:
     # ------------------------------------------------------------------ reporting
     def totals(self) -> dict[str, Any]:
         """Fleet-wide counters for the status line and the summary."""
-        out = {"ticks": 0, "signals": 0, "orders": 0, "fills": 0, "rejected": 0, "decode_errors": 0, "dropped": 0}
-        rates = {"ticks": 0.0}
-        for w in self.workers.values():
-            kind = w.spec.kind
-            if kind == "marketdata":
-                out["ticks"] += w.counter("ticks")
-                rates["ticks"] += w.rates.get("ticks", 0.0)
-            elif kind == "strategy":
-                out["signals"] += w.counter("signals")
-            elif kind == "executor":
-                out["orders"] += w.counter("orders")
-                out["rejected"] += w.counter("rejected")
-            elif kind == "exchange":
-                out["fills"] += w.counter("fills")
-            out["decode_errors"] += w.counter("decode_errors")
-            out["dropped"] += w.counter("dropped")
-        out["ticks_per_s"] = rates["ticks"]
-        out["restarts"] = sum(w.restarts for w in self.workers.values())
-        return out
+        return fleet_totals(self.workers.values())

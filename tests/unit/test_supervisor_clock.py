@@ -130,6 +130,8 @@ def make_rig():
 
     def make(**kw) -> Rig:
         ignores = kw.pop("ignores_sigterm", False)
+        # these tests jump the clock between polls to hit limits; only the stall test means a stall
+        kw.setdefault("stall_grace", 1e9)
         r = Rig(SupervisorConfig(**kw), ignores_sigterm=ignores)
         r.sup.start()
         rigs.append(r)
@@ -143,30 +145,79 @@ def make_rig():
 # ----------------------------------------------------------------------------- backoff
 
 
-def test_backoff_doubles_to_the_cap_and_resets_after_a_stable_run(make_rig):
-    rig = make_rig(backoff_initial=0.5, backoff_max=4.0, stable_after=30.0, heartbeat_timeout=1e6, startup_timeout=1e6)
+def test_a_crash_loop_at_start_up_backs_off_doubling_to_the_cap(make_rig):
+    rig = make_rig(backoff_initial=0.5, backoff_max=4.0, heartbeat_timeout=1e6, startup_timeout=1e6)
     assert len(rig.procs) == 1 and rig.w.state == "starting"
     waits = []
-    for _ in range(6):
-        rig.proc.exit(1)  # crashes at once (1: not a configuration error)
-        rig.at(0)
-        assert rig.w.state == "backoff"
-        waits.append(rig.w.next_start - rig.clock.monotonic())
+    for _ in range(7):
         started = len(rig.procs)
+        rig.proc.exit(1)  # dies before its hello (1: not a configuration error)
+        rig.at(0)
+        if len(rig.procs) == started + 1:  # restarted in the same poll: no wait at all
+            waits.append(0.0)
+            continue
+        assert rig.w.state == "backoff" and "crash loop at start-up" in rig.w.reason
+        waits.append(rig.w.next_start - rig.clock.monotonic())
         rig.at(rig.w.backoff - 0.001)
         assert len(rig.procs) == started, "restarted before its backoff was over"
         rig.clock.advance_to(rig.w.next_start)
         rig.sup.poll(0)
         assert len(rig.procs) == started + 1 and rig.w.state == "starting"
-    assert waits == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-    assert rig.w.restarts == 6 and len({p.pid for p in rig.procs}) == 7
+    # the first retry is immediate (a start can fail for a passing reason), then the loop backs off
+    assert waits == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert rig.w.restarts == 7 and len({p.pid for p in rig.procs}) == 8
+    assert any("crash loop at start-up" in text for _, _, text in rig.sup.events)
 
-    # up longer than stable_after: the next crash starts from the initial backoff again
+
+def test_a_worker_that_was_serving_is_restarted_at_once_every_time(make_rig):
+    """The order gateway's case: crashes seconds apart, each one restarted in the very poll
+    that sees it dead (no backoff however many), and a crash loop before ready still backs off."""
+    rig = make_rig(backoff_initial=0.5, backoff_max=10.0, startup_crash_window=1.0, heartbeat_timeout=1e6)
+    for i in range(10):
+        rig.hello()
+        rig.at(1.5)  # served past the start-up window
+        before = len(rig.procs)
+        rig.proc.exit(-9)
+        rig.at(0)
+        assert len(rig.procs) == before + 1, f"crash {i + 1}: not restarted at once"
+        assert rig.w.state == "starting" and rig.w.backoff == 0.0 and rig.w.quick_deaths == 0
+    assert rig.w.restarts == 10
+    # ready, then dead within the window, twice in a row: a crash loop at start-up
     rig.hello()
-    rig.at(30.001)
+    rig.at(0.2)
     rig.proc.exit(1)
     rig.at(0)
-    assert rig.w.state == "backoff" and rig.w.backoff == 0.5
+    assert rig.w.state == "starting"  # the first such death: once more at once
+    rig.hello()
+    rig.at(0.2)
+    rig.proc.exit(1)
+    rig.at(0)
+    assert rig.w.state == "backoff" and rig.w.backoff == 0.5 and "crash loop" in rig.w.reason
+    # and a run that serves again clears it: the next crash restarts at once
+    rig.clock.advance_to(rig.w.next_start)
+    rig.sup.poll(0)
+    rig.hello()
+    rig.at(5.0)
+    rig.proc.exit(1)
+    rig.at(0)
+    assert rig.w.state == "starting" and rig.w.quick_deaths == 0
+
+
+def test_the_supervisors_own_stall_is_not_a_workers_silence(make_rig):
+    rig = make_rig(heartbeat_timeout=3.0, stall_grace=1.0)
+    rig.hello()
+    first = rig.proc
+    rig.at(10.0)  # no poll for 10 s (a GIL held by a C++ call, a suspended VM): a stall
+    assert first.signals == [] and rig.sup.stalls == 1
+    rig.at(0.5)
+    rig.at(0.5)
+    rig.at(0.5)
+    rig.at(0.5)
+    rig.at(0.5)
+    rig.at(0.5)
+    assert first.signals == []  # silent 3.0 s since the stall ended: at the limit, still alive
+    rig.at(0.5)
+    assert first.signals == [signal.SIGKILL]  # a really silent worker is still found
 
 
 def test_a_first_start_that_fails_on_its_configuration_is_not_restarted(make_rig):
@@ -194,10 +245,9 @@ def test_a_silent_worker_is_killed_after_the_timeout_and_restarted(make_rig):
     rig.at(0.002)  # 3.001 s since the last heartbeat
     assert first.signals == [signal.SIGKILL]
     assert any("silent for 3.0s" in text for _, _, text in rig.sup.events)
-    rig.at(0)  # the next poll sees it dead
-    assert rig.w.state == "backoff" and rig.w.restarts == 1
-    rig.at(0.5)
+    rig.at(0)  # the next poll sees it dead and, as it had been serving, starts it again at once
     assert rig.proc is not first and rig.w.state == "starting" and rig.w.pid == rig.proc.pid
+    assert rig.w.restarts == 1
 
 
 def test_a_starting_worker_gets_the_startup_timeout(make_rig):
