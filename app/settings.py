@@ -249,7 +249,8 @@ class SettingsDialog(CheckedDialog):
                                     "ticks of further new symbols are ignored, and the log says so")
         self.idle_evict = _spin(0, 86_400, int(settings.idle_evict_s))
         self.idle_evict.setSuffix(" s")
-        self.idle_evict.setToolTip("At the cap, a symbol without a tick for this long makes room for a new one (0: never)")
+        self.idle_evict.setToolTip("At the cap, a symbol without a tick for this long makes room for a new one "
+                                   "(0, the default: never; new symbols are refused and the log says so)")
         _form_tab(tabs, "Market", ("Watch list", self.watchlist), ("Max other symbols", self.max_symbols),
                   ("Replace symbols idle for", self.idle_evict))
 

@@ -43,8 +43,11 @@ SEEN_FILL_IDS = 100_000
 #: symbols held besides the watched ones (Settings > Market > Max symbols): a publisher with a
 #: huge universe must not grow the window without bound (50,000 symbols took it to 3.3 GB)
 MAX_SYMBOLS = 500
-#: an unwatched symbol without a tick for this long may give its place to a new one (0: never)
-IDLE_EVICT_S = 120.0
+#: an unwatched symbol without a tick for this long may give its place to a new one.  0 (the
+#: default): never, new symbols past the cap are refused.  Replacement is opt-in (Settings >
+#: Market) because a replaced symbol leaves traces outside this state (the ticket's symbol
+#: list keeps every symbol it was shown), so under a churning flood it would still grow.
+IDLE_EVICT_S = 0.0
 #: distinct refused symbols remembered between two notices, only to count them in the notice
 REFUSED_REMEMBERED = 10_000
 #: seconds between two "universe cap reached" notices in the log
@@ -104,8 +107,9 @@ class MarketState:
 
     The universe is bounded.  Watched symbols (the configured watch list, symbols with orders
     or positions, the chart's) are always held; at most ``max_symbols`` others are.  A new
-    symbol past the cap takes the place of the unwatched symbol idle the longest, if one has
-    had no tick for ``idle_evict_s``; otherwise its ticks are refused and counted
+    symbol past the cap takes the place of the unwatched symbol idle the longest if
+    ``idle_evict_s`` is set and one has had no tick for that long; otherwise its ticks are
+    refused and counted
     (``refused_ticks``), and :class:`AppState` tells the trader in the log, rate-limited.  A
     refused tick costs two set lookups, and nothing per tick depends on how many symbols the
     publisher has.
