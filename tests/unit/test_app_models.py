@@ -72,6 +72,24 @@ def test_remove_keeps_keys_consistent(model):
     assert model.row_at(2).v == 9.0
 
 
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_remove_many_in_runs_after_trimming(qapp, newest_first):
+    """Many rows at once (a market watch dropping replaced symbols): one remove per run of
+    adjacent rows, the numbering right afterwards, also with a running base from trimming."""
+    m = RecordTableModel(COLS, key=lambda r: r.k, newest_first=newest_first, max_rows=8)
+    m.upsert([Row(c, 1.0) for c in "abcdefghij"])  # a and b trimmed: base 2
+    ev = spy(m)
+    assert m.remove(["d", "e", "f", "i", "zz", "d"]) == 4
+    want = ["c", "g", "h", "j"]
+    assert m.keys() == (want[::-1] if newest_first else want)
+    assert len(ev) == 2 and all(kind == "removed" for kind, *_ in ev)
+    assert sorted(b - a + 1 for _, a, b in ev) == [1, 3]
+    for k in want:
+        assert m.row_at(m.row_for(k)).k == k
+    m.upsert([Row("k", 2.0), Row("g", 7.0)])
+    assert m.row_at(m.row_for("g")).v == 7.0 and m.row_at(m.row_for("k")).k == "k"
+
+
 def test_csv_has_raw_values(model, tmp_path):
     model.upsert([Row("a", 1234.5), Row("b", 2.0)])
     p = tmp_path / "t.csv"
