@@ -38,6 +38,8 @@ class FakeExchange:
         self.answer_send_order = True
         self.answer_get_order = True
         self.know_orders = True  # False: get_order says "unknown" (the order never arrived)
+        self.hold_positions = False  # True: get_positions requests are kept, answered by release()
+        self.held: list[list[bytes]] = []
         self.positions: list[dict] = []
         self.last_fill_seq = 0
 
@@ -56,9 +58,18 @@ class FakeExchange:
             envelope, payload = frames[: i + 1], frames[i + 1]
             req = msgpack.unpackb(payload, raw=False)
             self.requests.append(req)
+            if self.hold_positions and req.get("type") == "get_positions":
+                self.held.append(envelope)
+                continue
             rep = self.handle(req)
             if rep is not None:
                 self.sock.send_multipart(envelope + [rep.pack()])
+
+    def release(self) -> None:
+        """Answer the held get_positions with the book as it is now."""
+        for envelope in self.held:
+            self.sock.send_multipart(envelope + [self.handle({"type": "get_positions"}).pack()])
+        self.held.clear()
 
     def handle(self, req: dict) -> P.Reply | None:
         # replies are the declared ones, as the real gateway packs them: the executor decodes
@@ -354,6 +365,31 @@ def test_startup_snapshot_and_resync_after_an_execution_gap(rig, executor):
     assert not [p for p in rig.of_type(P.Position) if p.qty > 600]
 
 
+def test_fills_read_while_a_snapshot_is_on_its_way_are_not_lost(rig, executor):
+    # The snapshot is asked for without waiting for it, so fills keep being read meanwhile.
+    # One the gateway's snapshot does not hold (numbered after its last_fill_seq) must count
+    # on top of the snapshot when it lands; one it holds must not count twice.
+    rig.exchange.positions = [{"symbol": SYMBOL, "qty": 100, "avg_price": 100.0, "realized_pnl": 0.0}]
+    rig.exchange.last_fill_seq = 3
+    executor("--position-interval", "0.2")
+    rig.events_live()
+    rig.wait(lambda: any(p.qty == 100 for p in rig.of_type(P.Position)), message="first snapshot")
+    rig.exchange.hold_positions = True
+    # the first sequenced report asks for a snapshot, which the gateway now holds back
+    asked = rig.exchange.requests.count({"v": 1, "type": "get_positions"})
+    rig.wait(lambda: (rig.fill("F3", 100, 100.0, seq=3), rig.exchange.held)[1], message="snapshot asked for")
+    assert rig.exchange.requests.count({"v": 1, "type": "get_positions"}) == asked + 1
+    # F4 lands on the book while the snapshot is on its way; the snapshot taken before it
+    rig.fill("F4", 50, 102.0, seq=4)
+    rig.wait(lambda: rig.of_type(P.Position)[-1].qty == 150, message="F4 booked")
+    rig.exchange.release()  # qty 100, last_fill_seq 3: F4 is not in it
+    seen = len(rig.of_type(P.Position))
+    rig.wait(lambda: len(rig.of_type(P.Position)) > seen + 2, message="positions after the snapshot")
+    pos = rig.of_type(P.Position)[-1]
+    assert pos.qty == 150 and pos.avg_price == pytest.approx((100 * 100.0 + 50 * 102.0) / 150)
+    assert not [p for p in rig.of_type(P.Position)[seen:] if p.qty != 150]
+
+
 def test_unknown_order_is_reconciled_never_resent(rig, executor):
     rig.exchange.answer_send_order = False
     rig.exchange.answer_get_order = False
@@ -438,8 +474,9 @@ def test_commands_and_counters_over_the_control_channel(rig, executor, ipc_dir):
     assert d.reason == "qty 60 exceeds max order qty 50"
 
     rep = command("kill_switch", on=True)
-    assert rep.ok and rep.result["kill_switch"] is True
-    assert any(r["type"] == "cancel_all" for r in rig.exchange.requests)
+    assert rep.ok and rep.result == {"kill_switch": True, "cancel_all": "requested"}  # answered at once
+    rig.wait(lambda: any(r["type"] == "cancel_all" for r in rig.exchange.requests), message="cancel_all sent")
+    wait_until(lambda: (pump_control(), beats[-1].stats["counters"].get("cancel_all_done") == 1)[1], 5.0, message="cancel_all answered")
     assert rig.decision(rig.signal(qty=10)).reason == "kill switch is on"
     command("kill_switch", on=False)
     assert rig.decision(rig.signal(qty=10)).accepted
