@@ -298,16 +298,47 @@ def test_a_torn_last_record_is_cut_off_and_everything_before_it_stands(path):
     assert [o.client_order_id for o in Journal(path).load().orders][-1] == "after"
 
 
-def test_a_corrupt_record_ends_the_replay_there(path):
+def test_a_changed_byte_in_the_last_record_is_damage_not_a_torn_tail(path):
+    """A whole last record with a byte changed is no torn write: a pipelined burst is one
+    record, so cutting it would drop every order of the burst (the outside check's 300)."""
     _crash_after_writes(path, 3)
     log = Path(f"{path}-log")
     data = bytearray(log.read_bytes())
     data[-3] ^= 0xFF  # the last record's payload: its CRC no longer matches
     log.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="changed after it was written"):
+        Journal(path)
+
+
+def test_a_last_record_ending_in_unwritten_zeros_is_a_torn_tail(path):
+    """Power loss kept the file's length but not the last block of the last write."""
+    _crash_after_writes(path, 3)
+    log = Path(f"{path}-log")
+    data = bytearray(log.read_bytes())
+    data[-6:] = b"\0" * 6
+    log.write_bytes(bytes(data))
     j = Journal(path)
-    assert j.truncated_bytes > 0
+    assert j.truncated_bytes > 6
     assert [o.client_order_id for o in j.load().orders] == ["c0", "c1"]
     j.close()
+
+
+def test_a_damaged_length_of_the_last_record_is_damage(path):
+    """A last record whose length field grew reads as cut short, but its payload is whole."""
+    import struct
+
+    _crash_after_writes(path, 3)
+    log = Path(f"{path}-log")
+    data = bytearray(log.read_bytes())
+    at = len(data)
+    j = 16
+    while j < len(data):
+        at = j
+        j += 8 + struct.unpack_from("<I", data, j)[0]
+    data[at + 2] ^= 0x01
+    log.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="length field is damaged"):
+        Journal(path)
 
 
 def test_the_log_restarts_after_a_checkpoint_and_a_crash_right_after_loses_nothing(path):

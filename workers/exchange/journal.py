@@ -220,6 +220,16 @@ class Journal:
             db_was_new = self.path.stat().st_size == 0
         except FileNotFoundError:
             db_was_new = True
+        if db_was_new:
+            # ...and refuse before SQLite writes a new database over the evidence
+            try:
+                problem = self._log_problem(self.log_path.read_bytes(), 0, 0)
+            except FileNotFoundError:
+                problem = ""
+            except OSError as e:
+                raise JournalError(f"cannot read journal log {self.log_path}: {e}") from e
+            if problem:
+                raise JournalCorrupt(problem)
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per fold.
             self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=0.5)
@@ -289,14 +299,10 @@ class Journal:
             data = None
         except OSError as e:
             raise JournalError(f"cannot read journal log {self.log_path}: {e}") from e
-        if data is None or len(data) < _LOG_HEADER.size:
-            if folded_gen:
-                what = "missing" if data is None else f"{len(data)} bytes long"
-                raise JournalCorrupt(
-                    f"journal log {self.log_path} is {what}, but {self.path} records folding generation {folded_gen} of it "
-                    f"up to byte {folded_offset}: orders written after that fold would be lost")
-            if data is not None:  # a log only ever appears with its header (see _new_log_file)
-                raise JournalCorrupt(f"journal log {self.log_path} is {len(data)} bytes long: too short for its own header")
+        problem = self._log_problem(data, folded_gen, folded_offset)
+        if problem:
+            raise JournalCorrupt(problem)
+        if data is None:
             # A new journal.  Its log first, then the tables name it: from here on a missing
             # log is damage, not a new journal (a crash in between leaves a log the tables do
             # not name yet, which is replayed whole: it is empty).
@@ -308,20 +314,6 @@ class Journal:
                 raise JournalError(f"cannot start journal {self.path}: {e}") from e
             return
         magic, fmt, gen = _LOG_HEADER.unpack_from(data)
-        if magic != _LOG_MAGIC or fmt not in _LOG_FORMATS:
-            raise JournalCorrupt(f"{self.log_path} is not a TickDesk journal log (magic {magic!r}, format {fmt})")
-        if not folded_gen and gen > 1:
-            raise JournalCorrupt(
-                f"journal log {self.log_path} is generation {gen}, so generations 1..{gen - 1} were folded into "
-                f"{self.path}, but the database holds no record of them (emptied, replaced or lost?)")
-        if folded_gen and not folded_gen <= gen <= folded_gen + 1:
-            raise JournalCorrupt(
-                f"journal log {self.log_path} is generation {gen}, but {self.path} was last folded from generation "
-                f"{folded_gen} (only {folded_gen} or {folded_gen + 1} can follow it): one of the two files is from another copy")
-        if gen == folded_gen and folded_offset > len(data):
-            raise JournalCorrupt(
-                f"journal log {self.log_path} is {len(data)} bytes long, shorter than the {folded_offset} bytes "
-                f"{self.path} records as folded: it was cut, and orders written after the fold would be lost")
         self.gen = gen
         self._log_format = fmt
         # The log's records beyond what the tables hold: all of them if this generation was
@@ -339,15 +331,10 @@ class Journal:
                 raise JournalCorrupt(f"{self.log_path}: unreadable record at offset {end}: {type(e).__name__}: {e}") from e
             end = start + length
         if end < len(data):
-            later = _next_record(data, end + 1)
-            if later >= 0:
-                # A torn write is the last thing in the file; here valid records follow the bad
-                # one, so the file was damaged after it was written, and cutting it here would
-                # drop every answered order after the damage.
-                raise JournalCorrupt(
-                    f"journal log {self.log_path}: the record at byte {end} fails its check, but a valid record follows at "
-                    f"byte {later}: the log is damaged in the middle (not torn at its end), and {len(data) - end} bytes "
-                    f"of orders after the damage would be lost")
+            damage = _damage(data, end)
+            if damage:
+                raise JournalCorrupt(f"journal log {self.log_path}: {damage}; cutting it there would drop "
+                                     f"{len(data) - end} bytes of answered orders")
         try:
             self._fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | _O_BINARY)
             if end < len(data):
@@ -365,6 +352,32 @@ class Journal:
             # the next generation starts in today's format.
             self._sync_tables()
             self._new_log_file(self.gen + 1)
+
+    def _log_problem(self, data: bytes | None, folded_gen: int, folded_offset: int) -> str:
+        """Why the log (``data``; None: there is none) cannot follow tables that folded
+        generation ``folded_gen`` up to ``folded_offset`` (0, 0: tables that never named a
+        log), or "" if it can."""
+        if data is None or len(data) < _LOG_HEADER.size:
+            if folded_gen:
+                what = "missing" if data is None else f"{len(data)} bytes long"
+                return (f"journal log {self.log_path} is {what}, but {self.path} records folding generation {folded_gen} "
+                        f"of it up to byte {folded_offset}: orders written after that fold would be lost")
+            if data is not None:  # a log only ever appears with its header (see _new_log_file)
+                return f"journal log {self.log_path} is {len(data)} bytes long: too short for its own header"
+            return ""
+        magic, fmt, gen = _LOG_HEADER.unpack_from(data)
+        if magic != _LOG_MAGIC or fmt not in _LOG_FORMATS:
+            return f"{self.log_path} is not a TickDesk journal log (magic {magic!r}, format {fmt})"
+        if not folded_gen and gen > 1:
+            return (f"journal log {self.log_path} is generation {gen}, so generations 1..{gen - 1} were folded into "
+                    f"{self.path}, but the database holds no record of them (emptied, replaced or lost?)")
+        if folded_gen and not folded_gen <= gen <= folded_gen + 1:
+            return (f"journal log {self.log_path} is generation {gen}, but {self.path} was last folded from generation "
+                    f"{folded_gen} (only {folded_gen} or {folded_gen + 1} can follow it): one of the two files is from another copy")
+        if gen == folded_gen and folded_offset > len(data):
+            return (f"journal log {self.log_path} is {len(data)} bytes long, shorter than the {folded_offset} bytes "
+                    f"{self.path} records as folded: it was cut, and orders written after the fold would be lost")
+        return ""
 
     def _replay(self, payload: bytes) -> None:
         order_rows, fill_rows, lone, changed = msgspec.msgpack.decode(payload)
@@ -679,6 +692,42 @@ def _next_record(data: bytes, at: int) -> int:
             return i - _REC.size
         i = data.find(_PAYLOAD_START, i + 1)
     return -1
+
+
+#: a write that a power loss tore ends in at least this many zero bytes where its blocks
+#: were never written (a record's own payload never ends so: its last item is a counter map)
+_TORN_ZEROS = 4
+
+
+def _damage(data: bytes, at: int) -> str:
+    """Why the bytes from ``at`` (where the log's first bad record starts) to the end are
+    damage rather than a torn tail, or "" for a torn tail.
+
+    A crash or a power loss can only tear the write that was under way, the last one: what
+    it leaves is that record cut short, or of its full length but ending in zeros where its
+    last blocks were never written, or zeros alone.  Anything else -- a valid record after
+    the bad one, a whole payload under a damaged length, a changed byte inside a record of
+    full length -- was damaged after it was written, and the records in it were answered."""
+    later = _next_record(data, at + 1)
+    if later >= 0:
+        return (f"the record at byte {at} fails its check, but a valid record follows at byte {later}: "
+                f"the log is damaged in the middle, not torn at its end")
+    zeros_from = len(data.rstrip(b"\0"))
+    if zeros_from <= at + _REC.size:
+        return ""  # half a header, or zeros where the payload should be
+    length, crc = _REC.unpack_from(data, at)
+    start = at + _REC.size
+    if not 0 < length <= _MAX_RECORD:
+        return f"the record at byte {at} has an impossible length ({length}) and is not a torn write"
+    if start + length > len(data):
+        if zlib.crc32(memoryview(data)[start:]) == crc:
+            return (f"the record at byte {at} is whole but its length field is damaged "
+                    f"({length}, the file holds {len(data) - start})")
+        return ""  # cut short: the torn tail
+    if start + length - zeros_from >= _TORN_ZEROS:
+        return ""  # of full length, ending in zeros (and nothing but zeros after it)
+    return (f"the record at byte {at} ({length} bytes) fails its check although it is whole and does not end in "
+            f"unwritten (zero) blocks: a byte of it was changed after it was written")
 
 
 def _sync(fd: int) -> None:
