@@ -44,7 +44,8 @@ from workers.order_client import LazyPirate, PirateStats, RetryPolicy
 from workers.protocol import OrderStatus, Side
 
 #: get_order must deny an unknown order this many times in a row before we call it "not placed":
-#: a request the gateway read just before our REQ socket was closed may still be in its queue.
+#: a send the gateway has read but not yet journaled (its queue, a restart under way) is denied
+#: by a get_order that a faster path (another connection, a reconnect) brought in first.
 NOT_FOUND_CONFIRMATIONS = 3
 #: a terminal order whose last fills never showed up on the stream is forgotten after this
 TERMINAL_GRACE_S = 5.0
