@@ -71,7 +71,7 @@ class Session:
         self.tasks = Tasks("session")
         self.feeds = Feeds(self.state, self.endpoints, curve=curve, tasks=self.tasks)
         self.orders = OrderService(self.state, self.endpoints.orders, limits, curve=curve, tasks=self.tasks)
-        self.control = FleetControl(sup, self.orders, self.state, tasks=self.tasks)
+        self.control = FleetControl(self.sup, self.orders, self.state, tasks=self.tasks)
         self.started = False
         self.closed = False
         self._log_handler = ThreadHandoff(LogBridgeHandler(self.state.log))

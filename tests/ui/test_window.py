@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 
 import pytest
 import qasync
 
+from tests.procs import scaled
 from workers.config import Endpoints
 from workers.launcher import parse
 from workers.protocol import OrderStatus, OrderType
 from app.main import build_session
-from app.qt import Qt
+from app.qt import Qt, QTimer
 from app.settings import Settings
 from app.window import MainWindow
 
@@ -304,3 +306,36 @@ def test_order_without_reply_is_unknown_then_reconciled(qtbot, desk):
     assert o.status is OrderStatus.REJECTED and "never reached the exchange" in o.reason
     qtbot.waitUntil(lambda: w.working.model.row_for(coid) is None, timeout=TIMEOUT)
     assert len(manual_orders(desk)) == 1
+
+
+@pytest.mark.parametrize("how", ["sleep", "busy"])
+def test_a_ten_second_ui_stall_restarts_no_worker(qtbot, desk, how):
+    """The UI thread blocked for 10 s in a slot (a blocking call, then a busy Python loop):
+    the supervisor, on its own thread, goes on answering every heartbeat -- no worker is
+    restarted, none even found its supervisor silent (no control reconnect)."""
+    w = desk.window
+    sup = desk.sup
+    before = {n: (x.pid, x.restarts) for n, x in sup.workers.items()}
+    reconnects = {n: x.counter("control_reconnects") for n, x in sup.workers.items()}
+    done = []
+
+    def stall() -> None:
+        if how == "sleep":
+            time.sleep(10.0)
+        else:
+            end = time.monotonic() + 10.0
+            while time.monotonic() < end:
+                pass
+        done.append(time.monotonic())
+
+    QTimer.singleShot(0, stall)
+    qtbot.waitUntil(lambda: bool(done), timeout=int(scaled(30_000)))
+    stalled_until = done[0]
+    # a heartbeat the supervisor got after the stall, from every worker, shown in the window
+    qtbot.waitUntil(lambda: all(x.heartbeat_age is not None and time.monotonic() - x.heartbeat_age > stalled_until
+                                for x in sup.workers.values()), timeout=TIMEOUT)
+    assert {n: (x.pid, x.restarts) for n, x in sup.workers.items()} == before
+    assert all(x.state == "running" for x in sup.workers.values())
+    assert {n: x.counter("control_reconnects") for n, x in sup.workers.items()} == reconnects
+    assert not [ln.text for ln in desk.state.log.items if "died" in ln.text or "silent" in ln.text]
+    assert w.session.sup.health.get("stalls", 0) == 0  # the supervisor's loop itself never stalled
