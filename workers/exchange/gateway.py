@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -70,6 +71,8 @@ EXIT_JOURNAL_CORRUPT = 4
 DISK_FULL = "journal: disk full"
 #: seconds between tries of the journal while its disk is full
 FULL_PROBE_EVERY = 0.5
+#: free bytes on the journal's file system before orders are taken again (a few full batches)
+FULL_RESUME_FREE = 1 << 20
 #: the orders ROUTER's send high-water mark per peer (replies queued for a peer that does not
 #: read them; beyond it they are dropped and counted)
 DEFAULT_ORDERS_HWM = 10_000
@@ -285,6 +288,11 @@ class ExchangeGateway(Worker):
         self.stats.inc("journal_errors")
 
     def _probe_journal(self, now: float) -> None:
+        # Room first, then a real write: a log file's last page can take a few more bytes on
+        # a disk with none left, and resuming on that would refuse again at the next order.
+        if _free_bytes(self.journal.path.parent) < FULL_RESUME_FREE:
+            self._next_probe = now + FULL_PROBE_EVERY
+            return
         try:
             self.journal.probe()
         except JournalFull:
@@ -846,3 +854,13 @@ def _trim_heap() -> None:
     replies were freed, the gateway's RSS goes back down instead of staying at its peak."""
     if _malloc_trim is not None:
         _malloc_trim(0)
+
+
+def _free_bytes(directory: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``directory``'s file system (no statvfs,
+    e.g. Windows: unknown, so only the journal's own write decides)."""
+    try:
+        st = os.statvfs(directory)
+    except (AttributeError, OSError):
+        return FULL_RESUME_FREE
+    return st.f_bavail * st.f_frsize
