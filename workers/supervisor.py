@@ -462,11 +462,12 @@ class Supervisor:
         longer than ``timeout_ms``."""
         if self._router is None:
             return
-        self._note_stall()
         if self._zap is not None:
             while self._zap.sock.poll(0, zmq.POLLIN):
                 self._zap.handle(self._zap.sock.recv_multipart())
-        if self._router.poll(timeout_ms, zmq.POLLIN):
+        ready = self._router.poll(timeout_ms, zmq.POLLIN)
+        self._note_stall(timeout_ms / 1000)
+        if ready:
             for _ in range(10_000):
                 try:
                     frames = self._router.recv_multipart(zmq.NOBLOCK)
@@ -477,11 +478,13 @@ class Supervisor:
         self._resend_commands()
         self._last_poll = self.clock.monotonic()
 
-    def _note_stall(self) -> None:
-        """A long gap since the last poll was our own stall: no worker was heard meanwhile,
-        however often it spoke, so every silence clock starts again from now."""
+    def _note_stall(self, waited: float) -> None:
+        """A long gap since the last poll (beyond what this one waited for) was our own stall:
+        no worker was heard meanwhile, however often it spoke, so every silence clock starts
+        again from now.  (What they sent meanwhile is read right after, so heartbeats queued
+        during the stall count too.)"""
         now = self.clock.monotonic()
-        gap = now - self._last_poll
+        gap = now - self._last_poll - waited
         if self._last_poll and gap > self.config.stall_grace:
             self.stalls += 1
             for w in self.workers.values():
