@@ -24,7 +24,8 @@ log = logging.getLogger("tickdesk.app")
 
 
 def build_session(args: argparse.Namespace, settings, ui):
-    """The supervisor on the CLI's endpoints, else the settings' ones, else the defaults."""
+    """The supervisor on the CLI's endpoints, else the settings' ones, else the defaults
+    (the Session runs it on its own thread)."""
     from app.session import Session
 
     for name in Endpoints.NAMES:

@@ -3,9 +3,11 @@ runs the flush.
 
 Data flow (see docs/window.md): the feeds drain sockets into :class:`~app.state.AppState`;
 ``_flush`` runs about 30 times a second, takes what changed (``AppState.collect``) and
-hands it to each panel, which updates only the rows that changed; ``_poll`` runs the
-supervisor every 50 ms; ``_slow`` repaints the workers panel and the status bar 4 times a
-second.  Every signal of the window is wired in :meth:`MainWindow._connect_signals`.
+hands it to each panel, which updates only the rows that changed; ``_poll`` takes the
+supervisor's snapshots and events every 50 ms (the supervisor itself runs on its own thread,
+``workers.supervisor_thread``: a stalled UI thread delays what the window shows, never a
+heartbeat answer or a restart); ``_slow`` repaints the workers panel and the status bar 4
+times a second.  Every signal of the window is wired in :meth:`MainWindow._connect_signals`.
 
 The parts with a job of their own live beside it: the status bar and lag meter
 (``app.statusbar``), questions to the trader (``app.prompts``), the kill switch's buttons
@@ -378,7 +380,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _poll(self) -> None:
         try:
             self.session.poll()
-        except Exception as e:  # the supervisor must keep being polled whatever happens
+        except Exception as e:  # the window must keep showing the fleet whatever happens
             self.state.log.error("supervisor", f"poll failed: {type(e).__name__}: {e}")
 
     def _loop_exception(self, loop, context) -> None:
