@@ -217,3 +217,22 @@ def test_a_long_warning_never_pushes_kill_switch_on_off_the_status_bar(make_wind
         return kill.isVisible() and kill.text() == "KILL SWITCH ON" and g.width() >= whole and 0 <= g.left() and g.right() <= bar.width()
 
     qtbot.waitUntil(shown_whole, timeout=2000)
+
+
+def test_a_crash_loop_at_start_up_is_shown_as_such(make_window):
+    """A worker backing off is named in the status bar, its reason in the tooltip and the
+    workers panel's state tip (the supervisor thread's snapshot is what the window shows)."""
+    from workers.supervisor import WorkerSpec, WorkerView
+
+    w = make_window()
+    reason = "crash loop at start-up: 3 starts in a row died before ready (or within 1s of it); next try in 1.0s"
+    w.session.sup.workers["exchange"] = WorkerView(spec=WorkerSpec("exchange", "exchange"), state="backoff", restarts=3,
+                                                   reason=reason, quick_deaths=3)
+    w._slow()
+    assert "crash loop: exchange" in w.status_bar.workers.text()
+    assert reason in w.status_bar.workers.toolTip()
+    m = w.workers_panel.model
+    r = m.row_for("exchange")
+    state_col = [c.key for c in m.columns].index("state")
+    assert m.index(r, state_col).data() == "BACKOFF"
+    assert reason in m.index(r, state_col).data(Qt.ItemDataRole.ToolTipRole)
