@@ -91,6 +91,8 @@ class Watch:
 
     def pump(self) -> None:
         self.sup.poll(0)
+        if self.worker.starts > 1:  # say so at once, not as whatever wait it broke
+            raise AssertionError(f"the executor was restarted; supervisor events: {list(self.sup.events)[-6:]}")
         self._rig_pump()
         beat = self.worker.last_heartbeat
         if beat and beat != self.last_beat:
