@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 import signal
+import sys
 
 import pytest
 import zmq
@@ -320,6 +321,63 @@ def test_hard_limits_hold_for_any_client(tmp_path):
         assert call(sock, P.SendOrder(client_order_id="over", symbol="AAA", side=P.Side.BUY, qty=100)) == over
         assert call(sock, P.SendOrder(client_order_id="flatten", symbol="AAA", side=P.Side.SELL, qty=500))["ok"]
         assert proc.poll() is None
+    finally:
+        ctx.destroy(linger=0)
+        stop(proc)
+
+
+def _status_mib(pid: int, key: str) -> float:
+    """VmRSS (now) or VmHWM (the peak, as the kernel recorded it) of a process, in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {key}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the gateway's RSS from /proc")
+def test_a_client_that_never_reads_its_replies_cannot_grow_the_gateway(tmp_path):
+    """The outside check's DEALER that sent requests and never read the replies took the
+    gateway from 35 to 279 MB, kept after it left.  Replies queued for one peer stop at
+    --orders-hwm (beyond it they are dropped and counted); the memory goes back once the
+    peer is gone; other clients are served throughout."""
+    hwm, n_orders, n_requests = 2000, 20, 20_000
+    eps = Endpoints.ephemeral_ipc(tmp_path)
+    proc = start_worker("exchange", eps, "--journal", str(tmp_path / "j.sqlite"), "--orders-hwm", str(hwm), tmp_path=tmp_path)
+    ctx = zmq.Context()
+    try:
+        sock = req_socket(ctx, eps.orders)
+        wait_for_service(proc, sock)
+        for i in range(n_orders):  # get_orders replies of ~3 KB each
+            assert call(sock, P.SendOrder(client_order_id=f"r{i}", symbol="AAA", side=P.Side.BUY, qty=1,
+                                          order_type=P.OrderType.LIMIT, limit_price=10.0))["ok"]
+        request = P.GetOrders(working_only=True).pack()
+        reply_size = len(call_raw(sock, request))
+        assert reply_size > 2000
+        base = _status_mib(proc.pid, "VmRSS")
+
+        rude = ctx.socket(zmq.DEALER)
+        rude.setsockopt(zmq.LINGER, 0)
+        rude.setsockopt(zmq.RCVHWM, 1)
+        rude.setsockopt(zmq.RCVBUF, 4096)
+        rude.connect(eps.orders)
+        for _ in range(n_requests):
+            rude.send(request)
+        # replies dropped (counted, logged rate-limited), other clients served meanwhile
+        wait_until(lambda: "could not deliver a reply" in log_text(proc), timeout=30, message="replies dropped")
+        assert call(sock, P.Ping())["ok"]
+        rude.close(0)
+        # the peer's queue is freed when it goes; the heap is handed back within a few trims
+        wait_until(lambda: _status_mib(proc.pid, "VmRSS") - base < 8, timeout=20, interval=0.5,
+                   message=f"memory back near {base:.0f} MiB after the peer left")
+        # the kernel's record of the peak covers the whole flood (what the closed peer still
+        # had in flight was answered into nothing before the memory came back)
+        growth = _status_mib(proc.pid, "VmHWM") - base
+        unbounded = n_requests * reply_size / 2**20  # what a queue without a bound would hold
+        bound = 2 * hwm * reply_size / 2**20 + 16
+        assert bound < unbounded / 2, "the test must tell bounded from unbounded"
+        assert growth < bound, (base, growth, bound)
+        assert call(sock, P.Ping())["ok"] and proc.poll() is None
     finally:
         ctx.destroy(linger=0)
         stop(proc)

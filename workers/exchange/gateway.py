@@ -76,8 +76,10 @@ FULL_RESUME_FREE = 1 << 20
 #: the orders ROUTER's send high-water mark per peer (replies queued for a peer that does not
 #: read them; beyond it they are dropped and counted)
 DEFAULT_ORDERS_HWM = 10_000
-#: hand freed heap back to the OS at most this often (seconds), when replies were dropped
-TRIM_EVERY = 10.0
+#: after replies were dropped, hand freed heap back to the OS this often (seconds), this many
+#: times: the peer's queue is freed when it goes or reads, which the ROUTER does not tell
+TRIM_EVERY = 5.0
+TRIMS_AFTER_DROP = 12
 
 
 _WORKING = P.WORKING_STATUSES
@@ -134,7 +136,8 @@ class ExchangeGateway(Worker):
         self._next_probe = 0.0
         self._after_full: list[ExecEvent] = []  # what the client reported on a rollback
         self._corrupt = False
-        self._trim_due = 0.0  # when dropped replies last freed memory worth handing back
+        self._trims_left = 0  # heap trims still due after replies were dropped (see _trim_heap)
+        self._next_trim = 0.0
         for name in ("journal_full_refusals", "ticks_paused", "reply_dropped", "journal_rollbacks"):
             self.stats.counters[name] = 0
         self._handlers: dict[type[P.Message], Callable[[P.Message, Batch, int], bytes]] = {
@@ -230,8 +233,9 @@ class ExchangeGateway(Worker):
             self._flush(batch)
         if not self._failed and not self._journal_full:
             self._maybe_fold(now)
-        if self._trim_due and now >= self._trim_due:
-            self._trim_due = 0.0
+        if self._trims_left and now >= self._next_trim:
+            self._trims_left -= 1
+            self._next_trim = now + TRIM_EVERY
             _trim_heap()
         self.stats.gauges["journal_full"] = 1 if self._journal_full else 0
         self.stats.gauges["working_orders"] = len(self.working)
@@ -761,8 +765,9 @@ class ExchangeGateway(Worker):
                 self.stats.inc("reply_dropped")
                 self.rlog.warning("reply", "could not deliver a reply: peer gone or not reading (%d queued for it)",
                                   self.config.orders_hwm)
-                if not self._trim_due:
-                    self._trim_due = time.monotonic() + TRIM_EVERY
+                if not self._trims_left:
+                    self._next_trim = time.monotonic() + TRIM_EVERY
+                self._trims_left = TRIMS_AFTER_DROP
         self._publish(batch.events)
         return True
 
