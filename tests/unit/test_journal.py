@@ -241,6 +241,87 @@ def test_gateway_group_commit_journals_a_whole_batch_in_one_transaction(tmp_path
         gw._close()
 
 
+def test_gateway_rolls_a_batch_back_when_the_disk_is_full_and_resumes(tmp_path):
+    """The batch that finds the disk full is not answered as done: memory goes back to the
+    journal's state (positions, the book, the order records), its requests are answered
+    again -- orders and cancels refused "journal: disk full", queries from what is stored --
+    nothing is published, and the gateway takes orders again once the journal writes."""
+    import time
+
+    import zmq
+
+    from workers.config import add_common_args
+    from workers.exchange.gateway import DISK_FULL, ExchangeGateway, build_parser
+
+    parser = build_parser()
+    add_common_args(parser)
+    eps = [f"--{n}=inproc://{n}" for n in ("ticks", "orders", "execution", "control")]
+    gw = ExchangeGateway(parser.parse_args([*eps, "--no-control", "--market-wait", "0", "--journal", str(tmp_path / "g.sqlite")]))
+    ticks = gw.ctx.socket(zmq.PUB)
+    ticks.bind("inproc://ticks")
+    gw.setup()
+    client = gw.ctx.socket(zmq.DEALER)
+    client.connect("inproc://orders")
+
+    def tick(seq, ask=101.0):
+        t = P.Tick(symbol="AAA", seq=seq, ts=seq, last=100.0, bid=min(99.0, ask - 1), ask=ask, bid_size=1000, ask_size=1000, volume=0)
+        for _ in range(100):
+            ticks.send(P.pub(t))
+            if gw.ticks.poll(20):
+                break
+        gw._on_ticks(gw.ticks.recv())
+
+    def batch(*msgs):
+        for m in msgs:
+            client.send(m.pack())
+        assert gw.router.poll(1000)
+        gw._on_requests(gw.router.recv_multipart())
+        return [P.unpack_map(client.recv()) for _ in msgs]
+
+    try:
+        tick(1)
+        rest = P.SendOrder(client_order_id="rest", symbol="AAA", side=Side.BUY, qty=5, order_type=OrderType.LIMIT, limit_price=95.0)
+        (r1, r2) = batch(P.SendOrder(client_order_id="m1", symbol="AAA", side=Side.BUY, qty=10), rest)
+        assert (r1["status"], r2["status"]) == ("filled", "new")
+        seq = gw.exec_seq
+        real_write = gw.journal.write
+
+        def full(*a, **k):
+            raise JournalFull("journal: disk full (No space left on device)")
+
+        gw.journal.write = full
+        replies = batch(P.SendOrder(client_order_id="m2", symbol="AAA", side=Side.BUY, qty=7), P.CancelOrder(client_order_id="rest"),
+                        P.GetPositions(), P.GetOrder(client_order_id="m2"), P.SendOrder(client_order_id="m1", symbol="AAA", side=Side.BUY, qty=10))
+        assert (replies[0]["ok"], replies[0]["reason"], replies[0]["status"]) == (False, DISK_FULL, "rejected")
+        assert (replies[1]["ok"], replies[1]["reason"], replies[1]["status"]) == (False, DISK_FULL, "new")
+        assert [(p["symbol"], p["qty"]) for p in replies[2]["positions"]] == [("AAA", 10)]
+        assert replies[3]["ok"] is False and "unknown" in replies[3]["reason"]
+        assert replies[4] == r1  # the stored reply of an earlier order
+        assert gw.exec_seq == seq, "nothing of the lost batch may be published"
+        assert "m2" not in gw.orders and gw.positions.qty("AAA") == 10
+        # the book is the journal's: the resting order is worked as the record the gateway holds
+        assert list(gw.client.working_symbols()) == ["AAA"] and gw.client.working("AAA") == [gw.working["rest"]]
+        tick(2, ask=90.0)  # would fill the resting order: paused while no fill can be journaled
+        assert gw.stats.counters["ticks_paused"] == 1 and gw.working["rest"].status is OrderStatus.NEW
+
+        gw.journal.write = real_write
+        gw.on_timer(time.monotonic() + 1.0)  # the probe writes: orders again
+        (r,) = batch(P.SendOrder(client_order_id="m2", symbol="AAA", side=Side.BUY, qty=7))
+        assert (r["ok"], r["status"]) == (True, "filled")
+        tick(3, ask=90.0)
+        assert gw.working == {} and gw.positions.qty("AAA") == 22
+        assert gw.exec_seq > seq
+        rec = gw.journal.load()
+        assert {o.client_order_id: o.status for o in rec.orders} == {
+            "m1": OrderStatus.FILLED, "rest": OrderStatus.FILLED, "m2": OrderStatus.FILLED}
+        assert rec.positions.get("AAA").qty == 22
+    finally:
+        client.close(0)
+        ticks.close(0)
+        gw.teardown()
+        gw._close()
+
+
 # ----------------------------------------------------------------------------- the log and the fold
 
 
