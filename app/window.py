@@ -91,6 +91,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.state = session.state
         self.settings = settings
         self.ui = ui or settings.load()
+        self._apply_market(self.ui)
         self._closing = False
         #: (client_order_id, ticket, status last shown) of the ticket's newest order
         self._ticket_order: tuple | None = None
@@ -343,10 +344,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def _flush(self) -> None:
         t0 = time.perf_counter()
         ch = self.state.collect()
-        if ch.symbols:
+        if ch.symbols or ch.evicted_symbols:  # a flush may only drop symbols (the universe cap)
             self.market_watch.apply(ch)
-            self.ticket.apply(ch.symbols)
-            if not self.chart.symbol:
+            self.ticket.apply(ch.symbols, ch.evicted_symbols)
+            if ch.symbols and not self.chart.symbol:
                 self._first_symbol()
         if self._ticket_order is not None and (ch.changed_orders or ch.new_orders):
             self._follow_ticket_order(ch)
@@ -597,6 +598,10 @@ class MainWindow(QtWidgets.QMainWindow):
         dlg.finished.connect(done)
         dlg.open()
 
+    def _apply_market(self, s: UiSettings) -> None:
+        """The symbol universe's bound (docs/window.md, *Symbol universe*)."""
+        self.state.market.configure(max_symbols=s.max_symbols, watchlist=s.watchlist, idle_evict_s=s.idle_evict_s)
+
     def apply_settings(self, s: UiSettings) -> None:
         old = self.ui
         try:
@@ -605,6 +610,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.state.log.error("settings", f"risk limits not applied: {e}")
             return
         self.ui = s
+        self._apply_market(s)
         self.settings.save(s)
         if s.theme != old.theme:
             self.set_theme(s.theme, save=False)

@@ -446,7 +446,7 @@ class RuntimeConfig:
     name: str | None = option(None, "instance name", default_text="the worker kind", group="runtime")
     no_control: bool = option(False, "run standalone: no supervisor, no heartbeats, never exit for lack of a supervisor", group="runtime")
     heartbeat: float = option(0.5, "seconds between heartbeats", group="runtime")
-    orphan_timeout: float = option(5.0, "exit when the supervisor has been silent this many seconds (0: never)", group="runtime")
+    orphan_timeout: float = option(5.0, "exit when a remote supervisor (not our parent) has been silent this many seconds (0: never)", group="runtime")
     log_level: str = option("INFO", "DEBUG, INFO, WARNING", group="runtime")
     curve_dir: str | None = option(None, "directory with CurveZMQ keys (needed to bind non-loopback)", group="runtime")
 

@@ -134,9 +134,21 @@ class TicketPanel(QtWidgets.QWidget):
         if new:
             self._known |= new
             text = self.symbol.currentText()
-            for s in sorted(new):
-                if self.symbol.findText(s) < 0:
-                    self.symbol.addItem(s)
+            # _known mirrors the list, so no findText per symbol (slow with hundreds of them)
+            self.symbol.addItems(sorted(new))
+            self.symbol.setCurrentText(text)
+
+    def forget_symbols(self, symbols) -> None:
+        """Symbols the window no longer holds (the universe cap replaced them) leave the list;
+        the one in the ticket stays as typed."""
+        gone = set(symbols) & self._known
+        if gone:
+            self._known -= gone
+            text = self.symbol.currentText()
+            for s in gone:
+                i = self.symbol.findText(s)
+                if i >= 0:
+                    self.symbol.removeItem(i)
             self.symbol.setCurrentText(text)
 
     def focus_symbol(self) -> None:
@@ -193,7 +205,9 @@ class TicketPanel(QtWidgets.QWidget):
         self.quote.setText(f"Bid {fmt_price(q.bid)} x {q.bid_size:,}   Ask {fmt_price(q.ask)} x {q.ask_size:,}   "
                            f"Last {fmt_price(q.last)}   Pos {pos:+,}   Working {working}")
 
-    def apply(self, symbols: set[str]) -> None:
+    def apply(self, symbols: set[str], evicted=()) -> None:
+        if evicted:
+            self.forget_symbols(evicted)
         if symbols:
             self.add_symbols(symbols)
             if self.symbol.currentText().strip().upper() in symbols:

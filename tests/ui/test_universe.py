@@ -83,8 +83,7 @@ def test_50000_symbols_from_a_publisher_keep_the_window_bounded(qtbot, qloop, tm
     w = MainWindow(session, settings, ui)
     qtbot.addWidget(w)
     st = w.state
-    # what the window does with Settings > Market (the watch list and the cap)
-    st.market.configure(max_symbols=ui.max_symbols, watchlist=ui.watchlist)
+    assert st.market.max_symbols == CAP and st.market.is_watched("WL1")  # Settings > Market, applied
     # a symbol with a position and one with a working order are watched too
     st.on_fill(P.Fill(fill_id="F1", client_order_id="c0", order_id="O0", symbol="POS1", side=Side.BUY, qty=5,
                       price=50.0, ts=P.now_ns()))

@@ -236,3 +236,26 @@ def test_a_crash_loop_at_start_up_is_shown_as_such(make_window):
     state_col = [c.key for c in m.columns].index("state")
     assert m.index(r, state_col).data() == "BACKOFF"
     assert reason in m.index(r, state_col).data(Qt.ItemDataRole.ToolTipRole)
+
+
+def test_the_market_settings_bound_the_window_at_start_and_when_changed(make_window):
+    w = make_window(max_symbols=2, watchlist=["WL1"])
+    m = w.state.market
+    assert m.max_symbols == 2 and m.is_watched("WL1")
+    for sym in ("AAA", "BBB", "CCC", "DDD", "WL1"):
+        feed(w, sym)
+    # at most two unwatched symbols held (the chart's first symbol is watched), the rest
+    # refused, the watch list's held beside them
+    assert m.held_unwatched() == 2 and "WL1" in m.quotes and "DDD" not in m.quotes
+    assert m.refused_ticks == 3
+    s = w.ui
+    s.max_symbols, s.watchlist = 3, ["WL1", "ZZZ"]
+    w.apply_settings(s)
+    feed(w, "DDD")
+    assert "DDD" in m.quotes and m.is_watched("ZZZ")
+    # a symbol the window let go of leaves the ticket's list
+    assert w.ticket.symbol.findText("BBB") >= 0
+    m.evict("BBB")
+    w._flush()
+    assert w.ticket.symbol.findText("BBB") < 0 and w.ticket.symbol.findText("AAA") >= 0
+    assert "BBB" not in [r.symbol for r in w.market_watch.model.rows()]
