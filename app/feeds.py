@@ -23,6 +23,7 @@ import zmq
 import zmq.asyncio
 
 from workers import protocol as P
+from workers.config import enable_ipv6
 from workers.ratelimit import KeyedLimiter
 from workers.runtime import CONNECTED_MAXMSGSIZE
 from workers.sequence import SeqKind, SequenceTracker
@@ -282,7 +283,7 @@ class Feeds:
     def __init__(self, state: AppState, endpoints, ctx: zmq.asyncio.Context | None = None, curve=None,
                  tasks: Tasks | None = None):
         self.state = state
-        self.ctx = ctx or zmq.asyncio.Context()
+        self.ctx = ctx or enable_ipv6(zmq.asyncio.Context())
         self._own_ctx = ctx is None
         self.tasks = tasks.child("feeds") if tasks is not None else Tasks("feeds")
         st = state.streams

@@ -36,6 +36,7 @@ from typing import Any
 import zmq
 
 from workers import protocol as P
+from workers.config import enable_ipv6
 
 #: replies to get_orders can be large; a connecting socket must not trip on them (runtime.py)
 REPLY_MAXMSGSIZE = P.MAX_REPLY_BYTES
@@ -184,7 +185,7 @@ class OrderClient(_ClientBase):
 
     def __init__(self, endpoint: str, policy: RetryPolicy = RetryPolicy(), ctx: zmq.Context | None = None, curve=None):
         super().__init__(endpoint, policy, curve)
-        self.ctx = ctx or zmq.Context.instance()
+        self.ctx = ctx or enable_ipv6(zmq.Context.instance())
         self._sock: zmq.Socket | None = None
 
     def request_raw(self, payload: bytes) -> dict | None:
@@ -338,7 +339,7 @@ class AsyncOrderClient(_ClientBase):
         import zmq.asyncio
 
         super().__init__(endpoint, policy, curve)
-        self.ctx = ctx or zmq.asyncio.Context.instance()
+        self.ctx = ctx or enable_ipv6(zmq.asyncio.Context.instance())
 
     async def request_raw(self, payload: bytes) -> dict | None:
         # One REQ socket per request: concurrent requests from the UI never queue behind each

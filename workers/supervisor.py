@@ -45,7 +45,7 @@ import zmq
 
 from workers import protocol as P
 from workers.clock import LIVE_CLOCK, Clock
-from workers.config import Endpoints
+from workers.config import Endpoints, enable_ipv6
 from workers.errors import ConfigError
 from workers.ratelimit import KeyedLimiter, RateLimitedLogger
 from workers.runtime import EXIT_CONFIG_ERROR, SUPERVISOR_PID_ENV, check_bind_allowed
@@ -311,7 +311,7 @@ class Supervisor:
     ):
         self.endpoints = endpoints
         self.config = config or SupervisorConfig()
-        self.ctx = ctx or zmq.Context.instance()
+        self.ctx = ctx or enable_ipv6(zmq.Context.instance())
         self.clock = clock
         self._popen = popen
         self.workers: dict[str, WorkerState] = {s.name: WorkerState(spec=s, clock=clock) for s in specs}
