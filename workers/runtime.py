@@ -32,7 +32,7 @@ from workers import protocol as P
 from workers.clock import LIVE_CLOCK, Clock
 from workers.config import ConfigOf, Endpoints, RuntimeConfig, add_common_args, enable_ipv6, from_namespace, is_loopback, parse_worker_argv
 from workers.control_channel import CONTROL_RECONNECT_AFTER, SUPERVISOR_PID_ENV, ControlChannel
-from workers.errors import CommandError, ConfigError
+from workers.errors import CommandError, ConfigError, CorruptStateError
 from workers.ratelimit import RateLimitedLogger
 from workers.security import CurveKeys, ZapHandler
 from workers.telemetry import LatencyRecorder, Stats, rss_bytes
@@ -42,6 +42,10 @@ log = logging.getLogger("tickdesk.worker")
 DRAIN_BATCH = 4096  # max messages taken from one socket per wake-up before looking at others
 #: exit code of a worker that cannot start as configured (bad option, endpoint refused, ...)
 EXIT_CONFIG_ERROR = 2
+#: exit code of a worker that refuses to start on state it cannot trust (a damaged journal):
+#: the supervisor never restarts it, since a restart would only refuse again (or, worse, a
+#: later version might serve it)
+EXIT_CORRUPT_STATE = 4
 #: MAXMSGSIZE of receiving sockets that connect (see Worker.socket): against memory exhaustion only
 CONNECTED_MAXMSGSIZE = 64 * P.MAX_MESSAGE_BYTES
 
@@ -248,6 +252,10 @@ class Worker:
         try:
             self.setup()
             self.control.open()
+        except CorruptStateError as e:
+            self.log.error("%s failed to start: %s", self.name, e)
+            self._close()
+            return EXIT_CORRUPT_STATE
         except Exception as e:
             self.log.error("%s failed to start: %s", self.name, e)
             self._close()

@@ -48,7 +48,7 @@ from workers.clock import LIVE_CLOCK, Clock
 from workers.config import Endpoints, enable_ipv6
 from workers.errors import ConfigError
 from workers.ratelimit import KeyedLimiter, RateLimitedLogger
-from workers.runtime import EXIT_CONFIG_ERROR, SUPERVISOR_PID_ENV, check_bind_allowed
+from workers.runtime import EXIT_CONFIG_ERROR, EXIT_CORRUPT_STATE, SUPERVISOR_PID_ENV, check_bind_allowed
 
 log = logging.getLogger("tickdesk.supervisor")
 
@@ -579,6 +579,12 @@ class Supervisor:
                         # error (bad option, endpoint refused).  Restarting cannot fix it.
                         w.state, w.reason = "failed", self._last_log_line(w) or f"exited with code {code}"
                         self._emit(w.name, f"failed to start: {w.reason}; not restarting")
+                        continue
+                    if code == EXIT_CORRUPT_STATE:
+                        # It refused state it cannot trust (a damaged journal): every restart
+                        # would refuse again, and a person must restore or decide.
+                        w.state, w.reason = "failed", self._last_log_line(w) or f"exited with code {code}"
+                        self._emit(w.name, f"refuses to start on damaged state: {w.reason}; not restarting")
                         continue
                     w.restarts += 1
                     served = now - w.ready_at if w.ready_at else 0.0

@@ -21,7 +21,7 @@ import zmq
 from tests.procs import log_text, scaled, scaled_ms, start_worker, stop, wait_until
 from workers import protocol as P
 from workers.config import Endpoints
-from workers.exchange.gateway import EXIT_JOURNAL_CORRUPT
+from workers.runtime import EXIT_CORRUPT_STATE as EXIT_JOURNAL_CORRUPT
 
 pytestmark = pytest.mark.timeout(120)
 

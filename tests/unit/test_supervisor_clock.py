@@ -229,6 +229,21 @@ def test_a_first_start_that_fails_on_its_configuration_is_not_restarted(make_rig
     assert len(rig.procs) == 1
 
 
+def test_a_worker_that_refuses_damaged_state_is_never_restarted(make_rig):
+    # a gateway that served for a while, was restarted, and found its journal damaged
+    rig = make_rig()
+    rig.hello()
+    rig.at(60)
+    rig.proc.exit(-9)
+    rig.at(0)
+    assert len(rig.procs) == 2  # a crash after serving: restarted at once
+    rig.proc.exit(4)  # EXIT_CORRUPT_STATE: refused its journal
+    rig.at(0)
+    assert rig.w.state == "failed" and rig.sup.failed() == [rig.w]
+    rig.at(60)
+    assert len(rig.procs) == 2
+
+
 # ----------------------------------------------------------------------------- silence
 
 

@@ -38,7 +38,7 @@ from workers.exchange.journal import SYNC_MODES, Journal, JournalCorrupt, Journa
 from workers.exchange.simulated import SimulatedExchange
 from workers.exchange.limits import HardLimits, HardLimitsConfig
 from workers.protocol import MsgType, OrderStatus, Side
-from workers.runtime import Worker, run_worker
+from workers.runtime import EXIT_CORRUPT_STATE, Worker, run_worker
 from workers.sequence import SequenceTracker
 
 DEFAULT_JOURNAL_NAME = "exchange-journal.sqlite"
@@ -64,9 +64,6 @@ _POLLIN = int(zmq.POLLIN)
 _MORE_NOBLOCK = int(zmq.NOBLOCK | zmq.SNDMORE)
 #: order id shown for an order the gateway refused before any exchange saw it
 NO_ORDER_ID = "-"
-#: exit status of a gateway that refuses its journal as damaged (JournalCorrupt): restarting
-#: cannot help, a person must restore or decide (docs/exchange.md, *A damaged journal*)
-EXIT_JOURNAL_CORRUPT = 4
 #: the reason every order (and cancel) is refused with while the journal's disk is full
 DISK_FULL = "journal: disk full"
 #: seconds between tries of the journal while its disk is full
@@ -135,7 +132,6 @@ class ExchangeGateway(Worker):
         self._journal_full = ""
         self._next_probe = 0.0
         self._after_full: list[ExecEvent] = []  # what the client reported on a rollback
-        self._corrupt = False
         self._trims_left = 0  # heap trims still due after replies were dropped (see _trim_heap)
         self._next_trim = 0.0
         for name in ("journal_full_refusals", "ticks_paused", "reply_dropped", "journal_rollbacks"):
@@ -151,12 +147,6 @@ class ExchangeGateway(Worker):
         }
 
     # ------------------------------------------------------------------ lifecycle
-    def run(self) -> int:
-        code = super().run()
-        # the runtime's start-up failure is a configuration error (2); a damaged journal is
-        # not one, and the supervisor must not restart into it
-        return EXIT_JOURNAL_CORRUPT if self._corrupt else code
-
     def setup(self) -> None:
         # self.config: checked against ExchangeConfig (a ConfigError here means exit status 2)
         path = Path(self.config.journal) if self.config.journal else data_dir() / DEFAULT_JOURNAL_NAME
@@ -173,13 +163,12 @@ class ExchangeGateway(Worker):
                     self.journal.truncated_at)
             self._recover()
         except JournalCorrupt as e:
-            self._corrupt = True
             # one line (the runtime logs it): what is wrong, and what the operator can do
             raise JournalCorrupt(
                 f"REFUSING TO SERVE a damaged journal: {e}. Answered orders may be missing from it, and serving it would "
                 f"take a resend of one for a new order. Stop here; restore {path} and {path}{'-log'} from a backup (both "
                 f"files, from the same moment), or move them aside, reconcile with the exchange by hand and start on a "
-                f"new journal (exit status {EXIT_JOURNAL_CORRUPT}; see docs/exchange.md, 'A damaged journal')") from e
+                f"new journal (exit status {EXIT_CORRUPT_STATE}; see docs/exchange.md, 'A damaged journal')") from e
         self.router = self.socket(zmq.ROUTER, bind=self.endpoints.orders, sndhwm=self.config.orders_hwm, rcvhwm=self.config.exec_hwm)
         # Replies to a vanished or stuck peer raise instead of vanishing, so they are counted.
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
