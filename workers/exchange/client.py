@@ -148,6 +148,11 @@ class ExchangeClient(ABC):
 
     Contract:
 
+    * No call blocks: the loop also answers queries and heartbeats, and a call that waits on
+      a remote venue would get the gateway taken for silent and killed.  A venue's answers
+      come back through ``poll`` (a FIX session or a broker API reads its socket on its own
+      thread or through the loop, never inside ``submit``).
+
     * ``submit`` receives a journaled order in ``pending_new`` with empty ``order_id``.  It
       assigns ``order_id``, moves the order on (``new``, ``rejected`` with a ``reason``,
       fills), and returns the events in the order they happened.
