@@ -95,6 +95,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._closing = False
         #: (client_order_id, ticket, status last shown) of the ticket's newest order
         self._ticket_order: tuple | None = None
+        #: (box, ticket) of the order confirmation while it is open
+        self._confirm: tuple | None = None
         self.lag = LagMeter(LAG_MS)
         self._flush_ms = collections.deque(maxlen=100)
         self.flushes = 0
@@ -347,6 +349,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if ch.symbols or ch.evicted_symbols:  # a flush may only drop symbols (the universe cap)
             self.market_watch.apply(ch)
             self.ticket.apply(ch.symbols, ch.evicted_symbols)
+            if self._confirm is not None and self._confirm[1].symbol in ch.symbols:
+                self._confirm[0].setText(self._confirm_text(self._confirm[1]))
             if ch.symbols and not self.chart.symbol:
                 self._first_symbol()
         if self._ticket_order is not None and (ch.changed_orders or ch.new_orders):
@@ -438,10 +442,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.ui.confirm_orders:
             self._send(ticket)
             return
-        q = self.state.market.quotes.get(ticket.symbol)
-        quote = f"\nBid {q.bid:,.2f} / Ask {q.ask:,.2f}, last {q.last:,.2f}" if q else ""
-
         def answered(yes: bool, never: bool) -> None:
+            self._confirm = None
             if yes:
                 if never:
                     self.ui.confirm_orders = False
@@ -450,8 +452,16 @@ class MainWindow(QtWidgets.QMainWindow):
             else:
                 self.ticket.show_message(f"{ticket.describe()} not sent (cancelled at confirmation)", "warn")
 
-        prompts.ask(self, "Confirm order", f"Send {ticket.describe()}?{quote}", answered,
-                    object_name="confirmOrder", default=True, offer_dont_ask=True)
+        box = prompts.ask(self, "Confirm order", self._confirm_text(ticket), answered,
+                          object_name="confirmOrder", default=True, offer_dont_ask=True)
+        self._confirm = (box, ticket)
+
+    def _confirm_text(self, ticket: Ticket) -> str:
+        """The confirmation's question with the market as it is now: the flush keeps it live,
+        so a dialog left open never shows the prices of when it opened."""
+        q = self.state.market.quotes.get(ticket.symbol)
+        quote = f"\nBid {q.bid:,.2f} / Ask {q.ask:,.2f}, last {q.last:,.2f}" if q else "\nno prices"
+        return f"Send {ticket.describe()}?{quote}"
 
     def _send(self, ticket: Ticket) -> None:
         d, coid = self.session.orders.submit(ticket)

@@ -259,3 +259,20 @@ def test_the_market_settings_bound_the_window_at_start_and_when_changed(make_win
     w._flush()
     assert w.ticket.symbol.findText("BBB") < 0 and w.ticket.symbol.findText("AAA") >= 0
     assert "BBB" not in [r.symbol for r in w.market_watch.model.rows()]
+
+
+def test_an_open_confirmation_shows_the_market_as_it_is_now(make_window, qtbot):
+    # found trying the window on a real display: a confirmation left open showed the prices
+    # of when it opened while the market moved on under it
+    w = make_window(confirm_orders=True)
+    w.session.orders.submit = lambda t: (True, "x")
+    feed(w, "MSFT", last=100.0)
+    w.ticket.set_symbol("MSFT")
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
+    box = [b for b in w.findChildren(QtWidgets.QMessageBox, "confirmOrder") if b.isVisible()][0]
+    assert "last 100.03" in box.text()
+    feed(w, "MSFT", n=1, last=120.0)
+    assert "last 120.01" in box.text() and "100.03" not in box.text()
+    qtbot.mouseClick(box.button(QtWidgets.QMessageBox.StandardButton.No), Qt.MouseButton.LeftButton)
+    feed(w, "MSFT", n=1, last=130.0)  # answered: nothing holds the closed box
+    assert w._confirm is None
