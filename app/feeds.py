@@ -114,7 +114,7 @@ class ExecDecoder(_Decoder):
         st = self.state
         if not msg.seq:  # not numbered: nothing to check
             return True
-        ev = self.seq.check("execution", msg.seq, getattr(msg, "epoch", None))
+        ev = self.seq.check("execution", msg.seq, msg.epoch or None)
         kind = ev.kind
         if kind is SeqKind.IN_ORDER or kind is SeqKind.FIRST:
             st.exec_seq = msg.seq

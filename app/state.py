@@ -347,7 +347,7 @@ class _OrderRowMethods:
 #: One order as this window knows it, the manual ticket's and the strategies' alike: the
 #: fields of ``order_update`` (``ts``: its latest change) plus when this window first saw it.
 OrderRow = P.derive_record(
-    "OrderRow", P.OrderUpdate, drop=("seq",), last=[("created_ts", int, 0)], module=__name__,
+    "OrderRow", P.OrderUpdate, drop=P.STREAM_FIELDS, last=[("created_ts", int, 0)], module=__name__,
     namespace={k: v for k, v in vars(_OrderRowMethods).items() if not k.startswith("__")},
 )
 
@@ -485,8 +485,8 @@ def _int(v: Any) -> int:
 
 #: A fill as this window shows it: the fields of ``fill`` plus its latency as seen here
 #: (tick -> fill: origin_ts to arrival, in microseconds).
-FillRow = P.derive_record("FillRow", P.Fill, drop=("seq",), last=[("latency_us", float, 0.0)], frozen=True, module=__name__)
-_fill_values = operator.attrgetter(*[f.name for f in P.fields_of(P.Fill) if f.name != "seq"])
+FillRow = P.derive_record("FillRow", P.Fill, drop=P.STREAM_FIELDS, last=[("latency_us", float, 0.0)], frozen=True, module=__name__)
+_fill_values = operator.attrgetter(*[f.name for f in P.fields_of(P.Fill) if f.name not in P.STREAM_FIELDS])
 
 
 @dataclass(slots=True, frozen=True)

@@ -372,8 +372,9 @@ class Endpoints:
     execution: str = _endpoint(5558, "execution")
     events: str = _endpoint(5559, "events")
     control: str = _endpoint(5560, "control")
+    snapshot: str = _endpoint(5561, "snapshot")
 
-    NAMES = ("ticks", "signals", "orders", "execution", "events", "control")
+    NAMES = ("ticks", "signals", "orders", "execution", "events", "control", "snapshot")
     #: namespace dests are ep_<name> (--orders would clash with nothing today, but a worker's
     #: own option may one day be called like an endpoint)
     DEST_PREFIX = "ep_"

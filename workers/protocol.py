@@ -69,6 +69,10 @@ class MsgType(StrEnum):
     GET_ORDERS = "get_orders"
     GET_POSITIONS = "get_positions"
     PING = "ping"
+    GET_FILLS = "get_fills"
+    SET_KILL_SWITCH = "set_kill_switch"
+    # snapshot endpoint (market-data gateway)
+    GET_SNAPSHOT = "get_snapshot"
     # control channel
     HELLO = "hello"
     HEARTBEAT = "heartbeat"
@@ -133,6 +137,10 @@ Price = Annotated[float, Meta(gt=0.0, lt=MAX_PRICE)]
 #: any finite number (P&L, averages): the bounds exclude NaN and +-infinity
 Finite = Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
 
+#: a publisher's incarnation: its start time in ns, a new value after every restart; 0 from a
+#: publisher that does not say (a consumer then falls back on ``seq`` going back)
+Epoch = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+
 _REGISTRY: dict[str, type[Message]] = {}
 
 
@@ -185,6 +193,9 @@ class Tick(Message, tag="tick"):
     bid_size: Count
     ask_size: Count
     volume: Count
+    #: the market-data gateway's incarnation (see :data:`Epoch`): a new epoch is a restart of
+    #: the stream, whatever ``seq`` says
+    epoch: Epoch = 0
 
     def __post_init__(self) -> None:
         if self.bid > self.ask:
@@ -213,6 +224,8 @@ class Ticks(Message, tag="ticks"):
 
     symbol: Symbol
     ticks: Annotated[list[TickRow], Meta(min_length=1, max_length=MAX_TICKS_PER_FRAME)]
+    #: as ``tick.epoch``, for every row of the frame
+    epoch: Epoch = 0
 
     def __post_init__(self) -> None:
         for r in self.ticks:
@@ -302,6 +315,8 @@ class ExecReport(Traced, frozen=True, kw_only=True):
 
     #: execution-stream sequence number (0 in query replies: a snapshot, not a report)
     seq: Count = 0
+    #: the exchange gateway's incarnation (see :data:`Epoch`; 0 in query replies)
+    epoch: Epoch = 0
 
 
 @wire
@@ -403,7 +418,28 @@ class Ping(Message, tag="ping"):
     ts: Ts = 0
 
 
-REQUEST_CLASSES: tuple[type[Message], ...] = (SendOrder, CancelOrder, CancelAll, GetOrder, GetOrders, GetPositions, Ping)
+@wire
+class GetFills(Message, tag="get_fills"):
+    """The fills the gateway journaled, oldest first: those numbered after ``since_fill``
+    (fill ids are ``F<n>``), at most ``limit`` of them (the gateway's cap when absent)."""
+
+    since_fill: Count = 0
+    limit: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+
+
+@wire
+class SetKillSwitch(Message, tag="set_kill_switch"):
+    """Turn the account's kill switch on or off.  While on, the gateway refuses every order
+    that would increase a position, from any client (reason starting ``kill switch``), and
+    accepts orders that reduce one; the state is journaled and survives every restart."""
+
+    on: bool
+    reason: Text = ""
+    ts: Ts = 0
+
+
+REQUEST_CLASSES: tuple[type[Message], ...] = (SendOrder, CancelOrder, CancelAll, GetOrder, GetOrders, GetPositions,
+                                              GetFills, SetKillSwitch, Ping)
 REQUEST_TYPES = frozenset(c.TYPE for c in REQUEST_CLASSES)
 
 
@@ -484,6 +520,61 @@ class GetPositionsReply(Reply, tag="get_positions_reply"):
     positions: list[NetPosition] = []
     #: the number of the newest fill these positions include (compare with fill ids)
     last_fill_seq: Count = 0
+    #: the account's kill switch (set_kill_switch), and why it was turned on
+    kill_switch: bool = False
+    kill_reason: Text = ""
+
+
+@wire
+class GetFillsReply(Reply, tag="get_fills_reply"):
+    #: fill-shaped maps (``seq`` 0: a snapshot, not a report), oldest first
+    fills: list[Fill] = []
+    #: the number of the newest fill the gateway holds (more may follow ``fills`` if it is larger
+    #: than the last one returned: ask again with ``since_fill``)
+    last_fill: Count = 0
+
+
+@wire
+class SetKillSwitchReply(Reply, tag="set_kill_switch_reply"):
+    #: the kill switch as it now stands, and why it was turned on
+    on: bool = False
+    kill_reason: Text = ""
+
+
+# ---- the snapshot endpoint of the market-data gateway (the zguide's Clone pattern: a late
+# joiner subscribes first, asks for the snapshot, then applies live ticks with a larger seq
+# of the same epoch; docs/protocol.md)
+
+#: a bar of a snapshot: start ts (ns), open, high, low, close, volume traded in the bar
+BarRow = tuple[Ts, Price, Price, Price, Price, Count]
+BAR_ROW_FIELDS = ("ts", "open", "high", "low", "close", "volume")
+
+
+@wire
+class GetSnapshot(Message, tag="get_snapshot"):
+    """The last tick of each symbol (all, or ``symbols``) and the session's bars."""
+
+    symbols: list[Symbol] | None = None
+
+
+class SymbolBars(msgspec.Struct, frozen=True):
+    """The session's bars of one symbol in a snapshot, oldest first."""
+
+    symbol: Symbol
+    #: bar length in seconds
+    interval: Annotated[int, Meta(ge=1, le=86_400)]
+    bars: list[BarRow] = []
+
+
+@wire
+class GetSnapshotReply(Reply, tag="get_snapshot_reply"):
+    #: the gateway's epoch: live ticks of another epoch are of another incarnation
+    epoch: Epoch = 0
+    #: the last tick of each symbol, tick-shaped, with its ``seq`` (and ``epoch``)
+    ticks: list[Tick] = []
+    bars: list[SymbolBars] = []
+    #: true when bars were left out (oldest first) to keep the reply within its size
+    truncated: bool = False
 
 
 #: request class -> the class of its reply
@@ -494,8 +585,13 @@ REPLY_FOR: dict[type[Message], type[Reply]] = {
     GetOrder: GetOrderReply,
     GetOrders: GetOrdersReply,
     GetPositions: GetPositionsReply,
+    GetFills: GetFillsReply,
+    SetKillSwitch: SetKillSwitchReply,
     Ping: PingReply,
+    GetSnapshot: GetSnapshotReply,
 }
+#: what the market-data gateway's snapshot endpoint takes
+SNAPSHOT_REQUESTS: tuple[type[Message], ...] = (GetSnapshot,)
 _REPLY_BY_REQUEST_TYPE = {req.TYPE: rep for req, rep in REPLY_FOR.items()}
 REPLY_CLASSES: tuple[type[Reply], ...] = (ErrorReply, *REPLY_FOR.values())
 
@@ -815,14 +911,14 @@ def decode_pub(frame: bytes, expect=None) -> tuple[bytes, Message]:
 # ---- ticks: the hot path
 
 
-def encode_ticks(symbol: str, rows: list) -> bytes:
-    """One published frame with the ticks ``rows`` of ``symbol`` (see :data:`TICK_ROW_FIELDS`):
-    the classic ``tick`` form for a single row, a ``ticks`` message for 2..1024 rows.
-    The rows are trusted (the caller made them from valid ticks)."""
+def encode_ticks(symbol: str, rows: list, epoch: int = 0) -> bytes:
+    """One published frame with the ticks ``rows`` of ``symbol`` (see :data:`TICK_ROW_FIELDS`)
+    from the publisher of ``epoch``: the classic ``tick`` form for a single row, a ``ticks``
+    message for 2..1024 rows.  The rows are trusted (the caller made them from valid ticks)."""
     if len(rows) == 1:
-        msg: Message = Tick(symbol, *rows[0])
+        msg: Message = Tick(symbol, *rows[0], epoch=epoch)
     else:
-        msg = Ticks(symbol, rows)
+        msg = Ticks(symbol, rows, epoch=epoch)
     return tick_prefix(symbol) + _encode(msg)
 
 
@@ -835,8 +931,14 @@ def tick_rows(frame: bytes) -> tuple[str, list]:
     Each row is a :data:`TickRow` tuple ``(seq, ts, last, bid, ask, bid_size, ask_size,
     volume)``, checked by the declarations above (prices are floats).  The topic must be
     ``tick.<symbol>``.  A frame is taken whole or not at all: any problem raises
-    :class:`ProtocolError` and nothing is returned.
+    :class:`ProtocolError` and nothing is returned.  :func:`tick_frame` also gives the epoch.
     """
+    sym, rows, _ = tick_frame(frame)
+    return sym, rows
+
+
+def tick_frame(frame: bytes) -> tuple[str, list, int]:
+    """:func:`tick_rows` with the publisher's epoch: ``(symbol, rows, epoch)``."""
     i = frame.find(TOPIC_SEP)
     if i <= 0:
         raise ProtocolError("published frame has no topic separator")
@@ -846,8 +948,8 @@ def tick_rows(frame: bytes) -> tuple[str, list]:
     if not frame.startswith(tick_prefix(sym)) or i != len(sym) + 5:
         raise ProtocolError(f"topic {bytes(frame[:min(i, 40)])!r} does not match symbol {sym!r}")
     if msg.__class__ is Ticks:
-        return sym, msg.ticks
-    return sym, [msg.row]
+        return sym, msg.ticks, msg.epoch
+    return sym, [msg.row], msg.epoch
 
 
 def iter_ticks(frame: bytes) -> Iterator[Tick]:
@@ -855,15 +957,15 @@ def iter_ticks(frame: bytes) -> Iterator[Tick]:
 
     The whole frame is checked before the first tick is yielded (ProtocolError otherwise), so a
     caller never acts on half a bad frame."""
-    sym, rows = tick_rows(frame)
-    return iter([Tick(sym, *r) for r in rows])
+    sym, rows, epoch = tick_frame(frame)
+    return iter([Tick(sym, *r, epoch=epoch) for r in rows])
 
 
 def last_tick(frame: bytes) -> Tick:
     """The newest tick of a published tick frame, either form (for consumers that only want
     the latest price).  The whole frame is checked; ProtocolError otherwise."""
-    sym, rows = tick_rows(frame)
-    return Tick(sym, *rows[-1])
+    sym, rows, epoch = tick_frame(frame)
+    return Tick(sym, *rows[-1], epoch=epoch)
 
 
 def positional_fields(cls: type[msgspec.Struct]) -> tuple[str, ...]:
@@ -888,6 +990,11 @@ def _plain(t: Any) -> Any:
     if get_origin(t) in (Union, types.UnionType):
         return Union[tuple(_plain(a) for a in get_args(t))]  # noqa: UP007 (built at run time)
     return t
+
+
+#: fields of an execution report that belong to the stream (its numbering and the publisher's
+#: incarnation), not to the order or fill: records of an order or fill leave them out
+STREAM_FIELDS = ("seq", "epoch")
 
 
 def derive_record(name: str, message: type[Message], *, drop: tuple[str, ...] = (), first=(), last=(),

@@ -26,8 +26,9 @@ SECTIONS = (
     ("Market data (ticks endpoint)", (P.Tick, P.Ticks)),
     ("Strategies and executor (signals, events)", (P.Signal, P.Levels, P.SignalDecision, P.Position)),
     ("Requests (orders endpoint)", P.REQUEST_CLASSES),
-    ("Replies (orders endpoint)", P.REPLY_CLASSES),
+    ("Replies (orders and snapshot endpoints)", P.REPLY_CLASSES),
     ("Execution reports (execution endpoint)", (P.OrderUpdate, P.Fill)),
+    ("Snapshot endpoint (market-data gateway)", P.SNAPSHOT_REQUESTS),
     ("Control channel", (P.Hello, P.Heartbeat, P.Command, P.CommandReply)),
 )
 

@@ -48,6 +48,7 @@ ENDPOINT_ROLES: dict[str, frozenset[str]] = {
     "execution": frozenset({"worker", "trader", "strategy", "observer"}),
     "events": frozenset({"worker", "trader", "strategy", "observer"}),
     "control": frozenset({"worker"}),
+    "snapshot": frozenset({"worker", "trader", "strategy", "observer"}),
 }
 _DEFAULT_ROLES = frozenset({"worker"})
 

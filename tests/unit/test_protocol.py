@@ -175,7 +175,7 @@ def test_reply_shapes():
 
 
 def test_every_request_has_a_declared_reply():
-    assert set(P.REPLY_FOR) == set(P.REQUEST_CLASSES)
+    assert set(P.REPLY_FOR) == set(P.REQUEST_CLASSES) | set(P.SNAPSHOT_REQUESTS)
     for req, rep in P.REPLY_FOR.items():
         assert rep.TYPE == f"{req.TYPE}_reply"
         assert {"ok", "reason"} <= {f.name for f in P.fields_of(rep)}

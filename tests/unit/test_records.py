@@ -17,13 +17,13 @@ def names(cls) -> list[str]:
 
 
 def test_the_order_record_is_order_update_without_seq_plus_its_creation_time():
-    assert names(Order) == [n for n in names(P.OrderUpdate) if n != "seq"] + ["created_ts"]
+    assert names(Order) == [n for n in names(P.OrderUpdate) if n not in P.STREAM_FIELDS] + ["created_ts"]
     # every term of a send_order is kept on the record under the same name
     assert set(P.ORDER_TERMS) <= set(names(Order)) and set(P.ORDER_TERMS) <= set(names(P.SendOrder))
 
 
 def test_the_fill_record_is_fill_without_seq_after_its_number():
-    assert names(FillRecord) == ["n"] + [n for n in names(P.Fill) if n != "seq"]
+    assert names(FillRecord) == ["n"] + [n for n in names(P.Fill) if n not in P.STREAM_FIELDS]
 
 
 def test_journal_columns_are_the_record_fields():
@@ -72,8 +72,8 @@ def test_the_windows_rows_and_their_columns_derive_from_the_declarations():
     from app.models import tables
     from app.state import FillRow, OrderRow
 
-    assert names(OrderRow) == [n for n in names(P.OrderUpdate) if n != "seq"] + ["created_ts"]
-    assert names(FillRow) == [n for n in names(P.Fill) if n != "seq"] + ["latency_us"]
+    assert names(OrderRow) == [n for n in names(P.OrderUpdate) if n not in P.STREAM_FIELDS] + ["created_ts"]
+    assert names(FillRow) == [n for n in names(P.Fill) if n not in P.STREAM_FIELDS] + ["latency_us"]
     # every column of the order and fill tables shows a field of its row (or one derived from it)
     derived = {"value"}  # qty * price
     for columns, row in ((tables.WORKING_COLUMNS, OrderRow), (tables.HISTORY_COLUMNS, OrderRow), (tables.FILL_COLUMNS, FillRow)):

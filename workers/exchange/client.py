@@ -91,10 +91,10 @@ class _OrderMethods:
 #: updates it in place and hands out :meth:`snapshot` copies in its events, so a burst of
 #: updates costs one journal write.  ``ts`` is the time of the latest change.
 Order = P.derive_record(
-    "Order", P.OrderUpdate, drop=("seq",), last=[("created_ts", int, 0)],
+    "Order", P.OrderUpdate, drop=P.STREAM_FIELDS, last=[("created_ts", int, 0)],
     namespace={k: v for k, v in vars(_OrderMethods).items() if not k.startswith("__")},
 )
-_names = [f.name for f in P.fields_of(P.OrderUpdate) if f.name != "seq"]
+_names = [f.name for f in P.fields_of(P.OrderUpdate) if f.name not in P.STREAM_FIELDS]
 # a message is built from a record: its positional fields in one C call, its keyword-only
 # ones (the Traced group) by name
 _update_values = operator.attrgetter(*P.positional_fields(P.OrderUpdate))
@@ -114,11 +114,11 @@ class _FillMethods:
 #: One execution: the fields of ``fill`` (minus ``seq``) after ``n``, the fill's number
 #: (fill_id is ``F<n>``): strictly increasing.
 FillRecord = P.derive_record(
-    "FillRecord", P.Fill, drop=("seq",), first=[("n", int)], frozen=True,
+    "FillRecord", P.Fill, drop=P.STREAM_FIELDS, first=[("n", int)], frozen=True,
     namespace={k: v for k, v in vars(_FillMethods).items() if not k.startswith("__")},
 )
 _fill_values = operator.attrgetter(*P.positional_fields(P.Fill))
-_fill_kw = [f.name for f in P.fields_of(P.Fill) if f.name != "seq" and f.name not in P.positional_fields(P.Fill)]
+_fill_kw = [f.name for f in P.fields_of(P.Fill) if f.name not in P.STREAM_FIELDS and f.name not in P.positional_fields(P.Fill)]
 
 
 @dataclass(frozen=True, slots=True)
