@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.executor.risk import Decision, RiskChecker, RiskLimits
+from workers.executor.risk import KILL_SWITCH_REASON, Decision, RiskChecker, RiskLimits, reduces
 from workers.protocol import Side
 from workers.symbols import parse_symbols
 
@@ -73,10 +73,34 @@ def test_no_last_price(checker):
     assert d == Decision(False, "no last price for XYZ")
 
 
-def test_kill_switch_rejects_everything_first(checker):
+def test_kill_switch_refuses_whatever_increases_a_position_first(checker):
     checker.limits = RiskLimits(kill_switch=True)
+    # flat: anything opens a position; refused before any other check says something else
     for args in [(Side.BUY, "AAPL", 10, 100.0), (Side.SELL, "XYZ", 99999, 1.0)]:
-        assert checker.check(*args, now=0.0) == Decision(False, "kill switch is on")
+        assert checker.check(*args, now=0.0) == Decision(False, KILL_SWITCH_REASON)
+    assert KILL_SWITCH_REASON.startswith("kill switch")
+    # long 100: adding, or selling through flat into a short, is refused
+    assert checker.check(Side.BUY, "AAPL", 10, 100.0, now=0.0, position=100) == Decision(False, KILL_SWITCH_REASON)
+    assert checker.check(Side.SELL, "AAPL", 150, 100.0, now=0.0, position=100) == Decision(False, KILL_SWITCH_REASON)
+    # a working sell already closes it: one more sell would open a short
+    assert checker.check(Side.SELL, "AAPL", 10, 100.0, now=0.0, position=100, pending=-100) == Decision(False, KILL_SWITCH_REASON)
+
+
+def test_kill_switch_lets_an_order_that_reduces_a_position_through(checker):
+    checker.limits = RiskLimits(kill_switch=True)
+    assert checker.check(Side.SELL, "AAPL", 100, 100.0, now=0.0, position=100)  # closes
+    assert checker.check(Side.SELL, "AAPL", 40, 100.0, now=1.0, position=100)  # cuts
+    assert checker.check(Side.BUY, "AAPL", 30, 100.0, now=2.0, position=-30)  # covers a short
+    # the other checks still apply to it
+    assert checker.check(Side.SELL, "AAPL", 100, 200.0, now=3.0, position=100).reason.startswith("price 200.00 outside")
+
+
+@pytest.mark.parametrize(("exposure", "signed", "expected"), [
+    (0, 10, False), (0, -10, False), (100, -100, True), (100, -1, True), (100, -101, False), (100, 1, False),
+    (-50, 50, True), (-50, 51, False), (-50, -1, False), (100, 0, False),
+])
+def test_reduces(exposure, signed, expected):
+    assert reduces(exposure, signed) is expected
 
 
 def test_allow_list(checker):

@@ -1,7 +1,9 @@
 """Pre-trade risk checks: pure logic, no zmq, shared by the executor and the manual ticket.
 
 A :class:`RiskChecker` holds the :class:`RiskLimits`, the last traded price per symbol and
-the sliding one-second window of recently accepted orders.  :meth:`RiskChecker.check`
+the sliding one-second window of recently accepted orders.  While the kill switch is on, only
+an order that reduces a position passes (:func:`reduces`): a trader must always be able to
+close what is open, which a switch refusing everything prevented.  :meth:`RiskChecker.check`
 answers one question -- may this order go out now? -- with a :class:`Decision` whose reason
 is a sentence a trader can read in a blotter.  Checks run cheapest and most absolute first
 (kill switch, allow-list, size) and the order-rate limit last, so a rejected order never
@@ -32,7 +34,7 @@ class RiskLimits:
     price_band_pct: float = 5.0
     #: orders accepted in any sliding one-second window
     max_orders_per_sec: int = 20
-    #: reject every order while on
+    #: while on, reject every order that would increase a position (one that reduces it passes)
     kill_switch: bool = False
     #: symbols that may be traded; empty means all
     allowed_symbols: frozenset[str] = field(default_factory=frozenset)
@@ -115,6 +117,15 @@ class Decision:
 
 ACCEPT = Decision(True, "")
 
+KILL_SWITCH_REASON = "kill switch is on: only orders that reduce a position are accepted"
+
+
+def reduces(exposure: int, signed: int) -> bool:
+    """Does an order of ``signed`` quantity bring ``exposure`` closer to flat without crossing
+    it?  What the kill switch lets through: closing or cutting a position, never opening one
+    on the other side."""
+    return exposure != 0 and signed != 0 and (exposure > 0) != (signed > 0) and abs(signed) <= abs(exposure)
+
 
 class RiskChecker:
     """Stateful only in what risk needs to remember: last prices and the order-rate window."""
@@ -152,8 +163,13 @@ class RiskChecker:
         the rate window unless ``record`` is false (a "what if" check).
         """
         lim = self.limits
-        if lim.kill_switch:
-            return Decision(False, "kill switch is on")
+        signed = qty if (side if side.__class__ is Side else Side(side)) is Side.BUY else -qty
+        exposure = position + pending
+        # First, whatever else is wrong with the order: the trader must read that the switch is
+        # why.  Working orders count in the exposure, so a sell against a long that a working
+        # sell already closes would open a short and is refused.
+        if lim.kill_switch and not reduces(exposure, signed):
+            return Decision(False, KILL_SWITCH_REASON)
         if lim.allowed_symbols and symbol not in lim.allowed_symbols:
             return Decision(False, f"symbol {symbol} is not in the allow-list")
         if qty <= 0:
@@ -167,8 +183,6 @@ class RiskChecker:
         if not math.isfinite(price) or abs(price - ref) > ref * lim.price_band_pct / 100.0:
             return Decision(False, f"price {price:.2f} outside {lim.price_band_pct:.1f}% band around last {ref:.2f}")
 
-        signed = qty if (side if side.__class__ is Side else Side(side)) is Side.BUY else -qty
-        exposure = position + pending
         projected = exposure + signed
         # An order that brings the exposure closer to flat is always allowed: refusing it
         # would keep a book that is already beyond its limit (manual trades, a limit lowered
