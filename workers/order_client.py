@@ -260,7 +260,8 @@ class DealerClient(PirateCounters):
     Time is the caller's (``now``): the client reads no clock.
     """
 
-    def __init__(self, sock: zmq.Socket, policy: RetryPolicy = RetryPolicy(), *, prefix: bytes = DEALER_TAG_PREFIX):
+    def __init__(self, sock: zmq.Socket, policy: RetryPolicy = RetryPolicy(), *, prefix: bytes = DEALER_TAG_PREFIX,
+                 on_back: Callable[[], None] | None = None):
         self.sock = sock
         self.policy = policy
         self.prefix = prefix
@@ -275,6 +276,11 @@ class DealerClient(PirateCounters):
         #: the last request to end went unanswered (and nothing answered since): the peer may
         #: be down, and a caller may then ask one thing at a time
         self.silent = False
+        #: called once when a reply comes after silence (before that reply's own callback): the
+        #: peer is back, and may have restarted meanwhile -- a caller resyncs with it
+        self.on_back = on_back
+        #: times the peer answered again after silence
+        self.comebacks = 0
 
     def owns(self, tag: bytes) -> bool:
         """Is ``tag`` (a reply's first frame) one of this client's?"""
@@ -302,7 +308,11 @@ class DealerClient(PirateCounters):
     def on_reply(self, tag: bytes, payload: bytes) -> bool:
         """A reply frame under ``tag``; False if no request waits for it (late, or not ours)."""
         req = self.pending.pop(tag, None)
-        self.silent = False  # whatever it answers, the peer is there
+        if self.silent:  # whatever it answers, the peer is there
+            self.silent = False
+            self.comebacks += 1
+            if self.on_back is not None:
+                self.on_back()
         if req is None:
             self.late += 1
             return False
