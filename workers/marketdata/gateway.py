@@ -20,6 +20,13 @@ and publishes one millisecond of ticks (the smallest bursts ``poll`` allows, whi
 keeps the latency of the last tick of a burst low), and it never spins on ``poll(0)``.
 At rate 0 ("as fast as possible") one iteration publishes :data:`BATCH` ticks and asks to be
 woken at once, so the loop still services commands and heartbeats between batches.
+
+Epoch and snapshot.  Every frame carries ``epoch``, the process's start time in ns, so a
+consumer tells a restarted gateway (whose ``seq`` starts again) from late data.  A ROUTER on
+the snapshot endpoint answers ``get_snapshot`` from the last-value cache
+(:mod:`workers.marketdata.snapshot`), which each frame updates right after it was sent: the
+snapshot is exact with respect to the stream.  At most :data:`SNAPSHOT_BATCH` requests are
+served per wake-up and sends never wait, so requests cannot hold the ticks back.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from workers.marketdata.replay_feed import (
 )
 from workers.config import ConfigOf, at_least, between, build_parser_for, option
 from workers.marketdata.sim_feed import DEFAULT_SYMBOLS, SimFeed
+from workers.marketdata.snapshot import LastValueCache, split_envelope
 from workers.errors import CommandError
 from workers.runtime import Worker, run_worker
 from workers.symbols import parse_symbols
@@ -62,6 +70,10 @@ DEFAULT_HWM = 100_000
 #: 1 until every consumer of ticks reads the batched form (docs/performance.md)
 DEFAULT_BATCH_TICKS = 256
 MAX_RATE = 1_000_000.0
+#: snapshot requests served per wake-up; the rest wait for the next turn of the loop
+SNAPSHOT_BATCH = 8
+#: replies queued per snapshot client beyond which further replies to it are dropped (counted)
+SNAPSHOT_HWM = 16
 
 
 class Schedule:
@@ -114,6 +126,10 @@ class MarketDataGateway(Worker):
 
     def setup(self) -> None:
         a = self.config  # checked against MarketDataConfig: a bad value is a ConfigError here (exit 2)
+        #: this incarnation: on every frame and snapshot, a new value after every restart
+        self.epoch = time.time_ns()
+        self.lvc = LastValueCache()
+        self._snap_reply: tuple[object, int, bytes] | None = None  # (symbols, lvc version, packed reply)
         symbols = parse_symbols(a.symbols)
         if a.feed == "replay":
             self.feed = ReplayFeed(
@@ -133,6 +149,12 @@ class MarketDataGateway(Worker):
             self.feed = SimFeed(symbols or DEFAULT_SYMBOLS, seed=a.seed)
             rate = a.rate
         self.sock = self.socket(zmq.PUB, bind=self.endpoints.ticks, sndhwm=a.hwm)
+        # ROUTER_MANDATORY: a reply to a client that is gone or not reading raises, to be counted
+        self.snap = self.socket(zmq.ROUTER, bind=self.endpoints.snapshot, sndhwm=SNAPSHOT_HWM,
+                                options={zmq.ROUTER_MANDATORY: 1})
+        self.add_reader(self.snap, self._on_snapshot_requests, multipart=True, drains=True)
+        for k in ("snapshot_requests", "snapshots", "snapshot_errors", "snapshot_replies_dropped"):
+            self.stats.counters[k] = 0
         self._nsym = len(self.feed.symbols)
         self._max_ticks = a.max_ticks
         self._emitted = 0  # ticks taken from the feed (published + dropped)
@@ -146,12 +168,12 @@ class MarketDataGateway(Worker):
         self._set_rate(rate, start=time.monotonic() + max(0.0, a.start_delay))
         self._rate_mark = (time.monotonic(), 0)
         g = self.stats.gauges
-        g.update(feed=a.feed, symbols=self._nsym, ticks_per_s=0.0, done=False)
+        g.update(feed=a.feed, symbols=self._nsym, ticks_per_s=0.0, done=False, epoch=self.epoch)
         self.log.info(
-            "%s feed, %d symbols (%s), %s on %s, SNDHWM %d",
+            "%s feed, %d symbols (%s), %s on %s, SNDHWM %d, epoch %d, snapshots on %s",
             a.feed, self._nsym, ",".join(self.feed.symbols),
             "as fast as possible" if rate == 0 else f"{rate:g} ticks/s per symbol",
-            self.endpoints.ticks, a.hwm,
+            self.endpoints.ticks, a.hwm, self.epoch, self.endpoints.snapshot,
         )
 
     # ------------------------------------------------------------------ pacing
@@ -205,27 +227,32 @@ class MarketDataGateway(Worker):
 
     def _publish_each(self, n: int) -> tuple[int, int]:
         """One ``tick`` frame per tick (the classic form)."""
-        nxt, send, encode, nb = self.feed.next, self.sock.send, P.pub, zmq.NOBLOCK
+        nxt, send, encode, nb = self.feed.next, self.sock.send, P.encode_ticks, zmq.NOBLOCK
+        epoch, update = self.epoch, self.lvc.update
         sent = dropped = 0
         for _ in range(n):
-            tick = nxt()
-            if tick is None:
+            t = nxt()
+            if t is None:
                 self._finish("replay reached the end of the file")
                 break
+            rows = [[t.seq, t.ts, t.last, t.bid, t.ask, t.bid_size, t.ask_size, t.volume]]
             try:
-                send(encode(tick), nb)
+                send(encode(t.symbol, rows, epoch), nb)
                 sent += 1
             except zmq.Again:
                 # PUB drops silently at SNDHWM, so this rarely fires; subscribers see the gap in seq
                 dropped += 1
+                continue
+            update(t.symbol, rows)
         self.stats.inc("frames", sent)
         return sent, dropped
 
     def _send_rows(self, symbol: str, rows: list[list]) -> bool:
         try:
-            self.sock.send(P.encode_ticks(symbol, rows), zmq.NOBLOCK)
+            self.sock.send(P.encode_ticks(symbol, rows, self.epoch), zmq.NOBLOCK)
         except zmq.Again:
             return False
+        self.lvc.update(symbol, rows)  # after the send: the cache holds what subscribers were sent
         self.stats.inc("frames")
         return True
 
@@ -290,6 +317,65 @@ class MarketDataGateway(Worker):
             self._done = True
             self.stats.gauges["done"] = True
             self.log.info("stopped publishing after %d ticks: %s", self._emitted, why)
+
+    # ------------------------------------------------------------------ the snapshot endpoint
+    def _on_snapshot_requests(self, first: list[bytes]) -> None:
+        frames = first
+        for i in range(SNAPSHOT_BATCH):
+            if i:
+                try:
+                    frames = self.snap.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    return
+            self._serve_snapshot(frames)
+
+    def _serve_snapshot(self, frames: list[bytes]) -> None:
+        self.stats.inc("snapshot_requests")
+        envelope, body = split_envelope(frames)
+        if envelope is None:
+            self._snapshot_error("dropped a snapshot request with no routable envelope")
+            return
+        if len(body) != 1:
+            reply = P.error_reply(f"a request is exactly one frame, got {len(body)}")
+            self._snapshot_error("snapshot request of %d body frames", len(body))
+        else:
+            try:
+                msg = P.decode(body[0], expect=P.SNAPSHOT_REQUESTS)
+            except P.ProtocolError as e:
+                reply = P.error_reply(str(e), P.peek_type(body[0]))
+                self._snapshot_error("bad snapshot request: %s", e)
+            else:
+                try:
+                    reply = self._snapshot_bytes(msg)
+                except Exception as e:  # a bug must cost one request, not the feed
+                    self.stats.inc("handler_errors")
+                    reply = P.error_reply(f"internal error on get_snapshot: {type(e).__name__}: {e}")
+                    self.rlog.warning("snapshot_bug", "get_snapshot failed: %s: %s", type(e).__name__, e)
+                else:
+                    self.stats.inc("snapshots")
+        send = self.snap.send
+        try:
+            for f in envelope:
+                send(f, zmq.SNDMORE | zmq.NOBLOCK)
+            send(reply, zmq.NOBLOCK)
+        except zmq.ZMQError:  # the client is gone, or has SNAPSHOT_HWM replies unread
+            self.stats.inc("snapshot_replies_dropped")
+            self.rlog.warning("snapshot_reply", "could not deliver a snapshot reply: client gone or not reading")
+
+    def _snapshot_error(self, msg: str, *args) -> None:
+        self.stats.inc("snapshot_errors")
+        self.rlog.warning("snapshot_bad", msg, *args)
+
+    def _snapshot_bytes(self, req: P.GetSnapshot) -> bytes:
+        """The packed reply, built once per state of the cache and symbol list: a burst of
+        joiners (a fleet restarting) costs one encoding, not one each."""
+        key = None if req.symbols is None else tuple(req.symbols)
+        cached = self._snap_reply
+        if cached is not None and cached[0] == key and cached[1] == self.lvc.version:
+            return cached[2]
+        data = self.lvc.snapshot(self.epoch, req.symbols).pack()
+        self._snap_reply = (key, self.lvc.version, data)
+        return data
 
     # ------------------------------------------------------------------ runtime hooks
     def on_timer(self, now: float) -> None:

@@ -1,0 +1,148 @@
+"""The market-data gateway's last-value cache: the last tick of every symbol and the session's
+bars, kept as the gateway publishes, and served as ``get_snapshot_reply`` (docs/marketdata.md,
+"Snapshot").  Plain Python, no sockets: the gateway owns the ROUTER.
+
+The cache is updated with each frame right after the frame was sent, in the gateway's one
+thread, and a snapshot is built between two sends: so the tick of a symbol in a snapshot is
+exactly the last one published, and a joiner that subscribed first and drops live ticks with
+``seq`` <= the snapshot's (same epoch) misses none and sees none twice (the zguide's Clone
+pattern).  A frame that could not be sent is not in the cache either: subscribers never got it.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable
+
+from workers import protocol as P
+
+#: bar length of the snapshot's bars, in seconds.  The window's chart holds 1, 5 and 60 s bars
+#: and derives 15 s, 30 s, 5 min ... from 5 s ones; 1 s bars would cost five times the bytes
+BAR_SECONDS = 5
+#: bars kept per symbol: an hour of 5 s bars.  Older ones are forgotten (the reply then says
+#: ``truncated``); the chart keeps what it received live beyond that
+MAX_BARS = 720
+#: a snapshot reply stays within this: a quarter of what a client accepts (P.MAX_REPLY_BYTES)
+MAX_SNAPSHOT_BYTES = P.MAX_REPLY_BYTES // 4
+#: upper bound of one packed bar row: array header, an int64 ts, four float64 prices, an int64 volume
+BAR_ROW_BYTES = 1 + 9 + 4 * 9 + 9
+#: upper bound of what a symbol costs besides its bar rows: its packed tick map and the fields
+#: of its SymbolBars (field names, a 32-character symbol twice, the numbers)
+SYMBOL_BYTES = 512
+#: the reply's own fields
+REPLY_OVERHEAD = 1024
+
+
+class LastValueCache:
+    """The last tick row and the bars of each symbol (see the module docstring)."""
+
+    __slots__ = ("bar_ns", "max_bars", "version", "_last", "_bars", "_cum", "_evicted")
+
+    def __init__(self, bar_seconds: int = BAR_SECONDS, max_bars: int = MAX_BARS):
+        if bar_seconds < 1 or max_bars < 1:
+            raise ValueError("bars need a length of at least 1 s and room for at least one")
+        self.bar_ns = bar_seconds * 1_000_000_000
+        self.max_bars = max_bars
+        #: +1 per update: a reply built at one version is still exact while it holds
+        self.version = 0
+        self._last: dict[str, list] = {}
+        self._bars: dict[str, collections.deque[list]] = {}
+        self._cum: dict[str, int] = {}  # the previous tick's cumulative volume
+        self._evicted: set[str] = set()  # symbols whose oldest bars were forgotten
+
+    @property
+    def bar_seconds(self) -> int:
+        return self.bar_ns // 1_000_000_000
+
+    def last(self, symbol: str) -> list | None:
+        """The last published row of ``symbol`` (``[seq, ts, last, bid, ask, bid_size,
+        ask_size, volume]``), None before its first."""
+        return self._last.get(symbol)
+
+    def update(self, symbol: str, rows: list) -> None:
+        """The rows of one frame of ``symbol`` were published, oldest first.
+
+        A frame spans at most a few milliseconds, so it goes into one bar: the bar of its last
+        tick's ``ts``.  ``volume`` on the wire is cumulative (since the start for the simulated
+        feed, per day for the replay), so what a tick traded is its increase, or the whole value
+        when it went down (a new replayed day starts counting again)."""
+        self.version += 1
+        last = rows[-1]
+        self._last[symbol] = last
+        prev = self._cum.get(symbol, 0)
+        if len(rows) == 1:
+            hi = lo = last[2]
+            v = last[7]
+            traded = v - prev if v >= prev else v
+        else:
+            hi = lo = rows[0][2]
+            traded = 0
+            for r in rows:
+                p = r[2]
+                if p > hi:
+                    hi = p
+                elif p < lo:
+                    lo = p
+                v = r[7]
+                traded += v - prev if v >= prev else v
+                prev = v
+        self._cum[symbol] = last[7]
+        ts = last[1]
+        start = ts - ts % self.bar_ns
+        bars = self._bars.get(symbol)
+        if bars is None:
+            bars = self._bars[symbol] = collections.deque(maxlen=self.max_bars)
+        if bars and start <= bars[-1][0]:
+            # this bar, or the wall clock stepped back: the bars stay in time order
+            b = bars[-1]
+            if hi > b[2]:
+                b[2] = hi
+            if lo < b[3]:
+                b[3] = lo
+            b[4] = last[2]
+            b[5] += traded
+            return
+        if len(bars) == self.max_bars:
+            self._evicted.add(symbol)
+        bars.append([start, rows[0][2], hi, lo, last[2], traded])
+
+    def snapshot(self, epoch: int, symbols: Iterable[str] | None = None, max_bytes: int = MAX_SNAPSHOT_BYTES) -> P.GetSnapshotReply:
+        """The reply to ``get_snapshot``: every symbol (or those of ``symbols`` that have
+        ticked), its last tick and its bars, oldest first (the last one still in progress).
+        When the bars do not all fit in ``max_bytes`` each symbol keeps the same number of its
+        newest ones, and ``truncated`` says some were left out (as it does once a symbol's
+        oldest bars were forgotten)."""
+        if symbols is None:
+            syms = list(self._last)
+        else:
+            syms = [s for s in dict.fromkeys(symbols) if s in self._last]
+        ticks = [P.Tick(s, *self._last[s], epoch=epoch) for s in syms]
+        room = max_bytes - REPLY_OVERHEAD - SYMBOL_BYTES * len(syms)
+        per_symbol = max(0, room // (max(1, len(syms)) * BAR_ROW_BYTES))
+        truncated = False
+        out = []
+        interval = self.bar_seconds
+        for s in syms:
+            bars = self._bars[s]
+            keep = min(len(bars), per_symbol)
+            if keep < len(bars) or s in self._evicted:
+                truncated = True
+            rows = [tuple(b) for b in list(bars)[len(bars) - keep:]] if keep else []
+            out.append(P.SymbolBars(s, interval, rows))
+        return P.GetSnapshotReply(ok=True, epoch=epoch, ticks=ticks, bars=out, truncated=truncated)
+
+
+def split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
+    """ROUTER frames as (envelope to echo, body): a REQ's routing id and empty delimiter, or a
+    DEALER's id plus its own frames up to the delimiter (a DealerClient's tag), or only a
+    DEALER's id when it sent no delimiter.  None: no body at all."""
+    if len(frames) < 2:
+        return None, []
+    try:
+        i = frames.index(b"", 1)
+    except ValueError:
+        return frames[:1], frames[1:]
+    return frames[: i + 1], frames[i + 1:]
+
+
+__all__ = ["BAR_SECONDS", "MAX_BARS", "MAX_SNAPSHOT_BYTES", "LastValueCache", "split_envelope"]
