@@ -8,8 +8,15 @@ per slice makes a flood yield back to Qt every few milliseconds, so painting and
 never wait for the network; what the socket cannot hold meanwhile is dropped by ZeroMQ
 and shows up as sequence gaps.
 
-Every tick frame, either form, goes through :func:`workers.protocol.tick_rows`: the
-declarations validate it whole (in C) or say exactly what is wrong, for the count and the log.
+Every tick frame, either form, goes through :func:`workers.protocol.tick_frame`: the
+declarations validate it whole (in C) or say exactly what is wrong, for the count and the log;
+the frame's ``epoch`` goes with every row to ``MarketState.on_tick``.
+
+Late joining (the zguide's Clone pattern): :class:`SnapshotLoader` asks the market-data
+gateway's snapshot endpoint for the last tick of every symbol and the session's bars once the
+ticks subscription is connected (at start, and again whenever a symbol's stream restarts: a
+new epoch), on its own asyncio task with the Lazy Pirate client every request of the window
+uses, so the UI never waits on it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import zmq.asyncio
 
 from workers import protocol as P
 from workers.config import enable_ipv6
+from workers.order_client import AsyncOrderClient, RetryPolicy
 from workers.ratelimit import KeyedLimiter
 from workers.runtime import CONNECTED_MAXMSGSIZE
 from workers.sequence import SeqKind, SequenceTracker
@@ -80,7 +88,7 @@ class TickDecoder(_Decoder):
         for frame in frames:
             # either form, checked whole by the protocol's declarations before any tick is used
             try:
-                sym, rows = P.tick_rows(frame)
+                sym, rows, epoch = P.tick_frame(frame)
             except P.ProtocolError as e:
                 self._bad_frame(e)
                 continue
@@ -89,7 +97,7 @@ class TickDecoder(_Decoder):
                 market.refuse(sym, len(rows))
                 continue
             for r in rows:
-                on_tick(sym, *r)
+                on_tick(sym, *r, epoch)
         self.stats.received += len(frames)
 
 
@@ -277,8 +285,65 @@ class Subscription:
             self._sock = None
 
 
+#: how the window asks for a snapshot: a reply holds every symbol's bars, so allow it time
+SNAPSHOT_POLICY = RetryPolicy(timeout=3.0, retries=2)
+#: seconds between two snapshot attempts that got no usable reply (a gateway without the endpoint)
+SNAPSHOT_RETRY_S = 5.0
+#: seconds the loader waits for the ticks subscription to connect before it asks anyway
+SNAPSHOT_CONNECT_WAIT_S = 5.0
+
+
+class SnapshotLoader:
+    """Asks the snapshot endpoint whenever ``MarketState.snapshot_wanted`` (start, a restart)
+    and applies the reply; one request at a time, never on the UI's call stack."""
+
+    def __init__(self, state: AppState, endpoint: str, ticks: StreamStats, curve=None,
+                 policy: RetryPolicy = SNAPSHOT_POLICY, client: AsyncOrderClient | None = None,
+                 retry_s: float = SNAPSHOT_RETRY_S, poll_s: float = 0.1):
+        self.state = state
+        self.ticks = ticks
+        self.client = client or AsyncOrderClient(endpoint, policy, curve=curve)
+        self.retry_s = retry_s
+        self.poll_s = poll_s
+        self.requests = 0
+        self.failures = 0
+        self._rl = KeyedLimiter(60.0)
+
+    async def run(self) -> None:
+        market = self.state.market
+        t0 = time.monotonic()
+        # subscribe first, then ask: ticks published after the snapshot are then on the way
+        while not self.ticks.connected and time.monotonic() - t0 < SNAPSHOT_CONNECT_WAIT_S:
+            await asyncio.sleep(self.poll_s)
+        while True:
+            if market.snapshot_wanted:
+                if not await self.load_once():
+                    await asyncio.sleep(self.retry_s)
+                    continue
+            await asyncio.sleep(self.poll_s)
+
+    async def load_once(self) -> bool:
+        """One request and its application; False (and asked again later) without a usable reply."""
+        market = self.state.market
+        market.begin_snapshot()
+        self.requests += 1
+        reply = await self.client.ask(P.GetSnapshot())
+        if reply is None or not reply.ok or reply.__class__ is not P.GetSnapshotReply:
+            market.abandon_snapshot()
+            self.failures += 1
+            why = "no reply" if reply is None else (getattr(reply, "reason", "") or "refused")
+            if self._rl.allow("fail"):
+                self.state.log.warning("ticks", f"market-data snapshot not loaded ({why}): quotes and the chart "
+                                       f"fill from live ticks; asking again{_suffix(self._rl.take_suppressed('fail'))}")
+            return False
+        quotes, bars = market.apply_snapshot(reply)
+        self.state.log.info("ticks", f"snapshot loaded: {quotes} quotes, bars of {bars} symbols"
+                            f"{' (oldest bars left out)' if reply.truncated else ''}")
+        return True
+
+
 class Feeds:
-    """The three subscriptions of the window (ticks, execution, events)."""
+    """The three subscriptions of the window (ticks, execution, events) and the snapshot loader."""
 
     def __init__(self, state: AppState, endpoints, ctx: zmq.asyncio.Context | None = None, curve=None,
                  tasks: Tasks | None = None):
@@ -296,18 +361,25 @@ class Feeds:
         ]
         for sub in self.subs:
             sub.curve = curve
+        snap_ep = getattr(endpoints, "snapshot", "")
+        self.snapshot = SnapshotLoader(state, snap_ep, st["ticks"], curve=curve) if snap_ep else None
+        self._snap_tasks = self.tasks.child("snapshot")
 
     def start(self) -> None:
         for s in self.subs:
             s.start()
+        if self.snapshot is not None:
+            self._snap_tasks.spawn(self.snapshot.run(), "load")
 
     async def aclose(self) -> None:
+        await self._snap_tasks.aclose()
         for s in self.subs:
             await s.aclose()
         self.close()
 
     def close(self) -> None:
         """Cancel the tasks and close every socket now (the tasks unwind on the next turn)."""
+        self._snap_tasks.cancel_all()
         for s in self.subs:
             s.close()
         if self._own_ctx and not self.ctx.closed:

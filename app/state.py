@@ -53,6 +53,13 @@ REFUSED_REMEMBERED = 10_000
 #: seconds between two "universe cap reached" notices in the log
 UNIVERSE_NOTICE_S = 10.0
 
+#: seconds without a tick after which a quote is shown stale (Settings could change it:
+#: MarketState.configure(stale_after_s=...)); the simulator ticks every symbol several times a second
+STALE_AFTER_S = 5.0
+#: live ticks remembered while a snapshot is asked for, to replay into the snapshot's bars; past
+#: this the bars of the snapshot are not used (the live-built bars stay)
+SNAPSHOT_RECORD_MAX = 200_000
+
 #: statuses shown in the working-orders blotter: live at the exchange, or possibly live
 LIVE_STATUSES = frozenset(P.WORKING_STATUSES | {OrderStatus.UNKNOWN})
 
@@ -65,7 +72,7 @@ class Quote:
 
     __slots__ = (
         "symbol", "last", "bid", "ask", "bid_size", "ask_size", "volume", "ref", "ts", "seq",
-        "ticks", "missed", "restarts", "rate", "_rate_ticks", "bars", "active",
+        "ticks", "missed", "restarts", "rate", "_rate_ticks", "bars", "active", "stale", "epoch",
     )
 
     def __init__(self, symbol: str):
@@ -82,7 +89,9 @@ class Quote:
         self.rate = 0.0  # ticks per second, updated by MarketState.update_rates
         self._rate_ticks = 0
         self.bars: Any = None  # MarketState.bars[symbol], here too: the tick path saves a lookup
-        self.active = 0.0  # monotonic time of the last rate pass that saw it tick (idle eviction)
+        self.active = 0.0  # monotonic time of the last rate pass that saw it tick (idle eviction, staleness)
+        self.stale = False  # no tick for MarketState.stale_after_s (greyed in the market watch)
+        self.epoch = 0  # the publisher's incarnation of the newest tick (0: not given)
 
     @property
     def change(self) -> float:
@@ -100,10 +109,23 @@ class Quote:
 class MarketState:
     """Quotes and bars of the symbols held; ``on_tick`` is the hot path (one call per tick).
 
-    Sequence numbers go through the shared tracker (workers/sequence.py), with this window's
-    rule for a step back: to seq 1 (or 0) the gateway restarted, anything else is a late or
-    duplicate tick that must never move a quote back.  Ticks carry no publisher epoch yet, so
-    each symbol's count of restarts seen here stands in for it.
+    Sequence numbers go through the shared tracker (workers/sequence.py) with the publisher's
+    ``epoch``: a new epoch is a restart of that symbol's stream whatever its ``seq`` (the
+    restarted gateway's first tick is used at once, its volume starts over, and a snapshot is
+    asked for: :attr:`snapshot_wanted`); a step back within one epoch is a late or duplicate
+    tick that must never move a quote back.  A publisher that gives no epoch (0) gets the old
+    rule: a step back to seq 1 (or 0) is a restart, and each symbol's count of restarts seen
+    here stands in for the epoch (as ``~restarts``, which no real epoch can equal).
+
+    Staleness: a quote with no tick for ``stale_after_s`` is :attr:`Quote.stale` (decided at
+    each rate pass, twice a second); :meth:`ticking` and :meth:`stale_count` are what the
+    status bar reads.
+
+    Late joining (the zguide's Clone pattern): the feeds subscribe first, call
+    :meth:`begin_snapshot`, ask the gateway's snapshot endpoint and hand the reply to
+    :meth:`apply_snapshot`, which sets each quote and its sequence to the snapshot's (live ticks
+    of the same epoch with a seq at or below it are then dropped as duplicates), loads the
+    session's bars and replays into them the live ticks that arrived after the snapshot's.
 
     The universe is bounded.  Watched symbols (the configured watch list, symbols with orders
     or positions, the chart's) are always held; at most ``max_symbols`` others are.  A new
@@ -144,11 +166,23 @@ class MarketState:
         self._evicted: list[str] = []  # since the last collect
         self._idle: collections.deque[str] = collections.deque()  # eviction candidates, idlest first
         self._refused_at_pass = 0
+        # ---- staleness and late joining
+        self.stale_after_s = STALE_AFTER_S
+        self.stale_symbols = 0  # held symbols whose quote is stale, as of the last rate pass
+        #: a snapshot should be asked for (at start, and after a publisher restarted)
+        self.snapshot_wanted = True
+        self.snapshots_applied = 0
+        self.snapshot_epoch = 0  # the epoch of the last snapshot applied
+        self._recording: list | None = None  # live ticks while a snapshot is asked for
 
     # ------------------------------------------------------------------ the universe
-    def configure(self, max_symbols: int | None = None, watchlist=None, idle_evict_s: float | None = None) -> None:
-        """Apply the settings (Settings > Market): the cap, the watch list, the idle time.
-        A lower cap takes effect as symbols go idle; nothing held is dropped at once."""
+    def configure(self, max_symbols: int | None = None, watchlist=None, idle_evict_s: float | None = None,
+                  stale_after_s: float | None = None) -> None:
+        """Apply the settings (Settings > Market): the cap, the watch list, the idle time, the
+        time without a tick after which a quote is stale.  A lower cap takes effect as symbols
+        go idle; nothing held is dropped at once."""
+        if stale_after_s is not None and stale_after_s > 0:
+            self.stale_after_s = float(stale_after_s)
         if max_symbols is not None:
             self.max_symbols = max(0, int(max_symbols))
         if idle_evict_s is not None:
@@ -246,16 +280,17 @@ class MarketState:
         return q
 
     def on_tick(self, symbol: str, seq: int, ts: int, last: float, bid: float, ask: float,
-                bid_size: int, ask_size: int, volume: int) -> None:
+                bid_size: int, ask_size: int, volume: int, epoch: int = 0) -> None:
         q = self.quotes.get(symbol)
         if q is None:
             if not self.admit(symbol):
                 self.refuse(symbol)
                 return
             q = self.quotes[symbol]
-        if not self._in_order(symbol, seq, seq, 1, q.restarts) and not self._out_of_order(q, seq):
+        if not self._in_order(symbol, seq, seq, 1, epoch or ~q.restarts) and not self._out_of_order(q, seq, epoch):
             return  # late or duplicate tick: never move the quote backwards
         q.seq = seq
+        q.epoch = epoch
         delta = volume - q.volume if volume >= q.volume else 0
         if not q.ref:
             q.ref = last
@@ -274,34 +309,162 @@ class MarketState:
         bars = q.bars
         if bars is not None:
             bars.add_tick(ts, last, delta)
+            if self._recording is not None:
+                self._record(symbol, epoch, seq, ts, last, delta)
 
-    def _out_of_order(self, q: Quote, seq: int) -> bool:
+    def _out_of_order(self, q: Quote, seq: int, epoch: int = 0) -> bool:
         """A tick that is not the next of its symbol (or its first): True if it is to be used."""
-        last = self.seq.last(q.symbol)
-        if last is not None and seq <= 1 and seq <= last:
-            # the gateway restarted: its cumulative volume starts over too
-            q.restarts += 1
-            q.volume = 0
-        ev = self.seq.check(q.symbol, seq, q.restarts)
+        if epoch:
+            ev = self.seq.check(q.symbol, seq, epoch)
+            if ev.kind is SeqKind.RESTART:
+                # a new incarnation of the gateway: its cumulative volume starts over, and what
+                # it holds (the session's bars) is asked for again
+                q.restarts += 1
+                q.volume = 0
+                self.snapshot_wanted = True
+        else:
+            last = self.seq.last(q.symbol)
+            if last is not None and seq <= 1 and seq <= last:
+                # the gateway restarted: its cumulative volume starts over too
+                q.restarts += 1
+                q.volume = 0
+                self.snapshot_wanted = True
+            ev = self.seq.check(q.symbol, seq, ~q.restarts)
         if ev.kind is SeqKind.GAP:
             q.missed += ev.missing
             self.total_missed += ev.missing
         return ev.fresh
+
+    # ------------------------------------------------------------------ staleness
+    def ticking(self) -> bool:
+        """True while at least one held symbol ticks (its quote is not stale).  False with no
+        symbol at all: the status bar's ticks dot must not be green then."""
+        return len(self.quotes) > self.stale_symbols
+
+    def stale_count(self) -> int:
+        """Held symbols whose quote is stale (no tick for ``stale_after_s``)."""
+        return self.stale_symbols
+
+    def stale(self) -> list[str]:
+        return sorted(s for s, q in self.quotes.items() if q.stale)
+
+    # ------------------------------------------------------------------ late joining
+    def begin_snapshot(self) -> None:
+        """A snapshot is about to be asked for: remember live ticks until it is applied."""
+        self.snapshot_wanted = False
+        self._recording = []
+
+    def abandon_snapshot(self) -> None:
+        """The snapshot did not come: stop remembering, ask again later."""
+        self._recording = None
+        self.snapshot_wanted = True
+
+    def _record(self, symbol: str, epoch: int, seq: int, ts: int, last: float, delta: int) -> None:
+        rec = self._recording
+        if len(rec) >= SNAPSHOT_RECORD_MAX:
+            self._recording = None  # too long a wait: keep the live-built bars instead
+            return
+        rec.append((symbol, epoch, seq, ts, last, delta))
+
+    def apply_snapshot(self, reply: P.GetSnapshotReply) -> tuple[int, int]:
+        """Apply a ``get_snapshot_reply``; returns (quotes set, symbols whose bars were loaded).
+
+        A symbol's quote is taken from the snapshot unless a live tick already moved it past
+        it (same epoch and a seq at or beyond the snapshot's, or a newer ``ts``).  Its sequence
+        becomes the snapshot's, so live ticks the snapshot holds are dropped as duplicates.
+        Bars of an interval are replaced by the snapshot's only when those reach back at least
+        as far as the ones built here (a restarted gateway that holds less never shortens the
+        chart), and live ticks newer than the snapshot's are replayed into them."""
+        recorded, self._recording = self._recording, None
+        snap_seq: dict[str, tuple[int, int]] = {}
+        quotes_set = 0
+        for t in reply.ticks:
+            sym = t.symbol
+            if not self.admit(sym):
+                continue
+            q = self.quotes[sym]
+            epoch = t.epoch or reply.epoch
+            snap_seq[sym] = (epoch, t.seq)
+            st = self.seq.stats(sym)
+            ahead = st is not None and epoch and st.epoch == epoch and st.seq >= t.seq
+            if ahead or q.ts > t.ts:
+                continue
+            self.seq.forget(sym)
+            self.seq.check(sym, t.seq, epoch or ~q.restarts)
+            q.seq, q.epoch = t.seq, epoch
+            q.last, q.bid, q.ask = t.last, t.bid, t.ask
+            q.bid_size, q.ask_size, q.volume, q.ts = t.bid_size, t.ask_size, t.volume, t.ts
+            if not q.ref:
+                q.ref = t.last
+            q.active = time.monotonic()  # a snapshot's quote is as fresh as its gateway says
+            self.dirty.add(sym)
+            quotes_set += 1
+        loaded = 0
+        if recorded is not None:
+            by_symbol: dict[str, list[P.SymbolBars]] = collections.defaultdict(list)
+            for sb in reply.bars:
+                by_symbol[sb.symbol].append(sb)
+            for sym, series in by_symbol.items():
+                if sym in self.quotes and self._load_bars(sym, series, snap_seq.get(sym), recorded):
+                    loaded += 1
+        self.snapshots_applied += 1
+        self.snapshot_epoch = reply.epoch
+        return quotes_set, loaded
+
+    def _load_bars(self, symbol: str, series: list[P.SymbolBars], snap: tuple[int, int] | None, recorded: list) -> bool:
+        bars = self.bars.get(symbol)
+        if bars is None or not hasattr(bars, "intervals"):
+            return False
+        import numpy as np  # the bar builder is numpy already
+
+        done = False
+        for iv in bars.intervals:
+            iv_ns = int(round(iv * 1e9))
+            # the snapshot's own interval, else the coarsest of its intervals that divides this one
+            src = [sb for sb in series if sb.bars and iv_ns % (sb.interval * 1_000_000_000) == 0]
+            if not src:
+                continue
+            sb = max(src, key=lambda b: b.interval)
+            s = bars.series(iv)
+            first_here = s.view()[0][0] if len(s) else None
+            first_snap = sb.bars[0][0] / 1e9
+            if first_here is not None and first_snap > first_here:
+                continue
+            cols = np.array(sb.bars, dtype=np.float64).T
+            s.clear()
+            s.add_bars(cols[0] / 1e9, cols[1], cols[2], cols[3], cols[4], cols[5])
+            for r_sym, r_epoch, r_seq, r_ts, r_last, r_delta in recorded:
+                if r_sym != symbol:
+                    continue
+                if snap is not None and snap[0] and r_epoch == snap[0] and r_seq <= snap[1]:
+                    continue  # the snapshot's bars hold it already
+                s.add_tick(r_ts, r_last, r_delta)
+            done = True
+        if done:
+            self.dirty.add(symbol)
+        return done
 
     def update_rates(self, now: float) -> None:
         """Ticks per second, per symbol and in total, over the time since the last call."""
         dt = now - self._rate_t
         if dt < 0.5:
             return
+        stale_limit = now - self.stale_after_s
+        stale_n = 0
         for sym, q in self.quotes.items():
             n = q.ticks - q._rate_ticks
             if n:
                 q.active = now
             rate = n / dt
             q._rate_ticks = q.ticks
-            if rate != q.rate:
+            stale = q.active < stale_limit
+            if stale:
+                stale_n += 1
+            if rate != q.rate or stale is not q.stale:
                 q.rate = rate
+                q.stale = stale
                 self.dirty.add(sym)
+        self.stale_symbols = stale_n
         self.rate = (self.total_ticks - self._rate_total) / dt
         self._rate_total = self.total_ticks
         self._rate_t = now
