@@ -42,6 +42,11 @@ class FakeExchange:
         self.held: list[list[bytes]] = []
         self.positions: list[dict] = []
         self.last_fill_seq = 0
+        #: the gateway's fill history (get_fills): every fill it made, oldest first
+        self.fills: list[P.Fill] = []
+        self.kill_switch = False
+        self.kill_reason = ""
+        self.answer_get_fills = True
 
     def sent_orders(self) -> list[dict]:
         return [r for r in self.requests if r.get("type") == "send_order"]
@@ -105,7 +110,19 @@ class FakeExchange:
                 return P.GetOrderReply(ok=False, reason=f"unknown client_order_id {coid}", client_order_id=coid)
             return P.GetOrderReply(ok=True, client_order_id=coid, order_id=order.order_id, status=order.status, order=order)
         if t == "get_positions":
-            return P.GetPositionsReply(ok=True, positions=[P.NetPosition(**p) for p in self.positions], last_fill_seq=self.last_fill_seq)
+            return P.GetPositionsReply(ok=True, positions=[P.NetPosition(**p) for p in self.positions], last_fill_seq=self.last_fill_seq,
+                                       kill_switch=self.kill_switch, kill_reason=self.kill_reason)
+        if t == "get_orders":
+            orders = [o for o in self.orders.values() if o.status in P.WORKING_STATUSES or not req.get("working_only")]
+            return P.GetOrdersReply(ok=True, orders=orders)
+        if t == "get_fills" and self.answer_get_fills:
+            since, limit = req.get("since_fill", 0), req.get("limit") or 1000
+            newer = [f for f in self.fills if int(f.fill_id[1:]) > since][:limit]
+            last = max((int(f.fill_id[1:]) for f in self.fills), default=0)
+            return P.GetFillsReply(ok=True, fills=newer, last_fill=last)
+        if t == "set_kill_switch":
+            self.kill_switch, self.kill_reason = req["on"], req.get("reason", "") if req["on"] else ""
+            return P.SetKillSwitchReply(ok=True, on=self.kill_switch, kill_reason=self.kill_reason)
         if t == "cancel_all":
             return P.CancelAllReply(ok=True, cancelled=[], count=0)
         return P.ErrorReply(ok=False, reason=f"{t!r} is not supported by the fake")
@@ -209,12 +226,23 @@ class Rig:
                 continue
         raise AssertionError("no Levels came back on the events stream")
 
+    def in_step_decision(self, timeout: float = 10.0, **kw) -> tuple[P.Signal, P.SignalDecision]:
+        """Push signals until one is not refused for a resync under way (a refused one sends
+        no order); that signal and its decision."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sig = self.signal(**kw)
+            d = self.decision(sig)
+            if not d.reason.startswith("resyncing with the exchange"):
+                return sig, d
+        raise AssertionError("the executor never finished resyncing")
+
     def first_priced_decision(self, qty: int = 100, timeout: float = 10.0) -> tuple[P.Signal, P.SignalDecision]:
         """Publish ticks and push signals until one is decided with a known price.
 
         The executor's tick subscription takes a moment to reach our publisher, and positions
         are loaded from the exchange at startup, so the first signals may meet "no last price"
-        or "not loaded".
+        or "resyncing with the exchange".
         """
         self.events_live()
         deadline = time.monotonic() + timeout
@@ -222,7 +250,7 @@ class Rig:
             self.tick()
             sig = self.signal(qty=qty)
             d = self.decision(sig, timeout=5.0)
-            if not d.reason.startswith(("no last price", "positions not loaded")):
+            if not d.reason.startswith(("no last price", "resyncing with the exchange")):
                 return sig, d
         raise AssertionError("the executor never saw a price")
 
@@ -412,10 +440,10 @@ def test_unknown_order_is_reconciled_never_resent(rig, executor):
     follow = rig.wait(lambda: len(rig.decisions(sig)) >= 2 and rig.decisions(sig)[1], message="reconciled")
     assert follow.accepted and follow.reason == "reconciled: order new" and follow.client_order_id == coid
 
-    # it was never sent again under another id, and trading resumes
+    # it was never sent again under another id, and trading resumes once the executor is in
+    # step with the gateway that answers again (it resyncs first)
     rig.exchange.answer_send_order = True
-    nxt = rig.signal()
-    d2 = rig.decision(nxt)
+    nxt, d2 = rig.in_step_decision()
     assert d2.accepted and d2.reason == "order new" and d2.client_order_id != coid
     by_coid = {}
     for s in rig.exchange.sent_orders():
@@ -474,11 +502,17 @@ def test_commands_and_counters_over_the_control_channel(rig, executor, ipc_dir):
     assert d.reason == "qty 60 exceeds max order qty 50"
 
     rep = command("kill_switch", on=True)
-    assert rep.ok and rep.result == {"kill_switch": True, "cancel_all": "requested"}  # answered at once
+    assert rep.ok and rep.result == {"kill_switch": True, "gateway": "requested", "cancel_all": "requested"}  # answered at once
     rig.wait(lambda: any(r["type"] == "cancel_all" for r in rig.exchange.requests), message="cancel_all sent")
     wait_until(lambda: (pump_control(), beats[-1].stats["counters"].get("cancel_all_done") == 1)[1], 5.0, message="cancel_all answered")
-    assert rig.decision(rig.signal(qty=10)).reason == "kill switch is on"
-    command("kill_switch", on=False)
+    # the account's switch is the gateway's: the command turned it on there
+    rig.wait(lambda: rig.exchange.kill_switch, message="set_kill_switch at the gateway")
+    assert rig.decision(rig.signal(qty=10)).reason.startswith("kill switch is on")
+    rep = command("kill_switch", on=False)
+    assert rep.ok and rep.result["gateway"] == "requested"
+    # off only once the gateway says off
+    wait_until(lambda: (pump_control(), not rig.exchange.kill_switch and beats[-1].stats["gauges"]["kill_switch"] is False)[1], 5.0,
+               message="kill switch off at the gateway and in the executor")
     assert rig.decision(rig.signal(qty=10)).accepted
 
     rig.signals.send(b"junk")

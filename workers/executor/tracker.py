@@ -86,6 +86,10 @@ class WorkingOrder:
     terminal_since: float = 0.0
     not_found: int = 0
     fill_ids: set[str] = field(default_factory=set)
+    #: when the status last changed (monotonic): how long an order has been pending
+    status_since: float = 0.0
+    #: when get_order was last asked about it as a stuck order (0: never)
+    queried_at: float = 0.0
 
     @property
     def terminal(self) -> bool:
@@ -124,6 +128,7 @@ class WorkingOrder:
         if status.is_terminal and not self.terminal:
             self.terminal_since = now
         self.status = status
+        self.status_since = now
         return True
 
 
@@ -217,9 +222,27 @@ class Contradiction:
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A working order the gateway was asked about (stuck pending, or missing from its working
+    orders after a resync) has the state ``order.status`` now; it was ``was`` for ``age`` s."""
+
+    order: WorkingOrder
+    was: OrderStatus
+    age: float
+
+
+@dataclass(frozen=True, slots=True)
+class StillPending:
+    """Asked about, the order is still in ``order.status`` (asked again after another timeout)."""
+
+    order: WorkingOrder
+
+
 ReplyOutcome = Acked | Rejected | BecameUnknown | Settled | LateReply
 TimeoutOutcome = Resend | BecameUnknown
 GetOrderOutcome = Settled | NotPlaced | StillUnknown
+StateOutcome = Resolved | StillPending | NotPlaced | StillUnknown | Settled | Contradiction
 
 
 # ----------------------------------------------------------------------------- replies
@@ -236,6 +259,48 @@ def reply_is_for(reply: SendReply, coid: str) -> bool:
     if reply.status is OrderStatus.UNKNOWN:
         return False
     return not reply.client_order_id or reply.client_order_id == coid
+
+
+# ----------------------------------------------------------------------------- fills accounted
+
+
+class FillWatermark:
+    """The newest fill number ``n`` such that every fill numbered up to ``n`` is accounted for
+    (in a positions snapshot or applied from the stream): what ``get_fills`` asks after on a
+    resync.  Not simply the newest fill seen: with F10, F12 seen and F11 lost, asking after 12
+    would never bring F11 back.  Numbers seen above the mark wait in a set until the hole below
+    them fills; a gateway that skipped a number only costs a longer ``get_fills`` (its answers
+    are applied once per fill id)."""
+
+    __slots__ = ("base", "_above")
+
+    #: numbers held above the mark; beyond this the mark jumps to the newest (a hole this old
+    #: is left to the positions snapshot, which every resync ends with)
+    MAX_ABOVE = 100_000
+
+    def __init__(self, base: int = 0):
+        self.base = base
+        self._above: set[int] = set()
+
+    def rebase(self, n: int) -> None:
+        """A snapshot holds every fill up to ``n``."""
+        if n > self.base:
+            self.base = n
+            self._above = {x for x in self._above if x > n}
+            self._advance()
+
+    def saw(self, n: int) -> None:
+        if n <= self.base:
+            return
+        self._above.add(n)
+        self._advance()
+        if len(self._above) > self.MAX_ABOVE:
+            self.rebase(max(self._above))
+
+    def _advance(self) -> None:
+        while self.base + 1 in self._above:
+            self.base += 1
+            self._above.discard(self.base)
 
 
 # ----------------------------------------------------------------------------- the tracker
@@ -289,9 +354,10 @@ class OrderTracker:
         coid = request.client_order_id
         if coid in self.working or coid in self.in_flight or coid in self.unknown:
             raise ValueError(f"client_order_id {coid} is in use")
-        wo = self.working[coid] = WorkingOrder(coid, request.symbol, request.side, request.qty, signal)
+        now = self.clock.monotonic()
+        wo = self.working[coid] = WorkingOrder(coid, request.symbol, request.side, request.qty, signal, status_since=now)
         call = LazyPirate(request.pack(), self._policy, self.pirate_stats)
-        call.begin(self.clock.monotonic())
+        call.begin(now)
         inf = self.in_flight[coid] = InFlight(wo, request, call, self.clock.time_ns())
         return inf
 
@@ -396,6 +462,67 @@ class OrderTracker:
         self.working.pop(coid, None)
         return NotPlaced(wo, reply.reason)
 
+    # ---- orders stuck, and the gateway's view after a resync
+    def stuck(self, timeout: float) -> list[WorkingOrder]:
+        """Working orders answered as ``pending_new`` more than ``timeout`` s ago and not asked
+        about within the last ``timeout`` s (each is marked asked now).  The gateway holds such an
+        order for its first market data; one that stays there is asked about, not trusted.
+        (The executor sends no cancel of its own, so it has no ``pending_cancel`` to watch.)"""
+        now = self.clock.monotonic()
+        out = []
+        for wo in self.working.values():
+            if (wo.status is OrderStatus.PENDING_NEW and wo.client_order_id not in self.in_flight
+                    and now - wo.status_since >= timeout and now - wo.queried_at >= timeout):
+                wo.queried_at = now
+                out.append(wo)
+        return out
+
+    def missing_from(self, listed: list[P.OrderUpdate]) -> tuple[list[Settled | Contradiction], list[str]]:
+        """The gateway's working orders (``get_orders`` ``working_only``, after a reconnect): each
+        of ours it lists moves to its state; ours it does not list (working, answered, not
+        unknown) ended while we were not listening, and their ids are returned to be asked about
+        with ``get_order``.  Unknown ones it lists are settled; unlisted unknown ones are left to
+        the reconcile rounds."""
+        outcomes: list[Settled | Contradiction] = []
+        seen = set()
+        for up in listed:
+            seen.add(up.client_order_id)
+            out = self.on_order_update(up)
+            if out is not None:
+                outcomes.append(out)
+        missing = [c for c, wo in self.working.items()
+                   if c not in seen and c not in self.in_flight and c not in self.unknown and not wo.terminal]
+        return outcomes, missing
+
+    def on_order_state(self, coid: str, reply: QueryReply) -> StateOutcome | None:
+        """The gateway's ``get_order`` answer about a working order it was asked about (stuck
+        pending, or missing from its working orders); None if the order is not working now."""
+        if coid in self.unknown:
+            return self.on_get_order(coid, reply)
+        wo = self.working.get(coid)
+        if wo is None:
+            return None
+        if reply.__class__ is not P.GetOrderReply:
+            return StillUnknown(wo, unreadable=True, reason=reply.reason)
+        order = reply.order
+        status = order.status if order is not None else reply.status
+        if not reply.ok or status is None or status is OrderStatus.UNKNOWN:
+            wo.not_found += 1
+            if wo.not_found < self.not_found_confirmations:
+                return StillUnknown(wo, reason=reply.reason)
+            self.working.pop(coid, None)
+            return NotPlaced(wo, reply.reason)
+        was, now = wo.status, self.clock.monotonic()
+        age = now - wo.status_since
+        if order is not None and order.order_id:
+            wo.order_id = order.order_id
+        try:
+            changed = wo.advance(status, order.filled_qty if order is not None else None, now)
+        except InvalidTransition as e:
+            return Contradiction(wo, str(e))
+        self._retire_if_done(wo)
+        return Resolved(wo, was, age) if changed else StillPending(wo)
+
     def retire_expired(self) -> list[WorkingOrder]:
         """Forget final orders whose last fills never came within ``terminal_grace``."""
         now = self.clock.monotonic()
@@ -447,6 +574,7 @@ __all__ = [
     "Acked",
     "BecameUnknown",
     "Contradiction",
+    "FillWatermark",
     "InFlight",
     "InvalidTransition",
     "LateReply",
@@ -455,8 +583,10 @@ __all__ = [
     "QueryReply",
     "Rejected",
     "Resend",
+    "Resolved",
     "SendReply",
     "Settled",
+    "StillPending",
     "StillUnknown",
     "WorkingOrder",
     "reply_is_for",

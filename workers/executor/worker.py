@@ -56,13 +56,17 @@ from workers.sequence import SeqKind, SequenceTracker
 from workers.symbols import parse_symbols
 
 UNKNOWN_REASON = "order outcome unknown; reconciling"
+#: what a signal refused while the executor resyncs with the gateway is told (then why, in brackets)
+RESYNC_REASON = "resyncing with the exchange"
 #: newest-frame-per-symbol cache bound (symbols are few; this only guards against a flood)
 MAX_TICK_TOPICS = 10_000
-#: at most one positions resync per this many seconds after exec-stream gaps
-RESYNC_MIN_INTERVAL_S = 5.0
-#: fills remembered while a get_positions is out (re-applied on top of its snapshot if it
+#: fills remembered while a resync is under way (re-applied on top of its snapshot if it
 #: does not hold them); beyond this the snapshot is asked for again instead
 MAX_FILLS_DURING_SYNC = 100_000
+#: fills asked for per get_fills of a resync, and pages at most (beyond them the positions
+#: snapshot that ends every resync re-bases the book anyway)
+FILLS_PAGE = 1000
+MAX_FILL_PAGES = 100
 
 
 class OrderExecutor(Worker):
@@ -80,19 +84,43 @@ class OrderExecutor(Worker):
         cfg = self.config
         self.tracker = OrderTracker(clock, timeout=cfg.order_timeout, attempts=cfg.order_retries)
         self.paused = False
+        #: a resync has completed once (positions loaded)
         self.synced = False
         self._tick_frames: dict[bytes, bytes] = {}
-        # one key: order updates and fills share the gateway's counter
+        # per symbol, with the market-data gateway's epoch: a new epoch is a restart, whatever seq says
+        self._tick_seq = SequenceTracker()
+        # one key: order updates and fills share the gateway's counter (and its epoch)
         self._exec_seq = SequenceTracker()
-        self._resync_wanted = False
-        self._last_resync = -1e9
-        # queries out on the DEALER (their tags); one of each kind at a time, one per order
-        self._positions_query: bytes | None = None
+        #: every fill up to this number is accounted for: what get_fills asks after
+        self._fills = T.FillWatermark()
+        self._fills_known = False  # a snapshot has set the watermark (at start nothing is known)
+        # The resync: get_fills (missed fills), get_orders (working orders), get_positions
+        # (the book and the account's kill switch), one query at a time.  While one is wanted
+        # or under way, signals are refused (RESYNC_REASON): nothing trades on a stale view.
+        self._resync_why = "starting"  # '' once in step with the gateway
+        self._resync_step = ""  # the query out now ('' none)
+        self._resync_again = ""  # a reason to resync seen while one was under way
+        self._resync_retry = False  # the last attempt failed: again next reconcile round
+        self._fill_cursor = 0
+        self._fill_pages = 0
+        self._resync_stats: dict[str, int] = {}
         self._fills_during_sync: list[P.Fill] | None = None
+        # queries out on the DEALER (their tags); one of each kind at a time, one per order
         self._order_queries: dict[str, bytes] = {}
+        #: working orders to ask get_order about (stuck pending, missing after a resync) -> why
+        self._order_checks: dict[str, str] = {}
         self._cancel_all_query: bytes | None = None
         #: the kill switch asked for a cancel_all the gateway has not answered yet
         self._cancel_all_wanted = False
+        # The account's kill switch lives in the exchange gateway; the local one (risk limits)
+        # follows it and is never off while the gateway is known to be on.
+        self.gateway_kill: bool | None = None  # as the gateway last said (None: not heard)
+        self.gateway_kill_reason = ""
+        self._kill_wanted: bool | None = True if cfg.kill_switch else None  # set_kill_switch to send
+        self._kill_reason = "executor started with --kill-switch" if cfg.kill_switch else ""
+        self._kill_query: bytes | None = None
+        #: the gateway has confirmed it keeps the switch: its "off" turns the local one off too
+        self._kill_follows_gateway = False
         now = clock.monotonic()
         self._next_positions = now + cfg.position_interval
         self._next_reconcile = now + cfg.reconcile_interval
@@ -122,8 +150,10 @@ class OrderExecutor(Worker):
         self.add_reader(self.signals, self._on_signal_frame)
         # Queries (get_positions, get_order, cancel_all) try once because the timer asks
         # again; their replies come back on the order pipe, under tags of their own.
-        self.queries = DealerClient(self.order_pipe, RetryPolicy(a.order_timeout, 1))
-        self._request_positions()
+        # A reply after silence: the gateway is back, and may have restarted meanwhile.
+        self.queries = DealerClient(self.order_pipe, RetryPolicy(a.order_timeout, 1), on_back=self._on_gateway_back)
+        self._want_resync("starting")
+        self._send_kill_switch()
         self._update_gauges()
 
     # ------------------------------------------------------------------ publishing
@@ -162,6 +192,8 @@ class OrderExecutor(Worker):
         if not self._tick_frames:
             return
         frames, self._tick_frames = self._tick_frames, {}
+        if len(self._tick_seq) > MAX_TICK_TOPICS:
+            self._tick_seq.clear()  # a flood of symbols: each starts over (FIRST), nothing lost
         for frame in frames.values():
             try:
                 tick = P.last_tick(frame)  # a 'tick' or a batched 'ticks' frame: the newest
@@ -169,6 +201,15 @@ class OrderExecutor(Worker):
                 self.stats.inc("decode_errors")
                 self.rlog.warning("ticks", "bad tick dropped: %s", e)
                 continue
+            # (gaps are normal here: only the newest frame per symbol is decoded)
+            ev = self._tick_seq.check(tick.symbol, tick.seq, tick.epoch or None)
+            if not ev.fresh:
+                self.stats.inc("stale_ticks")  # an older tick of the same incarnation: never move back
+                continue
+            if ev.kind is SeqKind.RESTART:
+                self.stats.inc("tick_restarts")
+                self.rlog.info("tick_restart", "ticks of %s restarted (seq %s -> %d, epoch %s -> %s)",
+                               tick.symbol, ev.previous, tick.seq, ev.previous_epoch, tick.epoch or None)
             self.risk.set_last(tick.symbol, tick.last)
             self.book.mark(tick.symbol, tick.last)
 
@@ -188,12 +229,12 @@ class OrderExecutor(Worker):
 
     def _gate(self) -> str:
         """Why no signal may trade right now, or '' if they may."""
-        if self.risk.limits.kill_switch:
-            return "kill switch is on"
+        # (the kill switch is a risk check: an order that reduces a position passes it)
         if self.paused:
             return "executor is paused"
-        if not self.synced and not self.config.trade_unsynced:
-            return "positions not loaded from the exchange yet"
+        if self._resync_why and not self.config.trade_unsynced:
+            self.stats.inc("refused_resyncing")
+            return f"{RESYNC_REASON} ({self._resync_why})"
         unknown = len(self.tracker.unknown)
         if unknown > self.config.max_unknown_orders:
             return f"{unknown} order(s) with unknown outcome; reconciling"
@@ -343,35 +384,45 @@ class OrderExecutor(Worker):
             self.stats.inc("decode_errors")
             self.rlog.warning("exec", "bad message on execution dropped: %s", e)
             return
-        self._check_exec_seq(msg.seq)
+        self._check_exec_seq(msg.seq, msg.epoch)
         if isinstance(msg, P.Fill):
             self._on_fill(msg)
         else:
             self._on_order_update(msg)
 
-    def _check_exec_seq(self, seq: int) -> None:
-        # A gap means fills may have been lost (HWM, reconnect); a step back means the gateway
-        # restarted.  Either way the position book is re-based on a get_positions snapshot.
+    def _check_exec_seq(self, seq: int, epoch: int) -> None:
+        # A gap means reports may have been lost (HWM, reconnect); a new epoch (or, from a
+        # gateway that gives none, a step back) means the gateway restarted.  Either way the
+        # executor resyncs with it before it trades again.
         if not seq:
             return
-        ev = self._exec_seq.check("execution", seq)
+        ev = self._exec_seq.check("execution", seq, epoch or None)
         kind = ev.kind
-        if kind is SeqKind.IN_ORDER or kind is SeqKind.DUPLICATE:
-            return  # next in line, or the same report again: nothing was lost
+        if kind is SeqKind.IN_ORDER or kind is SeqKind.DUPLICATE or kind is SeqKind.LATE:
+            return  # next in line, or a report already had: nothing was lost
         if kind is SeqKind.GAP:
             self.stats.inc("exec_gaps")
-            self.rlog.warning("exec_gap", "execution stream gap: %d -> %d; resyncing positions", ev.previous, seq)
+            self.rlog.warning("exec_gap", "execution stream gap: %d -> %d; resyncing", ev.previous, seq)
+            self._want_resync("execution stream gap")
         elif kind is SeqKind.RESTART:
             self.stats.inc("exec_restarts")
-        # FIRST too: fills published after the startup snapshot but before this SUB had joined
-        # (the slow-joiner window) would be lost without a trace of a gap, so take one more
-        # snapshot now that the subscription is live.
-        self._resync_wanted = True
+            self.log.warning("exchange gateway restarted (execution seq %s -> %d, epoch %s -> %s); resyncing",
+                             ev.previous, seq, ev.previous_epoch, epoch or None)
+            self._want_resync("exchange gateway restarted")
+        else:
+            # FIRST: fills published after the startup snapshot but before this SUB had joined
+            # (the slow-joiner window) would be lost without a trace of a gap, so resync once
+            # more now that the subscription is live.
+            self._want_resync("execution stream joined")
 
-    def _on_fill(self, fill: P.Fill) -> None:
-        if fill.origin_ts:
+    def _on_fill(self, fill: P.Fill, missed: bool = False) -> None:
+        """A fill from the stream, or one a resync's get_fills brought back (``missed``)."""
+        if fill.origin_ts and not missed:
             self.stats.lat("tick_to_fill", max(0, self.clock.time_ns() - fill.origin_ts))
         applied = self.book.apply_fill(fill)
+        n = fill_number(fill.fill_id)
+        if n is not None:
+            self._fills.saw(n)  # applied now or held already: accounted for either way
         if applied and self._fills_during_sync is not None and len(self._fills_during_sync) <= MAX_FILLS_DURING_SYNC:
             self._fills_during_sync.append(fill)  # one past the cap marks the overflow
         # The tracker de-duplicates on its own: a fill the book skips because a position
@@ -380,9 +431,10 @@ class OrderExecutor(Worker):
         if settled is not None:
             self._resolved(settled)
         if not applied:
-            self.stats.inc("duplicate_fills")
+            if not missed:
+                self.stats.inc("duplicate_fills")
             return
-        self.stats.inc("fills")
+        self.stats.inc("missed_fills" if missed else "fills")
         self._flush_ticks()
         self._publish_positions((fill.symbol,))
 
@@ -396,12 +448,13 @@ class OrderExecutor(Worker):
 
     # ------------------------------------------------------------------ reconciliation
     def _reconcile(self) -> None:
-        """Ask get_order about the unknown orders not already asked.  While the gateway is
-        not answering (the last query timed out), one question at a time: a dead gateway
-        costs one request per round, not one per unknown order."""
+        """Ask get_order about the unknown orders, then about the orders to check (stuck
+        pending, missing after a resync), none already asked.  While the gateway is not
+        answering (the last query timed out), one question at a time: a dead gateway costs one
+        request per round, not one per order."""
         budget = 1 if self.queries.silent else self.config.max_in_flight
         now = self.clock.monotonic()
-        for coid in self.tracker.unknown_ids():
+        for coid in [*self.tracker.unknown_ids(), *self._order_checks]:
             if len(self._order_queries) >= budget:
                 return
             if coid not in self._order_queries:
@@ -413,51 +466,171 @@ class OrderExecutor(Worker):
         if reply is None:
             self.stats.inc("reconcile_timeouts")  # asked again next round
             return
+        if coid not in self.tracker.unknown:
+            self._on_order_state(coid, reply)
+            return
         out = self.tracker.on_get_order(coid, reply)
+        self._order_checks.pop(coid, None)
         if isinstance(out, T.Settled):
             self._resolved(out)
         elif isinstance(out, T.NotPlaced):
-            self.stats.inc("not_placed")
-            self.log.warning("order %s never reached the exchange: %s", coid, out.reason)
-            self._decide(out.order.signal, False, "order never reached the exchange (reconciled)", coid)
+            self._not_placed(out)
         elif isinstance(out, T.StillUnknown) and out.unreadable:
             self.rlog.warning("reconcile", "unreadable get_order reply for %s: %s", coid, out.reason)
 
-    def _request_positions(self) -> bool:
-        """Ask for a positions snapshot unless one is being asked for; False if one is."""
-        if self._positions_query is not None:
+    def _not_placed(self, out: T.NotPlaced) -> None:
+        coid = out.order.client_order_id
+        self.stats.inc("not_placed")
+        self.log.warning("order %s never reached the exchange: %s", coid, out.reason)
+        self._decide(out.order.signal, False, "order never reached the exchange (reconciled)", coid)
+
+    def _on_order_state(self, coid: str, reply: P.Reply) -> None:
+        """get_order's answer about a working order that was stuck pending or missing from the
+        gateway's working orders after a resync."""
+        why = self._order_checks.get(coid, "")
+        out = self.tracker.on_order_state(coid, reply)
+        if out is None or not isinstance(out, T.StillUnknown):
+            self._order_checks.pop(coid, None)  # answered (a denial or unreadable: asked again)
+        if isinstance(out, T.Resolved):
+            wo = out.order
+            self.stats.inc("orders_resolved")
+            self.log.warning("order %s (%s) resolved by get_order: %s -> %s after %.1fs",
+                             coid, why, out.was.value, wo.status.value, out.age)
+            self._decide(wo.signal, wo.status is not P.OrderStatus.REJECTED,
+                         f"resolved by get_order: order {wo.status.value} (was {out.was.value} for {out.age:.1f}s)", coid)
+        elif isinstance(out, T.StillPending):
+            self.stats.inc("still_pending")
+            self.rlog.warning("still_pending", "order %s still %s at the exchange; asked again later", coid, out.order.status.value)
+        elif isinstance(out, T.NotPlaced):
+            self._not_placed(out)
+        elif isinstance(out, T.Settled):
+            self._resolved(out)
+        elif isinstance(out, T.Contradiction):
+            self._contradiction(out.error)
+        elif isinstance(out, T.StillUnknown) and out.unreadable:
+            self.rlog.warning("reconcile", "unreadable get_order reply for %s: %s", coid, out.reason)
+
+    # ------------------------------------------------------------------ resync
+    def _want_resync(self, why: str) -> bool:
+        """Resync with the gateway before any signal trades again; False if one is under way
+        (it is then done once more after it: the one under way may predate ``why``)."""
+        if not self._resync_why:
+            self._resync_why = why
+        if self._resync_step:
+            self._resync_again = self._resync_again or why
             return False
-        # a gap seen from now on needs a snapshot taken after it: this one may predate it
-        self._resync_wanted = False
-        self._fills_during_sync = []
-        self._positions_query = self.queries.submit(P.GetPositions(), self.clock.monotonic(), self._on_positions)
+        self._start_resync()
         return True
 
-    def _on_positions(self, reply: P.Reply | None) -> None:
-        self._positions_query = None
-        applied, self._fills_during_sync = self._fills_during_sync, None
-        if not self._load_positions(reply, applied or []):
-            self._resync_wanted = True  # retried on the reconcile timer
+    def _on_gateway_back(self) -> None:
+        self.stats.inc("gateway_back")
+        self.log.warning("exchange gateway answering again after silence; resyncing")
+        self._want_resync("exchange gateway answering again")
 
-    def _load_positions(self, reply: P.Reply | None, applied: list[P.Fill]) -> bool:
+    def _start_resync(self) -> None:
+        self._resync_again = ""
+        self._resync_retry = False
+        self._resync_stats = {"fills": self.stats.counters.get("missed_fills", 0)}
+        self._fills_during_sync = []
+        self.stats.inc("resyncs_started")
+        if self._fills_known:
+            self._fill_cursor, self._fill_pages = self._fills.base, 0
+            self._ask_fills()
+        else:
+            self._ask_orders()  # at start nothing is known to be missed: the snapshot is the base
+
+    def _ask(self, step: str, msg: P.Message, on_reply) -> None:
+        self._resync_step = step
+        self.queries.submit(msg, self.clock.monotonic(), on_reply)
+
+    def _resync_failed(self, step: str, reply: P.Reply | None, detail: str = "") -> None:
+        self._resync_step = ""
+        self._resync_retry = True  # again next reconcile round; signals stay refused meanwhile
+        self._fills_during_sync = None
         if reply is None:
             self.stats.inc("sync_timeouts")
-            self.rlog.warning("sync", "no get_positions reply from %s; will retry", self.endpoints.orders)
-            return False
-        if not reply.ok or reply.__class__ is not P.GetPositionsReply:
-            # a refusal, or an ErrorReply saying why the reply could not be read
+            self.rlog.warning("sync", "no %s reply from %s; resync retried", step, self.endpoints.orders)
+        else:
             self.stats.inc("sync_errors")
-            self.rlog.warning("sync", "get_positions refused: %s", reply.reason)
-            return False
+            self.rlog.warning("sync", "%s refused: %s; resync retried", step, detail or reply.reason)
+
+    def _ask_fills(self) -> None:
+        self._ask("get_fills", P.GetFills(since_fill=self._fill_cursor, limit=FILLS_PAGE), self._on_fills)
+
+    def _on_fills(self, reply: P.Reply | None) -> None:
+        if reply is None:
+            return self._resync_failed("get_fills", None)
+        if reply.__class__ is not P.GetFillsReply or not reply.ok:
+            # A gateway that keeps no fill history: the snapshot that ends the resync still
+            # re-bases positions; only the orders the missed fills completed wait for the grace.
+            self.stats.inc("resync_fills_refused")
+            self.rlog.warning("get_fills", "get_fills refused: %s; positions re-based from the snapshot", reply.reason)
+            return self._ask_orders()
+        top = self._fill_cursor
+        for fill in reply.fills:
+            self._on_fill(fill, missed=True)
+            n = fill_number(fill.fill_id)
+            if n is not None:
+                top = max(top, n)
+        self._fill_pages += 1
+        if reply.fills and top > self._fill_cursor and top < reply.last_fill and self._fill_pages < MAX_FILL_PAGES:
+            self._fill_cursor = top
+            return self._ask_fills()
+        self._ask_orders()
+
+    def _ask_orders(self) -> None:
+        self._ask("get_orders", P.GetOrders(working_only=True), self._on_orders)
+
+    def _on_orders(self, reply: P.Reply | None) -> None:
+        if reply is None or reply.__class__ is not P.GetOrdersReply or not reply.ok:
+            return self._resync_failed("get_orders", reply)
+        outcomes, missing = self.tracker.missing_from(reply.orders)
+        for out in outcomes:
+            if isinstance(out, T.Settled):
+                self._resolved(out)
+            else:
+                self._contradiction(out.error)
+        for coid in missing:
+            # it ended while we were not listening: asked about (not part of the gate: its
+            # whole quantity stays pending, which only makes the position check stricter)
+            self._order_checks[coid] = "not working at the exchange after a resync"
+        self._resync_stats["missing_orders"] = len(missing)
+        if missing:
+            self._reconcile()
+        self._ask("get_positions", P.GetPositions(), self._on_positions)
+
+    def _on_positions(self, reply: P.Reply | None) -> None:
+        applied, self._fills_during_sync = self._fills_during_sync, None
+        if reply is None:
+            return self._resync_failed("get_positions", None)
+        problem = self._load_positions(reply, applied or [])
+        if problem:
+            return self._resync_failed("get_positions", reply, problem)
+        self._read_gateway_kill(reply.kill_switch, reply.kill_reason)
+        self._resync_step = ""
+        missed = self.stats.counters.get("missed_fills", 0) - self._resync_stats.get("fills", 0)
+        self.log.info("in step with the exchange (%s): %d missed fill(s) applied, %d order(s) to ask about, %d symbols, last fill %d",
+                      self._resync_why, missed, self._resync_stats.get("missing_orders", 0), len(self.book), self.book.last_fill_seq)
+        if self._resync_again:
+            self._resync_why = self._resync_again
+            self._start_resync()
+            return
+        self._resync_why = ""
+        self._update_gauges()
+
+    def _load_positions(self, reply: P.Reply, applied: list[P.Fill]) -> str:
+        """Re-base the book on the snapshot; '' on success, else why not."""
+        if not reply.ok or reply.__class__ is not P.GetPositionsReply:
+            return reply.reason  # a refusal, or an ErrorReply saying why it could not be read
         if len(applied) > MAX_FILLS_DURING_SYNC:
-            return False  # too many to replay (see _on_fill): the next snapshot is newer
+            return "too many fills during the resync to replay; taking a newer snapshot"
         try:
             self.book.load_snapshot([msgspec.structs.asdict(p) for p in reply.positions], reply.last_fill_seq)
         except ValueError as e:
-            self.stats.inc("sync_errors")
-            self.rlog.warning("sync", "unreadable get_positions reply: %s", e)
-            return False
-        # Fills read while the reply was on its way were booked before the snapshot replaced
+            return f"unreadable get_positions reply: {e}"
+        self._fills.rebase(reply.last_fill_seq)
+        self._fills_known = True
+        # Fills read while the resync was under way were booked before the snapshot replaced
         # the book; those it does not hold (numbered after its last_fill_seq) go on top again.
         for fill in applied:
             n = fill_number(fill.fill_id)
@@ -469,9 +642,71 @@ class OrderExecutor(Worker):
         self.synced = True
         self.stats.inc("syncs")
         self._publish_positions()
-        return True
+        return ""
 
     # ------------------------------------------------------------------ kill switch
+    def _set_local_kill(self, on: bool, why: str) -> None:
+        if on != self.risk.limits.kill_switch:
+            self.risk.limits = self.risk.limits.updated({"kill_switch": on})
+            self.log.warning("kill switch %s (%s)", "ON" if on else "off", why)
+            if not on:
+                self._cancel_all_wanted = False
+        self._update_gauges()
+
+    def _read_gateway_kill(self, on: bool, reason: str) -> None:
+        """The account's switch as a get_positions reply tells it (every resync)."""
+        self.gateway_kill, self.gateway_kill_reason = on, reason
+        if self._kill_wanted is not None:
+            return  # a set_kill_switch of ours is on its way: its answer decides
+        if on:
+            # a relaunch with the switch on must not trade within seconds of its start
+            self._kill_follows_gateway = True
+            self._set_local_kill(True, f"on at the exchange: {reason or 'no reason given'}")
+        elif self.risk.limits.kill_switch and self._kill_follows_gateway:
+            self._set_local_kill(False, "released at the exchange")
+
+    def _send_kill_switch(self) -> None:
+        """Send the set_kill_switch asked for, unless one is out (asked again every reconcile
+        round until the gateway answers)."""
+        if self._kill_wanted is None or self._kill_query is not None:
+            return
+        on = self._kill_wanted
+        msg = P.SetKillSwitch(on=on, reason=self._kill_reason if on else "", ts=self.clock.time_ns())
+        self._kill_query = self.queries.submit(msg, self.clock.monotonic(), lambda reply, on=on: self._on_kill_switch(on, reply))
+        self.stats.inc("kill_switch_sent")
+
+    def _on_kill_switch(self, asked: bool, reply: P.Reply | None) -> None:
+        self._kill_query = None
+        if reply is None:
+            self.stats.inc("kill_switch_timeouts")
+            self.rlog.warning("kill_switch", "no set_kill_switch reply from %s; asking again", self.endpoints.orders)
+            return
+        newer = self._kill_wanted is not None and self._kill_wanted != asked
+        if not newer:
+            self._kill_wanted = None
+        if reply.__class__ is P.SetKillSwitchReply and reply.ok:
+            self.stats.inc("kill_switch_done")
+            self.gateway_kill, self.gateway_kill_reason = reply.on, reply.kill_reason
+            self._kill_follows_gateway = True
+            if newer:
+                self._send_kill_switch()
+                # until the newer request is answered: on if either says on
+                self._set_local_kill(self.risk.limits.kill_switch or reply.on, "set at the exchange")
+            else:
+                self._set_local_kill(reply.on, "set at the exchange")
+            return
+        # Refused, or not understood (a gateway that keeps no switch): the local state is all
+        # there is, and it never says off while the gateway was last known to be on.
+        self.stats.inc("kill_switch_refused")
+        self.log.error("set_kill_switch %s refused by the exchange: %s; the executor's own switch stays %s",
+                       "on" if asked else "off", reply.reason, "on" if asked or self.gateway_kill else "off")
+        self._kill_follows_gateway = False
+        if newer:
+            self._send_kill_switch()
+        elif not asked and self.gateway_kill is not True:
+            self._set_local_kill(False, "the exchange keeps no switch to release")
+        self._update_gauges()
+
     def _request_cancel_all(self) -> str:
         """Cancel every working order at the gateway, asked again every reconcile round until
         the gateway answers (while the kill switch stays on)."""
@@ -501,15 +736,18 @@ class OrderExecutor(Worker):
         self._flush_ticks()
         if now >= self._next_reconcile:
             self._next_reconcile = now + self.config.reconcile_interval
-            if not self.synced:
-                self._request_positions()
-            elif self._resync_wanted and now - self._last_resync >= RESYNC_MIN_INTERVAL_S:
-                if self._request_positions():
-                    self._last_resync = now
-            if self.tracker.unknown:
+            if self._resync_retry and not self._resync_step:
+                self._start_resync()
+            for wo in self.tracker.stuck(self.config.pending_timeout):
+                self.stats.inc("stuck_orders")
+                self._order_checks.setdefault(wo.client_order_id, f"{wo.status.value} for over {self.config.pending_timeout:g}s")
+            for coid in [c for c in self._order_checks if c not in self.tracker.working]:
+                del self._order_checks[coid]  # settled meanwhile by other evidence
+            if self.tracker.unknown or self._order_checks:
                 self._reconcile()
             if self._cancel_all_wanted and self.risk.limits.kill_switch:
                 self._request_cancel_all()
+            self._send_kill_switch()
             self.tracker.retire_expired()
         if now >= self._next_positions:
             self._next_positions = now + self.config.position_interval
@@ -525,8 +763,12 @@ class OrderExecutor(Worker):
         g["working_orders"] = len(self.tracker.working)
         g["unknown_orders"] = len(self.tracker.unknown)
         g["in_flight_orders"] = len(self.tracker.in_flight)
+        g["orders_to_check"] = len(self._order_checks)
         g["kill_switch"] = self.risk.limits.kill_switch
+        g["gateway_kill_switch"] = self.gateway_kill
+        g["kill_switch_pending"] = self._kill_wanted
         g["synced"] = self.synced
+        g["resyncing"] = self._resync_why
         g["cancel_all_pending"] = self._cancel_all_wanted
         g["queries_pending"] = len(self.queries.pending)
 
@@ -539,8 +781,15 @@ class OrderExecutor(Worker):
             on = args.get("on")
             if not isinstance(on, bool):
                 raise CommandError("kill_switch needs {on: true|false}")
-            self.risk.limits = self.risk.limits.updated({"kill_switch": on})
-            result: dict[str, Any] = {"kill_switch": on}
+            reason = args.get("reason")
+            self._kill_reason = reason if isinstance(reason, str) and reason else "kill_switch command to the executor"
+            # The account's switch, at the gateway: every client's orders, and every restart.
+            # On takes effect here at once; off only once the gateway says it is off.
+            self._kill_wanted = on
+            if on:
+                self._set_local_kill(True, self._kill_reason)
+            self._send_kill_switch()
+            result: dict[str, Any] = {"kill_switch": self.risk.limits.kill_switch, "gateway": "requested"}
             if on and args.get("cancel_all", True):
                 # Stop what is already working, not only what is still to come.  Answered
                 # now, not when the gateway does: the outcome is in the log and the
@@ -548,10 +797,12 @@ class OrderExecutor(Worker):
                 result["cancel_all"] = self._request_cancel_all()
             elif not on:
                 self._cancel_all_wanted = False
-            self.log.warning("kill switch %s", "ON" if on else "off")
             self._update_gauges()
             return result
         if cmd == "set_limits":
+            if "kill_switch" in args:
+                # one way to the switch, through the gateway (see kill_switch)
+                raise CommandError("the kill switch is set with the kill_switch command, not set_limits")
             try:
                 self.risk.limits = self.risk.limits.updated(args)
             except (ValueError, TypeError) as e:
@@ -564,8 +815,8 @@ class OrderExecutor(Worker):
             self._flush_ticks()
             return {"positions": [m.to_dict() for m in self.book.to_messages(self.clock.time_ns())]}
         if cmd == "resync":
-            # the snapshot's outcome shows in syncs / sync_timeouts / sync_errors and `synced`
-            return {"resync": "requested" if self._request_positions() else "already under way"}
+            # the outcome shows in syncs / sync_timeouts / sync_errors and the gauges synced, resyncing
+            return {"resync": "requested" if self._want_resync("requested") else "already under way"}
         return super().on_command(cmd, args)
 
 
@@ -586,14 +837,15 @@ class ExecutorConfig:
     max_position: int = option(_L.max_position, "largest absolute position per symbol, working orders included", check=at_least(0), group=_RISK)
     price_band_pct: float = option(_L.price_band_pct, "reject a signal priced more than this % away from the last trade", check=positive, group=_RISK)
     max_orders_per_sec: int = option(_L.max_orders_per_sec, "orders accepted in any sliding 1-second window", check=at_least(1), group=_RISK)
-    kill_switch: bool = option(_L.kill_switch, "start with the kill switch on: reject every signal", default_text="off", group=_RISK)
+    kill_switch: bool = option(_L.kill_switch, "start with the kill switch on (and turn the exchange's on): refuse every signal that would increase a position", default_text="off", group=_RISK)
     symbols: str = option("", "comma-separated allow-list of tradable symbols", check=_allow_list, join=True, default_text="all", group=_RISK)
     order_timeout: float = option(1.0, "seconds to wait for one reply from the order gateway", check=positive, group=_ORDERS)
     order_retries: int = option(3, "send attempts per order before its outcome is unknown", check=at_least(1), group=_ORDERS)
     max_in_flight: int = option(64, "orders sent and not yet answered by the gateway; beyond it new signals are refused", check=at_least(1), group=_ORDERS)
     reconcile_interval: float = option(1.0, "seconds between get_order queries for unknown orders and position-sync retries", check=positive, group=_ORDERS)
     max_unknown_orders: int = option(0, "refuse new signals while more than this many orders have an unknown outcome", check=at_least(0), group=_ORDERS)
-    trade_unsynced: bool = option(False, "accept signals before positions were loaded from the gateway", default_text="refuse them", group=_ORDERS)
+    trade_unsynced: bool = option(False, "accept signals before a resync with the gateway has completed (at start and after a reconnect)", default_text="refuse them", group=_ORDERS)
+    pending_timeout: float = option(5.0, "seconds an order may stay pending_new before the gateway is asked about it (get_order)", check=positive, group=_ORDERS)
     position_interval: float = option(1.0, "seconds between full position publications", check=positive, group=_EVENTS)
     events_hwm: int = option(100_000, "send/receive high-water mark of the stream sockets", check=at_least(1), group=_EVENTS)
 
