@@ -38,6 +38,11 @@ log = logging.getLogger("tickdesk.app.orders")
 NOT_FOUND_CONFIRMATIONS = 3
 RECONCILE_EVERY = 1.0
 SYNC_RETRY_EVERY = 2.0
+#: seconds an order may stay pending (new, or a cancel sent without an answer) before the window
+#: asks the exchange about it with get_order
+PENDING_QUERY_S = 3.0
+#: fills asked for per get_fills request while paging through the history
+FILLS_PAGE = 5_000
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,13 @@ class OrderService:
         #: client_order_id -> times get_order said it does not know the order
         self.unknown: dict[str, int] = {}
         self.synced = False
+        self.pending_query_s = PENDING_QUERY_S
+        #: fills loaded with get_fills, in all; False once the exchange refused get_fills
+        self.history_fills = 0
+        self.fills_supported = True
+        #: every fill up to this number was loaded with get_fills (the stream's fills may be
+        #: newer: a fill that came live is no proof that the ones before it are held)
+        self.fills_through = 0
         # a task that fails shows on the ticket's outcome line, once (app/tasks.py logs it)
         self.tasks = tasks.child("orders", self._task_failed) if tasks is not None else Tasks("orders", self._task_failed)
 
@@ -229,6 +241,8 @@ class OrderService:
     async def _cancel(self, coid: str) -> None:
         row = self.state.orders.get(coid)
         what = f"cancel {row.side.value} {row.qty} {row.symbol}" if row else f"cancel {coid}"
+        if row is not None:
+            row.cancel_ts = P.now_ns()
         reply = await self.client.ask(P.CancelOrder(client_order_id=coid, ts=P.now_ns()))
         if reply is None:
             self._report(Outcome("cancel_unknown", f"{what}: no reply from the exchange; the blotter shows "
@@ -280,12 +294,77 @@ class OrderService:
             row = self.state.orders.apply_update(up)
             if row is not None and row.status is OrderStatus.UNKNOWN:
                 self.unknown.setdefault(row.client_order_id, 0)
+        fills = await self.load_fills()
         self.state.resync_wanted = False
         if not self.synced:
-            self.state.log.info("orders", f"loaded {len(self.state.orders)} orders and "
-                                f"{len(self.state.positions)} positions from the exchange")
+            self.state.log.info("orders", f"loaded {len(self.state.orders)} orders, "
+                                f"{len(self.state.positions)} positions and {fills} fills from the exchange")
         self.synced = True
         return True
+
+    async def load_fills(self) -> int:
+        """Page through ``get_fills`` from the newest fill this window holds until the exchange's
+        ``last_fill``; returns the fills new to this window.  Fills seen before (the stream, an
+        earlier page) are dropped by fill_id in the state, so nothing shows twice.  A gateway
+        without get_fills is told once in the log; the live stream still fills the blotter."""
+        if not self.fills_supported:
+            return 0
+        st = self.state
+        since = self.fills_through
+        new = 0
+        while True:
+            reply = await self.client.ask(P.GetFills(since_fill=since, limit=FILLS_PAGE))
+            if reply is None:
+                return new  # asked again at the next resync
+            if not reply.ok or reply.__class__ is not P.GetFillsReply:
+                self.fills_supported = False
+                st.log.warning("orders", f"fills history not loaded: {getattr(reply, 'reason', '') or 'refused'}")
+                return new
+            prev = top = since
+            for f in reply.fills:
+                if st.on_fill(f, history=True):
+                    new += 1
+                top = max(top, fill_number(f.fill_id) or 0)
+            self.fills_through = since = top
+            if not reply.fills or top >= reply.last_fill or top <= prev:
+                break  # all of it, or a page that does not move on (never loop on it)
+        self.history_fills += new
+        return new
+
+    def stuck(self, now_ns: int | None = None) -> list[OrderRow]:
+        """Live orders pending for longer than ``pending_query_s``: new ones the exchange has
+        not acknowledged, and cancels that got no answer."""
+        now_ns = now_ns or P.now_ns()
+        limit = now_ns - int(self.pending_query_s * 1e9)
+        out = []
+        for o in self.state.orders.live():
+            if o.client_order_id in self.unknown:
+                continue
+            if (o.status is OrderStatus.PENDING_NEW and o.ts <= limit) or (o.cancel_ts and o.cancel_ts <= limit):
+                out.append(o)
+        return out
+
+    async def _query_stuck(self, row: OrderRow) -> None:
+        """Ask the exchange what became of an order stuck pending, and show the answer."""
+        if not row.querying:
+            row.querying = True
+            self.state.orders._changed.add(row.client_order_id)
+        coid = row.client_order_id
+        reply = await self.client.ask(P.GetOrder(client_order_id=coid))
+        if reply is None or reply.__class__ is P.ErrorReply:
+            return  # still querying; asked again at the next pass
+        if reply.ok and reply.order is not None and reply.order.status is not OrderStatus.UNKNOWN:
+            before = row.status
+            self.state.orders.apply_update(reply.order)
+            row.querying = False
+            row.cancel_ts = 0
+            self.state.orders._changed.add(coid)
+            if row.status is not before:
+                self._report(Outcome("reconciled", f"order {coid} was pending: the exchange says {row.status.value}", coid))
+        elif not reply.ok:
+            # the exchange does not know it: it never arrived, the usual UNKNOWN path decides
+            self.state.orders.set_status(coid, OrderStatus.UNKNOWN, "pending past its timeout and not known to the exchange")
+            self.unknown.setdefault(coid, 0)
 
     async def _reconcile_one(self, coid: str) -> None:
         reply = await self.client.ask(P.GetOrder(client_order_id=coid))
@@ -315,4 +394,6 @@ class OrderService:
                 next_sync = time.monotonic() + (SYNC_RETRY_EVERY if not ok else 5.0)
             for coid in list(self.unknown):
                 await self._reconcile_one(coid)
+            for row in self.stuck():
+                await self._query_stuck(row)
             await asyncio.sleep(RECONCILE_EVERY)

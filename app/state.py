@@ -509,8 +509,11 @@ class _OrderRowMethods:
 
 #: One order as this window knows it, the manual ticket's and the strategies' alike: the
 #: fields of ``order_update`` (``ts``: its latest change) plus when this window first saw it.
+#: ``querying``: this window asks the exchange about it (pending beyond its timeout, or a cancel
+#: that got no answer), shown as "PENDING_NEW (QUERYING)"; ``cancel_ts``: when a cancel was sent.
 OrderRow = P.derive_record(
-    "OrderRow", P.OrderUpdate, drop=P.STREAM_FIELDS, last=[("created_ts", int, 0)], module=__name__,
+    "OrderRow", P.OrderUpdate, drop=P.STREAM_FIELDS,
+    last=[("created_ts", int, 0), ("querying", bool, False), ("cancel_ts", int, 0)], module=__name__,
     namespace={k: v for k, v in vars(_OrderRowMethods).items() if not k.startswith("__")},
 )
 
@@ -610,6 +613,8 @@ class OrderBook:
         else:
             self._changed.add(coid)
         if status is not None and not (o.status.is_terminal and status is not o.status):
+            if status is not o.status:
+                o.querying = False  # the exchange said what it is
             o.status = status
         filled = _int(m.get("filled_qty"))
         if filled > o.filled_qty:
@@ -641,6 +646,33 @@ class OrderBook:
 
 def _int(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+# ----------------------------------------------------------------------------- positions by source
+
+
+class PositionRow:
+    """One row of the positions panel: a symbol's net position (keyed by the symbol alone;
+    ``source`` is the one source that traded it, or "net" when several did) or one source's
+    share of it (keyed "<symbol> <source>", shown only when several sources share the symbol)."""
+
+    __slots__ = ("key", "symbol", "source", "pos")
+
+    def __init__(self, source: str, pos: SymbolPosition, net: bool = False):
+        self.symbol = pos.symbol
+        self.source = source
+        self.key = pos.symbol if net else f"{pos.symbol} {source}"
+        self.pos = pos
+
+    qty = property(lambda self: self.pos.qty)
+    avg_price = property(lambda self: self.pos.avg_price)
+    last = property(lambda self: self.pos.last)
+    realized_pnl = property(lambda self: self.pos.realized_pnl)
+    unrealized_pnl = property(lambda self: self.pos.unrealized_pnl)
+
+    @property
+    def is_net(self) -> bool:
+        return self.key == self.symbol
 
 
 # ----------------------------------------------------------------------------- fills, signals
@@ -809,10 +841,52 @@ class AppState:
         self._signal_keys = 0
         self._universe_rl = KeyedLimiter(UNIVERSE_NOTICE_S)
         self._refused_noticed = 0  # refused_ticks at the last notice
+        #: positions per source ("manual", "strategy.<name>", ...), from every fill seen once
+        #: (the stream and get_fills); the net book above is the exchange's, re-based on its snapshot
+        self.source_positions: dict[str, PositionBook] = {}
+
+    def source_of(self, f) -> str:
+        """Who traded a fill: its ``source``, else its order's, else "unknown"."""
+        src = getattr(f, "source", "") or ""
+        if not src:
+            o = self.orders.get(f.client_order_id)
+            src = o.source if o is not None else ""
+        return src or "unknown"
+
+    def manual_position(self, symbol: str) -> int:
+        """The signed quantity the manual ticket holds in ``symbol`` (strategies' left out)."""
+        book = self.source_positions.get("manual")
+        return book.qty(symbol) if book is not None else 0
+
+    def position_rows(self, symbol: str) -> list[PositionRow]:
+        """The positions panel's rows of ``symbol``: the net row, then one per source that traded it."""
+        shares = self.positions_by_source(symbol)
+        net = self.positions.positions.get(symbol)
+        if net is None:
+            return []
+        if len(shares) <= 1:
+            return [PositionRow(next(iter(shares), "net"), net, net=True)]
+        return [PositionRow("net", net, net=True), *(PositionRow(src, p) for src, p in shares.items())]
+
+    def stale_position_keys(self, symbol: str) -> list[str]:
+        """Rows of ``symbol`` the panel may hold that :meth:`position_rows` no longer gives."""
+        keep = {r.key for r in self.position_rows(symbol)}
+        return [f"{symbol} {src}" for src in self.source_positions if f"{symbol} {src}" not in keep]
+
+    def positions_by_source(self, symbol: str) -> dict[str, SymbolPosition]:
+        return {src: b.positions[symbol] for src, b in sorted(self.source_positions.items()) if symbol in b.positions}
+
+    def pnl_by_source(self) -> dict[str, tuple[float, float]]:
+        """source -> (realized, unrealized) over every symbol."""
+        out = {}
+        for src, b in sorted(self.source_positions.items()):
+            out[src] = (sum(p.realized_pnl for p in b.positions.values()), sum(p.unrealized_pnl for p in b.positions.values()))
+        return out
 
     # ---- execution stream (its seq is checked by app.feeds.ExecDecoder)
-    def on_fill(self, f: P.Fill, now_ns: int | None = None) -> bool:
-        """Record a fill once; False for one seen before."""
+    def on_fill(self, f: P.Fill, now_ns: int | None = None, history: bool = False) -> bool:
+        """Record a fill once; False for one seen before.  ``history``: from ``get_fills``, not
+        the stream (its tick-to-fill latency is not measured here)."""
         if f.fill_id in self._seen_fills:
             self.duplicate_fills += 1
             return False
@@ -821,14 +895,23 @@ class AppState:
         if len(self._seen_order) > SEEN_FILL_IDS:
             self._seen_fills.discard(self._seen_order.popleft())
         now_ns = now_ns or P.now_ns()
-        lat = (now_ns - f.origin_ts) / 1000.0 if f.origin_ts and now_ns > f.origin_ts else 0.0
+        lat = (now_ns - f.origin_ts) / 1000.0 if not history and f.origin_ts and now_ns > f.origin_ts else 0.0
         self.fills.append(FillRow(*_fill_values(f), latency_us=lat))
         self.market.watch("trading", f.symbol)
+        src = self.source_of(f)
+        book = self.source_positions.get(src)
+        if book is None:
+            book = self.source_positions[src] = PositionBook()
+        if book.apply_fill(f):
+            self._dirty_positions.add(f.symbol)
         if self.positions.apply_fill(f):
             q = self.market.quotes.get(f.symbol)
             if q is not None and q.last:
                 self.positions.mark(f.symbol, q.last)
             self._dirty_positions.add(f.symbol)
+        q = self.market.quotes.get(f.symbol)
+        if q is not None and q.last:
+            book.mark(f.symbol, q.last)
         return True
 
     def load_positions(self, positions: list, last_fill_seq: int) -> None:
@@ -865,6 +948,10 @@ class AppState:
         symbols = m.take_dirty()
         # marking positions to market is cheap and only for symbols whose price moved
         for sym in symbols:
+            for book in self.source_positions.values():
+                sp = book.positions.get(sym)
+                if sp is not None:
+                    sp.last = m.quotes[sym].last
             if sym in self.positions.positions:
                 q = m.quotes[sym]
                 pos = self.positions.positions[sym]

@@ -28,24 +28,46 @@ def _status_tone(row: Any) -> str | None:
 
 # ----------------------------------------------------------------------------- market watch
 
+def _quote_tone(q: Any) -> str | None:
+    # a stale quote is greyed whatever its direction: its price is not the market's now
+    return "muted" if q.stale else F.updown(q.change)
+
+
+def _stale_muted(q: Any) -> str | None:
+    return "muted" if q.stale else None
+
+
+def _stale_tip(q: Any) -> str:
+    return "STALE: no tick for a while (the feed for this symbol stopped)" if q.stale else ""
+
+
 MARKET_COLUMNS = (
-    Column("symbol", "Symbol", attr("symbol"), width=66),
-    Column("last", "Last", attr("last"), F.price, "r", lambda q: F.updown(q.change), width=66),
-    Column("change", "Chg", attr("change"), F.signed, "r", lambda q: F.updown(q.change), width=52,
+    Column("symbol", "Symbol", attr("symbol"), width=66, tone=_stale_muted, tip=_stale_tip),
+    Column("last", "Last", attr("last"), F.price, "r", _quote_tone, width=66, tip=_stale_tip),
+    Column("change", "Chg", attr("change"), F.signed, "r", _quote_tone, width=52,
            header_tip="Change since the first price this window saw"),
-    Column("change_pct", "Chg%", attr("change_pct"), F.pct, "r", lambda q: F.updown(q.change), width=56),
-    Column("bid", "Bid", attr("bid"), F.price, "r", width=62),
-    Column("ask", "Ask", attr("ask"), F.price, "r", width=62),
+    Column("change_pct", "Chg%", attr("change_pct"), F.pct, "r", _quote_tone, width=56),
+    Column("bid", "Bid", attr("bid"), F.price, "r", _stale_muted, width=62),
+    Column("ask", "Ask", attr("ask"), F.price, "r", _stale_muted, width=62),
     Column("bid_size", "BidSz", attr("bid_size"), F.integer, "r", width=46),
     Column("ask_size", "AskSz", attr("ask_size"), F.integer, "r", width=46),
     Column("volume", "Volume", attr("volume"), F.integer, "r", width=68),
     Column("rate", "Tick/s", attr("rate"), F.rate, "r", width=44),
     Column("missed", "Gaps", attr("missed"), F.integer, "r", lambda q: "warn" if q.missed else "muted", width=38,
            header_tip="Ticks lost in sequence gaps (feed faster than the window, or a reconnect)"),
-    Column("ts", "Time", attr("ts"), F.clock_ns, "r", width=86, csv=lambda q: F.iso_ns(q.ts)),
+    # the time of the newest tick, "STALE" in front once it is old (sorted by the time alone)
+    Column("ts", "Time", lambda q: (q.ts, q.stale), lambda v: ("STALE " if v[1] else "") + F.clock_ns(v[0]), "r",
+           lambda q: "warn" if q.stale else None, width=110, tip=_stale_tip, csv=lambda q: F.iso_ns(q.ts)),
 )
 
 # ----------------------------------------------------------------------------- orders
+
+def _status_text(o: Any) -> str:
+    """The status, and that the window is asking the exchange about it ("PENDING_NEW (QUERYING)")."""
+    text = o.status.value.upper()
+    return f"{text} (QUERYING)" if getattr(o, "querying", False) else text
+
+
 
 #: the columns the working and history blotters share, by key; each blotter picks its own set
 #: and order, so a column's look is declared once for both
@@ -58,8 +80,9 @@ _ORDER_COLUMNS = {c.key: c for c in (
     Column("order_type", "Type", attr("order_type"), F.upper, width=60),
     Column("limit_price", "Limit", attr("limit_price"), F.price, "r", width=72),
     # the working blotter has no reason column, so its status cell tells the reason
-    Column("status", "Status", attr("status"), F.upper, tone=_status_tone, width=100,
-           tip=lambda o: o.reason or o.status.value),
+    Column("status", "Status", _status_text, tone=_status_tone, width=100,
+           tip=lambda o: ("pending past its timeout: asking the exchange (get_order)" if o.querying
+                          else (o.reason or o.status.value))),
     Column("reason", "Reason", attr("reason"), width=220, tip=lambda o: o.reason),
     Column("source", "Source", attr("source"), width=90),
     Column("client_order_id", "ClOrdID", attr("client_order_id"), width=150),
@@ -78,7 +101,7 @@ WORKING_COLUMNS = _order_columns(
 HISTORY_COLUMNS = _order_columns(
     Column("ts", "Time", attr("ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.ts)),
     "symbol side qty filled_qty avg_price order_type limit_price status reason source client_order_id order_id",
-    status=Column("status", "Status", attr("status"), F.upper, tone=_status_tone, width=100))
+    status=Column("status", "Status", _status_text, tone=_status_tone, width=100))
 
 FILL_COLUMNS = (
     Column("ts", "Time", attr("ts"), F.clock_ns, width=90, csv=lambda f: F.iso_ns(f.ts)),
@@ -101,7 +124,7 @@ def _total_pnl(p: Any) -> float:
 
 
 POSITION_COLUMNS = (
-    Column("symbol", "Symbol", attr("symbol"), width=70),
+    Column("symbol", "Symbol", attr("symbol"), width=70, tone=lambda p: None if getattr(p, "is_net", True) else "muted"),
     Column("qty", "Qty", attr("qty"), F.signed_int, "r", lambda p: F.updown(p.qty), width=70),
     Column("avg_price", "AvgPx", attr("avg_price"), F.price, "r", width=80),
     Column("last", "Last", attr("last"), F.price, "r", width=80),
@@ -110,6 +133,9 @@ POSITION_COLUMNS = (
     Column("total", "Total P&L", _total_pnl, F.signed, "r", lambda p: F.updown(_total_pnl(p)), width=90),
     Column("exposure", "Exposure", lambda p: p.qty * p.last, F.signed, "r", width=100,
            header_tip="Quantity times last price"),
+    Column("source", "Source", lambda p: getattr(p, "source", "net"), width=110,
+           header_tip="Who holds it: manual (the ticket) or strategy.<name>, from each fill's source. A symbol "
+                      "that several sources traded has a net row (the account at the exchange) and one row each"),
 )
 
 # ----------------------------------------------------------------------------- signals

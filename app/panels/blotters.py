@@ -91,19 +91,24 @@ class FillsPanel(TablePanel):
 
 
 class PositionsPanel(TablePanel):
-    """Positions with average price and P&L (marked to the last tick at every flush)."""
+    """Positions with average price and P&L (marked to the last tick at every flush): each
+    symbol's net row (the account at the exchange), then one row per source that traded it
+    (manual, each strategy); the totals line gives the P&L per source and in all."""
 
     def __init__(self, state: AppState, parent=None):
         self.totals = LiveLabel(64)
         self.totals.setObjectName("positionTotals")
-        super().__init__("positions", RecordTableModel(POSITION_COLUMNS, key=lambda p: p.symbol),
+        super().__init__("positions", RecordTableModel(POSITION_COLUMNS, key=lambda p: p.key),
                          filterable=False, buttons=(self.totals,), parent=parent)
         self.state = state
 
     def apply(self, ch: Changes) -> None:
         if ch.positions:
-            book = self.state.positions.positions
-            self.model.upsert(book[s] for s in sorted(ch.positions) if s in book)
+            rows = [r for s in sorted(ch.positions) for r in self.state.position_rows(s)]
+            gone = [k for s in ch.positions for k in self.state.stale_position_keys(s) if k in self.model]
+            if gone:
+                self.model.remove(gone)
+            self.model.upsert(rows)
             realized, unrealized = self.state.pnl_totals()
             tones = RecordTableModel.tones
 
@@ -111,6 +116,9 @@ class PositionsPanel(TablePanel):
                 return tones.get("up") if v > 0 else (tones.get("down") if v < 0 else None)
 
             total = realized + unrealized
-            self.totals.set_segments([("P&L  realized ", None), (f"{realized:+,.2f}", tone(realized)),
+            segs = []
+            for src, (r, u) in self.state.pnl_by_source().items():
+                segs += [(f"{src.removeprefix('strategy.')} ", None), (f"{r + u:+,.2f}   ", tone(r + u))]
+            self.totals.set_segments([*segs, ("P&L  realized ", None), (f"{realized:+,.2f}", tone(realized)),
                                       ("   unrealized ", None), (f"{unrealized:+,.2f}", tone(unrealized)),
                                       ("   total ", None), (f"{total:+,.2f}", tone(total))])
