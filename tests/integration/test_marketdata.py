@@ -10,7 +10,7 @@ import time
 import pytest
 import zmq
 
-from tests.procs import log_text, scaled, start_worker, stop, wait_until
+from tests.procs import log_text, scaled, scaled_ms, start_worker, stop, wait_until
 from workers import protocol as P
 from workers.config import Endpoints
 
@@ -268,3 +268,127 @@ def test_control_commands_and_stats(env):
 
     assert sup.command("stop").ok
     assert proc.wait(scaled(10)) == 0
+
+
+# ---------------------------------------------------------------------------- epoch and snapshot
+
+
+class Joiner:
+    """A late joiner doing the zguide's Clone join against the real gateway: subscribe first,
+    hold live ticks until the subscription is seen working, ask for the snapshot on a DEALER,
+    then keep the live ticks that come after the snapshot's."""
+
+    def __init__(self, ctx: zmq.Context, eps: Endpoints):
+        self.sub = Sub(ctx, eps.ticks)
+        self.dealer = ctx.socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.LINGER, 0)
+        self.dealer.connect(eps.snapshot)
+        self._tags = itertools.count(1)
+
+    def ask(self, payload: bytes | list[bytes], timeout: float = 10.0) -> P.Reply:
+        tag = b"q%d" % next(self._tags)
+        body = payload if isinstance(payload, list) else [payload]
+        self.dealer.send_multipart([tag, b"", *body])
+        assert self.dealer.poll(int(scaled(timeout) * 1000)), "no snapshot reply"
+        frames = self.dealer.recv_multipart()
+        assert frames[:2] == [tag, b""]  # the envelope comes back as it was sent
+        return P.decode_reply(frames[-1], P.GetSnapshot)
+
+    def join(self) -> P.GetSnapshotReply:
+        self.sub.until(lambda s: s.ticks, message="live ticks (the subscription is in place)")
+        reply = self.ask(P.GetSnapshot().pack())
+        assert isinstance(reply, P.GetSnapshotReply) and reply.ok, reply
+        return reply
+
+
+def test_a_late_joiner_gets_the_snapshot_then_the_live_stream_without_gap_or_duplicate(env):
+    eps, ctx, start = env
+    start("--rate", "200", "--seed", "3")
+    early = Sub(ctx, eps.ticks)  # was there from the start: the stream the joiner must reproduce
+    early.until(lambda s: len(s.ticks) >= 400, message="ticks before the joiner comes")
+    joiner = Joiner(ctx, eps)
+    snap = joiner.join()
+    assert snap.epoch > 0 and {t.symbol for t in snap.ticks} == {"AAPL", "MSFT", "GOOG", "AMZN"}
+    joiner.sub.until(lambda s: all(len(v) >= 100 for v in s.by_symbol().values()), message="live ticks after the join")
+    early.until(lambda s: len(s.ticks) >= len(joiner.sub.ticks) + 400, message="the early subscriber past the joiner")
+    history = {sym: {x.seq: x for x in ticks} for sym, ticks in early.by_symbol().items()}
+    bars = {b.symbol: b for b in snap.bars}
+    for t in snap.ticks:
+        assert t.epoch == snap.epoch
+        # the snapshot's tick is the one every subscriber was sent with that seq
+        assert history[t.symbol][t.seq] == t
+        live = [x for x in joiner.sub.by_symbol()[t.symbol] if x.epoch == snap.epoch and x.seq > t.seq]
+        assert [x.seq for x in live] == list(range(t.seq + 1, t.seq + 1 + len(live))), f"{t.symbol}: gap or duplicate"
+        assert live and live == [history[t.symbol][x.seq] for x in live]
+        # the session's bars: 5 s, on the 5 s grid, the last one closing at the last tick
+        b = bars[t.symbol]
+        assert b.interval == 5 and b.bars
+        assert all(row[0] % 5_000_000_000 == 0 for row in b.bars)
+        assert b.bars[-1][4] == t.last and b.bars[-1][0] <= t.ts < b.bars[-1][0] + 5_000_000_000
+        by_start = {row[0]: row for row in b.bars}
+        for x in history[t.symbol].values():
+            if x.seq <= t.seq:  # every tick before the snapshot is inside its bar
+                row = by_start[x.ts - x.ts % 5_000_000_000]
+                assert row[3] <= x.last <= row[2]
+        assert sum(r[5] for r in b.bars) == t.volume  # the sim's volume counts from the start
+    assert not snap.truncated
+    # every frame of the stream carries the same epoch
+    assert {x.epoch for x in early.ticks} == {snap.epoch}
+
+    one = joiner.ask(P.GetSnapshot(symbols=["MSFT", "NOPE"]).pack())
+    assert [t.symbol for t in one.ticks] == ["MSFT"] and [b.symbol for b in one.bars] == ["MSFT"]
+
+
+def test_malformed_snapshot_requests_are_answered_with_errors_and_the_gateway_keeps_publishing(env):
+    eps, ctx, start = env
+    sup = FakeSupervisor(ctx, eps.control)
+    proc = start("--rate", "100", "--seed", "4", "--orphan-timeout", "0", "--heartbeat", "0.1", control=True)
+    joiner = Joiner(ctx, eps)
+    joiner.join()
+    bad = {
+        b"\xc1": "msgpack",
+        P.packb({"v": 1, "type": "send_order"}): "",
+        P.packb({"v": 1, "type": "get_snapshot", "symbols": "AAPL"}): "symbols",
+        P.packb({"v": 1, "type": "get_snapshot", "symbols": ["no spaces"]}): "symbol",
+        P.packb({"v": 9, "type": "get_snapshot"}): "version",
+        P.packb([1, 2, 3]): "map",
+    }
+    for payload, word in bad.items():
+        r = joiner.ask(payload)
+        assert r.ok is False and word in r.reason, (payload, r.reason)
+    r = joiner.ask([P.GetSnapshot().pack(), b"extra"])
+    assert r.ok is False and "one frame" in r.reason
+
+    def counters():
+        sup.drain()
+        return sup.heartbeats[-1].stats["counters"] if sup.heartbeats else {}
+
+    # a flood from a client that does not read meanwhile: the gateway neither blocks nor grows,
+    # it answers what the client's queue takes and counts the rest as replies dropped
+    wait_until(lambda: counters().get("snapshot_requests", 0) >= len(bad) + 2, timeout=10, message="requests counted")
+    base = counters()
+    n0 = len(joiner.sub.ticks)
+    for i in range(2000):
+        joiner.dealer.send_multipart([b"f%d" % i, b"", b"\x93garbage"])
+    wait_until(lambda: (joiner.sub.drain(0), counters()["snapshot_requests"] >= base["snapshot_requests"] + 2000)[1],
+               timeout=20, message="the flood read")
+    answered = 0
+    while joiner.dealer.poll(scaled_ms(200)):
+        frames = joiner.dealer.recv_multipart()
+        r = P.decode_reply(frames[-1], P.GetSnapshot)
+        assert r.ok is False and "msgpack" in r.reason
+        answered += 1
+    c = counters()
+    assert answered > 0 and answered + c["snapshot_replies_dropped"] - base["snapshot_replies_dropped"] == 2000
+    assert c["snapshot_errors"] - base["snapshot_errors"] == 2000
+    joiner.sub.until(lambda s: len(s.ticks) >= n0 + 100, message="ticks after the flood")
+    for sym, ticks in joiner.sub.by_symbol().items():
+        assert [t.seq for t in ticks] == list(range(ticks[0].seq, ticks[0].seq + len(ticks))), f"{sym}: ticks lost"
+    good = joiner.ask(P.GetSnapshot().pack())
+    assert good.ok and len(good.ticks) == 4
+
+    wait_until(lambda: counters()["snapshots"] >= 2, timeout=10, message="snapshots counted")
+    c = counters()
+    assert c["snapshots"] >= 2 and c.get("handler_errors", 0) == 0
+    # 2000 bad requests cost a few log lines, not 2000
+    assert log_text(proc).count("bad snapshot request") < 10

@@ -74,6 +74,7 @@ MAX_RATE = 1_000_000.0
 SNAPSHOT_BATCH = 8
 #: replies queued per snapshot client beyond which further replies to it are dropped (counted)
 SNAPSHOT_HWM = 16
+_SNAPSHOT_TYPES = frozenset(c.TYPE for c in P.SNAPSHOT_REQUESTS)
 
 
 class Schedule:
@@ -342,7 +343,10 @@ class MarketDataGateway(Worker):
             try:
                 msg = P.decode(body[0], expect=P.SNAPSHOT_REQUESTS)
             except P.ProtocolError as e:
-                reply = P.error_reply(str(e), P.peek_type(body[0]))
+                # under get_snapshot_reply if that is what it tried to be, else a plain error:
+                # a reply named after another endpoint's request would be unreadable here
+                rtype = P.peek_type(body[0])
+                reply = P.error_reply(str(e), rtype if rtype in _SNAPSHOT_TYPES else "")
                 self._snapshot_error("bad snapshot request: %s", e)
             else:
                 try:
