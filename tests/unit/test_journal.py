@@ -10,7 +10,8 @@ import pytest
 
 from workers import protocol as P
 from workers.exchange.client import FillEvent, Order
-from workers.exchange.journal import Journal, JournalCorrupt, JournalError, JournalFull, remove_journal
+from workers.exchange.journal import (SCHEMA_VERSION, _LOG_FORMAT, Account, Journal, JournalCorrupt, JournalError, JournalFull,
+                                      remove_journal)
 from workers.exchange.simulated import SimulatedExchange
 from workers.protocol import OrderStatus, OrderType, Side
 
@@ -606,7 +607,7 @@ def test_a_version_1_journal_is_upgraded_in_place(path):
     assert [o.client_order_id for o in rec.orders] == ["old-1"] and j.reply_for("old-1") == b"\xa1"
     old = rec.orders[0]
     assert (old.created_ts, old.ts, old.cause_ts, old.origin_ts, old.status) == (1, 2, 3, 4, OrderStatus.FILLED)
-    assert j.db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert j.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     j.close()
 
 
@@ -631,7 +632,7 @@ def test_a_format_1_log_left_by_the_previous_version_is_replayed(path):
     assert j.reply_for("old-2") == b"\xa2"
     # the old log is never appended to: this version's rows go to a new log in its own format
     magic, fmt, gen = struct.unpack_from("<4sIQ", Path(f"{path}-log").read_bytes())
-    assert fmt == 2 and gen == 2
+    assert fmt == _LOG_FORMAT and gen == 2
     o2 = Order(client_order_id="new-1", symbol="AAA", side=Side.BUY, qty=3, order_id="O3", status=OrderStatus.NEW,
                order_type=OrderType.LIMIT, limit_price=99.5, reason="", ts=50)
     j.write([o2], [], {"new-1": b"\xa3"}, {})
@@ -744,4 +745,120 @@ def test_a_log_emptied_or_removed_before_any_fold_is_refused_too(path):
         Journal(path)
     log.unlink()
     with pytest.raises(JournalCorrupt, match="missing"):
+        Journal(path)
+
+
+# ---------------------------------------------------------------- the account (kill switch)
+def _format_2_log(path, records: list) -> None:
+    """What the previous version (schema v3, log format 2) leaves after a SIGKILL: tables it
+    created, and records in its log that were never folded."""
+    import struct
+    import zlib
+
+    import msgpack
+
+    j = Journal(path)
+    j.close()
+    db = sqlite3.connect(path)
+    db.executescript("DROP TABLE account; PRAGMA user_version=3;")
+    gen, = db.execute("SELECT value FROM log_state WHERE key = 'gen'").fetchone()
+    db.close()
+    body = b""
+    for rec in records:
+        payload = msgpack.packb(rec)
+        body += struct.pack("<II", len(payload), zlib.crc32(payload)) + payload
+    Path(f"{path}-log").write_bytes(struct.pack("<4sIQ", b"TDJL", 2, gen) + body)
+
+
+#: the order columns of schema v3 / log format 2, in order (written out: this is the old layout)
+_V3_ORDER_COLUMNS = ("client_order_id", "order_id", "symbol", "side", "qty", "filled_qty", "avg_price", "status", "ts", "reason",
+                     "order_type", "limit_price", "source", "cause_ts", "origin_ts", "created_ts")
+
+
+def _v3_order_row(cid, status, reply=None, **values) -> list:
+    row = dict(client_order_id=cid, order_id="O" + cid, symbol="AAA", side="buy", qty=1, filled_qty=0, avg_price=0.0,
+               status=status, ts=2, reason="", order_type="market", limit_price=None, source="t", cause_ts=3, origin_ts=4,
+               created_ts=1)
+    row.update(values)
+    return [row[c] for c in _V3_ORDER_COLUMNS] + [reply]
+
+
+def test_the_kill_switch_survives_a_crash_and_a_clean_close(path):
+    j = Journal(path)
+    assert j.load().account == Account()
+    j.write(account=Account(kill_reason="desk limit", kill_ts=7, kill_switch=True))
+    os.close(j._fd)  # a SIGKILL: in the log only
+    j._fd = -1
+    j.db.close()
+    j = Journal(path)
+    assert j.load().account == Account(kill_reason="desk limit", kill_ts=7, kill_switch=True)
+    j.write([new_order("c1")], [], {}, {}, Account(kill_ts=9))  # turned off with an order in the batch
+    assert j.load(fold=False).account == Account(kill_ts=9)
+    j.close()  # folded into the account table
+    raw = sqlite3.connect(path)
+    assert dict(raw.execute("SELECT key, value FROM account")) == {"kill_switch": 0, "kill_reason": "", "kill_ts": 9}
+    raw.close()
+    j = Journal(path)
+    rec = j.load()
+    assert rec.account == Account(kill_ts=9) and [o.client_order_id for o in rec.orders] == ["c1"]
+    j.close()
+
+
+def test_an_unchanged_account_writes_no_record(path):
+    j = Journal(path)
+    j.write(account=Account())
+    assert j.pending == 0
+    j.write(account=Account(kill_switch=True, kill_ts=1))
+    j.write(account=Account(kill_switch=True, kill_ts=1))
+    assert j.pending == 1
+    j.close()
+
+
+def test_a_version_3_journal_with_a_format_2_log_is_upgraded_and_loses_nothing(path):
+    """The previous version's journal, SIGKILLed with records in its log: every order, reply
+    and counter is read, the kill switch starts off, and the log goes on in today's format."""
+    import struct
+
+    row = _v3_order_row("old-3", "filled", filled_qty=4, avg_price=100.0, qty=4, ts=20, reply=b"\xa4")
+    fill = [1, "F1", "old-3", "O3", "AAA", "buy", 4, 100.0, 20, "t", 10, 10]  # the fill columns as v3 had them
+    _format_2_log(path, [[[row], [fill], [], {"next_order_n": 4, "next_fill_n": 2}]])
+    j = Journal(path)
+    assert j.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    rec = j.load()
+    assert [(o.client_order_id, o.status, o.ts) for o in rec.orders] == [("old-3", OrderStatus.FILLED, 20)]
+    assert [f.fill_id for f in rec.fills] == ["F1"] and rec.positions.qty("AAA") == 4
+    assert rec.state["next_order_n"] == 4 and rec.account == Account()
+    assert j.reply_for("old-3") == b"\xa4"
+    magic, fmt, gen = struct.unpack_from("<4sIQ", Path(f"{path}-log").read_bytes())
+    assert fmt == _LOG_FORMAT
+    j.write(account=Account(kill_reason="upgraded", kill_ts=5, kill_switch=True))
+    os.close(j._fd)
+    j._fd = -1
+    j.db.close()
+    j = Journal(path)
+    rec = j.load()
+    assert rec.account.kill_switch and rec.account.kill_reason == "upgraded" and len(rec.orders) == 1
+    j.close()
+
+
+def test_a_format_2_log_damaged_in_the_middle_is_still_refused(path):
+    """The damage check finds the valid records after a bad one by how a payload starts,
+    which differs between formats: an old log's damage must not pass for a torn tail."""
+    rows = [[[_v3_order_row(f"c{i}", "new")], [], [], {}] for i in range(50)]
+    _format_2_log(path, rows)
+    log = Path(f"{path}-log")
+    before = log.read_bytes()
+    _flip(log, 0.3)
+    with pytest.raises(JournalCorrupt, match="damaged in the middle"):
+        Journal(path)
+    assert len(log.read_bytes()) == len(before)
+
+
+def test_an_account_row_of_the_wrong_kind_is_refused(path):
+    Journal(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("INSERT INTO account VALUES ('kill_switch', 'maybe')")
+    raw.commit()
+    raw.close()
+    with pytest.raises(JournalCorrupt, match="account"):
         Journal(path)

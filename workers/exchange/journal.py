@@ -38,7 +38,13 @@ record, so a full disk never leaves half a record for the next open to take for 
   ``write`` returns, and folds commit with SQLite's FULL sync, so a batch survives a power
   loss once it is written.  Costs one fsync per batch.
 
-Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`; v1 journals are upgraded in place):
+The account's own state (today: the kill switch, :class:`Account`) is journaled with the
+batches like everything else: the fifth item of a log record (format 3), the ``account``
+table once folded.  It is state of the account, not of a process: it survives every restart.
+
+Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`; v1..v3 journals are upgraded in
+place, and a log of format 1 or 2 left by an earlier version is replayed once, then replaced
+by a new generation in today's format):
 
     orders(client_order_id PK, order_id, symbol, side, qty, order_type, limit_price, source,
            status, filled_qty, avg_price, reason, created_ts, updated_ts, cause_ts,
@@ -46,6 +52,7 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`; v1 journals are upgrad
     fills(n PK, fill_id UNIQUE, client_order_id, order_id, symbol, side, qty, price, ts,
           source, cause_ts, origin_ts)
     meta(key PK, value INTEGER)          -- the exchange client's counters (next O / F number)
+    account(key PK, value)               -- the account's state (Account's fields: kill switch)
     log_state(key PK, value INTEGER)     -- 'gen', 'folded': the log folded so far
 """
 
@@ -68,7 +75,9 @@ from workers.errors import CorruptStateError
 from workers.exchange.client import FillRecord, Order
 from workers.positions import PositionBook
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: the schema versions this gateway opens (and upgrades to SCHEMA_VERSION)
+_READABLE_VERSIONS = (0, 1, 2, 3, SCHEMA_VERSION)
 SYNC_MODES = ("normal", "full")
 #: SQLite stores signed 64-bit integers; a larger one would fail the fold long after the
 #: batch was acknowledged, so :meth:`Journal.write` refuses it up front.
@@ -79,10 +88,13 @@ LOG_SUFFIX = "-log"
 #: the log file's header: magic, format version, generation (a fresh log: the next one)
 _LOG_HEADER = struct.Struct("<4sIQ")
 _LOG_MAGIC = b"TDJL"
-#: format 2: order rows in ORDER_COLUMNS order; format 1 (schema v2) rows are read as
-#: _V2_ORDER_COLUMNS for one version
-_LOG_FORMAT = 2
-_LOG_FORMATS = (1, _LOG_FORMAT)
+#: format 3: a record is [order rows, fill rows, replies, counters, account]; format 2: the
+#: same without account (schema v3); format 1 (schema v2): format 2 with order rows in
+#: _V2_ORDER_COLUMNS order.  Formats 1 and 2 are read (once, at open), never appended to.
+_LOG_FORMAT = 3
+_LOG_FORMATS = (1, 2, _LOG_FORMAT)
+#: how many items a record's payload array holds, by log format
+_RECORD_ITEMS = {1: 4, 2: 4, 3: 5}
 #: each record: payload length, crc32 of the payload
 _REC = struct.Struct("<II")
 #: a record longer than this is not one (a torn header read as a length)
@@ -137,6 +149,10 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS account (
+    key   TEXT PRIMARY KEY,
+    value
+);
 CREATE TABLE IF NOT EXISTS log_state (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -187,6 +203,21 @@ def _sqlite_full(e: sqlite3.Error) -> bool:
     return getattr(e, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(e)
 
 
+class Account(msgspec.Struct, frozen=True):
+    """The account's state, journaled beside the orders (not the exchange client's: a
+    reconnect to a broker must not change it).  Field order matters: a log record ends with
+    this map, and its last value (a bool) never ends in zero bytes (see _TORN_ZEROS)."""
+
+    #: why the kill switch was turned on ("" while off)
+    kill_reason: str = ""
+    #: when the kill switch was last set, on or off (ns)
+    kill_ts: int = 0
+    kill_switch: bool = False
+
+
+_ACCOUNT_KEYS = tuple(f.name for f in msgspec.structs.fields(Account))
+
+
 @dataclass
 class Recovered:
     """Everything the journal gives back after a restart."""
@@ -195,6 +226,7 @@ class Recovered:
     fills: list[FillRecord] = field(default_factory=list)  # every fill, by n
     positions: PositionBook = field(default_factory=PositionBook)
     state: dict[str, int] = field(default_factory=dict)  # the exchange client's counters
+    account: Account = field(default_factory=Account)
 
     @property
     def open_orders(self) -> list[Order]:
@@ -240,7 +272,7 @@ class Journal:
             self.db.execute(f"PRAGMA synchronous={sync.upper()}")
             self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, 1, 2, SCHEMA_VERSION):
+            if version not in _READABLE_VERSIONS:
                 raise JournalError(f"journal {self.path} has schema v{version}; this gateway writes v{SCHEMA_VERSION}")
             # v1/v2 named the time of an order's latest change updated_ts; v3 names its
             # columns after the record's fields, which are the order_update message's
@@ -250,6 +282,7 @@ class Journal:
             # here on this process alone may touch the log file too.
             self.db.executescript(f"BEGIN IMMEDIATE; {upgrade} {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
             self._saved_state: dict[str, int] = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+            self._saved_account = self._read_account({})
             self._last_fill_n = self.db.execute("SELECT COALESCE(MAX(n), 0) FROM fills").fetchone()[0]
             marks = dict(self.db.execute("SELECT key, value FROM log_state").fetchall())
             if not db_was_new:
@@ -264,6 +297,8 @@ class Journal:
         except sqlite3.DatabaseError as e:
             # "file is not a database", "database disk image is malformed": not a lock
             raise JournalCorrupt(f"journal database {self.path} is unreadable: {e}") from e
+        except msgspec.ValidationError as e:
+            raise JournalCorrupt(f"journal {self.path} holds an account row this gateway cannot read ({e})") from e
         self._packer = msgspec.msgpack.Encoder()
         # What the log holds and the tables do not yet (see fold).
         self._records = 0
@@ -271,6 +306,7 @@ class Journal:
         self._fills: list[tuple] = []
         self._lone: dict[str, bytes] = {}  # replies for orders not in _orders (first one wins)
         self._state: dict[str, int] = {}
+        self._account: dict[str, Any] = {}  # account fields changed in the log, not in the table
         self.truncated_bytes = 0  # a torn tail cut off the log at open...
         self.truncated_at = 0  # ...at this offset
         self._broken = ""  # why no write may be accepted any more ("" = fine)
@@ -331,7 +367,7 @@ class Journal:
                 raise JournalCorrupt(f"{self.log_path}: unreadable record at offset {end}: {type(e).__name__}: {e}") from e
             end = start + length
         if end < len(data):
-            damage = _damage(data, end)
+            damage = _damage(data, end, _PAYLOAD_STARTS[fmt])
             if damage:
                 raise JournalCorrupt(f"journal log {self.log_path}: {damage}; cutting it there would drop "
                                      f"{len(data) - end} bytes of answered orders")
@@ -380,7 +416,14 @@ class Journal:
         return ""
 
     def _replay(self, payload: bytes) -> None:
-        order_rows, fill_rows, lone, changed = msgspec.msgpack.decode(payload)
+        items = msgspec.msgpack.decode(payload)
+        if len(items) != _RECORD_ITEMS[self._log_format]:
+            raise ValueError(f"a format-{self._log_format} record holds {_RECORD_ITEMS[self._log_format]} items, not {len(items)}")
+        order_rows, fill_rows, lone, changed = items[:4]
+        account = items[4] if len(items) > 4 else {}
+        if not isinstance(account, dict):
+            raise TypeError(f"account is a {type(account).__name__}, not a map")
+        self._account.update(account)
         fill_rows = [tuple(r) for r in fill_rows if r[0] > self._last_fill_n]  # folded already
         if self._log_format == 1:
             order_rows = [_v2_order_row(r) for r in order_rows]
@@ -436,10 +479,12 @@ class Journal:
         fills: Iterable[FillRecord] = (),
         replies: Mapping[str, bytes] | None = None,
         state: Mapping[str, int] | None = None,
+        account: Account | None = None,
     ) -> None:
         """Store one batch atomically: order rows (insert or new state), new fills, stored
-        replies (by client_order_id) and the exchange's counters.  One log record, one
-        ``write()``.  Raises JournalError, and then nothing of the batch counts as stored."""
+        replies (by client_order_id), the exchange's counters and the account's state.  One
+        log record, one ``write()``.  Raises JournalError, and then nothing of the batch
+        counts as stored."""
         replies = replies or {}
         order_rows = []
         seen = set()
@@ -449,18 +494,24 @@ class Journal:
         fill_rows = [_fill_row(f) for f in fills]
         lone = [(cid, r) for cid, r in replies.items() if cid not in seen]
         changed_state = {k: v for k, v in (state or {}).items() if self._saved_state.get(k) != v}
-        if not (order_rows or fill_rows or lone or changed_state):
+        changed_account = {} if account is None or account == self._saved_account else msgspec.structs.asdict(account)
+        if not (order_rows or fill_rows or lone or changed_state or changed_account):
             return
         if self._broken:
             raise JournalError(f"journal write refused: {self._broken}")
         self._check(order_rows, fill_rows, changed_state)
+        if changed_account and not _INT_MIN <= account.kill_ts <= _INT_MAX:
+            raise JournalError(f"journal write failed: kill_ts out of range: {account.kill_ts!r}")
         try:
-            payload = self._packer.encode([order_rows, fill_rows, lone, changed_state])
+            payload = self._packer.encode([order_rows, fill_rows, lone, changed_state, changed_account])
         except (OverflowError, ValueError, TypeError) as e:
             raise JournalError(f"journal write failed: {type(e).__name__}: {e}") from e
         self._append(_REC.pack(len(payload), zlib.crc32(payload)) + payload)
         self._records += 1
         self._remember(order_rows, fill_rows, lone, changed_state)
+        if changed_account:
+            self._account.update(changed_account)
+            self._saved_account = account
 
     def _append(self, record: bytes) -> None:
         try:
@@ -490,7 +541,7 @@ class Journal:
         again after a JournalFull.  Raises JournalFull/JournalError as :meth:`write` does."""
         if self._broken:
             raise JournalError(f"journal write refused: {self._broken}")
-        payload = self._packer.encode([[], [], [], {}])
+        payload = self._packer.encode([[], [], [], {}, {}])
         self._append(_REC.pack(len(payload), zlib.crc32(payload)) + payload)
         self._records += 1
 
@@ -562,6 +613,11 @@ class Journal:
                     "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     list(self._state.items()),
                 )
+            if self._account:
+                db.executemany(
+                    "INSERT INTO account (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    list(self._account.items()),
+                )
             db.executemany(
                 "INSERT INTO log_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 [("gen", self.gen), ("folded", self._log_end)],
@@ -580,6 +636,7 @@ class Journal:
         self._fills.clear()
         self._lone.clear()
         self._state.clear()
+        self._account.clear()
         return folded
 
     def _sync_tables(self) -> None:
@@ -636,13 +693,25 @@ class Journal:
                 rec.fills.append(fill)
                 rec.positions.apply(fill)
             rec.state = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+            rec.account = self._read_account(self._account)
         except (msgspec.ValidationError, sqlite3.Error) as e:
             # a row the records cannot hold: state that cannot be trusted is refused, not served
             raise JournalCorrupt(f"journal {self.path} holds a row this gateway cannot read ({e}); "
                                  f"restore the journal from a backup or ask for help before starting again") from e
         rec.state.update(self._state)
         self._saved_state = dict(rec.state)
+        self._saved_account = rec.account
         return rec
+
+    def _read_account(self, unfolded: Mapping[str, Any]) -> Account:
+        """The account as the table holds it, with ``unfolded`` (the log's newer fields) on
+        top.  SQLite gives a bool back as 0/1, hence lax conversion; a value of the wrong
+        kind raises msgspec.ValidationError (the caller refuses the journal)."""
+        values = {k: v for k, v in self.db.execute("SELECT key, value FROM account")}
+        values.update(unfolded)
+        if values.get("kill_switch") not in (None, 0, 1):  # lax conversion would take "true"
+            raise msgspec.ValidationError(f"account kill_switch is {values['kill_switch']!r}")
+        return msgspec.convert(values, Account, strict=False)
 
     def close(self) -> None:
         """Fold what is left and checkpoint, so a cleanly stopped journal is all tables."""
@@ -678,28 +747,30 @@ def _record_length(data: bytes, at: int) -> int:
     return length
 
 
-#: every record's payload is a msgpack array of 4 (fixarray 0x94)
-_PAYLOAD_START = b"\x94"
+#: every record's payload is a msgpack array of 4 (fixarray 0x94; formats 1, 2) or 5 (0x95)
+_PAYLOAD_STARTS = {fmt: bytes([0x90 | n]) for fmt, n in _RECORD_ITEMS.items()}
+_PAYLOAD_START = _PAYLOAD_STARTS[_LOG_FORMAT]
 
 
-def _next_record(data: bytes, at: int) -> int:
+def _next_record(data: bytes, at: int, payload_start: bytes = _PAYLOAD_START) -> int:
     """The offset of the first valid record starting at or after ``at``, or -1.  Only offsets
     whose payload would start like one are checked, so scanning a damaged log costs a find()
     and a CRC per candidate, not per byte."""
-    i = data.find(_PAYLOAD_START, at + _REC.size)
+    i = data.find(payload_start, at + _REC.size)
     while i >= 0:
         if _record_length(data, i - _REC.size) > 0:
             return i - _REC.size
-        i = data.find(_PAYLOAD_START, i + 1)
+        i = data.find(payload_start, i + 1)
     return -1
 
 
 #: a write that a power loss tore ends in at least this many zero bytes where its blocks
-#: were never written (a record's own payload never ends so: its last item is a counter map)
+#: were never written (a record's own payload never ends so: its last item is a map -- the
+#: counters in formats 1-2, the account in format 3, whose last value is a bool)
 _TORN_ZEROS = 4
 
 
-def _damage(data: bytes, at: int) -> str:
+def _damage(data: bytes, at: int, payload_start: bytes = _PAYLOAD_START) -> str:
     """Why the bytes from ``at`` (where the log's first bad record starts) to the end are
     damage rather than a torn tail, or "" for a torn tail.
 
@@ -708,7 +779,7 @@ def _damage(data: bytes, at: int) -> str:
     last blocks were never written, or zeros alone.  Anything else -- a valid record after
     the bad one, a whole payload under a damaged length, a changed byte inside a record of
     full length -- was damaged after it was written, and the records in it were answered."""
-    later = _next_record(data, at + 1)
+    later = _next_record(data, at + 1, payload_start)
     if later >= 0:
         return (f"the record at byte {at} fails its check, but a valid record follows at byte {later}: "
                 f"the log is damaged in the middle, not torn at its end")
