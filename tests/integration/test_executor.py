@@ -39,7 +39,10 @@ class FakeExchange:
         self.answer_get_order = True
         self.know_orders = True  # False: get_order says "unknown" (the order never arrived)
         self.hold_positions = False  # True: get_positions requests are kept, answered by release()
-        self.held: list[list[bytes]] = []
+        self.hold_types: set[str] = set()  # requests of these types are kept too
+        self.held: list[tuple[list[bytes], dict]] = []
+        #: send_order is answered with this status (pending_new: held for market data)
+        self.ack_status = P.OrderStatus.NEW
         self.positions: list[dict] = []
         self.last_fill_seq = 0
         #: the gateway's fill history (get_fills): every fill it made, oldest first
@@ -63,17 +66,17 @@ class FakeExchange:
             envelope, payload = frames[: i + 1], frames[i + 1]
             req = msgpack.unpackb(payload, raw=False)
             self.requests.append(req)
-            if self.hold_positions and req.get("type") == "get_positions":
-                self.held.append(envelope)
+            if (self.hold_positions and req.get("type") == "get_positions") or req.get("type") in self.hold_types:
+                self.held.append((envelope, req))
                 continue
             rep = self.handle(req)
             if rep is not None:
                 self.sock.send_multipart(envelope + [rep.pack()])
 
     def release(self) -> None:
-        """Answer the held get_positions with the book as it is now."""
-        for envelope in self.held:
-            self.sock.send_multipart(envelope + [self.handle({"type": "get_positions"}).pack()])
+        """Answer the held requests with the state as it is now."""
+        for envelope, req in self.held:
+            self.sock.send_multipart(envelope + [self.handle(req).pack()])
         self.held.clear()
 
     def handle(self, req: dict) -> P.Reply | None:
@@ -92,7 +95,7 @@ class FakeExchange:
                     qty=req["qty"],
                     filled_qty=0,
                     avg_price=0.0,
-                    status=P.OrderStatus.NEW,
+                    status=self.ack_status,
                     ts=P.now_ns(),
                     source=req.get("source", ""),
                 ),
@@ -174,9 +177,10 @@ class Rig:
         return wait_until(check, timeout, message=message)
 
     # -- what the test sends
-    def tick(self, last: float = PRICE, symbol: str = SYMBOL) -> None:
+    def tick(self, last: float = PRICE, symbol: str = SYMBOL, epoch: int = 0) -> None:
         self.tick_seq += 1
-        t = P.Tick(symbol=symbol, seq=self.tick_seq, ts=P.now_ns(), last=last, bid=last - 0.01, ask=last + 0.01, bid_size=100, ask_size=100, volume=10)
+        t = P.Tick(symbol=symbol, seq=self.tick_seq, ts=P.now_ns(), last=last, bid=last - 0.01, ask=last + 0.01, bid_size=100, ask_size=100,
+                   volume=10, epoch=epoch)
         self.ticks.send(P.pub(t))
 
     def signal(self, qty: int = 100, side: str = "buy", price: float = PRICE, symbol: str = SYMBOL) -> P.Signal:
