@@ -10,6 +10,11 @@ Sockets:
   a dropped signal's virtual position is reverted.
 * SUB ``endpoints.events`` on ``signal.``: the executor's SignalDecision for every signal;
   a rejection of one of ours reverts its virtual position.
+* DEALER ``endpoints.snapshot`` (connect): ``get_snapshot`` to the market-data gateway at
+  start and whenever ticks show an epoch it has not asked about, on a DealerClient driven by
+  this loop (never waiting).  A symbol with no tick of the snapshot's epoch yet starts its
+  window at the snapshot's tick, and later ticks with a lower or equal ``seq`` of that epoch
+  are dropped as already seen (docs/strategy.md, "Joining the feed").
 
 Run ``python main.py worker strategy --help`` for the options; docs/strategy.md explains them.
 """
@@ -26,6 +31,7 @@ import zmq
 from workers import protocol as P
 from workers.config import ConfigOf, at_least, build_parser_for, option, positive
 from workers.errors import CommandError
+from workers.order_client import DealerClient, RetryPolicy
 from workers.runtime import Worker, run_worker
 from workers.sequence import SeqKind, SequenceTracker
 from workers.strategy.levels import MODES, SRStrategy, StrategyParams, SupportResistance, fmt_price
@@ -33,7 +39,12 @@ from workers.symbols import normalize_symbol, parse_symbols
 
 COUNTERS = ("ticks", "signals", "levels", "decode_errors", "tick_gaps", "ticks_missed", "feed_restarts",
             "ticks_stale", "signals_dropped", "levels_dropped", "rejected", "accepted",
-            "suppressed_cooldown", "suppressed_position", "symbols_dropped")
+            "suppressed_cooldown", "suppressed_position", "symbols_dropped",
+            "snapshots", "snapshot_failed", "snapshot_ticks", "ticks_before_snapshot")
+
+#: a snapshot request waits this long for its reply, this many times, then the strategy goes on
+#: with live ticks alone (and asks again on the next epoch it sees)
+SNAPSHOT_POLICY = RetryPolicy(timeout=1.0, retries=3)
 
 
 def strategy_symbols(value: Any) -> tuple[str, ...]:
@@ -65,8 +76,13 @@ class StrategyWorker(Worker):
         self.strategy = SRStrategy(self.name, params, count=self.stats.inc)
         for k in COUNTERS:
             self.stats.counters[k] = 0
-        # per symbol; no epoch yet (tick_rows does not carry one): a step back is a restart
+        # per symbol, with the gateway's epoch (None from one that gives none: then a step back
+        # is a restart)
         self.seq = SequenceTracker()
+        #: symbol -> (epoch, seq) of the snapshot tick its window started at
+        self._joined: dict[str, tuple[int | None, int]] = {}
+        self._snap_epoch: int | None = None  # epoch of the last snapshot received
+        self._asked_epoch: int | None = None  # epoch seen on ticks when we last asked
         self._gauged_params: StrategyParams | None = None
         self._levels_touched: set[str] = set()  # symbols with ticks since the last on_batch_end
         # levels throttle: symbol -> (last published state, monotonic time of that attempt)
@@ -81,8 +97,16 @@ class StrategyWorker(Worker):
         # queued to be executed later at a stale price
         self.out = self.socket(zmq.PUSH, connect=ep.signals, sndhwm=a.signal_hwm, options={zmq.IMMEDIATE: 1})
         self.events = self.socket(zmq.SUB, connect=ep.events, rcvhwm=100_000, subscribe=[b"signal."])
+        # No IMMEDIATE: the request waits in the pipe and goes out the moment the connection is
+        # up, which is when the tick subscription goes out too, so the reply usually comes before
+        # the first live tick (a resend to a gateway that came late is answered twice; the
+        # second answer is counted late and ignored)
+        self.snap = self.socket(zmq.DEALER, connect=ep.snapshot)
+        self.snapshots = DealerClient(self.snap, SNAPSHOT_POLICY)
         self.add_reader(self.ticks, self._on_tick)
         self.add_reader(self.events, self._on_event)
+        self.add_reader(self.snap, self._on_snapshot_frames, multipart=True)
+        self._ask_snapshot(None)
         for s in self.symbols:
             self.strategy.book(s)
         self._update_gauges()
@@ -93,7 +117,7 @@ class StrategyWorker(Worker):
         # One frame holds one tick (``tick``) or several of one symbol (``ticks``); either way
         # it is checked whole (P.tick_rows) before any of its ticks is acted on.
         try:
-            sym, rows = P.tick_rows(frame)
+            sym, rows, epoch = P.tick_frame(frame)
         except P.ProtocolError as e:
             self.stats.inc("decode_errors")
             self.rlog.warning("tick", "dropped a bad tick frame: %s", e)
@@ -116,7 +140,8 @@ class StrategyWorker(Worker):
             self.rlog.warning("symbols", "ignoring %s: already tracking %d symbols (--max-symbols)", sym, self.max_symbols)
             return
         on_price = strategy.on_price
-        if self.seq.check_run(sym, rows[0][0], rows[-1][0], n):  # the usual frame: next in line, no hole
+        epoch = epoch or None  # 0: a gateway that gives no epoch (the tracker's step-back rule)
+        if self.seq.check_run(sym, rows[0][0], rows[-1][0], n, epoch):  # the usual frame: next in line, no hole
             # a signal is stamped when it is made, not when its frame arrived
             if n == 1:  # a one-tick frame: no scan to set up
                 sig = on_price(sym, rows[0][2], rows[0][1])
@@ -127,8 +152,10 @@ class StrategyWorker(Worker):
                     self._send_signal(sig)
         else:
             check = self.seq.check
+            if epoch != self._snap_epoch:
+                self._ask_snapshot(epoch)  # a gateway we have no snapshot of: started, or restarted
             for seq, ts, price, *_ in rows:
-                ev = check(sym, seq)
+                ev = check(sym, seq, epoch)
                 kind = ev.kind
                 if kind is not SeqKind.IN_ORDER and kind is not SeqKind.FIRST and not self._on_seq_event(ev):
                     continue
@@ -159,13 +186,76 @@ class StrategyWorker(Worker):
             # only seq 1).  Its prices need not continue the old series.
             self.stats.inc("feed_restarts")
             self.strategy.reset_window(sym)
+            self._joined.pop(sym, None)
             # rate-limited: a peer that numbers every row 1 would otherwise write a line per tick
             self.rlog.info("restart", "%s: feed restarted (seq %d -> %d); levels rebuilt from new ticks", sym, last, seq)
             return True
+        joined = self._joined.get(sym)
+        if joined is not None and seq <= joined[1] and joined[0] == self.seq.stats(sym).epoch:
+            # published before the snapshot this symbol's window started at: the join, not a fault
+            self.stats.inc("ticks_before_snapshot")
+            return False
         # a duplicate or late tick: trading on it again would act twice on one price
         self.stats.inc("ticks_stale")
         self.rlog.warning("stale", "%s: %s tick seq %d after %d dropped", sym, ev.kind.value, seq, last)
         return False
+
+    # ------------------------------------------------------------------ snapshot (late joiner)
+    def _ask_snapshot(self, epoch: int | None) -> None:
+        """Ask the gateway for its snapshot, unless a request is out or this epoch was asked
+        about already (a gateway without a snapshot endpoint is asked once per epoch)."""
+        if self.snapshots.pending or (epoch is not None and epoch == self._asked_epoch):
+            return
+        self._asked_epoch = epoch
+        req = P.GetSnapshot(symbols=list(self.symbols) or None)
+        self.snapshots.submit(req, self.clock.monotonic(), self._on_snapshot)
+
+    def next_wakeup(self, now: float) -> float | None:
+        snapshots = self.snapshots
+        if not snapshots.pending:
+            return None
+        snapshots.on_timeouts(now)
+        return snapshots.next_deadline()
+
+    def _on_snapshot_frames(self, frames: list[bytes]) -> None:
+        if len(frames) < 2 or not self.snapshots.owns(frames[0]):
+            self.stats.inc("decode_errors")
+            self.rlog.warning("snapshot_frame", "dropped a snapshot reply of %d frames that answers nothing we asked", len(frames))
+            return
+        self.snapshots.on_reply(frames[0], frames[-1])
+
+    def _on_snapshot(self, reply: P.Reply | None) -> None:
+        if reply is None or not reply.ok or not isinstance(reply, P.GetSnapshotReply):
+            self.stats.inc("snapshot_failed")
+            why = "no reply" if reply is None else reply.reason or "refused"
+            self.rlog.warning("snapshot", "no snapshot from %s (%s): trading on live ticks alone", self.endpoints.snapshot, why)
+            return
+        self.stats.inc("snapshots")
+        epoch = reply.epoch or None
+        self._snap_epoch = epoch
+        strategy, wanted = self.strategy, set(self.symbols)
+        for t in reply.ticks:
+            sym = t.symbol
+            if wanted and sym not in wanted:
+                continue
+            if sym not in strategy.books and len(strategy.books) >= self.max_symbols:
+                continue
+            st = self.seq.stats(sym)
+            if st is not None and st.epoch == epoch:
+                continue  # already on this incarnation's live stream: the snapshot adds nothing
+            ev = self.seq.check(sym, t.seq, epoch)
+            if ev.kind is SeqKind.RESTART:
+                self.stats.inc("feed_restarts")
+                strategy.reset_window(sym)
+                self.rlog.info("restart", "%s: feed restarted (snapshot of a new epoch, seq %d -> %d); levels rebuilt from new ticks",
+                               sym, ev.previous, t.seq)
+            self._joined[sym] = (epoch, t.seq)
+            self.stats.inc("snapshot_ticks")
+            # its window is empty (new, or just reset), so this tick only joins it: it cannot signal
+            sig = strategy.on_price(sym, t.last, t.ts)
+            if sig is not None:
+                self._send_signal(sig)
+            self._levels_touched.add(sym)  # published by on_batch_end, after this read
 
     # ------------------------------------------------------------------ output
     def _push(self, msg: P.Message) -> bool:
