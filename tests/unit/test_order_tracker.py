@@ -360,3 +360,70 @@ def test_working_order_state_machine():
         wo.advance(OrderStatus.CANCELLED, None, 6.0)
     # unknown is this client's own mark: entered and left from anywhere
     assert wo.advance(OrderStatus.UNKNOWN, None, 7.0) and wo.advance(OrderStatus.CANCELLED, None, 8.0)
+
+
+# ----------------------------------------------------------------------------- stuck, resync
+
+
+def get_order_reply(coid: str, status: OrderStatus, filled: int = 0) -> P.GetOrderReply:
+    return P.GetOrderReply(ok=True, client_order_id=coid, order_id="O1", status=status, order=update(coid, status, filled))
+
+
+def test_an_order_pending_new_beyond_the_timeout_is_stuck_once_per_timeout(tracker, clock):
+    inf = submit(tracker)
+    coid = inf.order.client_order_id
+    assert tracker.stuck(5.0) == []  # in flight: its reply is what is awaited
+    tracker.on_reply(coid, ack(coid, "pending_new"))
+    clock.advance(4.9)
+    assert tracker.stuck(5.0) == []
+    clock.advance(0.2)
+    assert [w.client_order_id for w in tracker.stuck(5.0)] == [coid]
+    assert tracker.stuck(5.0) == []  # just asked: not again before another timeout
+    # asked, still pending: StillPending; then filled at the exchange: Resolved, and retired
+    assert isinstance(tracker.on_order_state(coid, get_order_reply(coid, OrderStatus.PENDING_NEW)), T.StillPending)
+    clock.advance(5.0)
+    assert [w.client_order_id for w in tracker.stuck(5.0)] == [coid]
+    out = tracker.on_order_state(coid, get_order_reply(coid, OrderStatus.FILLED, 100))
+    assert isinstance(out, T.Resolved) and out.was is OrderStatus.PENDING_NEW and out.order.status is OrderStatus.FILLED
+    assert out.age == pytest.approx(10.1)
+    # its fills still count in pending until they arrive (the stream, or a resync's get_fills)
+    assert tracker.pending("AAPL") == 100
+    tracker.on_fill(fill(coid, "F1", 100))
+    assert coid not in tracker.working and tracker.pending("AAPL") == 0
+
+
+def test_a_stuck_order_the_gateway_denies_three_times_was_not_placed(tracker, clock):
+    inf = submit(tracker)
+    coid = inf.order.client_order_id
+    tracker.on_reply(coid, ack(coid, "pending_new"))
+    denial = P.GetOrderReply(ok=False, reason="unknown client_order_id", client_order_id=coid)
+    assert isinstance(tracker.on_order_state(coid, unreadable("x")), T.StillUnknown)  # counts neither way
+    outs = [tracker.on_order_state(coid, denial) for _ in range(T.NOT_FOUND_CONFIRMATIONS)]
+    assert [type(o) for o in outs] == [T.StillUnknown] * (T.NOT_FOUND_CONFIRMATIONS - 1) + [T.NotPlaced]
+    assert coid not in tracker.working
+
+
+def test_missing_from_the_gateways_working_orders(tracker):
+    listed, ended, flying = submit(tracker), submit(tracker), submit(tracker)
+    for inf in (listed, ended):
+        c = inf.order.client_order_id
+        tracker.on_reply(c, ack(c, "new"))
+    lc = listed.order.client_order_id
+    outcomes, missing = tracker.missing_from([update(lc, OrderStatus.PARTIALLY_FILLED, 30), update("someone-else", OrderStatus.NEW)])
+    assert outcomes == [] and tracker.working[lc].status is OrderStatus.PARTIALLY_FILLED
+    # the one that ended unseen is to be asked about; the one in flight waits for its reply
+    assert missing == [ended.order.client_order_id]
+
+
+def test_fill_watermark_waits_for_the_hole_below():
+    w = T.FillWatermark()
+    w.rebase(7)
+    w.saw(8)
+    w.saw(10)
+    assert w.base == 8  # F9 missing: get_fills must ask after 8, not 10
+    w.saw(9)
+    assert w.base == 10
+    w.saw(3)  # inside a snapshot already
+    w.rebase(12)
+    w.saw(14)
+    assert w.base == 12
