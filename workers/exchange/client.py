@@ -69,8 +69,10 @@ class _OrderMethods:
         for name in _STATE:
             setattr(self, name, getattr(other, name))
 
-    def to_update(self, seq: int = 0) -> P.OrderUpdate:
-        up = P.OrderUpdate(*_update_values(self), **{n: getattr(self, n) for n in _update_kw}, seq=seq)
+    def to_update(self, seq: int = 0, epoch: int = 0) -> P.OrderUpdate:
+        """The order as an ``order_update``: a report of the stream ``seq``/``epoch``, or (0, 0)
+        a snapshot in a query reply."""
+        up = P.OrderUpdate(*_update_values(self), **{n: getattr(self, n) for n in _update_kw}, seq=seq, epoch=epoch)
         if len(up.reason) > P.MAX_TEXT:  # a broker's essay must not make the report unreadable
             up = msgspec.structs.replace(up, reason=clip_text(up.reason))
         return up
@@ -107,8 +109,10 @@ _STATE = ("order_id", "status", "filled_qty", "avg_price", "reason", "ts", "caus
 class _FillMethods:
     __slots__ = ()
 
-    def to_message(self, seq: int = 0) -> P.Fill:
-        return P.Fill(*_fill_values(self), **{n: getattr(self, n) for n in _fill_kw}, seq=seq)
+    def to_message(self, seq: int = 0, epoch: int = 0) -> P.Fill:
+        """The fill as a ``fill``: a report of the stream ``seq``/``epoch``, or (0, 0) in a
+        query reply (get_fills)."""
+        return P.Fill(*_fill_values(self), **{n: getattr(self, n) for n in _fill_kw}, seq=seq, epoch=epoch)
 
 
 #: One execution: the fields of ``fill`` (minus ``seq``) after ``n``, the fill's number

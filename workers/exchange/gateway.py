@@ -7,7 +7,9 @@ Sockets:
   reply goes back with exactly the envelope that came in.
 * SUB connected to ``ticks`` (``tick.``): the market the simulated exchange matches against.
 * PUB bound on ``execution``: ``OrderUpdate`` (``exec.order.SYM``) and ``Fill``
-  (``exec.fill.SYM``), with ``seq`` counting every message this process published, from 1.
+  (``exec.fill.SYM``), with ``seq`` counting every message this process published, from 1,
+  and ``epoch`` naming this process (its start time in ns): a consumer takes a new epoch for
+  a restart of the stream, whatever ``seq`` says.
 
 Group commit: each wake-up drains every waiting request (up to ``--batch``), handles them
 against the exchange client, writes the whole batch to the journal as ONE log record, and
@@ -34,7 +36,7 @@ from workers import protocol as P
 from workers.config import ConfigOf, at_least, build_parser_for, data_dir, option, options_of
 from workers.exchange.client import ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent, clip_text
 from workers.positions import PositionBook
-from workers.exchange.journal import SYNC_MODES, Journal, JournalCorrupt, JournalError, JournalFull, remove_journal
+from workers.exchange.journal import SYNC_MODES, Account, Journal, JournalCorrupt, JournalError, JournalFull, remove_journal
 from workers.exchange.simulated import SimulatedExchange
 from workers.exchange.limits import HardLimits, HardLimitsConfig
 from workers.protocol import MsgType, OrderStatus, Side
@@ -58,6 +60,10 @@ FOLD_MAX_RECORDS = 20_000
 CHECKPOINT_IDLE = 5.0
 #: get_orders answers with at most this many (the most recent), flagging ``truncated``
 MAX_ORDERS_IN_REPLY = 20_000
+#: get_fills answers with at most this many (the oldest after since_fill); the client pages on
+MAX_FILLS_IN_REPLY = 2_000
+#: what every order refused by the kill switch's rule starts with
+KILL_SWITCH = "kill switch"
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
@@ -92,6 +98,7 @@ class Batch:
     replies: dict[str, bytes] = field(default_factory=dict)  # new stored send_order replies
     sends: list[list[bytes]] = field(default_factory=list)  # envelope + reply frames
     events: list[ExecEvent] = field(default_factory=list)  # to publish, in order
+    account: Account | None = None  # the account's new state, if a request changed it
     journaled_requests: int = 0  # requests that changed state (for the order_journal latency)
 
 
@@ -110,11 +117,16 @@ class ExchangeGateway(Worker):
         self.working: dict[str, Order] = {}  # the working ones
         self.positions = PositionBook()
         self.exec_seq = 0  # per-publisher sequence of the execution stream (restarts at 1)
+        # this incarnation of the execution stream: new after every restart, so a consumer
+        # never takes the new seq 1.. for reports it has already seen
+        self.epoch = time.time_ns()
+        self.account = Account()  # the kill switch: the journal's, restored by _recover
         self.batch_max = max(1, self.config.batch)
         self.hard_limits = HardLimits(self.config.hard.limits())
         # Per symbol, so that a repeated tick never matches twice nor moves the price band.
-        # Ticks carry no epoch: a step back counts as a feed restart (one PUB->SUB connection
-        # delivers in order), as in the strategy worker.
+        # A new market-data epoch is a restart of the symbol's stream; a feed without epochs
+        # (0) falls back on a step back counting as a restart (one PUB->SUB connection
+        # delivers in order).
         self.tick_seq = SequenceTracker()
         self.stats.counters["ticks_stale"] = 0
         # Market orders that arrived before the first tick of their symbol (see _should_hold):
@@ -134,7 +146,7 @@ class ExchangeGateway(Worker):
         self._after_full: list[ExecEvent] = []  # what the client reported on a rollback
         self._trims_left = 0  # heap trims still due after replies were dropped (see _trim_heap)
         self._next_trim = 0.0
-        for name in ("journal_full_refusals", "ticks_paused", "reply_dropped", "journal_rollbacks"):
+        for name in ("journal_full_refusals", "ticks_paused", "reply_dropped", "journal_rollbacks", "kill_switch_rejects"):
             self.stats.counters[name] = 0
         self._handlers: dict[type[P.Message], Callable[[P.Message, Batch, int], bytes]] = {
             P.SendOrder: self._send_order,
@@ -143,6 +155,8 @@ class ExchangeGateway(Worker):
             P.GetOrder: self._get_order,
             P.GetOrders: self._get_orders,
             P.GetPositions: self._get_positions,
+            P.GetFills: self._get_fills,
+            P.SetKillSwitch: self._set_kill_switch,
             P.Ping: self._ping,
         }
 
@@ -178,6 +192,9 @@ class ExchangeGateway(Worker):
             self.ticks = self.socket(zmq.SUB, connect=self.endpoints.ticks, subscribe=[b"tick."], rcvhwm=self.config.tick_hwm)
             self.add_reader(self.ticks, self._on_ticks, drains=True)
             self._hold_until = time.monotonic() + max(0.0, self.config.market_wait)
+        if self.account.kill_switch:
+            self.log.warning("kill switch ON since the journal says so (%s): orders that would increase a position are refused",
+                             self.account.kill_reason or "no reason given")
         self.log.info(
             "exchange gateway (%s) on %s, execution %s, journal %s (sync %s): %d orders, %d working, %d fills recovered",
             self.client.name,
@@ -197,6 +214,7 @@ class ExchangeGateway(Worker):
             if order.status in _WORKING:
                 self.working[order.client_order_id] = order
         self.positions = rec.positions
+        self.account = rec.account
         self.stats.gauges["recovered_orders"] = len(rec.orders)
         self.stats.gauges["recovered_fills"] = len(rec.fills)
         batch = Batch(P.now_ns())
@@ -232,6 +250,8 @@ class ExchangeGateway(Worker):
         self.stats.gauges["exec_seq"] = self.exec_seq
         self.stats.gauges["last_fill_seq"] = self.positions.last_fill_seq
         self.stats.gauges["held_orders"] = len(self._held)
+        self.stats.gauges["kill_switch"] = 1 if self.account.kill_switch else 0
+        self.stats.gauges["tick_restarts"] = self.tick_seq.restarts
 
     def _maybe_fold(self, now: float) -> None:
         """Fold the journal's log into its tables while nobody waits: after FOLD_IDLE without
@@ -316,6 +336,7 @@ class ExchangeGateway(Worker):
         self.orders = {o.client_order_id: o for o in rec.orders}
         self.working = {cid: o for cid, o in self.orders.items() if o.status in _WORKING}
         self.positions = rec.positions
+        self.account = rec.account
         # A pending_new row of an in-process exchange is an order held for its market (the
         # only time one is journaled); it keeps waiting, answered when it is decided.
         pending = [] if self._remote else [cid for cid, o in self.working.items() if o.status is OrderStatus.PENDING_NEW]
@@ -329,7 +350,8 @@ class ExchangeGateway(Worker):
 
     def on_command(self, cmd: str, args: dict) -> dict | None:
         if cmd == "positions":
-            return {"positions": self.positions.to_list(), "last_fill_seq": self.positions.last_fill_seq}
+            return {"positions": self.positions.to_list(), "last_fill_seq": self.positions.last_fill_seq,
+                    "kill_switch": self.account.kill_switch, "kill_reason": self.account.kill_reason}
         return super().on_command(cmd, args)
 
     def teardown(self) -> None:
@@ -516,6 +538,11 @@ class ExchangeGateway(Worker):
         """Why the gateway itself refuses an order before the exchange sees it ("" if it does not)."""
         if order.order_type not in self._order_types:
             return f"{order.order_type.value} orders are not supported by the {self.client.name} exchange"
+        if self.account.kill_switch:
+            refusal = self._kill_switch_refusal(order)
+            if refusal:
+                self.stats.inc("kill_switch_rejects")
+                return refusal
         pending = sum(
             (o.remaining if o.side is Side.BUY else -o.remaining) for o in self.working.values() if o.symbol == order.symbol
         )
@@ -524,6 +551,22 @@ class ExchangeGateway(Worker):
             self.stats.inc("hard_limit_rejects")
             return f"hard limit: {d.reason}"
         return ""
+
+    def _kill_switch_refusal(self, order: Order) -> str:
+        """While the kill switch is on, an order may only reduce its symbol's position: counting
+        the working orders on its side as if they filled first (they may), what it may still
+        close is the position on the other side minus those.  Anything beyond that would open
+        or grow a position ("" if the order only reduces)."""
+        sym = order.symbol
+        pos = self.positions.qty(sym)
+        working = sum(o.remaining for o in self.working.values() if o.symbol == sym and o.side is order.side)
+        closable = (pos if order.side is Side.SELL else -pos) - working
+        if order.qty <= closable:
+            return ""
+        held = f"long {pos}" if pos > 0 else (f"short {-pos}" if pos < 0 else "flat")
+        side = order.side.value
+        return clip_text(f"{KILL_SWITCH} on: order would increase the {sym} position ({held}, {working} working to {side}; "
+                         f"at most {max(0, closable)} to {side} reduces it)")
 
     def _order_reply(self, order: Order, now: int) -> bytes:
         return P.packb(
@@ -615,7 +658,33 @@ class ExchangeGateway(Worker):
         return P.packb(P.GetOrdersReply(ok=True, orders=[o.to_update() for o in orders], truncated=truncated))
 
     def _get_positions(self, req: P.GetPositions, batch: Batch, now: int) -> bytes:
-        return P.packb(P.GetPositionsReply(ok=True, positions=self.positions.net_positions(), last_fill_seq=self.positions.last_fill_seq))
+        return P.packb(P.GetPositionsReply(ok=True, positions=self.positions.net_positions(), last_fill_seq=self.positions.last_fill_seq,
+                                           kill_switch=self.account.kill_switch, kill_reason=self.account.kill_reason))
+
+    def _get_fills(self, req: P.GetFills, batch: Batch, now: int) -> bytes:
+        limit = min(req.limit or MAX_FILLS_IN_REPLY, MAX_FILLS_IN_REPLY)
+        last = self.positions.last_fill_seq
+        fills = self.journal.fills_after(req.since_fill, limit) if req.since_fill < last else []
+        return P.packb(P.GetFillsReply(ok=True, fills=[f.to_message() for f in fills], last_fill=last))
+
+    # ---- the kill switch
+    def _set_kill_switch(self, req: P.SetKillSwitch, batch: Batch, now: int) -> bytes:
+        if self._journal_full:
+            # a switch that a restart could forget is not the account's: refuse, say how it stands
+            self.stats.inc("journal_full_refusals")
+            return P.packb(P.refusal(MsgType.SET_KILL_SWITCH, self._journal_full, on=self.account.kill_switch,
+                                     kill_reason=self.account.kill_reason))
+        was = self.account.kill_switch
+        self.account = batch.account = Account(kill_reason=clip_text(req.reason) if req.on else "", kill_ts=now, kill_switch=req.on)
+        batch.journaled_requests += 1
+        if req.on != was:
+            self.stats.inc("kill_switch_changes")
+            if req.on:
+                self.log.warning("kill switch ON (%s): refusing orders that would increase a position, from any client",
+                                 self.account.kill_reason or "no reason given")
+            else:
+                self.log.warning("kill switch OFF: taking orders again")
+        return P.packb(P.SetKillSwitchReply(ok=True, on=self.account.kill_switch, kill_reason=self.account.kill_reason))
 
     def _ping(self, req: P.Ping, batch: Batch, now: int) -> bytes:
         return P.packb(P.PingReply(ok=True, ts=now))
@@ -661,7 +730,7 @@ class ExchangeGateway(Worker):
         try:
             # a 'tick' or a batched 'ticks' frame (its ts is int64 by declaration: it becomes
             # the fills' cause_ts, in the journal)
-            sym, rows = P.tick_rows(frame)
+            sym, rows, epoch = P.tick_frame(frame)
         except P.ProtocolError as e:
             self.stats.inc("decode_errors")
             self.rlog.warning("tick", "bad tick: %s", e)
@@ -669,16 +738,17 @@ class ExchangeGateway(Worker):
         if newest_only:
             rows = rows[-1:]
         seq = self.tick_seq
+        ep = epoch or None  # 0: the feed does not say, and a step back is a restart
         # newest_only skips older ticks on purpose, so the tracker's gaps mean nothing here;
-        # only what is not fresh (a duplicate) is dropped
-        if not seq.check_run(sym, rows[0][0], rows[-1][0], len(rows)):
-            fresh = [r for r in rows if seq.check(sym, r[0]).fresh]
+        # only what is not fresh (a duplicate, or late within one epoch) is dropped
+        if not seq.check_run(sym, rows[0][0], rows[-1][0], len(rows), ep):
+            fresh = [r for r in rows if seq.check(sym, r[0], ep).fresh]
             if len(fresh) < len(rows):
                 self.stats.inc("ticks_stale", len(rows) - len(fresh))
                 self.rlog.warning("stale", "%s: %d stale tick(s) dropped (seq %d..%d)", sym, len(rows) - len(fresh), rows[0][0], rows[-1][0])
             rows = fresh
         for r in rows:
-            tick = P.Tick(sym, *r)
+            tick = P.Tick(sym, *r, epoch=epoch)
             self.hard_limits.on_last(tick.symbol, tick.last)
             if self._hold_until:
                 self._market_seen.add(tick.symbol)
@@ -711,9 +781,9 @@ class ExchangeGateway(Worker):
         """Commit the batch, then answer and publish -- in that order, or not at all.  False:
         the disk was full, nothing of the batch was sent and memory is back to the journal's
         state (the caller may answer its requests again)."""
-        if batch.dirty or batch.fills or batch.replies:
+        if batch.dirty or batch.fills or batch.replies or batch.account is not None:
             try:
-                self.journal.write(batch.dirty.values(), batch.fills, batch.replies, self.client.state())
+                self.journal.write(batch.dirty.values(), batch.fills, batch.replies, self.client.state(), batch.account)
             except JournalFull as e:
                 try:
                     self._rollback()
@@ -762,9 +832,10 @@ class ExchangeGateway(Worker):
 
     def _publish(self, events: list[ExecEvent]) -> None:
         send = self.pub.send
+        epoch = self.epoch
         for ev in events:
             self.exec_seq += 1
-            msg = ev.fill.to_message(self.exec_seq) if ev.__class__ is FillEvent else ev.order.to_update(self.exec_seq)
+            msg = ev.fill.to_message(self.exec_seq, epoch) if ev.__class__ is FillEvent else ev.order.to_update(self.exec_seq, epoch)
             frame = P.pub(msg)
             try:
                 send(frame, zmq.NOBLOCK)

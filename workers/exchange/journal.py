@@ -670,6 +670,22 @@ class Journal:
         reply = self._lone.get(client_order_id)
         return bytes(reply) if reply is not None else None
 
+    def fills_after(self, since: int, limit: int) -> list[FillRecord]:
+        """At most ``limit`` fills numbered after ``since``, oldest first: the tables' and the
+        log's unfolded ones (always newer), without writing (a query, answered on a full disk
+        too).  Raises JournalError (JournalCorrupt for a row the records cannot hold)."""
+        try:
+            rows = self.db.execute(f"SELECT {', '.join(FILL_COLUMNS)} FROM fills WHERE n > ? ORDER BY n LIMIT ?",
+                                   (since, limit)).fetchall()
+            if len(rows) < limit and self._fills and self._fills[-1][0] > since:
+                rows += [r for r in self._fills if r[0] > since][: limit - len(rows)]
+            # one conversion call for the whole page
+            return msgspec.convert([dict(zip(FILL_COLUMNS, r)) for r in rows], list[FillRecord])
+        except sqlite3.Error as e:
+            raise JournalError(f"journal read failed: {type(e).__name__}: {e}") from e
+        except msgspec.ValidationError as e:
+            raise JournalCorrupt(f"journal {self.path} holds a fill this gateway cannot read ({e})") from e
+
     def load(self, fold: bool = True) -> Recovered:
         """Read back every order, fill, position and counter (at start; the log's leftovers
         were replayed and folded when the journal was opened).  ``fold=False``: write
