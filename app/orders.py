@@ -29,7 +29,7 @@ from workers.order_client import AsyncOrderClient, RetryPolicy, new_client_order
 from workers.positions import fill_number
 from workers.protocol import OrderStatus, OrderType, Side
 from workers.symbols import normalize_symbol
-from app.state import AppState, OrderRow
+from app.state import QUERYING_REASON, AppState, OrderRow
 from app.tasks import Tasks
 
 log = logging.getLogger("tickdesk.app.orders")
@@ -241,9 +241,10 @@ class OrderService:
     async def _cancel(self, coid: str) -> None:
         row = self.state.orders.get(coid)
         what = f"cancel {row.side.value} {row.qty} {row.symbol}" if row else f"cancel {coid}"
-        if row is not None:
-            row.cancel_ts = P.now_ns()
+        self.state.orders.cancel_sent[coid] = P.now_ns()
         reply = await self.client.ask(P.CancelOrder(client_order_id=coid, ts=P.now_ns()))
+        if reply is not None:
+            self.state.orders.cancel_sent.pop(coid, None)
         if reply is None:
             self._report(Outcome("cancel_unknown", f"{what}: no reply from the exchange; the blotter shows "
                                  f"the order's state when the exchange reports it ({coid})", coid, ok=False))
@@ -336,29 +337,35 @@ class OrderService:
         not acknowledged, and cancels that got no answer."""
         now_ns = now_ns or P.now_ns()
         limit = now_ns - int(self.pending_query_s * 1e9)
+        book = self.state.orders
+        for coid in [c for c in book.cancel_sent if (o := book.get(c)) is None or not o.is_live]:
+            del book.cancel_sent[coid]  # answered by the stream meanwhile
         out = []
-        for o in self.state.orders.live():
+        for o in book.live():
             if o.client_order_id in self.unknown:
                 continue
-            if (o.status is OrderStatus.PENDING_NEW and o.ts <= limit) or (o.cancel_ts and o.cancel_ts <= limit):
+            cancel_ts = book.cancel_sent.get(o.client_order_id, 0)
+            if (o.status is OrderStatus.PENDING_NEW and o.ts <= limit) or (cancel_ts and cancel_ts <= limit):
                 out.append(o)
         return out
 
     async def _query_stuck(self, row: OrderRow) -> None:
         """Ask the exchange what became of an order stuck pending, and show the answer."""
-        if not row.querying:
-            row.querying = True
-            self.state.orders._changed.add(row.client_order_id)
         coid = row.client_order_id
+        if not row.querying:
+            what = "cancel" if coid in self.state.orders.cancel_sent else "order"
+            row.reason = f"{QUERYING_REASON}: {what} pending past {self.pending_query_s:g} s (get_order)"
+            self.state.orders.mark_changed(coid)
         reply = await self.client.ask(P.GetOrder(client_order_id=coid))
         if reply is None or reply.__class__ is P.ErrorReply:
             return  # still querying; asked again at the next pass
         if reply.ok and reply.order is not None and reply.order.status is not OrderStatus.UNKNOWN:
             before = row.status
             self.state.orders.apply_update(reply.order)
-            row.querying = False
-            row.cancel_ts = 0
-            self.state.orders._changed.add(coid)
+            if row.querying:
+                row.reason = reply.order.reason or ""
+            self.state.orders.cancel_sent.pop(coid, None)
+            self.state.orders.mark_changed(coid)
             if row.status is not before:
                 self._report(Outcome("reconciled", f"order {coid} was pending: the exchange says {row.status.value}", coid))
         elif not reply.ok:

@@ -506,14 +506,21 @@ class _OrderRowMethods:
     def signed_remaining(self) -> int:
         return self.remaining if self.side is Side.BUY else -self.remaining
 
+    @property
+    def querying(self) -> bool:
+        """This window is asking the exchange about it (pending past its timeout, or a cancel
+        without an answer): the blotters show "PENDING_NEW (QUERYING)"."""
+        return self.reason.startswith(QUERYING_REASON)
+
+
+#: the reason an order carries while the window asks the exchange about it (app/orders.py)
+QUERYING_REASON = "querying the exchange"
+
 
 #: One order as this window knows it, the manual ticket's and the strategies' alike: the
 #: fields of ``order_update`` (``ts``: its latest change) plus when this window first saw it.
-#: ``querying``: this window asks the exchange about it (pending beyond its timeout, or a cancel
-#: that got no answer), shown as "PENDING_NEW (QUERYING)"; ``cancel_ts``: when a cancel was sent.
 OrderRow = P.derive_record(
-    "OrderRow", P.OrderUpdate, drop=P.STREAM_FIELDS,
-    last=[("created_ts", int, 0), ("querying", bool, False), ("cancel_ts", int, 0)], module=__name__,
+    "OrderRow", P.OrderUpdate, drop=P.STREAM_FIELDS, last=[("created_ts", int, 0)], module=__name__,
     namespace={k: v for k, v in vars(_OrderRowMethods).items() if not k.startswith("__")},
 )
 
@@ -537,6 +544,12 @@ class OrderBook:
         self._new: list[str] = []
         self._changed: set[str] = set()
         self._evicted: list[str] = []
+        #: client_order_id -> when a cancel was sent and not answered yet (ns)
+        self.cancel_sent: dict[str, int] = {}
+
+    def mark_changed(self, coid: str) -> None:
+        if coid in self.orders:
+            self._changed.add(coid)
 
     def __len__(self) -> int:
         return len(self.orders)
@@ -613,8 +626,8 @@ class OrderBook:
         else:
             self._changed.add(coid)
         if status is not None and not (o.status.is_terminal and status is not o.status):
-            if status is not o.status:
-                o.querying = False  # the exchange said what it is
+            if status is not o.status and o.querying:
+                o.reason = ""  # the exchange said what it is
             o.status = status
         filled = _int(m.get("filled_qty"))
         if filled > o.filled_qty:

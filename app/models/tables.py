@@ -98,10 +98,15 @@ WORKING_COLUMNS = _order_columns(
     Column("created_ts", "Time", attr("created_ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.created_ts)),
     "symbol side qty filled_qty order_type limit_price status source client_order_id order_id")
 
-HISTORY_COLUMNS = _order_columns(
-    Column("ts", "Time", attr("ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.ts)),
+# the history lists orders by submission, so its Time is the submission time (it showed the
+# last update's, which made the order look unsorted); the last update has its own column
+HISTORY_COLUMNS = (*_order_columns(
+    Column("created_ts", "Time", attr("created_ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.created_ts),
+           header_tip="When the order was submitted (the history is in this order)"),
     "symbol side qty filled_qty avg_price order_type limit_price status reason source client_order_id order_id",
-    status=Column("status", "Status", _status_text, tone=_status_tone, width=100))
+    status=Column("status", "Status", _status_text, tone=_status_tone, width=100)),
+    Column("ts", "Updated", attr("ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.ts),
+           header_tip="The order's last change"))
 
 FILL_COLUMNS = (
     Column("ts", "Time", attr("ts"), F.clock_ns, width=90, csv=lambda f: F.iso_ns(f.ts)),

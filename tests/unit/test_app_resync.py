@@ -122,7 +122,7 @@ def test_a_cancel_without_answer_is_queried():
     now = P.now_ns()
     row = st.orders.add(OrderRow(client_order_id="m3", symbol="MSFT", side=Side.BUY, qty=5, source="manual",
                                  status=OrderStatus.NEW, created_ts=now, ts=now))
-    row.cancel_ts = now - 10**10
+    st.orders.cancel_sent["m3"] = now - 10**10
     answer = lambda m: P.GetOrderReply(ok=True, order=P.OrderUpdate(  # noqa: E731
         client_order_id="m3", order_id="O3", symbol="MSFT", side=Side.BUY, qty=5, filled_qty=0, avg_price=0.0,
         status=OrderStatus.CANCELLED, ts=P.now_ns()))
