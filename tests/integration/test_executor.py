@@ -500,6 +500,9 @@ def test_commands_and_counters_over_the_control_channel(rig, executor, ipc_dir):
     rep = command("set_limits", max_order_qty=50)
     assert rep.ok and rep.result["limits"]["max_order_qty"] == 50
     assert not command("set_limits", bogus=1).ok
+    # the switch has one way, through the gateway (the kill_switch command)
+    rep = command("set_limits", kill_switch=False)
+    assert not rep.ok and "kill_switch command" in rep.reason
     assert command("get_limits").result["limits"]["max_order_qty"] == 50
 
     sig, d = rig.first_priced_decision(qty=60)
