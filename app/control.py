@@ -24,12 +24,18 @@ log = logging.getLogger("tickdesk.app.control")
 
 #: while the kill switch is on, a strategy seen running again is paused again, at most this often
 ENFORCE_EVERY = 2.0
+#: how often the account's kill switch is read from the exchange (get_positions): the gateway
+#: publishes no event when another client (a second window, a script) switches it
+ACCOUNT_EVERY = 2.0
+#: the reason the window gives the gateway when the trader presses the button
+KILL_REASON = "kill switch pressed in the window"
 
 
 @dataclass
 class KillReport:
     """What the kill switch did, step by step, for the banner and the log."""
 
+    account: str = ""  # the exchange's set_kill_switch: "on", "NO REPLY", "refused: ..."
     cancel_all: str = ""
     cancel_ok: bool = False
     cancelled: int = 0  # what the exchange's cancel_all reply counted (the executor may have been first)
@@ -42,7 +48,7 @@ class KillReport:
 
     @property
     def ok(self) -> bool:
-        return (self.cancel_ok and self.live_left == 0 and all(v == "paused" for v in self.strategies.values())
+        return (self.account == "on" and self.cancel_ok and self.live_left == 0 and all(v == "paused" for v in self.strategies.values())
                 and all(v == "on" for v in self.executor.values()))
 
     def text(self) -> str:
@@ -50,7 +56,8 @@ class KillReport:
         exe = ", ".join(f"{k} {v}" for k, v in self.executor.items()) or "no executor running"
         left = f"; {self.live_left} orders STILL WORKING" if self.live_left else ""
         done = f", {self.ended} of {self.live_before} working orders done" if self.cancel_ok else ""
-        return (f"KILL SWITCH {'engaged' if self.ok else 'INCOMPLETE'}: cancel all: {self.cancel_all}{done}; "
+        return (f"KILL SWITCH {'engaged' if self.ok else 'INCOMPLETE'}: account: {self.account}; "
+                f"cancel all: {self.cancel_all}{done}; "
                 f"strategies: {strat}; executor kill switch: {exe}{left} ({self.elapsed:.1f}s)")
 
 
@@ -62,6 +69,13 @@ class FleetControl:
         self.orders = orders
         self.state = state
         self.kill_engaged = False
+        #: why the switch is on (the account's reason when it was found on at the exchange)
+        self.kill_reason = ""
+        #: the account's kill switch as the exchange last reported it (None: not read yet)
+        self.account_kill: bool | None = None
+        #: ``fn(on, reason)`` whenever the window's switch turns on or off, whoever turned it
+        #: (the button, or the account found on at start or after another client switched it)
+        self.kill_listeners: list = []
         self._enforced: dict[str, float] = {}
         self.tasks = tasks.child("control", self._task_failed) if tasks is not None else Tasks("control", self._task_failed)
 
@@ -71,6 +85,10 @@ class FleetControl:
 
     def _task_failed(self, name: str, e: BaseException) -> None:
         self.state.log.error("control", f"{type(e).__name__}: {e}")
+
+    def start(self) -> None:
+        """Read the account's kill switch now and then every ACCOUNT_EVERY seconds."""
+        self.tasks.spawn(self._watch_account(), "account")
 
     def close(self) -> None:
         self.tasks.cancel_all()
@@ -119,8 +137,7 @@ class FleetControl:
         """Block manual orders, pause every strategy, switch the executor's kill switch on
         and cancel every working order at the exchange -- all at once -- then report."""
         t0 = time.monotonic()
-        self.kill_engaged = True
-        self.orders.set_kill_switch(True)
+        self._set_engaged(True, KILL_REASON)
         self.state.log.error("kill switch", "KILL SWITCH pressed: cancelling all orders, stopping strategies")
         strategies = self.names("strategy")
         executors = self.names("executor")
@@ -129,6 +146,7 @@ class FleetControl:
         before = [o.client_order_id for o in self.state.orders.live()]
         results = await asyncio.gather(
             self.orders.cancel_all(),
+            self.orders.client.ask(P.SetKillSwitch(on=True, reason=KILL_REASON, ts=P.now_ns())),
             *(self.command(n, "pause") for n in strategies),
             *(self.command(n, "kill_switch", {"on": True}) for n in executors),
             return_exceptions=True,
@@ -141,9 +159,12 @@ class FleetControl:
             rep.cancel_all = "ok" if rep.cancel_ok else f"refused: {cancel.reason}"
         else:
             rep.cancel_all = "NO REPLY from the exchange" if cancel is None else f"error: {cancel}"
-        for name, r in zip(strategies, results[1:1 + len(strategies)]):
+        rep.account = _account_text(results[1], True)
+        if rep.account == "on":
+            self.account_kill = True
+        for name, r in zip(strategies, results[2:2 + len(strategies)]):
             rep.strategies[name] = _cmd_text(r, "paused")
-        for name, r in zip(executors, results[1 + len(strategies):]):
+        for name, r in zip(executors, results[2 + len(strategies):]):
             rep.executor[name] = _cmd_text(r, "on")
         # Cancels reach the blotter on the execution stream; give them a moment.
         deadline = time.monotonic() + 2.0
@@ -156,21 +177,71 @@ class FleetControl:
         self.state.log.add(logging.ERROR if not rep.ok else logging.WARNING, "kill switch", rep.text())
         return rep
 
-    async def release_kill_switch(self) -> str:
-        self.kill_engaged = False
-        self.orders.set_kill_switch(False)
-        strategies = self.names("strategy")
+    async def release_kill_switch(self, resume: bool = True) -> str:
+        """Switch the account's kill switch off, and the executor's; the strategies resume
+        only if ``resume`` (the trader may keep them paused and trade by hand)."""
+        self._set_engaged(False, "")
+        strategies = self.names("strategy") if resume else []
         executors = self.names("executor")
         results = await asyncio.gather(
+            self.orders.client.ask(P.SetKillSwitch(on=False, ts=P.now_ns())),
             *(self.command(n, "kill_switch", {"on": False}) for n in executors),
             *(self.command(n, "resume") for n in strategies),
             return_exceptions=True,
         )
-        parts = [f"{n} {_cmd_text(r, 'off')}" for n, r in zip(executors, results)]
-        parts += [f"{n} {_cmd_text(r, 'resumed')}" for n, r in zip(strategies, results[len(executors):])]
+        account = _account_text(results[0], False)
+        if account == "off":
+            self.account_kill = False
+        parts = [f"account {account}"]
+        parts += [f"{n} {_cmd_text(r, 'off')}" for n, r in zip(executors, results[1:])]
+        parts += [f"{n} {_cmd_text(r, 'resumed')}" for n, r in zip(strategies, results[1 + len(executors):])]
+        if not resume:
+            parts.append("strategies kept paused (Resume each in the Workers panel)")
         text = "kill switch released: " + ", ".join(parts)
-        self.state.log.warning("kill switch", text)
+        self.state.log.add(logging.WARNING if account == "off" else logging.ERROR, "kill switch", text)
         return text
+
+    def _set_engaged(self, on: bool, reason: str) -> None:
+        changed = on != self.kill_engaged
+        self.kill_engaged = on
+        self.kill_reason = reason if on else ""
+        self.orders.set_kill_switch(on)
+        if changed:
+            for fn in list(self.kill_listeners):
+                try:
+                    fn(on, self.kill_reason)
+                except Exception:
+                    log.exception("kill switch listener failed")
+
+    def apply_account(self, on: bool, reason: str = "") -> None:
+        """The account's kill switch as the exchange reports it (get_positions_reply).
+
+        Found on: the window's switch goes on too (blocks the ticket but for reducing orders,
+        pauses every strategy at the next poll) -- a restart never turns it off silently.
+        Found off while the window's is on: the window keeps it on and says so; only Release
+        turns it off here (someone else released the account, or the gateway predates it)."""
+        was = self.account_kill
+        self.account_kill = on
+        if on and not self.kill_engaged:
+            self._set_engaged(True, reason or "on at the exchange")
+            self.state.log.error("kill switch", f"the account's kill switch is ON at the exchange ({self.kill_reason}): "
+                                 "strategies paused, only orders that reduce a position are accepted")
+        elif not on and self.kill_engaged and was is not False:
+            self.state.log.warning("kill switch", "the exchange reports the account's kill switch OFF while this "
+                                   "window's is on: it stays on here until Release")
+
+    async def load_account(self) -> bool:
+        """Ask the exchange for the account's kill switch once; False: no answer."""
+        reply = await self.orders.client.ask(P.GetPositions())
+        if not isinstance(reply, P.GetPositionsReply) or not reply.ok:
+            return False
+        self.apply_account(reply.kill_switch, reply.kill_reason)
+        return True
+
+    async def _watch_account(self) -> None:
+        while True:
+            await self.load_account()
+            await asyncio.sleep(ACCOUNT_EVERY)
 
     def enforce(self) -> None:
         """While the kill switch is on, a strategy or executor that (re)started is stopped
@@ -200,3 +271,14 @@ def _cmd_text(r, ok_word: str) -> str:
     if r is None:
         return "NO REPLY"
     return ok_word if r.ok else f"refused: {r.reason}"
+
+
+def _account_text(r, on: bool) -> str:
+    """The exchange's answer to set_kill_switch, as the report shows it."""
+    if isinstance(r, BaseException):
+        return f"error: {r}"
+    if r is None:
+        return "NO REPLY from the exchange"
+    if not isinstance(r, P.SetKillSwitchReply) or not r.ok:
+        return f"refused: {getattr(r, 'reason', '') or 'no reason given'}"
+    return ("on" if r.on else "STILL OFF") if on else ("off" if not r.on else "STILL ON")

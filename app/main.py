@@ -112,12 +112,12 @@ def run_app(args: argparse.Namespace) -> int:
         if args.screenshot:
             if not take_screenshot(window, args.screenshot):
                 result["code"] = 1
-        window.close()
+        window.close_now()
 
     # Ctrl-C / SIGTERM: close the window (which stops the fleet) instead of dying mid-way.
     def on_signal(signum, _frame) -> None:
         log.info("%s: closing", signal.Signals(signum).name)
-        QTimer.singleShot(0, window.close)
+        QTimer.singleShot(0, window.close_now)  # a signal is a decision already: no quit question
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)

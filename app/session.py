@@ -89,6 +89,7 @@ class Session:
         self.sup.start()
         self.feeds.start()
         self.orders.start()
+        self.control.start()
         self.started = True
 
     def poll(self) -> None:

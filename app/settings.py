@@ -24,6 +24,8 @@ class UiSettings:
     confirm_orders: bool = True
     #: ask before "cancel all" (the kill switch never asks: it must act at once)
     confirm_cancel_all: bool = True
+    #: ask before quitting while positions are open or orders are working
+    confirm_quit: bool = True
     default_qty: int = 100
     #: risk limits of the manual ticket (RiskLimits field -> value)
     risk: dict = field(default_factory=lambda: {k: getattr(RiskLimits(), k) for k in RISK_FIELDS})
@@ -57,6 +59,7 @@ class Settings:
             theme=str(q.value("ui/theme", d.theme)),
             confirm_orders=_bool(q.value("orders/confirm", d.confirm_orders)),
             confirm_cancel_all=_bool(q.value("orders/confirm_cancel_all", d.confirm_cancel_all)),
+            confirm_quit=_bool(q.value("orders/confirm_quit", d.confirm_quit)),
             default_qty=_int(q.value("orders/default_qty", d.default_qty), d.default_qty),
             apply_limits_to_executor=_bool(q.value("risk/apply_to_executor", d.apply_limits_to_executor)),
         )
@@ -86,6 +89,7 @@ class Settings:
         q.setValue("ui/theme", s.theme)
         q.setValue("orders/confirm", s.confirm_orders)
         q.setValue("orders/confirm_cancel_all", s.confirm_cancel_all)
+        q.setValue("orders/confirm_quit", s.confirm_quit)
         q.setValue("orders/default_qty", int(s.default_qty))
         q.setValue("risk/apply_to_executor", s.apply_limits_to_executor)
         for k in RISK_FIELDS:
@@ -229,8 +233,9 @@ class SettingsDialog(CheckedDialog):
         self.theme.setCurrentText(settings.theme)
         self.confirm = _check("Ask before sending a manual order", settings.confirm_orders)
         self.confirm_cancel_all = _check("Ask before cancelling all working orders", settings.confirm_cancel_all)
+        self.confirm_quit = _check("Ask before quitting with open positions or working orders", settings.confirm_quit)
         self.default_qty = _spin(1, 10_000_000, settings.default_qty)
-        _form_tab(tabs, "General", ("Theme", self.theme), ("", self.confirm), ("", self.confirm_cancel_all),
+        _form_tab(tabs, "General", ("Theme", self.theme), ("", self.confirm), ("", self.confirm_cancel_all), ("", self.confirm_quit),
                   ("Default quantity", self.default_qty))
 
         self.max_qty = _spin(1, 10_000_000, int(settings.risk["max_order_qty"]))
@@ -278,6 +283,7 @@ class SettingsDialog(CheckedDialog):
         s.theme = self.theme.currentText()
         s.confirm_orders = self.confirm.isChecked()
         s.confirm_cancel_all = self.confirm_cancel_all.isChecked()
+        s.confirm_quit = self.confirm_quit.isChecked()
         s.default_qty = self.default_qty.value()
         s.risk = {"max_order_qty": self.max_qty.value(), "max_position": self.max_pos.value(),
                   "price_band_pct": self.band.value(), "max_orders_per_sec": self.rate.value()}

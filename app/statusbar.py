@@ -94,7 +94,9 @@ class StatusBar:
         for w in (self.kill, self.streams, self.rate, self.drops, self.workers, self.ui):
             bar.addPermanentWidget(w)
         bar.addWidget(self.alert_label, 1)
-        self._last_alert = 0.0
+        self._alert_until = 0.0
+        #: the labels a narrow window hides first (least needed first); KILL SWITCH ON never
+        self.optional = [self.ui, self.drops, self.rate, self.workers]
 
     def refresh(self, state, totals: dict, workers: dict, kill_engaged: bool, times: UiTimes) -> None:
         """Show ``state``'s streams and market, the supervisor's ``totals`` and ``workers``."""
@@ -107,13 +109,15 @@ class StatusBar:
             age = s.age(now)
             if not s.connected:
                 color = bad
-            elif name == "ticks" and (age is None or age > STALE_TICKS_S):
-                color = warn
+            elif name == "ticks" and (age is None or age > STALE_TICKS_S or not state.market.ticking()):
+                color = warn  # connected, but no symbol ticks (every quote stale): not green
             else:
                 color = good
             segs += [("● ", color), (f"{label}  ", None)]
         self.streams.set_segments(segs)
-        self.streams.setToolTip("\n".join(
+        stale = state.market.stale_count()
+        self.streams.setToolTip(f"ticks: {len(state.market.quotes) - stale} of {len(state.market.quotes)} symbols ticking\n"
+                                + "\n".join(
             f"{s.name}: {'connected' if s.connected else 'disconnected'}, {s.received:,} messages, "
             f"{s.decode_errors} decode errors, largest batch {s.max_batch:,}" for s in state.streams.values()))
         m = state.market
@@ -137,17 +141,32 @@ class StatusBar:
         self.ui.setText(f"UI lag p99 {times.lag_p99:.0f} ms · flush {times.flush:.1f} ms"
                         + (f" · chart {times.chart:.1f} ms" if times.chart is not None else ""))
         self.kill.set_segments([(KILL_ON, bad)] if kill_engaged else [])
-        if self.alert_label.text() and now - self._last_alert > ALERT_SECONDS:
+        if self.alert_label.text() and now > self._alert_until:
             self.alert_label.setText("")
+            self.alert_label.setToolTip("")
 
     def alert(self, text: str, level: int) -> None:
         """Show ``text`` as the newest warning (red from ERROR up)."""
-        self._last_alert = time.monotonic()
+        self._alert_until = time.monotonic() + ALERT_SECONDS
         self.alert_label.setObjectName("statusBad" if level >= logging.ERROR else "statusWarn")
         repolish(self.alert_label)
         self.alert_label.setText(text)
         self.alert_label.setToolTip(text)
 
-    def message(self, text: str, ms: int = 0) -> None:
-        """A transient message (e.g. an export's result) in the bar's own message area."""
-        self.bar.showMessage(text, ms)
+    def message(self, text: str, ms: int = 5000) -> None:
+        """A transient message (e.g. an export's result), where the warnings go.  Not
+        ``QStatusBar.showMessage``: that hides the warning label while it shows, and its text
+        is clipped by the permanent labels rather than cut with its whole text in a tooltip."""
+        self._alert_until = time.monotonic() + ms / 1000.0
+        self.alert_label.setObjectName("statusInfo")
+        repolish(self.alert_label)
+        self.alert_label.setText(text)
+        self.alert_label.setToolTip(text)
+
+    def fit(self, width: int) -> None:
+        """Hide the least needed labels until the rest fit ``width`` with room for a
+        message; KILL SWITCH ON and the streams' dots always stay."""
+        need = self.kill.minimumWidth() + self.streams.sizeHint().width() + 160  # 160: the message's room
+        for w in reversed(self.optional):  # most needed first
+            need += w.sizeHint().width() + 8
+            w.setVisible(need <= width)

@@ -48,23 +48,33 @@ POLL_MS = 50
 SLOW_EVERY = 8  # flushes between workers-panel / status-bar refreshes (~4 Hz)
 LAG_MS = 50
 
+#: (key, action, group): the F1 list, one row each, grouped; docs/window.md lists the same keys
 HOTKEYS = (
-    ("Ctrl+B", "Buy (order ticket)"),
-    ("Ctrl+S", "Sell (order ticket)"),
-    ("Ctrl+T", "Focus the ticket's symbol"),
-    ("Ctrl+L", "Ticket: toggle market / limit"),
-    ("Delete", "Cancel the selected working orders (working-orders table)"),
-    ("Ctrl+Shift+X", "Cancel all working orders"),
-    ("F12 / Ctrl+Shift+K", "KILL SWITCH: cancel all orders, pause strategies, executor kill switch on"),
-    ("F5", "Resync orders and positions from the exchange"),
-    ("Alt+1 / Alt+2 / Alt+3", "Chart interval 1 s / 5 s / 1 min"),
-    ("Enter / double-click", "Market watch: load the symbol into the ticket"),
-    ("Ctrl+1 … Ctrl+8", "Focus market watch, chart, ticket, working, fills, positions, signals, workers"),
-    ("Ctrl+Shift+L", "Toggle dark / light theme"),
-    ("Ctrl+,", "Settings (endpoints, risk limits, confirmations)"),
-    ("F1", "This list"),
-    ("Ctrl+Q", "Quit (stops every worker)"),
+    ("Ctrl+B", "Buy (order ticket)", "Orders"),
+    ("Ctrl+S", "Sell (order ticket)", "Orders"),
+    ("Ctrl+T", "Focus the ticket's symbol", "Orders"),
+    ("Ctrl+L", "Ticket: toggle market / limit", "Orders"),
+    ("Delete", "Cancel the selected working orders (working-orders table)", "Orders"),
+    ("Ctrl+Shift+X", "Cancel all working orders", "Orders"),
+    ("Ctrl+Shift+F", "Flatten the selected position (else the ticket's symbol) at market", "Orders"),
+    ("Ctrl+Alt+F", "Flatten all positions at market", "Orders"),
+    ("F12 / Ctrl+Shift+K", "KILL SWITCH: account kill switch on, cancel all, pause strategies", "Orders"),
+    ("F5", "Resync orders and positions from the exchange", "Orders"),
+    ("Enter / double-click", "Market watch: load the symbol into the ticket", "Panels"),
+    ("Ctrl+1 … Ctrl+8", "Focus market watch, chart, ticket, working, fills, positions, signals, workers", "Panels"),
+    ("Alt+1 / Alt+2 / Alt+3", "Chart interval 1 s / 5 s / 1 min", "Chart"),
+    ("Left / Right", "Chart: pan 10 % (Shift: 90 %)", "Chart"),
+    ("PageUp / PageDown", "Chart: pan 90 %", "Chart"),
+    ("+ / -", "Chart: zoom in / out", "Chart"),
+    ("End or Home", "Chart: back to live (follow the newest bar)", "Chart"),
+    ("Shift+Home", "Chart: oldest bar", "Chart"),
+    ("Ctrl+Shift+L", "Toggle dark / light theme", "Window"),
+    ("Ctrl+,", "Settings (endpoints, risk limits, confirmations)", "Window"),
+    ("F1", "This list", "Window"),
+    ("Ctrl+Q", "Quit (stops every worker)", "Window"),
 )
+#: how long a banner that needs nothing more from the trader (a release) stays up
+BANNER_OK_S = 8.0
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -93,6 +103,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.ui = ui or settings.load()
         self._apply_market(self.ui)
         self._closing = False
+        self._quit_asked = False  # the trader said yes to quitting (or nobody has to be asked)
+        self._quit_box = None
+        self._banner_serial = 0
+        self._fitted_width = 0
         #: (client_order_id, ticket, status last shown) of the ticket's newest order
         self._ticket_order: tuple | None = None
         #: (box, ticket) of the order confirmation while it is open
@@ -122,6 +136,26 @@ class MainWindow(QtWidgets.QMainWindow):
         self.history = HistoryPanel()
         self.fills = FillsPanel()
         self.positions = PositionsPanel(st)
+        self.positions.add_context_actions = self._position_menu  # the table's row actions
+        self.flatten_button = QtWidgets.QPushButton("Flatten", self)
+        self.flatten_button.setObjectName("flattenButton")
+        self.flatten_button.setToolTip("Close the selected position at market (Ctrl+Shift+F); allowed while the "
+                                       "kill switch is on")
+        self.flatten_all_button = QtWidgets.QPushButton("Flatten all", self)
+        self.flatten_all_button.setObjectName("flattenAllButton")
+        self.flatten_all_button.setToolTip("Close every position at market (Ctrl+Alt+F); allowed while the kill "
+                                           "switch is on")
+        self.positions_box = QtWidgets.QWidget(self)
+        box = QtWidgets.QVBoxLayout(self.positions_box)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(2)
+        row = QtWidgets.QHBoxLayout()
+        row.setContentsMargins(4, 2, 4, 0)
+        row.addWidget(self.flatten_button)
+        row.addWidget(self.flatten_all_button)
+        row.addStretch(1)
+        box.addLayout(row)
+        box.addWidget(self.positions, 1)
         self.signals_panel = SignalsPanel()
         self.workers_panel = WorkersPanel(self.session.sup.workers)
         self.log_panel = LogPanel(st.log)
@@ -160,7 +194,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.docks = {
             "market": self._dock("Market watch", self.market_watch, "market"),
             "ticket": self._dock("Order ticket", self.ticket, "ticket"),
-            "positions": self._dock("Positions", self.positions, "positions"),
+            "positions": self._dock("Positions", self.positions_box, "positions"),
             "working": self._dock("Working orders", self.working, "working"),
             "history": self._dock("Order history", self.history, "history"),
             "fills": self._dock("Fills", self.fills, "fills"),
@@ -238,6 +272,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(m, "Toggle market / limit", self._toggle_order_type, "Ctrl+L")
         m.addSeparator()
         self.act_cancel_all = self._action(m, "Cancel all working orders", self.cancel_all, "Ctrl+Shift+X")
+        self.act_flatten = self._action(m, "Flatten selected position", self.flatten_selected, "Ctrl+Shift+F")
+        self.act_flatten_all = self._action(m, "Flatten all positions", self.flatten_all, "Ctrl+Alt+F")
         self.act_kill = self._action(m, "KILL SWITCH", self.kill_switch.engage, ["F12", "Ctrl+Shift+K"])
         self._action(m, "Release kill switch…", self.kill_switch.ask_release)
         m.addSeparator()
@@ -300,6 +336,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.kill_button.clicked.connect(self.kill_switch.engage)
         self.release_button.clicked.connect(self.kill_switch.ask_release)
         self.kill_switch.banner.connect(self.show_banner)
+        self.kill_switch.changed.connect(self.ticket.kill_switch_changed)
+        # positions -> flatten
+        self.flatten_button.clicked.connect(self.flatten_selected)
+        self.flatten_all_button.clicked.connect(self.flatten_all)
         # workers
         self.workers_panel.action.connect(self.worker_action)
         # services without Qt report through plain callbacks
@@ -322,9 +362,25 @@ class MainWindow(QtWidgets.QMainWindow):
             pass
         self.lag.start()
 
+    def open_exposure(self) -> tuple[int, int]:
+        """(symbols with an open position, working orders): what quitting would leave behind."""
+        return (sum(1 for s in self.state.positions.positions if self.state.positions.qty(s)),
+                len(self.state.orders.live()))
+
+    def close_now(self) -> None:
+        """Close without the quit question (--duration, SIGTERM, Ctrl-C: the decision is made)."""
+        self._quit_asked = True
+        self.close()
+
     def closeEvent(self, event) -> None:
         if self._closing:
             event.accept()
+            return
+        npos, nord = self.open_exposure()
+        if self.ui.confirm_quit and not self._quit_asked and (npos or nord):
+            event.ignore()
+            if self._quit_box is None:
+                self._ask_quit(npos, nord)
             return
         self._closing = True
         self.kill_switch.close()
@@ -341,6 +397,25 @@ class MainWindow(QtWidgets.QMainWindow):
         finally:
             event.accept()
             self.closed.emit()
+
+    def _ask_quit(self, npos: int, nord: int) -> None:
+        what = " and ".join(x for x in (f"{npos} open position{'s' * (npos != 1)}" if npos else "",
+                                          f"{nord} working order{'s' * (nord != 1)}" if nord else "") if x)
+
+        def answered(yes: bool, never: bool) -> None:
+            self._quit_box = None
+            if not yes:
+                return
+            if never:
+                self.ui.confirm_quit = False
+                self.settings.save(self.ui)
+            self.close_now()
+
+        self._quit_box = prompts.ask(
+            self, "Quit TickDesk",
+            f"Quit with {what}? They stay at the exchange: working orders can still fill and positions keep "
+            "their risk while nothing watches them (the strategies stop with the window).",
+            answered, warning=True, object_name="confirmQuit", default=False, offer_dont_ask=True)
 
     # ------------------------------------------------------------------ the flush
     def _flush(self) -> None:
@@ -400,6 +475,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _slow(self) -> None:
         self.workers_panel.refresh()
+        if self.width() != self._fitted_width:  # checked here, not in resizeEvent: a drag resizes 60 times a second
+            self._fitted_width = self.width()
+            self.status_bar.fit(self._fitted_width)
         self._update_status()
 
     def _update_status(self) -> None:
@@ -417,10 +495,16 @@ class MainWindow(QtWidgets.QMainWindow):
                                      (f"  (realized {realized:+,.2f}, unrealized {unrealized:+,.2f})", None)])
 
     def show_banner(self, text: str, tone: str = "warn") -> None:
+        """Above the chart; an "ok" banner (nothing left to do) goes after BANNER_OK_S, an
+        empty text takes it away at once."""
+        self._banner_serial += 1
         self.banner.setText(text)
         self.banner.setProperty("tone", tone)
         repolish(self.banner)
         self.banner.setVisible(bool(text))
+        if text and tone == "ok":
+            serial = self._banner_serial
+            QTimer.singleShot(int(BANNER_OK_S * 1000), lambda: serial == self._banner_serial and self.show_banner(""))
 
     # ------------------------------------------------------------------ ticket and orders
     def _load_ticket(self, symbol: str) -> None:
@@ -519,6 +603,66 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.session.control.spawn(run())
 
+    # ------------------------------------------------------------------ flatten
+    def _position_menu(self, menu: QtWidgets.QMenu) -> None:
+        syms = self.selected_position_symbols()
+        a = menu.addAction(f"Flatten {', '.join(syms)}" if syms else "Flatten", self.flatten_selected)
+        a.setEnabled(bool(syms))
+        menu.addAction("Flatten all", self.flatten_all)
+        menu.addSeparator()
+
+    def selected_position_symbols(self) -> list[str]:
+        rows = self.positions.selected_rows() or ([self.positions.current_row()] if self.positions.current_row() else [])
+        return sorted({r.symbol for r in rows if r is not None})
+
+    def flatten_selected(self) -> None:
+        """Flatten the symbols selected in the positions table, else the ticket's symbol."""
+        syms = self.selected_position_symbols()
+        if not syms:
+            sym = self.ticket.symbol.currentText().strip().upper()
+            syms = [sym] if sym else []
+        self.flatten(syms)
+
+    def flatten_all(self) -> None:
+        self.flatten(sorted(self.state.positions.positions))
+
+    def flatten_tickets(self, symbols) -> list[Ticket]:
+        """Market orders that take each symbol's net position (the account's) to zero."""
+        out = []
+        for sym in symbols:
+            q = self.state.positions.qty(sym)
+            if q:
+                out.append(Ticket(sym, Side.SELL if q > 0 else Side.BUY, abs(q), OrderType.MARKET))
+        return out
+
+    def flatten(self, symbols) -> None:
+        """Close positions at market: the kill switch lets them through (they reduce a
+        position).  The symbol's working orders are cancelled first, so that none reopens it."""
+        tickets = self.flatten_tickets(symbols)
+        if not tickets:
+            self.ticket.show_message(f"Flatten: no open position{' in ' + ', '.join(symbols) if symbols else ''}", "warn")
+            return
+
+        def go() -> None:
+            for t in tickets:
+                self.session.control.spawn(self._flatten_one(t), f"flatten {t.symbol}")
+
+        if not self.ui.confirm_orders:
+            go()
+            return
+        prompts.ask(self, "Flatten", "Send at market?\n" + "\n".join(t.describe() for t in tickets),
+                    lambda yes, _never: yes and go(), warning=True, object_name="confirmFlatten", default=True)
+
+    async def _flatten_one(self, t: Ticket) -> None:
+        if self.state.orders.live(t.symbol):
+            await self.session.orders.cancel_all(t.symbol)
+        q = self.state.positions.qty(t.symbol)  # what it is now, after any fill meanwhile
+        if not q:
+            return
+        t = Ticket(t.symbol, Side.SELL if q > 0 else Side.BUY, abs(q), OrderType.MARKET)
+        self.state.log.warning("flatten", f"{t.describe()} to close {t.symbol} ({q:+,})")
+        self._send(t)
+
     # ------------------------------------------------------------------ kill switch
     @property
     def last_kill_report(self):
@@ -591,9 +735,9 @@ class MainWindow(QtWidgets.QMainWindow):
         for p in self.tables.values():
             p.reset_columns()
 
-    def show_hotkeys(self) -> None:
-        text = "\n".join(f"{k:<24} {v}" for k, v in HOTKEYS)
-        prompts.show_text(self, "Keyboard shortcuts", text, monospace=True)
+    def show_hotkeys(self):
+        return prompts.show_table(self, "Keyboard shortcuts", ["Key", "Action", "Where"],
+                                  [(k, v, g) for k, v, g in HOTKEYS], object_name="hotkeys")
 
     def open_settings(self) -> None:
         dlg = SettingsDialog(self.ui, self.session.endpoints, self)
@@ -633,7 +777,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _exported(self, path: str, n: int) -> None:
         self.state.log.info("export", f"{n:,} rows written to {path}")
-        self.statusBar().showMessage(f"Exported {n:,} rows to {path}", 5000)
+        self.status_bar.message(f"Exported {n:,} rows to {path}", 5000)
 
     # ------------------------------------------------------------------ layout persistence
     def save_layout(self) -> None:

@@ -79,32 +79,74 @@ class TicketPanel(QtWidgets.QWidget):
         self.outcome.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.outcome.setMinimumHeight(24)
 
-        grid = QtWidgets.QGridLayout(self)
+        self.grid = grid = QtWidgets.QGridLayout(self)
         grid.setContentsMargins(6, 4, 6, 4)
         grid.setHorizontalSpacing(6)
         grid.setVerticalSpacing(4)
-        for col, (text, w) in enumerate((("Symbol", self.symbol), ("Qty", self.qty), ("Type", self.order_type),
-                                          ("Limit", self.limit))):
+        self._labels = []
+        for text, w in (("Symbol", self.symbol), ("Qty", self.qty), ("Type", self.order_type), ("Limit", self.limit)):
             lbl = QtWidgets.QLabel(text, self)
             lbl.setObjectName("muted")
             lbl.setBuddy(w)
+            self._labels.append((lbl, w))
+        self.compact = None
+        # an explicit minimum (the compact arrangement's) instead of the wide row's: a narrow
+        # dock reflows the ticket instead of cutting Sell off or painting over its neighbours
+        self._arrange(compact=True)
+        self.setMinimumWidth(grid.minimumSize().width())
+        self._arrange(compact=False)
+        self._limit_symbol = ""  # the symbol the limit price was taken for
+        self._kill_notice = False  # the outcome line shows the kill switch's state
+        self._connect_signals()
+
+    #: narrower than this, Buy and Sell go on a row of their own (never cut off)
+    COMPACT_BELOW = 560
+
+    def _arrange(self, compact: bool) -> None:
+        """One row (fields, Buy, Sell) when wide; fields over the buttons when narrow."""
+        if compact == self.compact:
+            return
+        self.compact = compact
+        grid = self.grid
+        for lbl, w in self._labels:
+            grid.removeWidget(lbl)
+            grid.removeWidget(w)
+        for w in (self.buy, self.sell, self.quote, self.outcome):
+            grid.removeWidget(w)
+        for col, (lbl, w) in enumerate(self._labels):
             grid.addWidget(lbl, 0, col)
             grid.addWidget(w, 1, col)
-        grid.addWidget(self.buy, 1, 4)
-        grid.addWidget(self.sell, 1, 5)
-        grid.addWidget(self.quote, 2, 0, 1, 6)
-        grid.addWidget(self.outcome, 3, 0, 1, 6)
-        grid.setRowStretch(4, 1)
-        grid.setColumnStretch(0, 2)
-        grid.setColumnStretch(4, 1)
-        grid.setColumnStretch(5, 1)
-        self._connect_signals()
+        for c in range(6):
+            grid.setColumnStretch(c, 0)
+        if compact:
+            grid.addWidget(self.buy, 2, 0, 1, 2)
+            grid.addWidget(self.sell, 2, 2, 1, 2)
+            first = 3
+            grid.setColumnStretch(0, 2)
+            grid.setColumnStretch(2, 1)
+        else:
+            grid.addWidget(self.buy, 1, 4)
+            grid.addWidget(self.sell, 1, 5)
+            first = 2
+            grid.setColumnStretch(0, 2)
+            grid.setColumnStretch(4, 1)
+            grid.setColumnStretch(5, 1)
+        span = 4 if compact else 6
+        grid.addWidget(self.quote, first, 0, 1, span)
+        grid.addWidget(self.outcome, first + 1, 0, 1, span)
+        for r in range(6):
+            grid.setRowStretch(r, 0)
+        grid.setRowStretch(first + 2, 1)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._arrange(self.width() < self.COMPACT_BELOW)
 
     def _connect_signals(self) -> None:
         self.buy.clicked.connect(lambda: self.send(Side.BUY))
         self.sell.clicked.connect(lambda: self.send(Side.SELL))
         self.order_type.currentIndexChanged.connect(self._type_changed)
-        self.symbol.currentTextChanged.connect(self._inputs_changed)
+        self.symbol.currentTextChanged.connect(self._symbol_changed)
         self.qty.valueChanged.connect(self._inputs_changed)
         self.limit.valueChanged.connect(self._inputs_changed)
 
@@ -124,6 +166,7 @@ class TicketPanel(QtWidgets.QWidget):
         q = self.state.market.quotes.get(symbol)
         if prefill_limit and q is not None and q.last:
             self.limit.setValue(q.last)
+            self._limit_symbol = symbol
         self.refresh_quote()
 
     def set_order_type(self, ot: OrderType) -> None:
@@ -172,6 +215,27 @@ class TicketPanel(QtWidgets.QWidget):
     def _inputs_changed(self, *_) -> None:
         self.refresh_quote()
 
+    def _symbol_changed(self, text: str) -> None:
+        """A limit price belongs to its symbol: another symbol's price is never kept (it
+        would be sent, or refused by the band check with a confusing reason).  The new
+        symbol's last price, or nothing while the symbol has none."""
+        sym = text.strip().upper()
+        if sym != self._limit_symbol:
+            q = self.state.market.quotes.get(sym)
+            self.limit.setValue(q.last if q is not None and q.last else 0.0)
+            self._limit_symbol = sym
+        self.refresh_quote()
+
+    def kill_switch_changed(self, on: bool) -> None:
+        """The outcome line says what the switch means for the ticket, and a refusal by the
+        kill switch never stays up in red once it is released."""
+        if on:
+            self.show_message("KILL SWITCH ON: only orders that reduce a position are accepted (Flatten).", "bad")
+            self._kill_notice = True
+        elif self._kill_notice or "kill switch" in self.outcome.text().lower():
+            self.show_message("Kill switch released: orders are accepted again.", "ok")
+            self._kill_notice = False
+
     # ------------------------------------------------------------------ sending
     def send(self, side: Side) -> None:
         t = self.ticket(side)
@@ -187,6 +251,7 @@ class TicketPanel(QtWidgets.QWidget):
         self.show_message(o.text, tone)
 
     def show_message(self, text: str, tone: str) -> None:
+        self._kill_notice = False
         self.outcome.setText(text)
         self.outcome.setProperty("tone", TONE_FOR.get(tone, ""))
         repolish(self.outcome)
@@ -200,10 +265,16 @@ class TicketPanel(QtWidgets.QWidget):
             return
         if self.current_type() is OrderType.MARKET:
             self._track_last()
-        pos = self.state.positions.qty(sym)
+        pos = self.manual_position(sym)
+        net = self.state.positions.qty(sym)
+        account = f" (account {net:+,})" if net != pos else ""
         working = len(self.state.orders.live(sym))
         self.quote.setText(f"Bid {fmt_price(q.bid)} x {q.bid_size:,}   Ask {fmt_price(q.ask)} x {q.ask_size:,}   "
-                           f"Last {fmt_price(q.last)}   Pos {pos:+,}   Working {working}")
+                           f"Last {fmt_price(q.last)}   Pos {pos:+,}{account}   Working {working}")
+
+    def manual_position(self, symbol: str) -> int:
+        """The ticket's own position: what the trader traded by hand, not the strategies'."""
+        return self.state.manual_position(symbol)
 
     def apply(self, symbols: set[str], evicted=()) -> None:
         if evicted:
