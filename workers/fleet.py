@@ -2,7 +2,8 @@
 
 Defaults: a simulated market on four symbols, the simulated exchange with its journal in the
 user's data folder, one executor, and two support/resistance strategies (a breakout one and a
-bounce one on different symbols), so that a fresh install trades within seconds.
+bounce one on different symbols), so that a fresh install trades within seconds -- by itself, on
+the same account as the window's ticket; ``no_strategies`` (``--no-strategies``) leaves them out.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class FleetConfig:
     tick_rate: float = option(20.0, "simulated ticks per second per symbol", check=at_least(0))
     seed: int | None = option(None, "seed of the simulated market", default_text="random")
     fresh: bool = option(False, "start with an empty exchange journal (forget orders and positions)")
+    no_strategies: bool = option(False, "run no strategies: only the window's manual ticket trades (the defaults "
+                                        "run two that trade the same account by themselves)")
     curve_dir: str | None = option(None, "CurveZMQ keys (main.py keys generate DIR): every socket of the fleet and the window uses CURVE")
     endpoints: Endpoints = options_of(Endpoints)
 
@@ -58,6 +61,7 @@ def default_fleet(
     seed: int | None = None,
     config_path: str | None = None,
     fresh_journal: bool = False,
+    strategies: bool = True,
 ) -> list[WorkerSpec]:
     """The workers to start.  ``config_path`` may override any part (see docs/architecture.md,
     Configuration); every [fleet.*] key is checked against its worker's declared options here,
@@ -92,15 +96,18 @@ def default_fleet(
         WorkerSpec("marketdata", "marketdata", md_args + common),
         WorkerSpec("executor", "executor", exe_args + common),
     ]
-    strategies = fleet.get("strategies", DEFAULT_STRATEGIES)
-    if not isinstance(strategies, (list, tuple)) or not all(isinstance(t, dict) for t in strategies):
+    tables = fleet.get("strategies", DEFAULT_STRATEGIES)
+    if not isinstance(tables, (list, tuple)) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError(f"{config_path}: fleet.strategies must be an array of tables ([[fleet.strategies]])")
-    for i, strat in enumerate(strategies):
+    # --no-strategies: the config's strategies are still checked (a typo stops the start either way)
+    for i, strat in enumerate(tables):
         opts = dict(strat)
         name = opts.pop("name", None)
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{config_path}: [[fleet.strategies]] #{i + 1} needs a name")
-        specs.append(WorkerSpec(name, "strategy", _worker_args("strategy", opts, f"{config_path}: [[fleet.strategies]] {name}") + common))
+        spec = WorkerSpec(name, "strategy", _worker_args("strategy", opts, f"{config_path}: [[fleet.strategies]] {name}") + common)
+        if strategies:
+            specs.append(spec)
     check_worker_tables(cfg, config_path, {s.name: s.kind for s in specs})
     return specs
 
