@@ -97,6 +97,7 @@ def desk(qtbot, qloop, tmp_path):
     ui = settings.load()
     ui.confirm_orders = False
     ui.confirm_cancel_all = False
+    ui.confirm_quit = False  # the fixture closes windows with positions open
     session = build_session(args, settings, ui)
     d = Desk(MainWindow(session, settings, ui))
     session.sup.listeners.append(lambda name, text: text.startswith("started pid ") and d.pids.add(int(text.split()[-1])))
@@ -339,3 +340,69 @@ def test_a_ten_second_ui_stall_restarts_no_worker(qtbot, desk, how):
     assert {n: x.counter("control_reconnects") for n, x in sup.workers.items()} == reconnects
     assert not [ln.text for ln in desk.state.log.items if "died" in ln.text or "silent" in ln.text]
     assert w.session.sup.health.get("stalls", 0) == 0  # the supervisor's loop itself never stalled
+
+
+def positions_row_click(qtbot, w: MainWindow, symbol: str) -> None:
+    p = w.positions
+    qtbot.waitUntil(lambda: p.model.row_for(symbol) is not None, timeout=TIMEOUT)
+    idx = p.proxy.mapFromSource(p.model.index(p.model.row_for(symbol), 0))
+    qtbot.mouseClick(p.view.viewport(), Qt.MouseButton.LeftButton, pos=p.view.visualRect(idx).center())
+
+
+def test_kill_switch_is_the_accounts_survives_a_gateway_restart_and_lets_flatten_through(qtbot, desk):
+    from workers import protocol as P
+    from workers.order_client import OrderClient, new_client_order_id
+    from app.qt import QtWidgets
+
+    w, ctl = desk.window, desk.window.session.control
+    load_ticket(qtbot, w, "MSFT")
+    w.ticket.set_order_type(OrderType.MARKET)
+    w.ticket.qty.setValue(100)
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: desk.state.positions.qty("MSFT") == 100, timeout=TIMEOUT)
+    assert "filled filled" not in w.ticket.outcome.text()
+    assert "Pos +100" in w.ticket.quote.text()  # the manual position (strategies trade AAPL and GOOG here)
+
+    qtbot.keyClick(w, Qt.Key.Key_F12)
+    qtbot.waitUntil(lambda: w.last_kill_report is not None, timeout=TIMEOUT)
+    assert w.last_kill_report.account == "on", w.last_kill_report.text()
+    assert ctl.account_kill is True and w.kill_button.text().startswith("KILL SWITCH ON")
+
+    # the exchange gateway dies and comes back: the account's switch is still on there
+    old = desk.sup.workers["exchange"].pid
+    os.kill(old, signal.SIGKILL)
+    qtbot.waitUntil(lambda: desk.sup.workers["exchange"].pid not in (None, old)
+                    and desk.sup.workers["exchange"].state == "running", timeout=START_TIMEOUT)
+    ctl.account_kill = None  # the next read must come from the restarted gateway
+    qtbot.waitUntil(lambda: ctl.account_kill is not None, timeout=TIMEOUT)
+    assert ctl.account_kill is True and ctl.kill_engaged
+
+    # any client's order that opens a position is refused at the exchange, a strategy's too
+    client = OrderClient(desk.window.session.endpoints.orders)
+    try:
+        r = client.ask(P.SendOrder(client_order_id=new_client_order_id("sr-bounce"), symbol="GOOG", side=P.Side.BUY,
+                                   qty=10, source="strategy.sr-bounce", ts=P.now_ns()))
+    finally:
+        client.close()
+    assert r is not None and not r.ok and r.reason.startswith("kill switch"), r
+
+    # Flatten from the positions table: a market sell of the 100, filled while the switch is on
+    positions_row_click(qtbot, w, "MSFT")
+    assert w.selected_position_symbols() == ["MSFT"]
+    qtbot.mouseClick(w.flatten_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: desk.state.positions.qty("MSFT") == 0, timeout=TIMEOUT)
+    sells = [o for o in manual_orders(desk) if o.symbol == "MSFT" and o.side is P.Side.SELL]
+    assert len(sells) == 1 and sells[0].status is OrderStatus.FILLED and sells[0].filled_qty == 100
+    assert ctl.kill_engaged  # flattening does not release anything
+
+    # Release asks: resume the strategies or keep them paused
+    qtbot.mouseClick(w.release_button, Qt.MouseButton.LeftButton)
+    box = w.findChild(QtWidgets.QMessageBox, "confirmRelease")
+    assert box is not None and box.isVisible()
+    qtbot.mouseClick(box.findChild(QtWidgets.QPushButton, "choice_keep"), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: ctl.account_kill is False, timeout=TIMEOUT)
+    assert not ctl.kill_engaged and w.kill_button.text() == "KILL SWITCH  F12"
+    qtbot.waitUntil(lambda: "account off" in w.banner.text(), timeout=TIMEOUT)
+    assert "kept paused" in w.banner.text() and "kill switch" not in w.ticket.outcome.text().lower().replace(
+        "kill switch released", "")
+    assert cell(w.workers_panel, "sr-breakout", "state") == "PAUSED" and cell(w.workers_panel, "sr-bounce", "state") == "PAUSED"

@@ -27,6 +27,7 @@ def make_window(qtbot, tmp_path):
     def make(**ui_changes):
         settings = Settings(tmp_path / "tickdesk.ini")
         ui = settings.load()
+        ui.confirm_quit = False  # tests of the quit question turn it on
         for k, v in ui_changes.items():
             setattr(ui, k, v)
         session = Session(Supervisor(Endpoints.ephemeral_ipc(tmp_path), []))
