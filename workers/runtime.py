@@ -315,6 +315,20 @@ class Worker:
         signal.signal(signal.SIGINT, handler)
 
 
+def split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
+    """A request read on a ROUTER as ``(envelope to echo, body)``: a REQ's routing id and empty
+    delimiter (and any proxy's ids before it), a DEALER's id plus its own frames up to the
+    delimiter (a DealerClient's tag), or only a DEALER's id when it sent no delimiter.  None:
+    no body at all.  Every ROUTER that answers requests (orders, snapshot) reads them so."""
+    if len(frames) < 2:
+        return None, []
+    try:
+        i = frames.index(b"", 1)
+    except ValueError:
+        return frames[:1], frames[1:]
+    return frames[: i + 1], frames[i + 1:]
+
+
 def check_bind_allowed(endpoint: str, curve_dir: str | None) -> None:
     """Refuse to bind a non-loopback address without CurveZMQ (see docs/reliability.md)."""
     if not is_loopback(endpoint) and not curve_dir:

@@ -40,7 +40,7 @@ from workers.exchange.journal import SYNC_MODES, Account, Journal, JournalCorrup
 from workers.exchange.simulated import SimulatedExchange
 from workers.exchange.limits import HardLimits, HardLimitsConfig
 from workers.protocol import MsgType, OrderStatus, Side
-from workers.runtime import EXIT_CORRUPT_STATE, Worker, run_worker
+from workers.runtime import EXIT_CORRUPT_STATE, Worker, run_worker, split_envelope
 from workers.sequence import SequenceTracker
 
 DEFAULT_JOURNAL_NAME = "exchange-journal.sqlite"
@@ -390,7 +390,7 @@ class ExchangeGateway(Worker):
 
     def _handle_frames(self, frames: list[bytes], batch: Batch) -> None:
         self.stats.inc("requests")
-        envelope, body = _split_envelope(frames)
+        envelope, body = split_envelope(frames)
         if envelope is None:
             self.stats.inc("dropped")
             self.rlog.warning("frames", "dropped a request of %d frames with no routable envelope", len(frames))
@@ -842,21 +842,6 @@ class ExchangeGateway(Worker):
             except zmq.Again:
                 self.stats.inc("dropped")
         self.stats.inc("published", len(events))
-
-
-def _split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
-    """Split ROUTER frames into (envelope to echo, body).
-
-    REQ (and proxies in front of it) put an empty delimiter after the routing ids; a DEALER
-    that talks to us directly sends no delimiter, so the envelope is just its identity.
-    """
-    if len(frames) < 2:
-        return None, []
-    try:
-        i = frames.index(b"", 1)
-    except ValueError:
-        return frames[:1], frames[1:]
-    return frames[: i + 1], frames[i + 1 :]
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,9 @@ from workers.marketdata.replay_feed import (
 )
 from workers.config import ConfigOf, at_least, between, build_parser_for, option
 from workers.marketdata.sim_feed import DEFAULT_SYMBOLS, SimFeed
-from workers.marketdata.snapshot import LastValueCache, split_envelope
+from workers.marketdata.snapshot import LastValueCache
 from workers.errors import CommandError
-from workers.runtime import Worker, run_worker
+from workers.runtime import Worker, run_worker, split_envelope
 from workers.symbols import parse_symbols
 
 #: most ticks published in one loop iteration (rate 0, or a backlog after a stall)

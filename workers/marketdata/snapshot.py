@@ -132,17 +132,4 @@ class LastValueCache:
         return P.GetSnapshotReply(ok=True, epoch=epoch, ticks=ticks, bars=out, truncated=truncated)
 
 
-def split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
-    """ROUTER frames as (envelope to echo, body): a REQ's routing id and empty delimiter, or a
-    DEALER's id plus its own frames up to the delimiter (a DealerClient's tag), or only a
-    DEALER's id when it sent no delimiter.  None: no body at all."""
-    if len(frames) < 2:
-        return None, []
-    try:
-        i = frames.index(b"", 1)
-    except ValueError:
-        return frames[:1], frames[1:]
-    return frames[: i + 1], frames[i + 1:]
-
-
-__all__ = ["BAR_SECONDS", "MAX_BARS", "MAX_SNAPSHOT_BYTES", "LastValueCache", "split_envelope"]
+__all__ = ["BAR_SECONDS", "MAX_BARS", "MAX_SNAPSHOT_BYTES", "LastValueCache"]
