@@ -31,6 +31,12 @@ class WindowLayout:
         self.window = window
         self.docks = docks
         self.sizes_pending = False
+        #: each docked dock's (width, height) as fractions of the window, from the last check at
+        #: which the window's size had not changed (the trader's own sizes, once dragged)
+        self._fractions: dict[str, tuple[float, float]] = {}
+        self._size: tuple[int, int] | None = None
+        self._applied: dict | None = None  # the docks' sizes right after the shares were last applied
+        self._after_apply = False
 
     def reset(self) -> None:
         """The default layout: every dock docked and shown."""
@@ -57,13 +63,50 @@ class WindowLayout:
         if self.sizes_pending:
             QTimer.singleShot(0, self.apply_default_sizes)
 
+    def follow_size(self) -> None:
+        """Called a few times a second: while the window keeps its size, remember what share
+        of it each dock takes; when the window's size changed, give every dock its share of
+        the new size.  So docks shrunk with a small window grow back with it (without Reset
+        layout), and the trader's own proportions are kept."""
+        win = self.window
+        size = (win.width(), win.height())
+        if self.sizes_pending or size[0] <= 0 or size[1] <= 0:
+            return
+        docked = self._docked()
+        now = {n: (d.width(), d.height()) for n, d in docked.items()}
+        if size == self._size or self._size is None:
+            # the shares change only when the docks did while the window kept its size (the
+            # trader dragged a separator, or moved a dock): never from what a small window
+            # squeezed them to, or they would not grow back
+            if self._after_apply:  # our own resize, laid out: what it gave is not the trader's doing
+                self._after_apply = False
+                self._applied = now
+            elif self._size is None or now != self._applied:
+                self._fractions = {n: (w / size[0], h / size[1]) for n, (w, h) in now.items()}
+                self._applied = now
+            self._size = size
+            return
+        self._size = size
+        names = [n for n in docked if n in self._fractions]
+        if names:
+            H, V = Qt.Orientation.Horizontal, Qt.Orientation.Vertical
+            win.resizeDocks([docked[n] for n in names], [max(1, int(self._fractions[n][0] * size[0])) for n in names], H)
+            win.resizeDocks([docked[n] for n in names], [max(1, int(self._fractions[n][1] * size[1])) for n in names], V)
+        self._applied = None  # taken at the next check, once the resize is laid out
+        self._after_apply = True
+
+    def _docked(self) -> dict[str, QtWidgets.QDockWidget]:
+        return {n: d for n, d in self.docks.items() if d.isVisible() and not d.isFloating()
+                and not d.visibleRegion().isEmpty()}
+
     def apply_default_sizes(self) -> None:
         self.sizes_pending = False
+        self._size = None  # the fractions are taken again from the new sizes
         win, d = self.window, self.docks
         w, h = win.width(), win.height()
         H, V = Qt.Orientation.Horizontal, Qt.Orientation.Vertical
         win.resizeDocks([d["market"]], [min(712, int(w * 0.45))], H)
-        win.resizeDocks([d["working"]], [max(220, int(h * 0.32))], V)
+        win.resizeDocks([d["working"]], [max(min(220, int(h * 0.4)), int(h * 0.32))], V)
         ticket_h = d["ticket"].widget().sizeHint().height() + 24
         win.resizeDocks([d["market"], d["ticket"], d["positions"]], [200, ticket_h, 200], V)
         win.resizeDocks([d["working"], d["workers"]], [int(w * 0.47), int(w * 0.53)], H)

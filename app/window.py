@@ -475,6 +475,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _slow(self) -> None:
         self.workers_panel.refresh()
+        self.dock_layout.follow_size()
         if self.width() != self._fitted_width:  # checked here, not in resizeEvent: a drag resizes 60 times a second
             self._fitted_width = self.width()
             self.status_bar.fit(self._fitted_width)

@@ -277,3 +277,142 @@ def test_an_open_confirmation_shows_the_market_as_it_is_now(make_window, qtbot):
     qtbot.mouseClick(box.button(QtWidgets.QMessageBox.StandardButton.No), Qt.MouseButton.LeftButton)
     feed(w, "MSFT", n=1, last=130.0)  # answered: nothing holds the closed box
     assert w._confirm is None
+
+
+def _settle(qtbot, w: MainWindow) -> None:
+    for _ in range(3):  # the layout follows the window's size at the slow refresh
+        qtbot.wait(20)
+        w._slow()
+
+
+def test_at_900x600_sell_is_whole_and_docks_grow_back_with_the_window(make_window, qtbot):
+    w = make_window()
+    feed(w, "MSFT")
+    w.resize(1600, 960)
+    _settle(qtbot, w)
+    big = w.docks["positions"].width(), w.docks["working"].height()
+    w.resize(900, 600)
+    _settle(qtbot, w)
+    sell = w.ticket.sell
+    assert w.width() <= 900
+    r = sell.geometry().translated(sell.parentWidget().mapTo(w, sell.parentWidget().rect().topLeft()))
+    assert sell.isVisible() and w.rect().contains(r) and sell.width() >= sell.minimumSizeHint().width()
+    assert w.ticket.rect().contains(sell.geometry())  # inside its dock, not cut at the dock's edge
+    w.resize(1600, 960)
+    _settle(qtbot, w)
+    # no Reset layout needed: the docks take their share of the grown window again
+    assert w.docks["positions"].width() >= 0.9 * big[0] and w.docks["working"].height() >= 0.9 * big[1]
+    assert not w.ticket.compact
+
+
+def test_quitting_with_a_position_or_working_order_asks(make_window, qtbot):
+    w = make_window(confirm_quit=True)
+    feed(w, "MSFT")
+    w.state.positions.get("MSFT").apply(Side.BUY, 100, 100.0)
+    w.close()
+    box = w.findChild(QtWidgets.QMessageBox, "confirmQuit")
+    assert w.isVisible() and box is not None and box.isVisible() and "1 open position" in box.text()
+    qtbot.mouseClick(box.button(QtWidgets.QMessageBox.StandardButton.No), Qt.MouseButton.LeftButton)
+    assert w.isVisible() and not w._closing
+    w.close()
+    box = [b for b in w.findChildren(QtWidgets.QMessageBox, "confirmQuit") if b.isVisible()][0]
+    box.checkBox().setChecked(True)  # an expert: never ask again
+    with qtbot.waitSignal(w.closed, timeout=5000):
+        qtbot.mouseClick(box.button(QtWidgets.QMessageBox.StandardButton.Yes), Qt.MouseButton.LeftButton)
+    assert not Settings(w.settings.path).load().confirm_quit
+
+
+def test_quitting_flat_does_not_ask(make_window, qtbot):
+    w = make_window(confirm_quit=True)
+    feed(w, "MSFT")
+    with qtbot.waitSignal(w.closed, timeout=5000):
+        w.close()
+
+
+def test_the_account_kill_switch_found_on_is_shown_on_and_release_clears_the_ticket(make_window, qtbot):
+    w = make_window(confirm_orders=False)
+    feed(w, "MSFT")
+    w.ticket.set_symbol("MSFT")
+    ctl = w.session.control
+    ctl.apply_account(True, "pressed in another window")  # what get_positions_reply said at start
+    assert ctl.kill_engaged and w.kill_button.text().startswith("KILL SWITCH ON") and w.release_action.isVisible()
+    assert w.banner.isVisible() and "pressed in another window" in w.banner.text()
+    sent = []
+    w.session.orders.submit = lambda t: (sent.append(t), (True, "x"))[1]
+    qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)  # opens a position: refused in the ticket
+    assert sent == [] and "kill switch" in w.ticket.outcome.text() and w.ticket.outcome.property("tone") == "bad"
+    w._update_status()
+    assert "KILL SWITCH ON" in w.status_bar.kill.text()
+    ctl.apply_account(False)  # the exchange says off: the window's stays on until Release
+    assert ctl.kill_engaged
+    ctl._set_engaged(False, "")  # what Release does first
+    assert w.kill_button.text() == "KILL SWITCH  F12" and not w.release_action.isVisible()
+    assert "kill switch is on" not in w.ticket.outcome.text() and w.ticket.outcome.property("tone") == "ok"
+    w._update_status()
+    assert w.status_bar.kill.text() == ""
+
+
+def test_an_ok_banner_goes_away_by_itself(make_window, qtbot, monkeypatch):
+    import app.window as window_mod
+
+    monkeypatch.setattr(window_mod, "BANNER_OK_S", 0.05)
+    w = make_window()
+    w.show_banner("kill switch released: account off", "ok")
+    assert w.banner.isVisible()
+    qtbot.waitUntil(lambda: not w.banner.isVisible(), timeout=2000)
+    w.show_banner("KILL SWITCH INCOMPLETE", "bad")
+    qtbot.wait(150)
+    assert w.banner.isVisible()  # a problem stays until something replaces it
+
+
+def test_f1_lists_every_key_one_per_row_with_the_chart_keys(make_window):
+    from app.window import HOTKEYS
+
+    w = make_window()
+    dlg = w.show_hotkeys()
+    table = dlg.findChild(QtWidgets.QTableWidget, "promptTable")
+    keys = [table.item(r, 0).text() for r in range(table.rowCount())]
+    assert keys == [k for k, _v, _g in HOTKEYS] and not table.wordWrap()
+    assert {"Left / Right", "+ / -", "End or Home", "Ctrl+Shift+F", "Ctrl+Alt+F"} <= set(keys)
+    dlg.close()
+
+
+def test_the_limit_price_follows_the_symbol(make_window, qtbot):
+    w = make_window()
+    feed(w, "MSFT", last=100.0)
+    feed(w, "AAPL", last=200.0)
+    w.ticket.set_symbol("MSFT")
+    w.ticket.set_order_type(OrderType.LIMIT)
+    w.ticket.limit.setValue(99.5)
+    w.ticket.symbol.setCurrentText("")
+    qtbot.keyClicks(w.ticket.symbol, "AAPL")
+    assert abs(w.ticket.limit.value() - 200.03) < 0.02  # AAPL's last, not MSFT's 99.50
+    qtbot.keyClicks(w.ticket.symbol, "X")  # "AAPLX": no prices, no price kept
+    assert w.ticket.limit.value() == 0.0
+
+
+def test_flatten_sends_market_orders_that_close_each_position(make_window, qtbot):
+    w = make_window(confirm_orders=False)
+    feed(w, "MSFT")
+    feed(w, "AAPL", last=200.0)
+    w.state.positions.get("MSFT").apply(Side.BUY, 100, 100.0)
+    w.state.positions.get("AAPL").apply(Side.SELL, 30, 200.0)
+    assert [(t.symbol, t.side, t.qty, t.order_type) for t in w.flatten_tickets(["AAPL", "MSFT", "GOOG"])] == [
+        ("AAPL", Side.BUY, 30, OrderType.MARKET), ("MSFT", Side.SELL, 100, OrderType.MARKET)]
+
+
+def test_the_ticks_dot_is_not_green_while_no_symbol_ticks(make_window):
+    w = make_window()
+    s = w.state.streams["ticks"]
+    s.connected = True
+    feed(w, "MSFT")
+    m = w.state.market
+    w.status_bar.refresh(w.state, {"decode_errors": 0, "dropped": 0, "restarts": 0}, {}, False,
+                         __import__("app.statusbar", fromlist=["UiTimes"]).UiTimes(0, 0, None))
+    dot = w.status_bar.streams._segments[0][1]
+    m.stale_symbols = len(m.quotes)  # every quote stale (what the rate pass decides)
+    w.status_bar.refresh(w.state, {"decode_errors": 0, "dropped": 0, "restarts": 0}, {}, False,
+                         __import__("app.statusbar", fromlist=["UiTimes"]).UiTimes(0, 0, None))
+    from app.models.table import RecordTableModel
+    assert w.status_bar.streams._segments[0][1] == RecordTableModel.tones.get("warn") != RecordTableModel.tones.get("up")
+    del dot
