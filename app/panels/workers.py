@@ -102,14 +102,25 @@ class StrategyParamsDialog(CheckedDialog):
         self.params = dict(params)
         form = QtWidgets.QFormLayout()
         self.edits: dict[str, QtWidgets.QWidget] = {}
+        decl = strategy_options()
         for k, v in sorted(params.items()):
+            opt = decl.get(k)
             if isinstance(v, bool):
                 e = QtWidgets.QCheckBox()
                 e.setChecked(v)
+            elif opt is not None and opt.choices:
+                e = QtWidgets.QComboBox()  # a declared set of values is picked, never typed
+                e.addItems([str(c) for c in opt.choices])
+                e.setCurrentText(str(v))
             else:
                 e = QtWidgets.QLineEdit(str(v))
+            e.setObjectName(f"param_{k}")
+            if opt is not None:
+                e.setToolTip(f"{opt.help} ({k})")
             self.edits[k] = e
-            form.addRow(k, e)
+            lbl = QtWidgets.QLabel(param_title(k))
+            lbl.setToolTip(e.toolTip() or k)
+            form.addRow(lbl, e)
         note = QtWidgets.QLabel("Changes apply at once (set_params); they last until the worker restarts.")
         note.setObjectName("muted")
         self._lay_out(note, form)
@@ -121,6 +132,8 @@ class StrategyParamsDialog(CheckedDialog):
             old = self.params[k]
             if isinstance(e, QtWidgets.QCheckBox):
                 new = e.isChecked()
+            elif isinstance(e, QtWidgets.QComboBox):
+                new = e.currentText()
             else:
                 text = e.text().strip()
                 try:
@@ -131,6 +144,25 @@ class StrategyParamsDialog(CheckedDialog):
                 changes[k] = new
         self.changes = changes
         self.accept()
+
+
+#: words a parameter's name abbreviates, spelled out for its label
+_WORDS = {"bps": "(bps)", "qty": "quantity", "min": "minimum", "max": "maximum"}
+
+
+def param_title(name: str) -> str:
+    """``breakout_bps`` -> "Breakout (bps)": a label a trader reads (the name is in the tooltip)."""
+    words = [_WORDS.get(w, w) for w in name.split("_")]
+    return " ".join(words)[:1].upper() + " ".join(words)[1:]
+
+
+def strategy_options() -> dict:
+    """The strategy's declared options (help, choices) by field name, for the Params form."""
+    import dataclasses
+
+    from workers.strategy.worker import StrategyConfig
+
+    return {f.name: f.metadata["opt"] for f in dataclasses.fields(StrategyConfig) if "opt" in f.metadata}
 
 
 def ask_args(parent, name: str, args: list[str]) -> list[str] | None:

@@ -416,3 +416,17 @@ def test_the_ticks_dot_is_not_green_while_no_symbol_ticks(make_window):
     from app.models.table import RecordTableModel
     assert w.status_bar.streams._segments[0][1] == RecordTableModel.tones.get("warn") != RecordTableModel.tones.get("up")
     del dot
+
+
+def test_params_dialog_names_parameters_and_offers_the_modes(make_window, qtbot):
+    from app.panels.workers import StrategyParamsDialog
+
+    w = make_window()
+    dlg = StrategyParamsDialog("sr-bounce", {"mode": "bounce", "breakout_bps": 5.0, "allow_short": True}, w)
+    mode = dlg.findChild(QtWidgets.QComboBox, "param_mode")
+    assert mode is not None and {mode.itemText(i) for i in range(mode.count())} >= {"bounce", "breakout"}
+    labels = {lbl.text() for lbl in dlg.findChildren(QtWidgets.QLabel)}
+    assert "Breakout (bps)" in labels and "breakout_bps" not in labels
+    mode.setCurrentText("breakout")
+    dlg._accept()
+    assert dlg.changes == {"mode": "breakout"}
