@@ -436,6 +436,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.positions.apply(ch)
         if ch.positions:
             self._update_pnl()
+            if self.ticket.symbol.currentText().strip().upper() in ch.positions:
+                self.ticket.refresh_quote()  # its Pos moves with the fill, not with the next tick
         self.signals_panel.apply(ch)
         if ch.new_log:
             self.log_panel.append(ch.new_log)

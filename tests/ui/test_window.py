@@ -361,7 +361,8 @@ def test_kill_switch_is_the_accounts_survives_a_gateway_restart_and_lets_flatten
     qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: desk.state.positions.qty("MSFT") == 100, timeout=TIMEOUT)
     assert "filled filled" not in w.ticket.outcome.text()
-    assert "Pos +100" in w.ticket.quote.text()  # the manual position (strategies trade AAPL and GOOG here)
+    # the manual position (strategies trade AAPL and GOOG here), shown once the fill is in
+    qtbot.waitUntil(lambda: "Pos +100" in w.ticket.quote.text(), timeout=TIMEOUT)
 
     qtbot.keyClick(w, Qt.Key.Key_F12)
     qtbot.waitUntil(lambda: w.last_kill_report is not None, timeout=TIMEOUT)
