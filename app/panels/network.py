@@ -117,7 +117,7 @@ SOCKET_COLUMNS = (
     Column("out", "Out msg/s", attr("msgs_out_s"), F.rate, "r", width=64),
     Column("bytes", "Bytes/s", attr("bytes_s"), bytes_rate, "r", width=80, header_tip="In and out together"),
     Column("drops", "HWM drops", _rep("drops"), F.integer, "r", lambda row: "warn" if row.report.drops else "muted",
-           width=70, header_tip="Sends refused at the high-water mark (a PUB drops silently: not countable)"),
+           width=80, header_tip="Sends refused at the high-water mark (a PUB drops silently: not countable)"),
     Column("retries", "Retries", _rep("retries"), F.integer, "r", lambda row: "warn" if row.report.retries else "muted",
            width=56, header_tip="Reconnect attempts"),
     Column("handshake", "HS fail", _rep("handshake_failures"), F.integer, "r",
