@@ -35,6 +35,7 @@ from workers.control_channel import CONTROL_RECONNECT_AFTER, SUPERVISOR_PID_ENV,
 from workers.errors import CommandError, ConfigError, CorruptStateError
 from workers.ratelimit import RateLimitedLogger
 from workers.security import CurveKeys, ZapHandler
+from workers.sockmon import SocketMonitor
 from workers.telemetry import LatencyRecorder, Stats, rss_bytes
 
 log = logging.getLogger("tickdesk.worker")
@@ -73,6 +74,9 @@ class Worker:
         self.ctx = enable_ipv6(zmq.Context())
         self.poller = zmq.Poller()
         self.stats = Stats()  # looked up in this module at call time: bench/instrumented swaps it
+        #: every socket made by socket(): its state from libzmq's monitor events, reported
+        #: with each heartbeat (stats["sockets"]) for the window's Network panel
+        self.sockmon = SocketMonitor(clock.monotonic)
         self.state = "running"
         self.rlog = RateLimitedLogger(logging.getLogger(f"tickdesk.{self.name}"), clock=clock)
         self.log = logging.getLogger(f"tickdesk.{self.name}")
@@ -144,6 +148,9 @@ class Worker:
             sock.setsockopt(opt, value)
         for t in subscribe or ():
             sock.setsockopt(zmq.SUBSCRIBE, t)
+        # before bind/connect: the first events (listening, connect delayed) must not be missed
+        address = bind or connect or ""
+        self.sockmon.watch(sock, self._endpoint_name(address) or address, bind=bind, connect=connect)
         if bind:
             check_bind_allowed(bind, self.runtime.curve_dir)
             if self.curve is not None:
@@ -185,6 +192,7 @@ class Worker:
             del self._readers[sock]
         if sock in self._sockets:
             self._sockets.remove(sock)
+        self.sockmon.forget(sock)
         sock.close(0)
 
     # ------------------------------------------------------------------ control channel
@@ -199,6 +207,7 @@ class Worker:
         snap = self.stats.snapshot()
         snap["gauges"]["rss"] = rss_bytes()
         snap["gauges"]["uptime"] = self.clock.monotonic() - self._started
+        snap["sockets"] = self.sockmon.heartbeat_entry()
         return snap
 
     # ------------------------------------------------------------------ loop
@@ -211,11 +220,13 @@ class Worker:
     def _drain(self, sock: zmq.Socket) -> None:
         handler, multipart, drains = self._readers[sock]
         recv = sock.recv_multipart if multipart else sock.recv
+        count_in = self.sockmon.count_in
         for _ in range(1 if drains else DRAIN_BATCH):
             try:
                 data = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            count_in(sock, sum(map(len, data)) if multipart else len(data))
             try:
                 handler(data)
             except Exception as e:
@@ -299,6 +310,7 @@ class Worker:
         return self._exit_code
 
     def _close(self) -> None:
+        self.sockmon.close()
         for s in self._sockets:
             try:
                 s.close(0)

@@ -250,6 +250,9 @@ def _clean_stats(stats: Any) -> dict:
     for key in ("latency", "gauges"):
         v = stats.get(key)
         clean[key] = v if isinstance(v, dict) else {}
+    # each entry is checked where it is shown (workers.sockmon.parse_reports); here only its shape
+    sockets = stats.get("sockets")
+    clean["sockets"] = sockets if isinstance(sockets, list) else []
     return clean
 
 

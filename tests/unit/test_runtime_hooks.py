@@ -126,7 +126,7 @@ def test_control_channel_hello_commands_and_heartbeat_on_the_wire(tmp_path):
         assert isinstance(reply, P.CommandReply) and reply.ok and reply.result == {"echo": {"x": 1}}
         # the heartbeat after a command: the format the supervisor reads
         assert isinstance(beat, P.Heartbeat) and beat.name == "echo-1" and beat.state == "running"
-        assert set(beat.stats) == {"counters", "latency", "gauges"} and {"rss", "uptime"} <= set(beat.stats["gauges"])
+        assert set(beat.stats) == {"counters", "latency", "gauges", "sockets"} and {"rss", "uptime"} <= set(beat.stats["gauges"])
         reply, _ = ask("refuse")
         assert not reply.ok and reply.reason == "not today"
         reply, _ = ask("nonsense")
