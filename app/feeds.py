@@ -33,6 +33,7 @@ from workers import protocol as P
 from workers.config import enable_ipv6
 from workers.order_client import AsyncOrderClient, RetryPolicy
 from workers.ratelimit import KeyedLimiter
+from workers.sockmon import SocketMonitor
 from workers.runtime import CONNECTED_MAXMSGSIZE
 from workers.sequence import SeqKind, SequenceTracker
 from app.state import AppState, StreamStats
@@ -181,13 +182,20 @@ class EventsDecoder(_Decoder):
         self.stats.received += len(frames)
 
 
+#: seconds between two reads of the socket monitor's events (the connected dot's delay)
+WATCH_EVERY_S = 0.2
+
+
 class Subscription:
     """One SUB socket and the task that drains it in batches into ``handler``."""
 
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, topics: list[bytes],
                  handler: Callable[[list[bytes]], None], stats: StreamStats, *, rcvhwm: int = RCVHWM,
-                 budget: float = SLICE_BUDGET, tasks: Tasks | None = None):
+                 budget: float = SLICE_BUDGET, tasks: Tasks | None = None, sockmon: SocketMonitor | None = None):
         self.ctx = ctx
+        #: the window's socket monitor (the Network panel reads it); one per socket at most,
+        #: libzmq replaces a socket's monitor by a second one
+        self.sockmon = sockmon if sockmon is not None else SocketMonitor()
         self.endpoint = endpoint
         self.topics = topics
         self.handler = handler
@@ -211,11 +219,11 @@ class Subscription:
             self.curve.apply_client(s)
         for t in self.topics:
             s.setsockopt(zmq.SUBSCRIBE, t)
-        monitor = s.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        self.sockmon.watch(s, self.stats.name, connect=self.endpoint)
         s.connect(self.endpoint)
         self._sock = s
         self.tasks.spawn(self._drain(s), "drain")
-        self.tasks.spawn(self._watch(s, monitor), "watch")
+        self.tasks.spawn(self._watch(s), "watch")
 
     async def _drain(self, s: zmq.asyncio.Socket) -> None:
         # A blocking twin of the same socket: its NOBLOCK recv is a plain call, not a future.
@@ -235,6 +243,7 @@ class Subscription:
                 except zmq.Again:
                     drained = True
                 n += len(batch) - 1
+                self.sockmon.count_in(s, sum(map(len, batch)), msgs=len(batch))
                 self._handle(batch)
                 batch = []
                 if drained:
@@ -255,22 +264,19 @@ class Subscription:
             if self._rl.allow("handler"):
                 log.exception("feed %s handler failed: %s%s", self.stats.name, e, _suffix(self._rl.take_suppressed("handler")))
 
-    async def _watch(self, s: zmq.asyncio.Socket, monitor) -> None:
-        from zmq.utils.monitor import recv_monitor_message
-
+    async def _watch(self, s: zmq.asyncio.Socket) -> None:
+        """The connection state, from the socket monitor's events (read a few times a second:
+        the monitor queues them meanwhile)."""
+        mon = self.sockmon
         try:
             while True:
-                ev = await recv_monitor_message(monitor)
-                if ev["event"] == zmq.EVENT_CONNECTED:
-                    self.stats.connected = True
-                elif ev["event"] == zmq.EVENT_DISCONNECTED:
-                    self.stats.connected = False
+                mon.poll()
+                rep = mon.report_of(s)
+                if rep is not None:
+                    self.stats.connected = rep.state == "connected"
+                await asyncio.sleep(WATCH_EVERY_S)
         finally:
-            try:
-                s.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            monitor.close(0)
+            mon.forget(s)
 
     def close(self) -> None:
         self.tasks.cancel_all()
@@ -352,12 +358,16 @@ class Feeds:
         self._own_ctx = ctx is None
         self.tasks = tasks.child("feeds") if tasks is not None else Tasks("feeds")
         st = state.streams
+        #: every socket of the window's feeds (the Network panel shows them)
+        self.sockmon = SocketMonitor()
+        m = self.sockmon
         self.subs = [
-            Subscription(self.ctx, endpoints.ticks, [b"tick."], TickDecoder(state), st["ticks"], tasks=self.tasks.child("ticks")),
+            Subscription(self.ctx, endpoints.ticks, [b"tick."], TickDecoder(state), st["ticks"], tasks=self.tasks.child("ticks"),
+                         sockmon=m),
             Subscription(self.ctx, endpoints.execution, [b"exec."], ExecDecoder(state), st["execution"],
-                         tasks=self.tasks.child("execution")),
+                         tasks=self.tasks.child("execution"), sockmon=m),
             Subscription(self.ctx, endpoints.events, [b"signal.", b"levels.", b"position."], EventsDecoder(state), st["events"],
-                         tasks=self.tasks.child("events")),
+                         tasks=self.tasks.child("events"), sockmon=m),
         ]
         for sub in self.subs:
             sub.curve = curve

@@ -50,18 +50,18 @@ class WindowLayout:
         w.splitDockWidget(d["ticket"], d["positions"], Qt.Orientation.Vertical)
         w.addDockWidget(B, d["working"])
         w.splitDockWidget(d["working"], d["workers"], Qt.Orientation.Horizontal)
-        for a, b in (("working", "history"), ("history", "fills"), ("fills", "signals"), ("workers", "log")):
+        for a, b in (("working", "history"), ("history", "fills"), ("fills", "signals"), ("workers", "log"), ("log", "network")):
             w.tabifyDockWidget(d[a], d[b])
         d["working"].raise_()
         d["workers"].raise_()
         self.sizes_pending = True
         if w.isVisible():
-            QTimer.singleShot(0, self.apply_default_sizes)
+            QTimer.singleShot(0, self.window, self.apply_default_sizes)  # dropped if the window is gone
 
     def shown(self) -> None:
         """The window was shown: apply the default sizes if they are still due."""
         if self.sizes_pending:
-            QTimer.singleShot(0, self.apply_default_sizes)
+            QTimer.singleShot(0, self.window, self.apply_default_sizes)  # dropped if the window is gone
 
     def follow_size(self) -> None:
         """Called a few times a second: while the window keeps its size, remember what share

@@ -32,6 +32,7 @@ from app.models.table import RecordTableModel
 from app.panels.live_label import LiveLabel
 from app.panels.log import LogPanel
 from app.panels.market_watch import MarketWatchPanel
+from app.panels.network import NetworkPanel
 from app.panels.signals import SignalsPanel
 from app.panels.ticket import TicketPanel
 from app.panels.workers import StrategyParamsDialog, WorkersPanel, ask_args
@@ -158,6 +159,7 @@ class MainWindow(QtWidgets.QMainWindow):
         box.addWidget(self.positions, 1)
         self.signals_panel = SignalsPanel()
         self.workers_panel = WorkersPanel(self.session.sup.workers)
+        self.network_panel = NetworkPanel(self.session.sup.workers, self.session.feeds.sockmon)
         self.log_panel = LogPanel(st.log)
         self.tables = {p.name: p for p in (self.market_watch, self.working, self.history, self.fills, self.positions,
                                             self.signals_panel, self.workers_panel)}
@@ -201,6 +203,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "signals": self._dock("Signals", self.signals_panel, "signals"),
             "workers": self._dock("Workers", self.workers_panel, "workers"),
             "log": self._dock("Log", self.log_panel, "log"),
+            "network": self._dock("Network", self.network_panel, "network"),
         }
         self.dock_layout = WindowLayout(self, self.docks)
         self.default_layout()
@@ -477,6 +480,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _slow(self) -> None:
         self.workers_panel.refresh()
+        if self.docks["network"].isVisible():  # a hidden tab costs nothing
+            self.network_panel.refresh()
         self.dock_layout.follow_size()
         if self.width() != self._fitted_width:  # checked here, not in resizeEvent: a drag resizes 60 times a second
             self._fitted_width = self.width()
@@ -507,7 +512,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.banner.setVisible(bool(text))
         if text and tone == "ok":
             serial = self._banner_serial
-            QTimer.singleShot(int(BANNER_OK_S * 1000), lambda: serial == self._banner_serial and self.show_banner(""))
+            QTimer.singleShot(int(BANNER_OK_S * 1000), self, lambda: serial == self._banner_serial and self.show_banner(""))  # dropped with the window
 
     # ------------------------------------------------------------------ ticket and orders
     def _load_ticket(self, symbol: str) -> None:

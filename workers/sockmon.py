@@ -116,6 +116,11 @@ class SocketMonitor:
             self._stop(w)
         self._watched.clear()
 
+    def report_of(self, sock: zmq.Socket) -> SocketReport | None:
+        """The live report of ``sock`` (None: not watched)."""
+        w = self._watched.get(id(sock))
+        return None if w is None else w.report
+
     # -- counters the caller keeps (libzmq has none) --
     def count_in(self, sock: zmq.Socket, nbytes: int, msgs: int = 1) -> None:
         w = self._watched.get(id(sock))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 import qasync
 
-from tests.procs import scaled
+from tests.procs import scaled, scaled_ms
 from workers.config import Endpoints
 from workers.launcher import parse
 from workers.protocol import OrderStatus, OrderType
@@ -27,8 +27,9 @@ from app.window import MainWindow
 
 pytestmark = pytest.mark.slow
 
-START_TIMEOUT = 30_000  # ms: five Python processes on a busy 2-core machine
-TIMEOUT = 15_000
+# ms, what a quiet machine needs with a margin, times the suite's one timeout factor
+START_TIMEOUT = scaled_ms(10_000)  # five Python processes starting on 2 cores
+TIMEOUT = scaled_ms(5_000)
 
 # Strategies trade AAPL and GOOG only, so MSFT and AMZN positions are the manual ticket's alone.
 FLEET_TOML = """
