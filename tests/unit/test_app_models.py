@@ -124,3 +124,39 @@ def test_worker_columns_read_supervisor_state():
     assert texts["pid"] == "42" and texts["state"] == "RUNNING" and texts["restarts"] == "2"
     assert texts["in"] == "40.0" and texts["out"] == "1.5" and texts["drops"] == "3" and texts["errors"] == "1"
     assert texts["latency"] == "tick_to_strategy 1.20/4.00 ms" and texts["rss"] == "50 MB"
+
+
+def test_tick_to_fill_is_one_unit_for_every_row():
+    """The Tick->Fill column showed "1,500 µs" in one row and "25.0 ms" in the next: every
+    row is now in the one unit its header names, so the column reads down and compares."""
+    col = next(c for c in FILL_COLUMNS if c.key == "latency_us")
+    assert "ms" in col.title
+    rows = [FillRow(f"F{i}", "c", "O", "MSFT", Side.BUY, 1, 99.5, 1_700_000_000_000_000_000, "manual", latency_us=us)
+            for i, us in enumerate((850.0, 1500.0, 9_999.0, 25_000.0, 1_234_567.0))]
+    texts = [col.text(r) for r in rows]
+    assert texts == ["0.85", "1.50", "10.00", "25.00", "1,234.57"]
+    assert all("µs" not in t and "ms" not in t for t in texts)  # the unit is in the header, once
+    # a fill from the exchange's history has no latency measured here: empty, not "0.00"
+    assert col.text(FillRow("H", "c", "O", "MSFT", Side.BUY, 1, 99.5, 1, "manual")) == ""
+    # sorting and CSV stay on the raw microseconds (the key says the unit)
+    assert col.get(rows[3]) == 25_000.0 and col.export(rows[3]) == 25_000.0
+
+
+def test_drops_leave_out_levels_pushed_again_later():
+    """A strategy's Levels push before the executor's PULL is up fails and is sent again later:
+    it is not a lost message, so a clean start shows Drops 0 (muted), not amber. Messages lost
+    for good still count: a dropped signal, ticks missed in gaps, an exchange's dropped replies
+    once (it counts them in ``dropped`` and again in ``reply_dropped``)."""
+    from workers.supervisor import WorkerSpec, WorkerState
+
+    drops = next(c for c in WORKER_COLUMNS if c.key == "drops")
+    w = WorkerState(spec=WorkerSpec("sr", "strategy"), pid=42, state="running")
+    w.stats = {"counters": {"ticks": 100, "levels": 4, "levels_dropped": 3}}
+    assert drops.text(w) == "0" and drops.tone(w) == "muted"
+    w.stats = {"counters": {"levels_dropped": 3, "signals_dropped": 1, "ticks_missed": 2}}
+    w.carried = {"signals_dropped": 1}  # an earlier incarnation's losses still count
+    assert drops.text(w) == "4" and drops.tone(w) == "warn"
+    assert "levels_dropped" not in drops.tip(w) and "signals_dropped: 2" in drops.tip(w)
+    ex = WorkerState(spec=WorkerSpec("exchange", "exchange"), pid=43, state="running")
+    ex.stats = {"counters": {"dropped": 5, "reply_dropped": 2, "requests": 50}}
+    assert drops.text(ex) == "5"
