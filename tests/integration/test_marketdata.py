@@ -312,7 +312,8 @@ def test_a_late_joiner_gets_the_snapshot_then_the_live_stream_without_gap_or_dup
     joiner.sub.until(lambda s: all(len(v) >= 100 for v in s.by_symbol().values()), message="live ticks after the join")
     early.until(lambda s: len(s.ticks) >= len(joiner.sub.ticks) + 400, message="the early subscriber past the joiner")
     history = {sym: {x.seq: x for x in ticks} for sym, ticks in early.by_symbol().items()}
-    bars = {b.symbol: b for b in snap.bars}
+    bars = {(b.symbol, b.interval): b for b in snap.bars}
+    assert {iv for _, iv in bars} == {1, 5}  # the chart's 1 s and 5 s (and coarser) intervals
     for t in snap.ticks:
         assert t.epoch == snap.epoch
         # the snapshot's tick is the one every subscriber was sent with that seq
@@ -320,23 +321,24 @@ def test_a_late_joiner_gets_the_snapshot_then_the_live_stream_without_gap_or_dup
         live = [x for x in joiner.sub.by_symbol()[t.symbol] if x.epoch == snap.epoch and x.seq > t.seq]
         assert [x.seq for x in live] == list(range(t.seq + 1, t.seq + 1 + len(live))), f"{t.symbol}: gap or duplicate"
         assert live and live == [history[t.symbol][x.seq] for x in live]
-        # the session's bars: 5 s, on the 5 s grid, the last one closing at the last tick
-        b = bars[t.symbol]
-        assert b.interval == 5 and b.bars
-        assert all(row[0] % 5_000_000_000 == 0 for row in b.bars)
-        assert b.bars[-1][4] == t.last and b.bars[-1][0] <= t.ts < b.bars[-1][0] + 5_000_000_000
-        by_start = {row[0]: row for row in b.bars}
-        for x in history[t.symbol].values():
-            if x.seq <= t.seq:  # every tick before the snapshot is inside its bar
-                row = by_start[x.ts - x.ts % 5_000_000_000]
-                assert row[3] <= x.last <= row[2]
-        assert sum(r[5] for r in b.bars) == t.volume  # the sim's volume counts from the start
+        for iv in (1, 5):
+            # the session's bars: on their grid, the last one closing at the last tick
+            b, ns = bars[(t.symbol, iv)], iv * 1_000_000_000
+            assert b.bars
+            assert all(row[0] % ns == 0 for row in b.bars)
+            assert b.bars[-1][4] == t.last and b.bars[-1][0] <= t.ts < b.bars[-1][0] + ns
+            by_start = {row[0]: row for row in b.bars}
+            for x in history[t.symbol].values():
+                if x.seq <= t.seq:  # every tick before the snapshot is inside its bar
+                    row = by_start[x.ts - x.ts % ns]
+                    assert row[3] <= x.last <= row[2]
+            assert sum(r[5] for r in b.bars) == t.volume  # the sim's volume counts from the start
     assert not snap.truncated
     # every frame of the stream carries the same epoch
     assert {x.epoch for x in early.ticks} == {snap.epoch}
 
     one = joiner.ask(P.GetSnapshot(symbols=["MSFT", "NOPE"]).pack())
-    assert [t.symbol for t in one.ticks] == ["MSFT"] and [b.symbol for b in one.bars] == ["MSFT"]
+    assert [t.symbol for t in one.ticks] == ["MSFT"] and {b.symbol for b in one.bars} == {"MSFT"}
 
 
 def test_malformed_snapshot_requests_are_answered_with_errors_and_the_gateway_keeps_publishing(env):

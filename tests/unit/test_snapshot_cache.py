@@ -63,4 +63,15 @@ def test_symbols_asked_for_that_never_ticked_are_left_out():
     c = LastValueCache()
     c.update("A", [row(1, 0, 10.0, 1)])
     r = c.snapshot(1, ["B", "A", "A"])
-    assert [t.symbol for t in r.ticks] == ["A"] and [b.symbol for b in r.bars] == ["A"]
+    assert [t.symbol for t in r.ticks] == ["A"] and [(b.symbol, b.interval) for b in r.bars] == [("A", 1), ("A", 5)]
+
+
+def test_every_series_gets_the_frame_and_keeps_its_own_length():
+    # 1 s bars for the chart's finest interval, 5 s ones for the longer history
+    c = LastValueCache(intervals=((1, 3), (5, 100)))
+    for k in range(10):  # ten seconds, one tick each
+        c.update("A", [row(k + 1, k * S, 100.0 + k, k + 1)])
+    one, five = c.snapshot(1).bars
+    assert one.interval == 1 and [b[0] for b in one.bars] == [7 * S, 8 * S, 9 * S]  # the newest 3
+    assert five.interval == 5 and [b[0] for b in five.bars] == [0, 5 * S]
+    assert five.bars[0][1:5] == (100.0, 104.0, 100.0, 104.0) and c.snapshot(1).truncated

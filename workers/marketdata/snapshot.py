@@ -16,12 +16,13 @@ from collections.abc import Iterable
 
 from workers import protocol as P
 
-#: bar length of the snapshot's bars, in seconds.  The window's chart holds 1, 5 and 60 s bars
-#: and derives 15 s, 30 s, 5 min ... from 5 s ones; 1 s bars would cost five times the bytes
-BAR_SECONDS = 5
-#: bars kept per symbol: an hour of 5 s bars.  Older ones are forgotten (the reply then says
-#: ``truncated``); the chart keeps what it received live beyond that
-MAX_BARS = 720
+#: the snapshot's bar series: (length in seconds, bars kept per symbol).  The window's chart
+#: holds 1, 5 and 60 s bars (and derives coarser ones from 5 s): ten minutes of 1 s bars and an
+#: hour of 5 s ones open every interval of it with history.  Older bars are forgotten (the
+#: reply then says ``truncated``); the chart keeps what it received live beyond that
+INTERVALS = ((1, 600), (5, 720))
+#: the longest series (kept for readers of the single-series layout)
+BAR_SECONDS, MAX_BARS = INTERVALS[-1]
 #: a snapshot reply stays within this: a quarter of what a client accepts (P.MAX_REPLY_BYTES)
 MAX_SNAPSHOT_BYTES = P.MAX_REPLY_BYTES // 4
 #: upper bound of one packed bar row: array header, an int64 ts, four float64 prices, an int64 volume
@@ -33,26 +34,58 @@ SYMBOL_BYTES = 512
 REPLY_OVERHEAD = 1024
 
 
+class _Series:
+    """The bars of one length, per symbol."""
+
+    __slots__ = ("seconds", "bar_ns", "max_bars", "bars", "evicted")
+
+    def __init__(self, seconds: int, max_bars: int):
+        if seconds < 1 or max_bars < 1:
+            raise ValueError("bars need a length of at least 1 s and room for at least one")
+        self.seconds = seconds
+        self.bar_ns = seconds * 1_000_000_000
+        self.max_bars = max_bars
+        self.bars: dict[str, collections.deque[list]] = {}
+        self.evicted: set[str] = set()  # symbols whose oldest bars were forgotten
+
+    def add(self, symbol: str, ts: int, first: float, hi: float, lo: float, last: float, traded: int) -> None:
+        start = ts - ts % self.bar_ns
+        bars = self.bars.get(symbol)
+        if bars is None:
+            bars = self.bars[symbol] = collections.deque(maxlen=self.max_bars)
+        if bars and start <= bars[-1][0]:
+            # this bar, or the wall clock stepped back: the bars stay in time order
+            b = bars[-1]
+            if hi > b[2]:
+                b[2] = hi
+            if lo < b[3]:
+                b[3] = lo
+            b[4] = last
+            b[5] += traded
+            return
+        if len(bars) == self.max_bars:
+            self.evicted.add(symbol)
+        bars.append([start, first, hi, lo, last, traded])
+
+
 class LastValueCache:
     """The last tick row and the bars of each symbol (see the module docstring)."""
 
-    __slots__ = ("bar_ns", "max_bars", "version", "_last", "_bars", "_cum", "_evicted")
+    __slots__ = ("series", "version", "_last", "_cum")
 
-    def __init__(self, bar_seconds: int = BAR_SECONDS, max_bars: int = MAX_BARS):
-        if bar_seconds < 1 or max_bars < 1:
-            raise ValueError("bars need a length of at least 1 s and room for at least one")
-        self.bar_ns = bar_seconds * 1_000_000_000
-        self.max_bars = max_bars
+    def __init__(self, bar_seconds: int | None = None, max_bars: int | None = None,
+                 intervals: tuple[tuple[int, int], ...] = INTERVALS):
+        if bar_seconds is not None or max_bars is not None:  # one series (tests, a custom gateway)
+            intervals = ((bar_seconds or BAR_SECONDS, max_bars or MAX_BARS),)
+        self.series = [_Series(sec, n) for sec, n in intervals]
         #: +1 per update: a reply built at one version is still exact while it holds
         self.version = 0
         self._last: dict[str, list] = {}
-        self._bars: dict[str, collections.deque[list]] = {}
         self._cum: dict[str, int] = {}  # the previous tick's cumulative volume
-        self._evicted: set[str] = set()  # symbols whose oldest bars were forgotten
 
     @property
     def bar_seconds(self) -> int:
-        return self.bar_ns // 1_000_000_000
+        return self.series[-1].seconds
 
     def last(self, symbol: str) -> list | None:
         """The last published row of ``symbol`` (``[seq, ts, last, bid, ask, bid_size,
@@ -62,10 +95,10 @@ class LastValueCache:
     def update(self, symbol: str, rows: list) -> None:
         """The rows of one frame of ``symbol`` were published, oldest first.
 
-        A frame spans at most a few milliseconds, so it goes into one bar: the bar of its last
-        tick's ``ts``.  ``volume`` on the wire is cumulative (since the start for the simulated
-        feed, per day for the replay), so what a tick traded is its increase, or the whole value
-        when it went down (a new replayed day starts counting again)."""
+        A frame spans at most a few milliseconds, so it goes into one bar of each series: the
+        bar of its last tick's ``ts``.  ``volume`` on the wire is cumulative (since the start
+        for the simulated feed, per day for the replay), so what a tick traded is its increase,
+        or the whole value when it went down (a new replayed day starts counting again)."""
         self.version += 1
         last = rows[-1]
         self._last[symbol] = last
@@ -87,49 +120,34 @@ class LastValueCache:
                 traded += v - prev if v >= prev else v
                 prev = v
         self._cum[symbol] = last[7]
-        ts = last[1]
-        start = ts - ts % self.bar_ns
-        bars = self._bars.get(symbol)
-        if bars is None:
-            bars = self._bars[symbol] = collections.deque(maxlen=self.max_bars)
-        if bars and start <= bars[-1][0]:
-            # this bar, or the wall clock stepped back: the bars stay in time order
-            b = bars[-1]
-            if hi > b[2]:
-                b[2] = hi
-            if lo < b[3]:
-                b[3] = lo
-            b[4] = last[2]
-            b[5] += traded
-            return
-        if len(bars) == self.max_bars:
-            self._evicted.add(symbol)
-        bars.append([start, rows[0][2], hi, lo, last[2], traded])
+        for series in self.series:
+            series.add(symbol, last[1], rows[0][2], hi, lo, last[2], traded)
 
     def snapshot(self, epoch: int, symbols: Iterable[str] | None = None, max_bytes: int = MAX_SNAPSHOT_BYTES) -> P.GetSnapshotReply:
         """The reply to ``get_snapshot``: every symbol (or those of ``symbols`` that have
-        ticked), its last tick and its bars, oldest first (the last one still in progress).
-        When the bars do not all fit in ``max_bytes`` each symbol keeps the same number of its
-        newest ones, and ``truncated`` says some were left out (as it does once a symbol's
-        oldest bars were forgotten)."""
+        ticked), its last tick and its bars of each series, oldest first (the last one still
+        in progress).  When the bars do not all fit in ``max_bytes`` every series of every
+        symbol keeps the same share of its newest ones, and ``truncated`` says some were left
+        out (as it does once a symbol's oldest bars were forgotten)."""
         if symbols is None:
             syms = list(self._last)
         else:
             syms = [s for s in dict.fromkeys(symbols) if s in self._last]
         ticks = [P.Tick(s, *self._last[s], epoch=epoch) for s in syms]
-        room = max_bytes - REPLY_OVERHEAD - SYMBOL_BYTES * len(syms)
-        per_symbol = max(0, room // (max(1, len(syms)) * BAR_ROW_BYTES))
+        n_series = len(self.series)
+        room = max_bytes - REPLY_OVERHEAD - SYMBOL_BYTES * len(syms) * n_series
+        per_list = max(0, room // (max(1, len(syms) * n_series) * BAR_ROW_BYTES))
         truncated = False
         out = []
-        interval = self.bar_seconds
         for s in syms:
-            bars = self._bars[s]
-            keep = min(len(bars), per_symbol)
-            if keep < len(bars) or s in self._evicted:
-                truncated = True
-            rows = [tuple(b) for b in list(bars)[len(bars) - keep:]] if keep else []
-            out.append(P.SymbolBars(s, interval, rows))
+            for series in self.series:
+                bars = series.bars[s]
+                keep = min(len(bars), per_list)
+                if keep < len(bars) or s in series.evicted:
+                    truncated = True
+                rows = [tuple(b) for b in list(bars)[len(bars) - keep:]] if keep else []
+                out.append(P.SymbolBars(s, series.seconds, rows))
         return P.GetSnapshotReply(ok=True, epoch=epoch, ticks=ticks, bars=out, truncated=truncated)
 
 
-__all__ = ["BAR_SECONDS", "MAX_BARS", "MAX_SNAPSHOT_BYTES", "LastValueCache"]
+__all__ = ["BAR_SECONDS", "INTERVALS", "MAX_BARS", "MAX_SNAPSHOT_BYTES", "LastValueCache"]
