@@ -15,16 +15,16 @@ import time
 import numpy as np
 
 # app.qt before pyqtgraph: it chooses pyqtgraph's binding (see app/qt.py).
-from app.qt import QtCore
+from app.qt import QtCore, QtGui, QtWidgets
 
 import pyqtgraph as pg  # noqa: E402,I001
 
 from app.chart.bars import BarSeries  # noqa: E402
 from app.chart.markers import MARKER_KINDS, MarkerStore  # noqa: E402
 from app.chart.style import MARKER_STYLE, Theme  # noqa: E402
-from app.chart.viewport import marker_positions  # noqa: E402
+from app.chart.viewport import marker_positions, stack_labels  # noqa: E402
 
-__all__ = ["Crosshair", "LastPriceLine", "LevelOverlay", "MarkerOverlay", "readout_text"]
+__all__ = ["Crosshair", "LastPriceLine", "LevelOverlay", "LevelTag", "MarkerOverlay", "readout_text"]
 
 #: (support, resistance, label) of one strategy's levels; None hides that line.
 LevelSpec = tuple[float | None, float | None, str]
@@ -53,17 +53,90 @@ def _marker_tip(x: float, y: float, data: object) -> str:
     return str(data)
 
 
+class LevelTag(QtWidgets.QGraphicsItem):
+    """A level's name and price in a filled box with a border in the level's colour.
+
+    A child of the ViewBox itself (not of its view-coordinate group), so it lives in plot
+    pixels: it keeps its size whatever the zoom, and :meth:`LevelOverlay.layout` can keep it
+    inside the plot rect and clear of the other tags.  Text is in the theme's foreground on its
+    label fill, which reads in both themes (orange text on white did not).
+    """
+
+    PAD_X = 4.0
+    PAD_Y = 1.0
+
+    def __init__(self, parent: QtWidgets.QGraphicsItem) -> None:
+        super().__init__(parent)
+        #: The text without the arrow that marks a level beyond the view.
+        self.base = ""
+        self.text = ""
+        self._font = QtGui.QFont()
+        self._size = QtCore.QSizeF(0, 0)
+        self._pen = QtGui.QPen()
+        self._fill = QtGui.QBrush()
+        self._text_pen = QtGui.QPen()
+        self.setAcceptedMouseButtons(QtCore.Qt.MouseButton.NoButton)  # drags and wheel go to the plot
+        self.setAcceptHoverEvents(False)
+        self.setZValue(25)
+
+    def set_text(self, text: str) -> None:
+        if text == self.text:
+            return
+        self.prepareGeometryChange()
+        self.text = text
+        fm = QtGui.QFontMetricsF(self._font)
+        self._size = QtCore.QSizeF(fm.horizontalAdvance(text) + 2 * self.PAD_X, fm.height() + 2 * self.PAD_Y)
+        self.update()
+
+    def set_colors(self, border: str, fill: str, text: str) -> None:
+        self._pen = pg.mkPen(border, width=1)
+        fill_color = pg.mkColor(fill)
+        fill_color.setAlpha(235)
+        self._fill = QtGui.QBrush(fill_color)
+        self._text_pen = pg.mkPen(text)
+        self.update()
+
+    def size(self) -> QtCore.QSizeF:
+        return QtCore.QSizeF(self._size)
+
+    def boundingRect(self) -> QtCore.QRectF:  # noqa: N802 (Qt naming)
+        return QtCore.QRectF(QtCore.QPointF(0, 0), self._size)
+
+    def paint(self, p: QtGui.QPainter, *args) -> None:
+        r = self.boundingRect().adjusted(0.5, 0.5, -0.5, -0.5)
+        p.setPen(self._pen)
+        p.setBrush(self._fill)
+        p.drawRoundedRect(r, 2, 2)
+        p.setFont(self._font)
+        p.setPen(self._text_pen)
+        p.drawText(r.adjusted(self.PAD_X - 0.5, 0, 0, 0),
+                   int(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignVCenter), self.text)
+
+
 class LevelOverlay:
     """Dashed support/resistance lines, one pair per key (one strategy per key), kept per
-    symbol and drawn for the symbol shown."""
+    symbol and drawn for the symbol shown, each with a :class:`LevelTag`.
+
+    Tags sit just above their line at the plot's left edge, or at the right edge while the
+    newest bar is in the left half of the plot: never over the latest candles.  They are
+    kept inside the plot rect (a level beyond the view is tagged at the edge it lies beyond,
+    with an arrow) and stacked so that close levels do not cover each other.  The widget calls
+    :meth:`layout` whenever the view range or size changes.
+    """
+
+    #: Pixels between a tag and the plot edge.
+    MARGIN = 4.0
 
     def __init__(self, plot: pg.PlotItem, theme: Theme) -> None:
         self._plot = plot
+        self._vb = plot.getViewBox()
         self._theme = theme
         self._decimals = 2
+        self._newest_x: float | None = None
         self.symbol: str | None = None
         self._by_symbol: dict[str | None, dict[str, LevelSpec]] = {}
         self._lines: dict[str, tuple[pg.InfiniteLine, pg.InfiniteLine]] = {}
+        self._tags: dict[str, tuple[LevelTag, LevelTag]] = {}
 
     def set(self, symbol: str | None, key: str, support: float | None, resistance: float | None,
             label: str = "") -> None:
@@ -75,6 +148,7 @@ class LevelOverlay:
             per[key] = (_finite_or_none(support), _finite_or_none(resistance), str(label))
         if symbol == self.symbol:
             self._apply(key, per.get(key))
+            self.layout()
 
     def show(self, symbol: str | None) -> None:
         """Draw ``symbol``'s levels instead of the ones shown."""
@@ -85,20 +159,28 @@ class LevelOverlay:
                 self._apply(key, None)
         for key, spec in wanted.items():
             self._apply(key, spec)
+        self.layout()
 
     def lines(self, key: str = "") -> tuple[pg.InfiniteLine, pg.InfiniteLine] | None:
         return self._lines.get(key)
 
+    def tags(self, key: str = "") -> tuple[LevelTag, LevelTag] | None:
+        return self._tags.get(key)
+
     def set_theme(self, theme: Theme) -> None:
         self._theme = theme
-        for sup, res in self._lines.values():
+        for key, (sup, res) in self._lines.items():
             self._style(sup, theme.support)
             self._style(res, theme.resistance)
+            tsup, tres = self._tags[key]
+            tsup.set_colors(theme.support, theme.label_fill, theme.foreground)
+            tres.set_colors(theme.resistance, theme.label_fill, theme.foreground)
 
     def set_decimals(self, decimals: int) -> None:
         self._decimals = decimals
         for key, spec in self._by_symbol.get(self.symbol, {}).items():
             self._apply(key, spec)
+        self.layout()
 
     def _apply(self, key: str, spec: LevelSpec | None) -> None:
         lines = self._lines.get(key)
@@ -106,42 +188,81 @@ class LevelOverlay:
             if lines is not None:
                 for line in lines:
                     self._plot.removeItem(line)
+                for tag in self._tags.pop(key):
+                    tag.setParentItem(None)
+                    if tag.scene() is not None:
+                        tag.scene().removeItem(tag)
                 del self._lines[key]
             return
         if lines is None:
-            # Labels of successive keys step to the right so that two strategies' labels on
-            # nearby prices do not cover each other.
-            slot = len(self._lines)
-            lines = tuple(
-                pg.InfiniteLine(angle=0, movable=False, label="",
-                                labelOpts={"position": 0.02 + 0.13 * (slot % 6),
-                                           "anchors": [(0, 1), (0, 1)]})
-                for _ in range(2)
-            )
+            lines = (pg.InfiniteLine(angle=0, movable=False), pg.InfiniteLine(angle=0, movable=False))
             self._style(lines[0], self._theme.support)
             self._style(lines[1], self._theme.resistance)
             for line in lines:
                 line.setZValue(10)
                 self._plot.addItem(line, ignoreBounds=True)
-            self._lines[key] = lines  # type: ignore[assignment]
+            self._lines[key] = lines
+            tags = (LevelTag(self._vb), LevelTag(self._vb))
+            tags[0].set_colors(self._theme.support, self._theme.label_fill, self._theme.foreground)
+            tags[1].set_colors(self._theme.resistance, self._theme.label_fill, self._theme.foreground)
+            self._tags[key] = tags
+        tags = self._tags[key]
         support, resistance, label = spec
         name = label or key
-        esc = name.replace("{", "{{").replace("}", "}}")  # the label is a format string
-        dec = self._decimals
-        for line, value, tag in ((lines[0], support, "S"), (lines[1], resistance, "R")):
+        for line, tag, value, letter in ((lines[0], tags[0], support, "S"), (lines[1], tags[1], resistance, "R")):
             if value is None:
                 line.setVisible(False)
+                tag.setVisible(False)
                 continue
-            line.label.format = f"{tag} {esc} {{value:.{dec}f}}" if esc else f"{tag} {{value:.{dec}f}}"
-            line.setVisible(True)
-            line.label.setVisible(True)
             line.setValue(value)
-            line.label.valueChanged()
+            line.setVisible(True)
+            tag.base = f"{letter} {name} {value:.{self._decimals}f}" if name else f"{letter} {value:.{self._decimals}f}"
+            tag.set_text(tag.base)
+            tag.setVisible(True)
+
+    def layout(self, newest_x: float | None = None) -> None:
+        """Place the tags for the current view; ``newest_x`` (view x of the newest bar, kept
+        from the last call when None) picks the side away from the latest candles."""
+        if newest_x is not None:
+            self._newest_x = newest_x
+        vb = self._vb
+        rect = vb.boundingRect()
+        if rect.width() <= 0 or rect.height() <= 0:
+            return
+        (x0, x1), (y0, y1) = vb.viewRange()
+        right = self._newest_x is not None and x1 > x0 and (self._newest_x - x0) / (x1 - x0) < 0.5
+        items: list[tuple[LevelTag, float]] = []
+        for key, (sup, res) in self._lines.items():
+            for line, tag in zip((sup, res), self._tags[key]):
+                if line.isVisible():
+                    items.append((tag, float(line.value())))
+        if not items:
+            return
+        top, bottom = rect.top() + 1, rect.bottom() - 1
+        wanted, heights = [], []
+        for tag, value in items:
+            h = tag.size().height()
+            if value > y1:
+                text, want = "▲ " + tag.base, top
+            elif value < y0:
+                text, want = "▼ " + tag.base, bottom - h
+            else:
+                text = tag.base
+                y = vb.mapFromView(QtCore.QPointF(x0, value)).y()
+                # Just above its line; below it where the top edge leaves no room.
+                want = y - h - 1 if y - h - 1 >= top else y + 1
+            tag.set_text(text)
+            wanted.append(want)
+            heights.append(tag.size().height())
+        tops = stack_labels(wanted, heights, top, bottom)
+        for (tag, _), t in zip(items, tops):
+            w = tag.size().width()
+            x = rect.right() - self.MARGIN - w if right else rect.left() + self.MARGIN
+            tag.setPos(max(rect.left(), x), t)
 
     @staticmethod
     def _style(line: pg.InfiniteLine, color: str) -> None:
         line.setPen(pg.mkPen(color, width=1, style=QtCore.Qt.PenStyle.DashLine))
-        line.label.setColor(pg.mkColor(color))
 
 
 class MarkerOverlay:
@@ -266,9 +387,20 @@ class Crosshair:
         self.v_volume.setPos(x)
         self.v.setVisible(True)
         self.v_volume.setVisible(True)
-        if price is not None:
-            self.h.setPos(price)
-        self.h.setVisible(price is not None)
+        if price is None or not math.isfinite(price):
+            self.h.setVisible(False)
+            return
+        self.h.setVisible(True)
+        self.h.setPos(price)
+        # Written here, not left to pyqtgraph: its label reformats only on a move while it is
+        # visible, and a line shown again at a new price (after a hide, e.g. the wheel zoom's
+        # leave/enter) kept the text of its last visible moment -- "0.00" from construction.
+        self.h.label.setText(self.h.label.format.format(value=float(price)))
+
+    @property
+    def price_text(self) -> str:
+        """What the price label says."""
+        return self.h.label.toPlainText()
 
     def hide(self) -> None:
         for line in (self.v, self.h, self.v_volume):

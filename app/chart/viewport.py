@@ -29,6 +29,7 @@ __all__ = [
     "marker_positions",
     "max_drawn_candles",
     "oldest_range",
+    "stack_labels",
     "visible_range",
     "zoom_width",
 ]
@@ -125,6 +126,29 @@ def drawn_window(v0: int, v1: int, k: int, current: tuple[int, int, int] | None,
 def max_drawn_candles(max_visible_candles: int, margin: float) -> int:
     """Upper bound of the candles any drawn window holds (the cap plus its margins)."""
     return int(math.ceil(max_visible_candles * (1 + 3 * margin))) + 4
+
+
+def stack_labels(wanted: list[float], heights: list[float], top: float, bottom: float,
+                 gap: float = 1.0) -> list[float]:
+    """Tops for labels of ``heights`` that want their tops at ``wanted`` (pixels, y down), kept
+    inside [top, bottom] and not overlapping, in the order of ``wanted``.
+
+    Two sweeps: downwards pushes each label below the one above it, upwards pulls back the ones
+    the first sweep pushed past ``bottom``.  Only labels taller together than the space can
+    overlap (then at the top, the edge the first sweep starts from).
+    """
+    order = sorted(range(len(wanted)), key=lambda i: wanted[i])
+    tops = [0.0] * len(wanted)
+    floor = top - gap
+    for i in order:
+        t = min(max(wanted[i], top), bottom - heights[i])
+        tops[i] = t = max(t, floor + gap)
+        floor = t + heights[i]
+    ceil = bottom + gap
+    for i in reversed(order):
+        tops[i] = t = max(top, min(tops[i], ceil - gap - heights[i]))
+        ceil = t
+    return tops
 
 
 def fit_price(lo: float, hi: float, current: tuple[float, float] | None) -> tuple[float, float] | None:

@@ -222,6 +222,10 @@ class ChartWidget(QtWidgets.QWidget):
         self._vb.sigXRangeChanged.connect(self._on_x_range_changed)
         # The candle cap depends on the plot width (min_candle_px): re-evaluate after a resize.
         self._vb.sigResized.connect(self._on_x_range_changed)
+        # Level tags are placed in plot pixels and the crosshair follows the cursor, not a price:
+        # both are placed again whenever the view moves under them (a zoom refits y).
+        self._vb.sigRangeChanged.connect(self._on_view_changed)
+        self._vb.sigResized.connect(self._on_view_changed)
 
         self._candles = CandleItem(self._paint_times)
         self._live_candle = CandleItem(self._paint_times)
@@ -239,6 +243,7 @@ class ChartWidget(QtWidgets.QWidget):
         self._last_price = LastPriceLine(self._price_plot)
         self._crosshair = Crosshair(self._price_plot, self._volume_plot)
         self._cross_v = self._crosshair.v  # the tests look at this line
+        self._cursor: QtCore.QPointF | None = None  # scene position of the crosshair's cursor
 
         self._view.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self._view.installEventFilter(self)
@@ -538,6 +543,8 @@ class ChartWidget(QtWidgets.QWidget):
             self._fit_y(float(l.min()), float(h.max()), float(v.max()))
 
         self._last_price.update(s.last_close, s.last_open, self._theme)
+        if new_bar:
+            self._levels.layout(float(last))
 
         store = self._marker_layer.stores.get(self._symbol)
         if store is not None and len(store):
@@ -645,6 +652,19 @@ class ChartWidget(QtWidgets.QWidget):
         """The (support, resistance) lines drawn for ``key`` on the shown symbol, if any."""
         return self._levels.lines(key)
 
+    def level_tags(self, key: str = ""):
+        """The (support, resistance) :class:`~app.chart.overlays.LevelTag` of ``key``, if any."""
+        return self._levels.tags(key)
+
+    def _newest_x(self) -> float | None:
+        s = self._series
+        return float(s.last_index) if s is not None and len(s) else None
+
+    def _on_view_changed(self, *_args) -> None:
+        self._levels.layout(self._newest_x())
+        if self._cursor is not None:
+            self._on_mouse_moved(self._cursor)
+
     def _learn_decimals(self, s: BarSeries) -> None:
         d = max(self._auto_decimals, vp.infer_decimals(s.closes()[-64:]))
         if d != self._auto_decimals:
@@ -740,6 +760,7 @@ class ChartWidget(QtWidgets.QWidget):
         return True
 
     def _on_mouse_moved(self, pos: QtCore.QPointF) -> None:
+        self._cursor = QtCore.QPointF(pos)
         if self._vb.sceneBoundingRect().contains(pos):
             pt = self._vb.mapSceneToView(pos)
             in_price = True
@@ -758,7 +779,13 @@ class ChartWidget(QtWidgets.QWidget):
         return readout_text(self._series, index, price, self.price_decimals)
 
     def _hide_crosshair(self) -> None:
+        self._cursor = None
         self._crosshair.hide()
+
+    @property
+    def crosshair_price_text(self) -> str:
+        """The crosshair's price label ('' while it is hidden)."""
+        return self._crosshair.price_text if self._crosshair.h.isVisible() else ""
 
 
 def _stats(samples: deque) -> dict[str, float]:

@@ -141,11 +141,18 @@ def test_levels_and_markers_are_items_in_the_plot(chart):
     items = chart.price_plot.items
     assert sup in items and res in items
     assert (sup.value(), res.value()) == (99.5, 100.5)
-    assert "breakout" in res.label.toPlainText() and "100.50" in res.label.toPlainText()
+    tag_sup, tag_res = chart.level_tags("s1")
+    assert (tag_sup.base, tag_res.base) == ("S breakout 99.50", "R breakout 100.50")
+    y0, y1 = chart.price_plot.vb.viewRange()[1]
+    for tag, value in ((tag_sup, 99.5), (tag_res, 100.5)):  # beyond the view: an arrow says where
+        arrow = "▲ " if value > y1 else "▼ " if value < y0 else ""
+        assert tag.text == arrow + tag.base
     sup2, res2 = chart.level_lines("s2")
     assert sup2.isVisible() and not res2.isVisible()
+    assert chart.level_tags("s2")[0].isVisible() and not chart.level_tags("s2")[1].isVisible()
     chart.set_levels(None, None, key="s1")
     assert chart.level_lines("s1") is None and sup not in chart.price_plot.items
+    assert chart.level_tags("s1") is None and tag_sup.scene() is None
 
     t_bar = T0 + 100 * NS  # inside bar index 100 (one bar per second from T0)
     kinds = ["signal_buy", "signal_sell", "signal_rejected", "fill_buy", "fill_sell"]
