@@ -426,3 +426,153 @@ def test_bench_runs_with_a_tiny_size(qapp, capsys):
     assert chart_frame.main(["--hours", "0.02", "--frames", "4", "--windows", "50,200"]) == 0
     out = capsys.readouterr().out
     assert "visible" in out and "refresh" in out
+
+
+def send_move(view, pos: QtCore.QPoint) -> None:
+    vp = view.viewport()
+    ev = QtGui.QMouseEvent(QtCore.QEvent.Type.MouseMove, QtCore.QPointF(pos), QtCore.QPointF(vp.mapToGlobal(pos)),
+                           QtCore.Qt.MouseButton.NoButton, QtCore.Qt.MouseButton.NoButton,
+                           QtCore.Qt.KeyboardModifier.NoModifier)
+    QtWidgets.QApplication.sendEvent(vp, ev)
+
+
+def send_wheel(view, pos: QtCore.QPoint, dy: int) -> None:
+    vp = view.viewport()
+    ev = QtGui.QWheelEvent(QtCore.QPointF(pos), QtCore.QPointF(vp.mapToGlobal(pos)), QtCore.QPoint(0, 0),
+                           QtCore.QPoint(0, dy), QtCore.Qt.MouseButton.NoButton,
+                           QtCore.Qt.KeyboardModifier.NoModifier, QtCore.Qt.ScrollPhase.NoScrollPhase, False)
+    QtWidgets.QApplication.sendEvent(vp, ev)
+
+
+def move_until_crosshair(qtbot, chart: ChartWidget, pos: QtCore.QPoint) -> None:
+    """Move the mouse to ``pos`` until the crosshair stands there (pyqtgraph's scene drops
+    moves that come within 10 ms of the previous one, so one event may not be seen)."""
+    vb = chart.price_plot.vb
+
+    def there() -> bool:
+        send_move(chart.view, pos)
+        want = vb.mapSceneToView(chart.view.mapToScene(pos)).y()
+        return chart._crosshair.h.isVisible() and abs(chart._crosshair.h.value() - want) < 1e-9
+
+    qtbot.waitUntil(there)
+
+
+def cursor_price(chart: ChartWidget, pos: QtCore.QPoint) -> float:
+    return chart.price_plot.vb.mapSceneToView(chart.view.mapToScene(pos)).y()
+
+
+def test_crosshair_price_after_wheel_zoom_is_the_price_under_the_cursor(chart, qtbot):
+    """The trader's steps: wheel-zoom the plot, then move the mouse over it. The price label read
+    "0.00": pyqtgraph formats a line's label only while the line is visible, and the crosshair
+    line was shown after being moved while hidden."""
+    bars = MultiIntervalBars()
+    # A trend: zooming out takes in lower prices, so the wheel refits the price axis.
+    rng = np.random.default_rng(7)
+    n = 600
+    ts = T0 + np.arange(n, dtype=np.int64) * NS
+    px = np.round(170.0 + np.linspace(-3, 0, n) + rng.normal(0, 0.02, n), 2)
+    bars.add_ticks(ts, px, rng.integers(1, 50, n))
+    chart.set_series("AAA", bars)
+    vb = chart.price_plot.vb
+    tick = 10.0 ** -chart.price_decimals
+    centre = chart.view.mapFromScene(vb.sceneBoundingRect().center())
+
+    w0 = np.diff(chart.x_range())[0]
+    send_wheel(chart.view, centre, 120)  # zoom in
+    qtbot.waitUntil(lambda: np.diff(chart.x_range())[0] < w0)
+    assert not chart.follow
+    pos = centre + QtCore.QPoint(40, -60)
+    move_until_crosshair(qtbot, chart, pos)
+    text = chart.crosshair_price_text
+    assert text != f"{0:.{chart.price_decimals}f}"
+    assert float(text) == pytest.approx(cursor_price(chart, pos), abs=tick)
+    assert chart.readout.text().endswith(f"▸ {text}")
+
+    # The cursor stays where it is while the wheel zooms out and the price axis refits under
+    # it: the line and its label follow the cursor, not the price it pointed at before.
+    y_before = vb.viewRange()[1]
+    for _ in range(3):
+        send_wheel(chart.view, pos, -120)
+    qtbot.waitUntil(lambda: vb.viewRange()[1] != y_before)
+    qtbot.waitUntil(lambda: float(chart.crosshair_price_text) == pytest.approx(cursor_price(chart, pos), abs=tick))
+    assert chart._crosshair.h.value() == pytest.approx(cursor_price(chart, pos))
+
+    # Leaving the plot hides the crosshair; coming back elsewhere shows the new price at once.
+    QtWidgets.QApplication.sendEvent(chart.view.viewport(), QtCore.QEvent(QtCore.QEvent.Type.Leave))
+    assert chart.crosshair_price_text == ""
+    back = centre + QtCore.QPoint(-80, 50)
+    move_until_crosshair(qtbot, chart, back)
+    assert float(chart.crosshair_price_text) == pytest.approx(cursor_price(chart, back), abs=tick)
+
+
+def latest_candles_rect(chart: ChartWidget, n: int) -> QtCore.QRectF:
+    """Scene rect of the newest ``n`` candles (wicks included)."""
+    s = chart.series
+    _, _, h, l, _, _ = s.view(s.last_index - n + 1, s.last_index + 1)
+    vb = chart.price_plot.vb
+    a = vb.mapViewToScene(QtCore.QPointF(s.last_index - n + 0.5, float(h.max())))
+    b = vb.mapViewToScene(QtCore.QPointF(s.last_index + 0.5, float(l.min())))
+    return QtCore.QRectF(a, b).normalized()
+
+
+@pytest.mark.parametrize("dark", [True, False])
+def test_level_tags_stay_inside_the_plot_and_off_the_latest_candles(chart, qtbot, dark):
+    bars = MultiIntervalBars()
+    feed(bars, 0, 300, base=170.0)
+    chart.set_theme(dark)
+    chart.set_series("AAA", bars)
+    s = chart.series
+    y0, y1 = chart.price_plot.vb.viewRange()[1]
+    # As the trader had them: levels through the latest candles, one at the top edge of the
+    # plot (its label above the line was clipped), support and resistance a cent apart, and a
+    # second strategy's levels beyond the view.
+    last = float(s.last_close)
+    chart.set_levels(last, last + 0.01, "sr-bounce", key="sr-bounce")
+    chart.set_levels(y0 + 0.001, y1 - 0.001, "edge", key="edge")
+    chart.set_levels(y0 - 5, y1 + 5, "far", key="far")
+    qtbot.wait(1)
+    n_latest = 20
+
+    def check() -> None:
+        plot_rect = chart.price_plot.vb.sceneBoundingRect()
+        candles = latest_candles_rect(chart, n_latest)
+        rects = []
+        for key in ("sr-bounce", "edge", "far"):
+            for tag in chart.level_tags(key):
+                assert tag.isVisible()
+                r = tag.sceneBoundingRect()
+                assert plot_rect.contains(r), (key, tag.text, r, plot_rect)
+                assert not r.intersects(candles), (key, tag.text)
+                rects.append((tag.text, r))
+        for i, (ta, ra) in enumerate(rects):
+            for tb, rb in rects[i + 1:]:
+                assert not ra.intersects(rb), (ta, tb)
+
+    check()
+    assert [t.text[0] for t in chart.level_tags("far")] == ["▼", "▲"]
+
+    # Panned into the future (the newest bars at the plot's left edge): the tags move to the right.
+    chart.pan_bars(10_000)
+    chart.refresh()
+    qtbot.wait(1)
+    assert chart.series.last_index < sum(chart.x_range()) / 2
+    check()
+
+    # The window goes back to live, the tags to the left; a wheel zoom keeps them placed.
+    chart.go_live()
+    chart.refresh()
+    send_wheel(chart.view, chart.view.mapFromScene(chart.price_plot.vb.sceneBoundingRect().center()), 240)
+    qtbot.waitUntil(lambda: not chart.follow)
+    chart.refresh()
+    check()
+
+
+def test_stack_labels_keeps_labels_apart_and_inside():
+    from app.chart.viewport import stack_labels
+
+    # Two labels wanting the same place, one past the bottom, one above the top.
+    tops = stack_labels([50.0, 50.0, 195.0, -30.0], [16.0] * 4, top=0.0, bottom=200.0)
+    assert all(0.0 <= t <= 200.0 - 16.0 for t in tops)
+    spans = sorted((t, t + 16.0) for t in tops)
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+    assert tops[3] == 0.0 and tops[2] == 184.0
