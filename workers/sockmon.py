@@ -35,6 +35,12 @@ _HANDSHAKE_FAILED = {zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_F
 MAX_EVENTS_PER_POLL = 256
 
 
+def _plain_v4(endpoint: str) -> str:
+    """``tcp://[::ffff:127.0.0.1]:5559`` -> ``tcp://127.0.0.1:5559``: an IPv6-enabled socket
+    (workers.config.enable_ipv6) names an IPv4 address in its mapped form."""
+    return endpoint.replace("[::ffff:", "", 1).replace("]:", ":", 1) if "[::ffff:" in endpoint else endpoint
+
+
 class SocketReport(msgspec.Struct, forbid_unknown_fields=False):
     """One socket, as a heartbeat carries it (``stats["sockets"]``: a list of these)."""
 
@@ -167,7 +173,7 @@ class SocketMonitor:
         r = w.report
         if event == zmq.EVENT_LISTENING:
             # a bound port 0 or wildcard is named by what it really listens on
-            r.endpoint = endpoint.decode(errors="replace") if isinstance(endpoint, bytes) and endpoint else r.endpoint
+            r.endpoint = _plain_v4(endpoint.decode(errors="replace")) if isinstance(endpoint, bytes) and endpoint else r.endpoint
             self._set(w, "listening", now)
         elif event == zmq.EVENT_BIND_FAILED:
             r.last_error = "bind failed"

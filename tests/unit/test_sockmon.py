@@ -166,3 +166,11 @@ def test_the_window_s_asyncio_sockets_are_watched_the_same_way(tmp_path: Path):
             actx.destroy(linger=0)
 
     assert asyncio.run(main()) == "connected"
+
+
+def test_an_ipv4_address_of_an_ipv6_socket_is_shown_plain():
+    from workers.sockmon import _plain_v4
+
+    assert _plain_v4("tcp://[::ffff:127.0.0.1]:5559") == "tcp://127.0.0.1:5559"
+    assert _plain_v4("tcp://[::1]:5559") == "tcp://[::1]:5559"
+    assert _plain_v4("ipc:///tmp/x.sock") == "ipc:///tmp/x.sock"
