@@ -32,17 +32,26 @@ factor (``TICKDESK_TEST_TIMEOUT_FACTOR``, tests/procs.py).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from bench.chaos import KINDS, ChaosFleet, summarize
+from workers.supervisor import SupervisorConfig
 from tests.procs import scaled, scaled_ms
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 class Fleet(ChaosFleet):
-    """bench/chaos.py's fleet, every wait's ceiling scaled by the suite's timeout factor."""
+    """bench/chaos.py's fleet, every wait's ceiling scaled by the suite's timeout factor, the
+    supervisor's silence limit too: these tests count restarts, and on a starved machine a
+    worker that merely waited for a core must not be taken for a silent one."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("supervisor_config", SupervisorConfig(
+            log_dir=str(Path(args[0]) / "logs"), backoff_initial=0.05, backoff_max=0.2, heartbeat_timeout=scaled(5.0)))
+        super().__init__(*args, **kw)
 
     def wait(self, pred, timeout: float, what: str = ""):
         return super().wait(pred, scaled(timeout), what)
