@@ -125,8 +125,16 @@ class ExecDecoder(_Decoder):
             return True
         ev = self.seq.check("execution", msg.seq, msg.epoch or None)
         kind = ev.kind
-        if kind is SeqKind.IN_ORDER or kind is SeqKind.FIRST:
+        if kind is SeqKind.IN_ORDER:
             st.exec_seq = msg.seq
+            return True
+        if kind is SeqKind.FIRST:
+            st.exec_seq = msg.seq
+            if msg.seq > 1:
+                # A late joiner: reports before this one went out before our subscription
+                # took hold (the window's first sync may have run before them), so ask again
+                # now that the stream is live (the Clone pattern's "subscribe, then snapshot").
+                st.resync_wanted = True
             return True
         if kind is SeqKind.GAP:
             st.exec_gaps += 1

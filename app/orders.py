@@ -38,6 +38,8 @@ log = logging.getLogger("tickdesk.app.orders")
 NOT_FOUND_CONFIRMATIONS = 3
 RECONCILE_EVERY = 1.0
 SYNC_RETRY_EVERY = 2.0
+#: seconds at least between two successful syncs (a storm of gaps costs one sync a second)
+RESYNC_MIN_GAP_S = 1.0
 #: seconds an order may stay pending (new, or a cancel sent without an answer) before the window
 #: asks the exchange about it with get_order
 PENDING_QUERY_S = 3.0
@@ -274,6 +276,15 @@ class OrderService:
     # ------------------------------------------------------------------ reconciliation
     async def sync(self) -> bool:
         """Load working/recent orders and positions from the exchange (start, stream gaps)."""
+        # cleared before, not after: a resync asked for while this one runs (the execution
+        # stream's first report arriving, a gap) must run again, not be swallowed by it
+        self.state.resync_wanted = False
+        ok = await self._sync()
+        if not ok:
+            self.state.resync_wanted = True
+        return ok
+
+    async def _sync(self) -> bool:
         reply = await self.client.ask(P.GetPositions())
         if reply is None or not reply.ok:
             return False
@@ -296,7 +307,6 @@ class OrderService:
             if row is not None and row.status is OrderStatus.UNKNOWN:
                 self.unknown.setdefault(row.client_order_id, 0)
         fills = await self.load_fills()
-        self.state.resync_wanted = False
         if not self.synced:
             self.state.log.info("orders", f"loaded {len(self.state.orders)} orders, "
                                 f"{len(self.state.positions)} positions and {fills} fills from the exchange")
@@ -398,7 +408,7 @@ class OrderService:
             now = time.monotonic()
             if (not self.synced or self.state.resync_wanted) and now >= next_sync:
                 ok = await self.sync()
-                next_sync = time.monotonic() + (SYNC_RETRY_EVERY if not ok else 5.0)
+                next_sync = time.monotonic() + (SYNC_RETRY_EVERY if not ok else RESYNC_MIN_GAP_S)
             for coid in list(self.unknown):
                 await self._reconcile_one(coid)
             for row in self.stuck():

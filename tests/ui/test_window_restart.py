@@ -90,7 +90,17 @@ def test_a_window_started_after_fills_shows_them(qtbot, desk, qloop):
     w.ticket.set_order_type(OrderType.MARKET)
     w.ticket.qty.setValue(7)
     qtbot.mouseClick(w.ticket.buy, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: any(f.source == "manual" and f.symbol == "MSFT" for f in w.fills.model.rows()), timeout=TIMEOUT)
+    try:
+        qtbot.waitUntil(lambda: any(f.source == "manual" and f.symbol == "MSFT" for f in w.fills.model.rows()), timeout=TIMEOUT)
+    except Exception:
+        orders = [(o.client_order_id, o.status.value, o.filled_qty, o.reason) for o in desk.state.orders.orders.values()
+                  if o.source == "manual"]
+        fills = [(f.fill_id, f.source, f.symbol) for f in w.fills.model.rows()]
+        ex = desk.state.streams["execution"]
+        raise AssertionError(f"no manual fill: ticket {w.ticket.outcome.text()!r}; manual orders {orders}; fills {fills}; "
+                             f"exec stream received {ex.received} connected {ex.connected} seq {desk.state.exec_seq}; "
+                             f"duplicate fills {desk.state.duplicate_fills}; seen {sorted(desk.state._seen_fills)}; "
+                             f"fill rows {[r.fill_id for r in desk.state.fills.items]}")
     mine = {f.fill_id for f in w.fills.model.rows()}
     # a second window's data side, started now: its blotter fills from get_fills
     late = AppState()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import msgpack
+import msgspec
 import zmq
 import zmq.asyncio
 
@@ -216,3 +217,19 @@ def test_a_publisher_with_50000_symbols_cannot_grow_the_window(tmp_path):
     told = [ln for ln in ch.new_log if "universe cap" in ln.text]
     assert len(told) == 1 and f"symbols ignored: universe cap {cap} reached" in told[0].text
     assert f"{universe - cap:,} ticks dropped" in told[0].text
+
+
+def test_a_late_joiner_of_the_execution_stream_asks_for_a_resync():
+    # found by a flaky real-fleet test: the window's first sync ran, then a fill went out
+    # before its execution SUB took hold; the first report it saw (seq 3) said nothing of it
+    st = state()
+    st.resync_wanted = False
+    dec = ExecDecoder(st)
+    up = P.OrderUpdate(client_order_id="c1", order_id="O1", symbol="MSFT", side=Side.BUY, qty=10, filled_qty=0,
+                       avg_price=0.0, status=OrderStatus.NEW, ts=1, seq=3, epoch=7)
+    dec([P.pub(up)])
+    assert st.resync_wanted  # reports 1 and 2 went out before we listened: ask get_fills again
+    fresh = state()
+    fresh.resync_wanted = False
+    ExecDecoder(fresh)([P.pub(msgspec.structs.replace(up, seq=1))])
+    assert not fresh.resync_wanted  # the first report of the stream: nothing was missed
