@@ -85,10 +85,15 @@ class ControlChannel:
     def send(self, msg: P.Message) -> None:
         if self.sock is None:
             return
+        data = msg.pack()
         try:
-            self.sock.send(msg.pack(), zmq.NOBLOCK)
+            self.sock.send(data, zmq.NOBLOCK)
         except zmq.Again:
             self.worker.stats.inc("control_dropped")
+            self.worker.sockmon.count_drop(self.sock)
+            return
+        # a heartbeat's own bytes show in the next one: its report was taken before it went out
+        self.worker.sockmon.count_out(self.sock, len(data))
 
     # ------------------------------------------------------------------ incoming
     def on_frame(self, frame: bytes) -> None:

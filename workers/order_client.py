@@ -31,12 +31,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from workers import protocol as P
 from workers.config import enable_ipv6
+
+if TYPE_CHECKING:
+    from workers.sockmon import SocketMonitor
 
 #: replies to get_orders can be large; a connecting socket must not trip on them (runtime.py)
 REPLY_MAXMSGSIZE = P.MAX_REPLY_BYTES
@@ -261,8 +264,10 @@ class DealerClient(PirateCounters):
     """
 
     def __init__(self, sock: zmq.Socket, policy: RetryPolicy = RetryPolicy(), *, prefix: bytes = DEALER_TAG_PREFIX,
-                 on_back: Callable[[], None] | None = None):
+                 on_back: Callable[[], None] | None = None, sockmon: SocketMonitor | None = None):
         self.sock = sock
+        #: the worker's monitor, to count what goes out on ``sock`` (None: not counted)
+        self.sockmon = sockmon
         self.policy = policy
         self.prefix = prefix
         self.stats = PirateStats()
@@ -304,6 +309,13 @@ class DealerClient(PirateCounters):
             req.retry_at = now + UNSENT_RETRY_S
             if first:
                 self.unsent += 1
+                # a drop once per request, not per offer: the offers repeat every
+                # UNSENT_RETRY_S while the peer is away and would swamp the count
+                if self.sockmon is not None:
+                    self.sockmon.count_drop(self.sock)
+            return
+        if self.sockmon is not None:
+            self.sockmon.count_out(self.sock, len(req.tag) + len(req.call.payload))
 
     def on_reply(self, tag: bytes, payload: bytes) -> bool:
         """A reply frame under ``tag``; False if no request waits for it (late, or not ours)."""

@@ -813,26 +813,33 @@ class ExchangeGateway(Worker):
                 for _ in range(batch.journaled_requests):
                     self.stats.lat("order_journal", elapsed)
         send = self.router.send
+        sent = nbytes = 0
         for frames in batch.sends:
             try:
                 # send_multipart, without its per-frame flag arithmetic on enums
                 for frame in frames[:-1]:
                     send(frame, _MORE_NOBLOCK)
                 send(frames[-1], _NOBLOCK)
+                sent += 1
+                nbytes += sum(map(len, frames))
             except zmq.ZMQError:  # peer gone (ROUTER_MANDATORY) or its pipe full (orders HWM)
                 self.stats.inc("dropped")
                 self.stats.inc("reply_dropped")
+                self.sockmon.count_drop(self.router)
                 self.rlog.warning("reply", "could not deliver a reply: peer gone or not reading (%d queued for it)",
                                   self.config.orders_hwm)
                 if not self._trims_left:
                     self._next_trim = time.monotonic() + TRIM_EVERY
                 self._trims_left = TRIMS_AFTER_DROP
+        if sent:  # once per batch: the replies of a group commit go out back to back
+            self.sockmon.count_out(self.router, nbytes, sent)
         self._publish(batch.events)
         return True
 
     def _publish(self, events: list[ExecEvent]) -> None:
         send = self.pub.send
         epoch = self.epoch
+        sent = nbytes = dropped = 0
         for ev in events:
             self.exec_seq += 1
             msg = ev.fill.to_message(self.exec_seq, epoch) if ev.__class__ is FillEvent else ev.order.to_update(self.exec_seq, epoch)
@@ -841,7 +848,15 @@ class ExchangeGateway(Worker):
                 send(frame, zmq.NOBLOCK)
             except zmq.Again:
                 self.stats.inc("dropped")
+                dropped += 1
+                continue
+            sent += 1
+            nbytes += len(frame)
         self.stats.inc("published", len(events))
+        if sent:
+            self.sockmon.count_out(self.pub, nbytes, sent)
+        if dropped:
+            self.sockmon.count_drop(self.pub, dropped)
 
 
 @dataclass(frozen=True)

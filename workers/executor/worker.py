@@ -151,17 +151,22 @@ class OrderExecutor(Worker):
         # Queries (get_positions, get_order, cancel_all) try once because the timer asks
         # again; their replies come back on the order pipe, under tags of their own.
         # A reply after silence: the gateway is back, and may have restarted meanwhile.
-        self.queries = DealerClient(self.order_pipe, RetryPolicy(a.order_timeout, 1), on_back=self._on_gateway_back)
+        self.queries = DealerClient(self.order_pipe, RetryPolicy(a.order_timeout, 1), on_back=self._on_gateway_back,
+                                    sockmon=self.sockmon)
         self._want_resync("starting")
         self._send_kill_switch()
         self._update_gauges()
 
     # ------------------------------------------------------------------ publishing
     def _publish(self, msg: P.Message) -> None:
+        data = P.pub(msg)
         try:
-            self.events.send(P.pub(msg), zmq.NOBLOCK)
+            self.events.send(data, zmq.NOBLOCK)
         except zmq.Again:
             self.stats.inc("dropped")
+            self.sockmon.count_drop(self.events)
+            return
+        self.sockmon.count_out(self.events, len(data))
 
     def _decide(self, sig: P.Signal, accepted: bool, reason: str, client_order_id: str | None = None) -> None:
         self._publish(
@@ -288,11 +293,15 @@ class OrderExecutor(Worker):
         self._transmit(inf)
 
     def _transmit(self, inf: T.InFlight) -> None:
+        frames = [inf.order.client_order_id.encode(), b"", inf.call.payload]
         try:
-            self.order_pipe.send_multipart([inf.order.client_order_id.encode(), b"", inf.call.payload], zmq.NOBLOCK)
+            self.order_pipe.send_multipart(frames, zmq.NOBLOCK)
         except zmq.ZMQError:
             # the pipe to a gateway that is gone is full: the deadline resends it, or gives up
             self.stats.inc("order_send_blocked")
+            self.sockmon.count_drop(self.order_pipe)
+            return
+        self.sockmon.count_out(self.order_pipe, len(frames[0]) + len(frames[2]))
 
     # ------------------------------------------------------------------ order replies
     def _next_deadline(self) -> float | None:

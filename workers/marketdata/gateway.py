@@ -230,31 +230,41 @@ class MarketDataGateway(Worker):
         """One ``tick`` frame per tick (the classic form)."""
         nxt, send, encode, nb = self.feed.next, self.sock.send, P.encode_ticks, zmq.NOBLOCK
         epoch, update = self.epoch, self.lvc.update
-        sent = dropped = 0
+        sent = dropped = nbytes = 0
         for _ in range(n):
             t = nxt()
             if t is None:
                 self._finish("replay reached the end of the file")
                 break
             rows = [[t.seq, t.ts, t.last, t.bid, t.ask, t.bid_size, t.ask_size, t.volume]]
+            frame = encode(t.symbol, rows, epoch)
             try:
-                send(encode(t.symbol, rows, epoch), nb)
-                sent += 1
+                send(frame, nb)
             except zmq.Again:
                 # PUB drops silently at SNDHWM, so this rarely fires; subscribers see the gap in seq
                 dropped += 1
                 continue
+            sent += 1
+            nbytes += len(frame)
             update(t.symbol, rows)
         self.stats.inc("frames", sent)
+        # once per burst, not per frame: here a frame is a tick
+        if sent:
+            self.sockmon.count_out(self.sock, nbytes, sent)
+        if dropped:
+            self.sockmon.count_drop(self.sock, dropped)
         return sent, dropped
 
     def _send_rows(self, symbol: str, rows: list[list]) -> bool:
+        frame = P.encode_ticks(symbol, rows, self.epoch)
         try:
-            self.sock.send(P.encode_ticks(symbol, rows, self.epoch), zmq.NOBLOCK)
+            self.sock.send(frame, zmq.NOBLOCK)
         except zmq.Again:
+            self.sockmon.count_drop(self.sock)  # the socket counts frames; _publish counts the ticks
             return False
         self.lvc.update(symbol, rows)  # after the send: the cache holds what subscribers were sent
         self.stats.inc("frames")
+        self.sockmon.count_out(self.sock, len(frame))
         return True
 
     def _publish_per_symbol(self, n: int) -> tuple[int, int]:
@@ -362,8 +372,10 @@ class MarketDataGateway(Worker):
             for f in envelope:
                 send(f, zmq.SNDMORE | zmq.NOBLOCK)
             send(reply, zmq.NOBLOCK)
+            self.sockmon.count_out(self.snap, sum(map(len, envelope)) + len(reply))
         except zmq.ZMQError:  # the client is gone, or has SNAPSHOT_HWM replies unread
             self.stats.inc("snapshot_replies_dropped")
+            self.sockmon.count_drop(self.snap)
             self.rlog.warning("snapshot_reply", "could not deliver a snapshot reply: client gone or not reading")
 
     def _snapshot_error(self, msg: str, *args) -> None:

@@ -102,7 +102,7 @@ class StrategyWorker(Worker):
         # the first live tick (a resend to a gateway that came late is answered twice; the
         # second answer is counted late and ignored)
         self.snap = self.socket(zmq.DEALER, connect=ep.snapshot)
-        self.snapshots = DealerClient(self.snap, SNAPSHOT_POLICY)
+        self.snapshots = DealerClient(self.snap, SNAPSHOT_POLICY, sockmon=self.sockmon)
         self.add_reader(self.ticks, self._on_tick)
         self.add_reader(self.events, self._on_event)
         self.add_reader(self.snap, self._on_snapshot_frames, multipart=True)
@@ -259,11 +259,15 @@ class StrategyWorker(Worker):
 
     # ------------------------------------------------------------------ output
     def _push(self, msg: P.Message) -> bool:
+        data = msg.pack()
         try:
-            self.out.send(msg.pack(), zmq.NOBLOCK)
-            return True
+            self.out.send(data, zmq.NOBLOCK)
         except zmq.Again:
+            # one place for both kinds: signals_dropped and levels_dropped are counted by the callers
+            self.sockmon.count_drop(self.out)
             return False
+        self.sockmon.count_out(self.out, len(data))
+        return True
 
     def _send_signal(self, sig: P.Signal) -> None:
         if self._push(sig):
