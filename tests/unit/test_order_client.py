@@ -259,7 +259,7 @@ def test_dealer_client_against_a_dead_peer_gives_up_on_time_and_asks_again_when_
         # simulated time creeps (the attempt lasts until 21.0) while real time gives the DEALER
         # its reconnect, however long a busy machine takes for it
         while not reqs and t < 20.99:
-            t += 0.0005
+            t += 0.005
             client.on_timeouts(t)
             reqs = pair.requests(1, timeout_ms=50)
         assert reqs, "the request never reached the peer inside its first attempt"
