@@ -393,9 +393,13 @@ def test_kill_switch_is_the_accounts_survives_a_gateway_restart_and_lets_flatten
     positions_row_click(qtbot, w, "MSFT")
     assert w.selected_position_symbols() == ["MSFT"]
     qtbot.mouseClick(w.flatten_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: desk.state.positions.qty("MSFT") == 0, timeout=TIMEOUT)
-    sells = [o for o in manual_orders(desk) if o.symbol == "MSFT" and o.side is P.Side.SELL]
-    assert len(sells) == 1 and sells[0].status is OrderStatus.FILLED and sells[0].filled_qty == 100
+    def sells():
+        return [o for o in manual_orders(desk) if o.symbol == "MSFT" and o.side is P.Side.SELL]
+
+    # the fill and the order's final update are two reports: wait for both
+    qtbot.waitUntil(lambda: desk.state.positions.qty("MSFT") == 0 and any(o.status is OrderStatus.FILLED for o in sells()),
+                    timeout=TIMEOUT)
+    assert len(sells()) == 1 and sells()[0].filled_qty == 100
     assert ctl.kill_engaged  # flattening does not release anything
 
     # Release asks: resume the strategies or keep them paused
