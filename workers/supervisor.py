@@ -37,7 +37,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -169,13 +169,13 @@ class WorkerState(WorkerReadout):
     def view(self) -> WorkerView:
         """A snapshot for another thread (shares the stats maps, which are replaced, never
         changed in place)."""
-        return WorkerView(
+        # every field the view declares, copied by name: a field added to both is never forgotten
+        values = {f.name: getattr(self, f.name) for f in fields(WorkerView)}
+        values.update(
             spec=WorkerSpec(self.spec.name, self.spec.kind, list(self.spec.args), self.spec.restart, list(self.spec.first_start_args)),
-            proc=self.pid if self.proc is not None else None, pid=self.pid, state=self.state, started_at=self.started_at,
-            restarts=self.restarts, last_heartbeat=self.last_heartbeat, stats=self.stats, rates=self.rates,
-            exit_code=self.exit_code, next_start=self.next_start, backoff=self.backoff, reason=self.reason,
-            wanted=self.wanted, carried=dict(self.carried), quick_deaths=self.quick_deaths, clock=self.clock,
+            proc=self.pid if self.proc is not None else None, carried=dict(self.carried),
         )
+        return WorkerView(**values)
 
     def retire_stats(self) -> None:
         """The process is gone: keep its counters so fleet totals never go backwards."""
