@@ -215,8 +215,8 @@ def test_kill_switch_cancels_orders_and_stops_strategies(qtbot, desk):
     assert rep.live_before >= 1 and rep.ended == rep.live_before and set(rep.strategies) == {"sr-breakout", "sr-bounce"}
     assert w.banner.isVisible() and "KILL SWITCH engaged" in w.banner.text()
     qtbot.waitUntil(lambda: cell(w.history, coid, "status") == "CANCELLED", timeout=TIMEOUT)
-    left = [(r.client_order_id, r.symbol, r.source, r.status.value, r.reason) for r in w.working.model.rows()]
-    assert left == [], f"working after the kill switch: {left}"
+    # the working blotter drops a finished order at a flush of its own (under load, one later)
+    qtbot.waitUntil(lambda: w.working.model.rowCount() == 0, timeout=TIMEOUT)
     # the workers panel shows the strategies paused; the executor reports its kill switch on
     qtbot.waitUntil(lambda: cell(w.workers_panel, "sr-breakout", "state") == "PAUSED"
                     and cell(w.workers_panel, "sr-bounce", "state") == "PAUSED", timeout=TIMEOUT)
