@@ -953,12 +953,16 @@ class AppState:
         self._dirty_levels[key] = lv
 
     # ---- the flush
-    def collect(self, now: float | None = None) -> Changes:
-        """Everything that changed since the last call (the 30 Hz flush calls this)."""
+    def collect(self, now: float | None = None, quotes: bool = True) -> Changes:
+        """Everything that changed since the last call (the 30 Hz flush calls this).
+
+        ``quotes=False`` leaves moved prices pending for a later call: the window takes them
+        at a lower rate than order events (see ``QUOTE_EVERY`` in app/window.py), so that a
+        table of ticking prices is not repainted 30 times a second."""
         now = time.monotonic() if now is None else now
         m = self.market
         m.update_rates(now)
-        symbols = m.take_dirty()
+        symbols = m.take_dirty() if quotes else set()
         # marking positions to market is cheap and only for symbols whose price moved
         for sym in symbols:
             for book in self.source_positions.values():

@@ -430,3 +430,28 @@ def test_params_dialog_names_parameters_and_offers_the_modes(make_window, qtbot)
     mode.setCurrentText("breakout")
     dlg._accept()
     assert dlg.changes == {"mode": "breakout"}
+
+
+def test_moved_prices_wait_for_a_quote_flush_but_orders_and_fills_do_not(make_window):
+    """Ticking prices repaint at about 10 Hz (QUOTE_EVERY flushes), orders and fills at the
+    next flush: a price held back is shown, not lost, at the next quote flush."""
+    from app.window import QUOTE_EVERY
+
+    assert QUOTE_EVERY > 1
+    w = make_window()
+    feed(w, "MSFT", last=100.0)
+    m = w.state.market
+    seq = m.quotes["MSFT"].seq
+    m.on_tick("MSFT", seq + 1, P.now_ns(), 123.45, 123.44, 123.46, 100, 200, 1)
+    w.state.orders.apply_map({"client_order_id": "c9", "order_id": "O9", "symbol": "MSFT", "side": "buy", "qty": 5,
+                              "filled_qty": 0, "avg_price": 0.0, "status": "new", "ts": 1, "order_type": "limit",
+                              "limit_price": 99.0, "source": "manual"})
+    repainted = []
+    w.market_watch.model.dataChanged.connect(lambda a, b, *_: repainted.append((a.row(), b.row())))
+    w._flush(quotes=False)
+    assert w.working.model.keys() == ["c9"]  # the order at once
+    assert repainted == []  # the price not yet
+    w._flush(quotes=True)
+    assert repainted == [(0, 0)]
+    last_col = [c.key for c in w.market_watch.model.columns].index("last")
+    assert w.market_watch.model.index(0, last_col).data() == "123.45"
