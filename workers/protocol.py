@@ -71,6 +71,9 @@ class MsgType(StrEnum):
     PING = "ping"
     GET_FILLS = "get_fills"
     SET_KILL_SWITCH = "set_kill_switch"
+    REPLACE_ORDER = "replace_order"
+    SET_OCO = "set_oco"
+    DEPTH = "depth"
     # snapshot endpoint (market-data gateway)
     GET_SNAPSHOT = "get_snapshot"
     # control channel
@@ -88,6 +91,35 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
+    #: a market order once the last trade reaches ``stop_price`` (buy: at or above, sell: at or below)
+    STOP = "stop"
+    #: a limit order at ``limit_price`` once triggered as a stop
+    STOP_LIMIT = "stop_limit"
+    #: a stop that follows the market by ``trail_amount`` or ``trail_pct`` (a sell stop rises
+    #: with the highest last trade since it was placed, a buy stop falls with the lowest)
+    TRAILING_STOP = "trailing_stop"
+
+    @property
+    def is_stop(self) -> bool:
+        return self in _STOP_TYPES
+
+    @property
+    def has_limit(self) -> bool:
+        return self is OrderType.LIMIT or self is OrderType.STOP_LIMIT
+
+
+_STOP_TYPES = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
+
+
+class TimeInForce(StrEnum):
+    #: until the session's end, then ``expired``
+    DAY = "day"
+    #: good till cancelled
+    GTC = "gtc"
+    #: immediate or cancel: fill what can be filled at once, cancel the rest
+    IOC = "ioc"
+    #: fill or kill: all at once or nothing
+    FOK = "fok"
 
 
 class OrderStatus(StrEnum):
@@ -134,6 +166,8 @@ Qty = Annotated[int, Meta(ge=1, le=MAX_QTY)]
 SignedQty = Annotated[int, Meta(ge=-(2**63), le=INT64_MAX)]
 #: a price: finite, 0 < price < MAX_PRICE
 Price = Annotated[float, Meta(gt=0.0, lt=MAX_PRICE)]
+#: a trailing stop's distance in percent of the price: 0 < pct < 100
+Percent = Annotated[float, Meta(gt=0.0, lt=100.0)]
 #: any finite number (P&L, averages): the bounds exclude NaN and +-infinity
 Finite = Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
 
@@ -237,6 +271,39 @@ class Ticks(Message, tag="ticks"):
         return tick_topic(self.symbol)
 
 
+#: a level of a ``depth`` message: price, size
+DepthLevel = tuple[Price, Count]
+#: most levels per side of a ``depth`` message
+MAX_DEPTH_LEVELS = 10
+
+
+@wire
+class Depth(Message, tag="depth"):
+    """The order book of ONE symbol (ticks endpoint, topic ``depth.<SYMBOL>``): ``bids`` best
+    (highest) first, ``asks`` best (lowest) first, at most 10 levels each.  The best levels
+    equal the bid/ask and sizes of the symbol's tick of the same moment.  ``seq`` counts the
+    symbol's depth messages (its own counter, not the ticks'), ``epoch`` as ticks."""
+
+    symbol: Symbol
+    seq: Count
+    ts: Ts
+    bids: Annotated[list[DepthLevel], Meta(max_length=MAX_DEPTH_LEVELS)]
+    asks: Annotated[list[DepthLevel], Meta(max_length=MAX_DEPTH_LEVELS)]
+    epoch: Epoch = 0
+
+    def __post_init__(self) -> None:
+        for name, levels, sign in (("bids", self.bids, -1), ("asks", self.asks, 1)):
+            for i in range(1, len(levels)):
+                if (levels[i][0] - levels[i - 1][0]) * sign <= 0:
+                    raise ValueError(f"depth {self.symbol}: {name} not best first at level {i}")
+        if self.bids and self.asks and self.bids[0][0] > self.asks[0][0]:
+            raise ValueError(f"depth {self.symbol}: best bid {self.bids[0][0]} above best ask {self.asks[0][0]}")
+
+    @property
+    def topic(self) -> bytes:
+        return depth_topic(self.symbol)
+
+
 # ---- strategy and executor
 
 
@@ -330,19 +397,71 @@ class SendOrder(Traced, tag="send_order"):
     side: Side
     qty: Qty
     order_type: OrderType = OrderType.MARKET
-    #: required for limit orders, absent for market orders
+    #: required for limit and stop_limit orders, absent otherwise
     limit_price: Price | None = None
     ts: Ts = 0
+    #: time in force (docs/protocol.md "Order types and time in force")
+    tif: TimeInForce = TimeInForce.DAY
+    #: required for stop and stop_limit orders, absent otherwise
+    stop_price: Price | None = None
+    #: trailing_stop: exactly one of the two, absent otherwise
+    trail_amount: Price | None = None
+    trail_pct: Percent | None = None
+    #: a bracket: when this order fills, child orders ``<client_order_id>.tp`` (a limit at
+    #: ``take_profit_price``) and ``<client_order_id>.sl`` (a stop at ``stop_loss_price``) on
+    #: the other side, sized to the filled quantity, one-cancels-other
+    take_profit_price: Price | None = None
+    stop_loss_price: Price | None = None
+    #: the children's time in force
+    take_profit_tif: TimeInForce = TimeInForce.GTC
+    stop_loss_tif: TimeInForce = TimeInForce.GTC
 
     def __post_init__(self) -> None:
-        if self.order_type is OrderType.LIMIT and self.limit_price is None:
-            raise ValueError("a limit order needs 'limit_price'")
-        if self.order_type is OrderType.MARKET and self.limit_price is not None:
-            raise ValueError("a market order must not carry 'limit_price'")
+        check_order_terms(self)
 
+
+def check_order_terms(o) -> None:
+    """The rules every order's terms follow (send_order, and an order after replace_order);
+    raises ValueError with the reason a client is told."""
+    ot = o.order_type
+    if ot.has_limit and o.limit_price is None:
+        raise ValueError(f"a {ot.value} order needs 'limit_price'")
+    if not ot.has_limit and o.limit_price is not None:
+        raise ValueError(f"a {ot.value} order must not carry 'limit_price'")
+    if ot is OrderType.STOP or ot is OrderType.STOP_LIMIT:
+        if o.stop_price is None:
+            raise ValueError(f"a {ot.value} order needs 'stop_price'")
+    elif o.stop_price is not None:
+        raise ValueError(f"a {ot.value} order must not carry 'stop_price'")
+    if ot is OrderType.TRAILING_STOP:
+        if (o.trail_amount is None) == (o.trail_pct is None):
+            raise ValueError("a trailing_stop order needs exactly one of 'trail_amount' and 'trail_pct'")
+    elif o.trail_amount is not None or o.trail_pct is not None:
+        raise ValueError(f"a {ot.value} order must not carry 'trail_amount' or 'trail_pct'")
+    if o.tif in (TimeInForce.IOC, TimeInForce.FOK) and ot.is_stop:
+        raise ValueError(f"tif {o.tif.value} applies to market and limit orders, not {ot.value}")
+    tp, sl = o.take_profit_price, o.stop_loss_price
+    if tp is not None or sl is not None:
+        if len(o.client_order_id) > MAX_STR - len(BRACKET_SUFFIXES[0]):
+            raise ValueError(f"a bracket's client_order_id is at most {MAX_STR - 3} characters (its children add .tp/.sl)")
+        if o.take_profit_tif in (TimeInForce.IOC, TimeInForce.FOK) or o.stop_loss_tif in (TimeInForce.IOC, TimeInForce.FOK):
+            raise ValueError("a bracket's children rest: their tif is day or gtc")
+        buy = o.side is Side.BUY
+        if tp is not None and sl is not None and (tp <= sl if buy else tp >= sl):
+            raise ValueError(f"take_profit_price must be {'above' if buy else 'below'} stop_loss_price for a {o.side.value}")
+        ref = o.limit_price if ot.has_limit else None
+        if ref is not None and tp is not None and (tp <= ref if buy else tp >= ref):
+            raise ValueError(f"take_profit_price must be {'above' if buy else 'below'} the limit price for a {o.side.value}")
+        if ref is not None and sl is not None and (sl >= ref if buy else sl <= ref):
+            raise ValueError(f"stop_loss_price must be {'below' if buy else 'above'} the limit price for a {o.side.value}")
+
+
+#: a bracket child's client_order_id is its parent's followed by one of these
+BRACKET_SUFFIXES = (".tp", ".sl")
 
 #: the fields of send_order that define the order (a resend must repeat them exactly)
-ORDER_TERMS = ("symbol", "side", "qty", "order_type", "limit_price")
+ORDER_TERMS = ("symbol", "side", "qty", "order_type", "limit_price", "tif", "stop_price", "trail_amount", "trail_pct",
+               "take_profit_price", "stop_loss_price", "take_profit_tif", "stop_loss_tif")
 
 
 @wire
@@ -365,6 +484,24 @@ class OrderUpdate(ExecReport, tag="order_update"):
     reason: Text = ""
     order_type: OrderType = OrderType.MARKET
     limit_price: Price | None = None
+    # the terms of issue 13's order kinds, as sent (or as a replace_order left them)
+    tif: TimeInForce = TimeInForce.DAY
+    stop_price: Price | None = None
+    trail_amount: Price | None = None
+    trail_pct: Percent | None = None
+    take_profit_price: Price | None = None
+    stop_loss_price: Price | None = None
+    take_profit_tif: TimeInForce = TimeInForce.GTC
+    stop_loss_tif: TimeInForce = TimeInForce.GTC
+    #: a stop kind whose trigger was reached (it now works as a market or limit order)
+    triggered: bool = False
+    #: held and worked by the exchange gateway because the venue lacks this kind natively
+    emulated: bool = False
+    #: a bracket child: its parent's client_order_id
+    parent_id: Text = ""
+    #: one-cancels-other group ("" for none): when one order of the group fills (even
+    #: partly), the others are cancelled
+    oco_group: Text = ""
 
 
 @wire
@@ -428,6 +565,37 @@ class GetFills(Message, tag="get_fills"):
 
 
 @wire
+class ReplaceOrder(Message, tag="replace_order"):
+    """Change a working order's quantity and/or prices (FIX's cancel/replace).  The order keeps
+    its ``client_order_id``; this request's own ``client_order_id`` is its idempotency key (a
+    repeat is answered with the stored reply).  At least one change; refused with a reason
+    when the order is done or the change is invalid (docs/protocol.md)."""
+
+    orig_client_order_id: Id
+    client_order_id: Id
+    #: the new total quantity (more than what is already filled)
+    qty: Qty | None = None
+    limit_price: Price | None = None
+    stop_price: Price | None = None
+    ts: Ts = 0
+
+    def __post_init__(self) -> None:
+        if self.qty is None and self.limit_price is None and self.stop_price is None:
+            raise ValueError("a replace_order needs at least one of 'qty', 'limit_price', 'stop_price'")
+        if self.client_order_id == self.orig_client_order_id:
+            raise ValueError("a replace_order's client_order_id is its own (not the order's)")
+
+
+@wire
+class SetOco(Message, tag="set_oco"):
+    """Make working orders one-cancels-other: when one fills (even partly), the gateway
+    cancels the others.  Idempotent (the group's name is derived from its members)."""
+
+    client_order_ids: Annotated[list[Id], Meta(min_length=2, max_length=10)]
+    ts: Ts = 0
+
+
+@wire
 class SetKillSwitch(Message, tag="set_kill_switch"):
     """Turn the account's kill switch on or off.  While on, the gateway refuses every order
     that would increase a position, from any client (reason starting ``kill switch``), and
@@ -439,7 +607,7 @@ class SetKillSwitch(Message, tag="set_kill_switch"):
 
 
 REQUEST_CLASSES: tuple[type[Message], ...] = (SendOrder, CancelOrder, CancelAll, GetOrder, GetOrders, GetPositions,
-                                              GetFills, SetKillSwitch, Ping)
+                                              GetFills, SetKillSwitch, ReplaceOrder, SetOco, Ping)
 REQUEST_TYPES = frozenset(c.TYPE for c in REQUEST_CLASSES)
 
 
@@ -535,6 +703,21 @@ class GetFillsReply(Reply, tag="get_fills_reply"):
 
 
 @wire
+class ReplaceOrderReply(OrderReply, tag="replace_order_reply"):
+    """The order after the replace (``client_order_id`` is the order's, not the request's)."""
+
+    #: the replace request's own client_order_id
+    replace_id: Text = ""
+    order: OrderUpdate | None = None
+
+
+@wire
+class SetOcoReply(Reply, tag="set_oco_reply"):
+    #: the group's name, as order updates carry it in ``oco_group``
+    oco_group: Text = ""
+
+
+@wire
 class SetKillSwitchReply(Reply, tag="set_kill_switch_reply"):
     #: the kill switch as it now stands, and why it was turned on
     on: bool = False
@@ -575,6 +758,8 @@ class GetSnapshotReply(Reply, tag="get_snapshot_reply"):
     bars: list[SymbolBars] = []
     #: true when bars were left out (oldest first) to keep the reply within its size
     truncated: bool = False
+    #: the last depth message of each symbol that has one (with its ``seq``)
+    depth: list[Depth] = []
 
 
 #: request class -> the class of its reply
@@ -587,6 +772,8 @@ REPLY_FOR: dict[type[Message], type[Reply]] = {
     GetPositions: GetPositionsReply,
     GetFills: GetFillsReply,
     SetKillSwitch: SetKillSwitchReply,
+    ReplaceOrder: ReplaceOrderReply,
+    SetOco: SetOcoReply,
     Ping: PingReply,
     GetSnapshot: GetSnapshotReply,
 }
@@ -849,6 +1036,10 @@ def tick_topic(symbol: str) -> bytes:
     return b"tick." + symbol.encode()
 
 
+def depth_topic(symbol: str) -> bytes:
+    return b"depth." + symbol.encode()
+
+
 _TICK_PREFIX: dict[str, bytes] = {}  # symbol -> b"tick.<SYMBOL>\0"
 _TICK_PREFIX_MAX = 10_000  # bounded: a flood of made-up symbols cannot grow it
 
@@ -876,6 +1067,8 @@ def topic_for(msg: Message) -> bytes:
     cls = msg.__class__
     if cls is Tick or cls is Ticks:
         return tick_topic(msg.symbol)
+    if cls is Depth:
+        return depth_topic(msg.symbol)
     prefix = _TOPIC_PREFIX.get(cls)
     if prefix is not None:
         return prefix + msg.symbol.encode()

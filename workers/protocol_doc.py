@@ -23,7 +23,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
 #: the sections of the reference, in order, and which messages each holds
 SECTIONS = (
-    ("Market data (ticks endpoint)", (P.Tick, P.Ticks)),
+    ("Market data (ticks endpoint)", (P.Tick, P.Ticks, P.Depth)),
     ("Strategies and executor (signals, events)", (P.Signal, P.Levels, P.SignalDecision, P.Position)),
     ("Requests (orders endpoint)", P.REQUEST_CLASSES),
     ("Replies (orders and snapshot endpoints)", P.REPLY_CLASSES),

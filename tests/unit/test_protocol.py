@@ -39,13 +39,18 @@ def ticks(draw):
 @st.composite
 def orders(draw):
     kind = draw(st.sampled_from(list(P.OrderType)))
+    trail = draw(st.booleans())
     return P.SendOrder(
         client_order_id=draw(ids),
         symbol=draw(symbols),
         side=draw(sides),
         qty=draw(qtys),
         order_type=kind,
-        limit_price=draw(prices) if kind is P.OrderType.LIMIT else None,
+        limit_price=draw(prices) if kind.has_limit else None,
+        stop_price=draw(prices) if kind in (P.OrderType.STOP, P.OrderType.STOP_LIMIT) else None,
+        trail_amount=draw(prices) if kind is P.OrderType.TRAILING_STOP and trail else None,
+        trail_pct=draw(st.floats(0.01, 99.0)) if kind is P.OrderType.TRAILING_STOP and not trail else None,
+        tif=draw(st.sampled_from([P.TimeInForce.DAY, P.TimeInForce.GTC] if kind.is_stop else list(P.TimeInForce))),
         source=draw(st.text(max_size=30)),
         ts=draw(ts),
         cause_ts=draw(ts),

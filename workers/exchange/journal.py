@@ -75,9 +75,9 @@ from workers.errors import CorruptStateError
 from workers.exchange.client import FillRecord, Order
 from workers.positions import PositionBook
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: the schema versions this gateway opens (and upgrades to SCHEMA_VERSION)
-_READABLE_VERSIONS = (0, 1, 2, 3, SCHEMA_VERSION)
+_READABLE_VERSIONS = (0, 1, 2, 3, 4, SCHEMA_VERSION)
 SYNC_MODES = ("normal", "full")
 #: SQLite stores signed 64-bit integers; a larger one would fail the fold long after the
 #: batch was acknowledged, so :meth:`Journal.write` refuses it up front.
@@ -91,10 +91,10 @@ _LOG_MAGIC = b"TDJL"
 #: format 3: a record is [order rows, fill rows, replies, counters, account]; format 2: the
 #: same without account (schema v3); format 1 (schema v2): format 2 with order rows in
 #: _V2_ORDER_COLUMNS order.  Formats 1 and 2 are read (once, at open), never appended to.
-_LOG_FORMAT = 3
-_LOG_FORMATS = (1, 2, _LOG_FORMAT)
+_LOG_FORMAT = 4
+_LOG_FORMATS = (1, 2, 3, _LOG_FORMAT)
 #: how many items a record's payload array holds, by log format
-_RECORD_ITEMS = {1: 4, 2: 4, 3: 5}
+_RECORD_ITEMS = {1: 4, 2: 4, 3: 5, 4: 5}
 #: each record: payload length, crc32 of the payload
 _REC = struct.Struct("<II")
 #: a record longer than this is not one (a torn header read as a length)
@@ -104,7 +104,7 @@ _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 def _sql_type(t: Any) -> str:
     t = _optional_inner(t)
-    if t is int:
+    if t is int or t is bool:
         return "INTEGER"
     if t is float:
         return "REAL"
@@ -121,11 +121,36 @@ def _columns(record: type, key: str, unique: tuple[str, ...] = ()) -> str:
     optional)."""
     lines = []
     for f in msgspec.structs.fields(record):
-        null = type(None) in get_args(f.type)
-        line = f"    {f.name} {_sql_type(f.type)}"
-        line += " PRIMARY KEY" if f.name == key else (" NOT NULL UNIQUE" if f.name in unique else ("" if null else " NOT NULL"))
-        lines.append(line)
+        lines.append(f"    {_column(f, key, unique)}")
     return ",\n".join(lines)
+
+
+def _column(f: msgspec.structs.FieldInfo, key: str = "", unique: tuple[str, ...] = ()) -> str:
+    null = type(None) in get_args(f.type)
+    line = f"{f.name} {_sql_type(f.type)}"
+    return line + (" PRIMARY KEY" if f.name == key else (" NOT NULL UNIQUE" if f.name in unique else ("" if null else " NOT NULL")))
+
+
+def _sql_literal(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return str(int(v))
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def _add_missing_columns(columns: set[str]) -> str:
+    """ALTER TABLE lines that give a v4 orders table the columns issue 13's order kinds
+    added (each with its field's default, so old rows read as they were meant)."""
+    out = []
+    for f in msgspec.structs.fields(Order):
+        if f.name in columns or f.name == "updated_ts":
+            continue
+        default = f.default if f.default is not msgspec.NODEFAULT else None
+        out.append(f"ALTER TABLE orders ADD COLUMN {_column(f)} DEFAULT {_sql_literal(default)};")
+    return " ".join(out)
 
 
 #: the columns of the orders and fills tables, in record order (log rows are in this order too)
@@ -134,6 +159,9 @@ FILL_COLUMNS = tuple(f.name for f in msgspec.structs.fields(FillRecord))
 #: what a row of the log's format 1 (schema v2) held, in order
 _V2_ORDER_COLUMNS = ("client_order_id", "order_id", "symbol", "side", "qty", "order_type", "limit_price", "source", "status",
                      "filled_qty", "avg_price", "reason", "created_ts", "ts", "cause_ts", "origin_ts")
+#: what a row of the log's formats 2 and 3 (schemas v3, v4) held, in order
+_V4_ORDER_COLUMNS = ("client_order_id", "order_id", "symbol", "side", "qty", "filled_qty", "avg_price", "status", "ts", "reason",
+                     "order_type", "limit_price", "source", "cause_ts", "origin_ts", "created_ts")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS orders (
@@ -160,8 +188,9 @@ CREATE TABLE IF NOT EXISTS log_state (
 """
 
 _ORDER_COLUMN_LIST = ", ".join(ORDER_COLUMNS)
-#: the state of an order: what a later row may change (terms and creation time never change)
-_ORDER_STATE = ("order_id", "status", "filled_qty", "avg_price", "reason", "ts", "cause_ts")
+#: what a later row of an order may change: everything but its id and creation time (a
+#: replace_order changes its terms)
+_ORDER_STATE = tuple(c for c in ORDER_COLUMNS if c not in ("client_order_id", "created_ts"))
 # An order row is inserted once and then only its state changes; the stored reply is kept
 # once written (COALESCE), so a later state change can never erase it.
 _UPSERT_ORDER = f"""
@@ -278,6 +307,8 @@ class Journal:
             # columns after the record's fields, which are the order_update message's
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(orders)")}
             upgrade = "ALTER TABLE orders RENAME COLUMN updated_ts TO ts;" if "updated_ts" in columns else ""
+            if columns:  # v5 added the order kinds' columns
+                upgrade += _add_missing_columns(columns | ({"ts"} if "updated_ts" in columns else set()))
             # A write transaction takes the exclusive lock now, not at the first order: from
             # here on this process alone may touch the log file too.
             self.db.executescript(f"BEGIN IMMEDIATE; {upgrade} {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
@@ -425,8 +456,8 @@ class Journal:
             raise TypeError(f"account is a {type(account).__name__}, not a map")
         self._account.update(account)
         fill_rows = [tuple(r) for r in fill_rows if r[0] > self._last_fill_n]  # folded already
-        if self._log_format == 1:
-            order_rows = [_v2_order_row(r) for r in order_rows]
+        if self._log_format != _LOG_FORMAT:
+            order_rows = [_old_order_row(r, self._log_format) for r in order_rows]
         self._remember([tuple(r) for r in order_rows], fill_rows, [tuple(x) for x in lone], changed)
         self._records += 1
 
@@ -848,16 +879,32 @@ def remove_journal(path: str | os.PathLike) -> None:
 
 
 def _order_from_row(row: tuple) -> Order:
-    return msgspec.convert(dict(zip(ORDER_COLUMNS, row)), Order)  # converts the enums back
+    # strict=False: SQLite gives booleans back as 0/1 (it has no bool type)
+    return msgspec.convert(dict(zip(ORDER_COLUMNS, row)), Order, strict=False)  # converts the enums back
 
 
 def _fill_from_row(row: tuple) -> FillRecord:
     return msgspec.convert(dict(zip(FILL_COLUMNS, row)), FillRecord)
 
 
-_V2_TO_ROW = tuple(_V2_ORDER_COLUMNS.index(c) for c in ORDER_COLUMNS)
+def _defaults() -> dict[str, Any]:
+    out = {}
+    for f in msgspec.structs.fields(Order):
+        d = f.default if f.default is not msgspec.NODEFAULT else None
+        out[f.name] = d.value if hasattr(d, "value") else d
+    return out
 
 
-def _v2_order_row(row: list) -> tuple:
-    """A format-1 log row (its last cell: the stored reply) in today's column order."""
-    return (*(row[i] for i in _V2_TO_ROW), row[-1])
+_ROW_DEFAULTS = _defaults()
+#: log format -> for each of today's columns, its index in that format's row, or None (the default)
+_OLD_TO_ROW = {
+    fmt: tuple(cols.index(c) if c in cols else None for c in ORDER_COLUMNS)
+    for fmt, cols in ((1, _V2_ORDER_COLUMNS), (2, _V4_ORDER_COLUMNS), (3, _V4_ORDER_COLUMNS))
+}
+
+
+def _old_order_row(row: list, fmt: int) -> tuple:
+    """A row of an earlier log format (its last cell: the stored reply) in today's column
+    order, the columns it lacked at their defaults."""
+    where = _OLD_TO_ROW[fmt]
+    return (*(row[i] if i is not None else _ROW_DEFAULTS[c] for i, c in zip(where, ORDER_COLUMNS)), row[-1])
