@@ -14,6 +14,7 @@ and as lines in the state's event log.  No Qt here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -27,7 +28,7 @@ from workers import protocol as P
 from workers.executor.risk import Decision, RiskChecker, RiskLimits
 from workers.order_client import AsyncOrderClient, RetryPolicy, new_client_order_id
 from workers.positions import fill_number
-from workers.protocol import OrderStatus, OrderType, Side
+from workers.protocol import OrderStatus, OrderType, Side, TimeInForce
 from workers.symbols import normalize_symbol
 from app.state import QUERYING_REASON, AppState, OrderRow
 from app.tasks import Tasks
@@ -47,19 +48,88 @@ PENDING_QUERY_S = 3.0
 FILLS_PAGE = 5_000
 
 
+#: the window's price increment: the wire carries no tick size and the simulated feed's is 0.01
+#: (workers/marketdata/sim_feed.py); the ticket's up/down, bracket offsets in ticks and the
+#: chart's dragged lines snap to it
+TICK_SIZE = 0.01
+
+#: the time-in-force values each order type may carry (P.check_order_terms: IOC and FOK are
+#: for market and limit orders; a stop rests until triggered)
+VALID_TIFS: dict[OrderType, tuple[TimeInForce, ...]] = {
+    OrderType.MARKET: (TimeInForce.DAY, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK),
+    OrderType.LIMIT: (TimeInForce.DAY, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK),
+    OrderType.STOP: (TimeInForce.DAY, TimeInForce.GTC),
+    OrderType.STOP_LIMIT: (TimeInForce.DAY, TimeInForce.GTC),
+    OrderType.TRAILING_STOP: (TimeInForce.DAY, TimeInForce.GTC),
+}
+
+#: how the ticket, the blotters and the chart's labels name a type
+TYPE_LABELS = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.STOP: "STP",
+               OrderType.STOP_LIMIT: "STP LMT", OrderType.TRAILING_STOP: "TRAIL"}
+
+
+def snap(price: float, tick: float = TICK_SIZE) -> float:
+    """``price`` on the tick grid (rounded to the nearest tick, printed without float noise)."""
+    return round(round(price / tick) * tick, 8)
+
+
+def _price_ok(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 < v < P.MAX_PRICE
+
+
 @dataclass(frozen=True)
 class Ticket:
-    """What the order ticket asks for."""
+    """What the order ticket asks for (the terms of ``send_order``)."""
 
     symbol: str
     side: Side
     qty: int
     order_type: OrderType = OrderType.MARKET
     limit_price: float | None = None
+    tif: TimeInForce = TimeInForce.DAY
+    stop_price: float | None = None
+    trail_amount: float | None = None
+    trail_pct: float | None = None
+    take_profit_price: float | None = None
+    stop_loss_price: float | None = None
+    take_profit_tif: TimeInForce = TimeInForce.GTC
+    stop_loss_tif: TimeInForce = TimeInForce.GTC
+
+    def normalized(self, symbol: str) -> Ticket:
+        """The ticket with ``symbol`` and without the fields its type does not use (a limit
+        price typed while the ticket said limit, then switched to market, is not sent)."""
+        ot = self.order_type
+        trailing = ot is OrderType.TRAILING_STOP
+        return dataclasses.replace(
+            self, symbol=symbol,
+            limit_price=self.limit_price if ot.has_limit else None,
+            stop_price=self.stop_price if ot in (OrderType.STOP, OrderType.STOP_LIMIT) else None,
+            trail_amount=self.trail_amount if trailing else None,
+            trail_pct=self.trail_pct if trailing and self.trail_amount is None else None)
+
+    @property
+    def is_bracket(self) -> bool:
+        return self.take_profit_price is not None or self.stop_loss_price is not None
 
     def describe(self) -> str:
-        px = f" @ {self.limit_price:.2f} LMT" if self.order_type is OrderType.LIMIT and self.limit_price else " MKT"
-        return f"{self.side.value.upper()} {self.qty} {self.symbol}{px}"
+        """``BUY 100 MSFT @ 99.50 LMT GTC TP 101.00 SL 98.00``: what the outcome line, the log and
+        the confirmation say."""
+        ot = self.order_type
+        if ot is OrderType.LIMIT and self.limit_price:
+            px = f" @ {self.limit_price:.2f} LMT"
+        elif ot is OrderType.STOP and self.stop_price:
+            px = f" STP {self.stop_price:.2f}"
+        elif ot is OrderType.STOP_LIMIT and self.stop_price and self.limit_price:
+            px = f" STP {self.stop_price:.2f} LMT {self.limit_price:.2f}"
+        elif ot is OrderType.TRAILING_STOP:
+            px = (f" TRAIL {self.trail_amount:.2f}" if self.trail_amount else
+                  f" TRAIL {self.trail_pct:g}%" if self.trail_pct else " TRAIL")
+        else:
+            px = f" {TYPE_LABELS.get(ot, ot.value)}"
+        tif = f" {self.tif.value.upper()}" if self.tif is not TimeInForce.DAY else ""
+        tp = f" TP {self.take_profit_price:.2f}" if self.take_profit_price is not None else ""
+        sl = f" SL {self.stop_loss_price:.2f}" if self.stop_loss_price is not None else ""
+        return f"{self.side.value.upper()} {self.qty} {self.symbol}{px}{tif}{tp}{sl}"
 
 
 @dataclass(frozen=True)
@@ -67,13 +137,95 @@ class Outcome:
     """The result of one request, for the ticket's outcome line and the log.
 
     ``kind``: invalid | sent | ack | filled | rejected | unknown | cancel_sent | cancelled |
-    cancel_rejected | cancel_unknown | reconciled.
+    cancel_rejected | cancel_unknown | reconciled | replace_sent | replaced | replace_rejected |
+    replace_unknown | oco_sent | oco_set | oco_rejected | oco_unknown.
     """
 
     kind: str
     text: str
     client_order_id: str = ""
     ok: bool = True
+
+
+def market_price(side: Side, q) -> float:
+    """What a market order of ``side`` would pay: the ask for a buy, the bid for a sell (the
+    last price when that side is empty)."""
+    px = q.ask if side is Side.BUY else q.bid
+    return px or q.last
+
+
+def entry_price(ticket: Ticket, q) -> float | None:
+    """The price the ticket's order is expected to trade at: its limit, its stop, a trailing
+    stop's first stop, else the market.  The risk check prices the order at it, the
+    confirmation shows its notional, a bracket's legs are placed around it."""
+    ot = ticket.order_type
+    if ot.has_limit:
+        return ticket.limit_price
+    if ot is OrderType.STOP:
+        return ticket.stop_price
+    if ot is OrderType.TRAILING_STOP:
+        trail = ticket.trail_amount if ticket.trail_amount is not None else (
+            q.last * ticket.trail_pct / 100.0 if ticket.trail_pct is not None else None)
+        if trail is None:
+            return None
+        return q.last + trail if ticket.side is Side.BUY else q.last - trail
+    return market_price(ticket.side, q)
+
+
+def _type_name(ot: OrderType) -> str:
+    return {OrderType.STOP_LIMIT: "stop limit", OrderType.TRAILING_STOP: "trailing stop"}.get(ot, ot.value)
+
+
+def terms_problem(ticket: Ticket, q) -> str | None:
+    """What is wrong with the ticket's terms, as a sentence for the trader (the rules of
+    ``P.check_order_terms``, said in the ticket's words, plus where a stop or a bracket's leg
+    stands against the market); None when they are fine."""
+    ot = ticket.order_type
+    name = _type_name(ot)
+    buy = ticket.side is Side.BUY
+    if ot.has_limit and not _price_ok(ticket.limit_price):
+        return f"A {name} order needs a positive limit price."
+    if ot in (OrderType.STOP, OrderType.STOP_LIMIT):
+        stop = ticket.stop_price
+        if not _price_ok(stop):
+            return f"A {name} order needs a positive stop price."
+        # a buy stop triggers at or above its price, a sell stop at or below: on the wrong
+        # side of the last trade it would trigger at once (NinjaTrader and TWS refuse it too)
+        if buy and stop <= q.last:
+            return f"A buy stop's price must be above the last price {q.last:.2f} (at or below it, it triggers at once)."
+        if not buy and stop >= q.last:
+            return f"A sell stop's price must be below the last price {q.last:.2f} (at or above it, it triggers at once)."
+    if ot is OrderType.TRAILING_STOP:
+        amt, pct = ticket.trail_amount, ticket.trail_pct
+        if amt is None and pct is None:
+            return "A trailing stop needs a trail amount or a trail percentage."
+        if amt is not None and pct is not None:
+            return "A trailing stop takes a trail amount or a trail percentage, not both."
+        if amt is not None and not _price_ok(amt):
+            return "The trail amount must be a positive price distance."
+        if pct is not None and not (isinstance(pct, (int, float)) and 0 < pct < 100):
+            return "The trail percentage must be between 0 and 100 (both excluded)."
+    if ticket.tif not in VALID_TIFS.get(ot, ()):
+        return f"{ticket.tif.value.upper()} applies to market and limit orders, not to a {name} order (it rests until triggered)."
+    if ticket.is_bracket:
+        tp, sl = ticket.take_profit_price, ticket.stop_loss_price
+        if tp is not None and not _price_ok(tp):
+            return "The take-profit price must be positive."
+        if sl is not None and not _price_ok(sl):
+            return "The stop-loss price must be positive."
+        rest = (TimeInForce.DAY, TimeInForce.GTC)
+        if ticket.take_profit_tif not in rest or ticket.stop_loss_tif not in rest:
+            return "A bracket's take-profit and stop-loss rest: their time in force is DAY or GTC."
+        ref = entry_price(ticket, q)
+        where = "the limit price" if ot.has_limit else "the stop price" if ot is OrderType.STOP else "the entry"
+        if ref:
+            if tp is not None and (tp <= ref if buy else tp >= ref):
+                return (f"The take-profit price must be {'above' if buy else 'below'} {where} "
+                        f"{ref:.2f} for a {ticket.side.value}.")
+            if sl is not None and (sl >= ref if buy else sl <= ref):
+                return (f"The stop-loss price must be {'below' if buy else 'above'} {where} "
+                        f"{ref:.2f} for a {ticket.side.value}.")
+    return None
 
 
 def validate_ticket(ticket: Ticket, state: AppState, risk: RiskChecker, now: float | None = None,
@@ -93,14 +245,14 @@ def validate_ticket(ticket: Ticket, state: AppState, risk: RiskChecker, now: flo
         return Decision(False, "Quantity must be a whole number of at least 1.")
     if ticket.qty > P.MAX_QTY:
         return Decision(False, f"Quantity must be at most {P.MAX_QTY}.")
-    if ticket.order_type is OrderType.LIMIT:
-        px = ticket.limit_price
-        if px is None or not math.isfinite(px) or px <= 0:
-            return Decision(False, "A limit order needs a positive limit price.")
-        price = px
-    else:
-        price = q.ask if ticket.side is Side.BUY else q.bid
-        price = price or q.last
+    problem = terms_problem(ticket, q)
+    if problem:
+        return Decision(False, problem)
+    try:  # the protocol's own rule, so nothing the gateway refuses for its terms goes out
+        P.check_order_terms(_TermsView(ticket))
+    except ValueError as e:
+        return Decision(False, f"Order terms: {e}.")
+    price = entry_price(ticket, q) or q.last
     pos = state.positions.qty(sym)
     pending = state.orders.pending_qty(sym)
     d = risk.check(ticket.side, sym, ticket.qty, price, time.monotonic() if now is None else now, pos, pending,
@@ -108,6 +260,45 @@ def validate_ticket(ticket: Ticket, state: AppState, risk: RiskChecker, now: flo
     if not d:
         return Decision(False, f"Risk: {d.reason}.")
     return d
+
+
+class _TermsView:
+    """A ticket as ``P.check_order_terms`` reads an order (it also wants the id's length)."""
+
+    def __init__(self, ticket: Ticket):
+        self.__dict__.update(dataclasses.asdict(ticket))
+        self.client_order_id = "manual-xxxxxxxx-000000"
+
+
+def _signed_pct(d: float, ref: float) -> str:
+    return f"{d:+.2f} ({d / ref * 100:+.2f}%)" if ref else f"{d:+.2f}"
+
+
+def confirmation_text(ticket: Ticket, q) -> str:
+    """The confirmation dialog's text: the order, its notional, and how far its prices are
+    from the market (in price and %): a buy's from the ask, a sell's from the bid."""
+    mkt = market_price(ticket.side, q)
+    side_name = "ask" if ticket.side is Side.BUY else "bid"
+    lines = [ticket.describe()]
+    entry = entry_price(ticket, q) or mkt
+    lines.append(f"Notional: {ticket.qty * entry:,.2f} ({ticket.qty:,} x {entry:.2f})")
+    lines.append(f"Market: bid {q.bid:.2f} / ask {q.ask:.2f} / last {q.last:.2f}")
+    ot = ticket.order_type
+    if ot is OrderType.MARKET:
+        lines.append(f"Distance: at market (the {side_name} {mkt:.2f})")
+    else:
+        if ot.has_limit:
+            lines.append(f"Limit {ticket.limit_price:.2f}: {_signed_pct(ticket.limit_price - mkt, mkt)} from the {side_name}")
+        if ticket.stop_price is not None:
+            lines.append(f"Stop {ticket.stop_price:.2f}: {_signed_pct(ticket.stop_price - q.last, q.last)} from the last")
+        if ot is OrderType.TRAILING_STOP and entry:
+            lines.append(f"First stop {entry:.2f}: {_signed_pct(entry - q.last, q.last)} from the last")
+    for name, px in (("Take profit", ticket.take_profit_price), ("Stop loss", ticket.stop_loss_price)):
+        if px is not None and entry:
+            lines.append(f"{name} {px:.2f}: {_signed_pct(px - entry, entry)} from the entry")
+    if ticket.tif is not TimeInForce.DAY:
+        lines.append(f"Time in force: {ticket.tif.value.upper()}")
+    return "\n".join(lines)
 
 
 class OrderService:
@@ -130,6 +321,9 @@ class OrderService:
         #: every fill up to this number was loaded with get_fills (the stream's fills may be
         #: newer: a fill that came live is no proof that the ones before it are held)
         self.fills_through = 0
+        #: client_order_id -> the replace_order request out for it (the chart holds a dragged
+        #: line at its new price while one is out)
+        self.replacing: dict[str, str] = {}
         # a task that fails shows on the ticket's outcome line, once (app/tasks.py logs it)
         self.tasks = tasks.child("orders", self._task_failed) if tasks is not None else Tasks("orders", self._task_failed)
 
@@ -150,7 +344,8 @@ class OrderService:
         self._report(Outcome("error", f"internal error: {type(e).__name__}: {e}", ok=False))
 
     def _report(self, outcome: Outcome) -> None:
-        level = logging.INFO if outcome.ok else (logging.WARNING if outcome.kind in ("unknown", "cancel_unknown") else logging.ERROR)
+        level = logging.INFO if outcome.ok else (
+            logging.WARNING if outcome.kind in ("unknown", "cancel_unknown", "replace_unknown", "oco_unknown") else logging.ERROR)
         self.state.log.add(level, "orders", outcome.text)
         for fn in list(self.listeners):
             try:
@@ -181,20 +376,18 @@ class OrderService:
             symbol = normalize_symbol(ticket.symbol)
         except ValueError:  # validate_ticket says what is wrong with it
             symbol = (ticket.symbol or "").strip()
-        ticket = Ticket(symbol, ticket.side, ticket.qty, ticket.order_type,
-                        ticket.limit_price if ticket.order_type is OrderType.LIMIT else None)
+        ticket = ticket.normalized(symbol)
         d = validate_ticket(ticket, self.state, self.risk, record=True)
         if not d:
             self._report(Outcome("invalid", f"{ticket.describe()} not sent: {d.reason}", ok=False))
             return d, None
         coid = new_client_order_id("manual")
         now = P.now_ns()
-        row = OrderRow(client_order_id=coid, symbol=ticket.symbol, side=ticket.side, qty=ticket.qty,
-                       order_type=ticket.order_type, limit_price=ticket.limit_price, source="manual",
-                       status=OrderStatus.PENDING_NEW, created_ts=now, ts=now)
+        terms = dataclasses.asdict(ticket)
+        row = OrderRow(client_order_id=coid, **terms, source="manual", status=OrderStatus.PENDING_NEW,
+                       created_ts=now, ts=now)
         self.state.orders.add(row)
-        req = P.SendOrder(client_order_id=coid, symbol=ticket.symbol, side=ticket.side, qty=ticket.qty,
-                          order_type=ticket.order_type, limit_price=ticket.limit_price, source="manual", ts=now)
+        req = P.SendOrder(client_order_id=coid, **terms, source="manual", ts=now)
         self._report(Outcome("sent", f"{ticket.describe()} sent ({coid})", coid))
         self._spawn(self._send(req, ticket), f"send {coid}")
         return d, coid
@@ -260,6 +453,128 @@ class OrderService:
         else:
             self._report(Outcome("cancel_rejected", f"{what} refused: {reply.reason or 'no reason given'} ({coid})",
                                  coid, ok=False))
+
+    # ------------------------------------------------------------------ replace, OCO
+    def check_replace(self, coid: str, qty: int | None = None, limit_price: float | None = None,
+                      stop_price: float | None = None) -> Decision:
+        """May this change go out?  The order's own rules (a quantity above what is filled, a
+        price only where the kind has one, a stop on the right side of the market) and the
+        ticket's risk check of the order as it would stand."""
+        row = self.state.orders.get(coid)
+        if row is None:
+            return Decision(False, f"no order {coid} in this window")
+        if not row.is_live or row.status is OrderStatus.UNKNOWN:
+            return Decision(False, f"the order is {row.status.value}: only a working order can be modified")
+        if qty is None and limit_price is None and stop_price is None:
+            return Decision(False, "nothing to change")
+        ot = row.order_type
+        if qty is not None:
+            if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= P.MAX_QTY:
+                return Decision(False, "the quantity must be a whole number of at least 1")
+            if qty <= row.filled_qty:
+                return Decision(False, f"the quantity must be more than the {row.filled_qty} already filled")
+        if limit_price is not None:
+            if not ot.has_limit:
+                return Decision(False, f"a {_type_name(ot)} order has no limit price")
+            if not _price_ok(limit_price):
+                return Decision(False, "the limit price must be positive")
+        if stop_price is not None:
+            if ot not in (OrderType.STOP, OrderType.STOP_LIMIT):
+                return Decision(False, f"a {_type_name(ot)} order has no stop price to move")
+            if not _price_ok(stop_price):
+                return Decision(False, "the stop price must be positive")
+            q = self.state.market.quotes.get(row.symbol)
+            if q is not None and q.last and not row.triggered:
+                if row.side is Side.BUY and stop_price <= q.last:
+                    return Decision(False, f"a buy stop must stay above the last price {q.last:.2f}")
+                if row.side is Side.SELL and stop_price >= q.last:
+                    return Decision(False, f"a sell stop must stay below the last price {q.last:.2f}")
+        q = self.state.market.quotes.get(row.symbol)
+        if q is None or not q.last:
+            return Decision(True)  # no price to check against: the exchange's limits decide
+        new_qty = qty if qty is not None else row.qty
+        price = limit_price or stop_price or row.limit_price or row.stop_price or market_price(row.side, q)
+        # the order's own remaining quantity is replaced, not added to
+        pending = self.state.orders.pending_qty(row.symbol) - row.signed_remaining
+        d = self.risk.check(row.side, row.symbol, new_qty - row.filled_qty, price, time.monotonic(),
+                            self.state.positions.qty(row.symbol), pending, last=q.last, record=False)
+        return d if d else Decision(False, f"risk: {d.reason}")
+
+    def replace(self, coid: str, qty: int | None = None, limit_price: float | None = None,
+                stop_price: float | None = None) -> asyncio.Task:
+        """Modify a working order in place (``replace_order``); returns the request's task at
+        once.  Outcomes: replace_sent, then replaced / replace_rejected / replace_unknown (no
+        readable reply: the blotter shows what the stream says)."""
+        return self._spawn(self._replace(coid, qty, limit_price, stop_price), f"replace {coid}")
+
+    async def _replace(self, coid: str, qty: int | None, limit_price: float | None, stop_price: float | None) -> None:
+        row = self.state.orders.get(coid)
+        changes = [f"qty {qty}" if qty is not None else "", f"limit {limit_price:.2f}" if limit_price is not None else "",
+                   f"stop {stop_price:.2f}" if stop_price is not None else ""]
+        what = (f"modify {row.side.value} {row.qty} {row.symbol}" if row else f"modify {coid}") + \
+            f" to {', '.join(c for c in changes if c) or 'nothing'}"
+        d = self.check_replace(coid, qty, limit_price, stop_price)
+        if not d:
+            self._report(Outcome("replace_rejected", f"{what} not sent: {d.reason} ({coid})", coid, ok=False))
+            return
+        rid = new_client_order_id("replace")
+        req = P.ReplaceOrder(orig_client_order_id=coid, client_order_id=rid, qty=qty, limit_price=limit_price,
+                             stop_price=stop_price, ts=P.now_ns())
+        self.replacing[coid] = rid
+        self._report(Outcome("replace_sent", f"{what} sent ({rid})", coid))
+        try:
+            reply = await self.client.ask(req)
+        finally:
+            if self.replacing.get(coid) == rid:
+                del self.replacing[coid]
+        orders = self.state.orders
+        if reply is None or reply.__class__ is P.ErrorReply:
+            why = "no reply after every retry" if reply is None else f"no readable answer ({reply.reason})"
+            self._report(Outcome("replace_unknown", f"{what}: {why}; the blotter shows the order as the "
+                                 f"exchange reports it ({coid})", coid, ok=False))
+            return
+        if reply.ok:
+            if reply.order is not None:
+                orders.apply_update(reply.order)
+            else:  # an ok without the order: the change as asked, until the stream says more
+                asked = {"qty": qty, "limit_price": limit_price, "stop_price": stop_price}
+                orders.apply_map({"client_order_id": coid, "ts": P.now_ns(),
+                                  **{k: v for k, v in asked.items() if v is not None}})
+            self._report(Outcome("replaced", f"{what}: done ({coid})", coid))
+        else:
+            if reply.order is not None:
+                orders.apply_update(reply.order)
+            elif reply.status is not None:
+                orders.apply_map({"client_order_id": coid, "status": reply.status})
+            self._report(Outcome("replace_rejected", f"{what} refused: {reply.reason or 'no reason given'} ({coid})",
+                                 coid, ok=False))
+
+    def set_oco(self, coids: list[str]) -> asyncio.Task:
+        """Make working orders one-cancels-other (``set_oco``); outcomes oco_sent, then oco_set /
+        oco_rejected / oco_unknown."""
+        return self._spawn(self._set_oco(list(coids)), "set_oco")
+
+    async def _set_oco(self, coids: list[str]) -> None:
+        what = f"OCO {' + '.join(coids)}"
+        if not 2 <= len(coids) <= 10 or len(set(coids)) != len(coids):
+            self._report(Outcome("oco_rejected", f"{what} not sent: choose 2 to 10 different working orders", ok=False))
+            return
+        dead = [c for c in coids if (o := self.state.orders.get(c)) is None or not o.is_live]
+        if dead:
+            self._report(Outcome("oco_rejected", f"{what} not sent: not working: {', '.join(dead)}", ok=False))
+            return
+        self._report(Outcome("oco_sent", f"{what} sent"))
+        reply = await self.client.ask(P.SetOco(client_order_ids=coids, ts=P.now_ns()))
+        if reply is None or reply.__class__ is P.ErrorReply:
+            self._report(Outcome("oco_unknown", f"{what}: no answer from the exchange; the blotter shows the group "
+                                 "when the stream reports it", ok=False))
+        elif reply.ok:
+            now = P.now_ns()
+            for c in coids:
+                self.state.orders.apply_map({"client_order_id": c, "oco_group": reply.oco_group, "ts": now})
+            self._report(Outcome("oco_set", f"{what}: one cancels the other (group {reply.oco_group})"))
+        else:
+            self._report(Outcome("oco_rejected", f"{what} refused: {reply.reason or 'no reason given'}", ok=False))
 
     async def cancel_all(self, symbol: str | None = None) -> P.CancelAllReply | P.ErrorReply | None:
         """Cancel every working order at the exchange (all sources).  Returns the typed reply or None."""

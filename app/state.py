@@ -532,6 +532,19 @@ def _parse(enum_cls, value, default=None):
         return default
 
 
+def _price(v: Any) -> float | None:
+    """A price field of a map: a positive finite number, else None (absent, or unreadable)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < P.MAX_PRICE:
+        return float(v)
+    return None
+
+
+#: the order's terms that a replace_order changes, and the ones issue 13's kinds add; an
+#: update carrying them sets them unless it is older than the last one that did
+_PRICE_TERMS = ("limit_price", "stop_price", "trail_amount", "trail_pct", "take_profit_price", "stop_loss_price")
+_TIF_TERMS = ("tif", "take_profit_tif", "stop_loss_tif")
+
+
 class OrderBook:
     """Every order seen (bounded), keyed by client_order_id, with what changed since the last
     :meth:`take_changes`.  Updates never move an order backwards: a terminal order stays
@@ -546,6 +559,9 @@ class OrderBook:
         self._evicted: list[str] = []
         #: client_order_id -> when a cancel was sent and not answered yet (ns)
         self.cancel_sent: dict[str, int] = {}
+        #: client_order_id -> ts of the newest map that set the order's terms: a stream update
+        #: published before a replace and read after its reply must not undo it
+        self._terms_ts: dict[str, int] = {}
 
     def mark_changed(self, coid: str) -> None:
         if coid in self.orders:
@@ -585,6 +601,7 @@ class OrderBook:
             if not self.orders[coid].is_live:
                 del self.orders[coid]
                 self._evicted.append(coid)
+                self._terms_ts.pop(coid, None)
                 self._changed.discard(coid)
 
     def set_status(self, coid: str, status: OrderStatus, reason: str = "") -> OrderRow | None:
@@ -617,7 +634,6 @@ class OrderBook:
             o = OrderRow(
                 client_order_id=coid, symbol=sym, side=side, qty=qty,
                 order_type=_parse(OrderType, m.get("order_type"), OrderType.MARKET),
-                limit_price=m.get("limit_price") if isinstance(m.get("limit_price"), (int, float)) else None,
                 source=str(m.get("source") or ""),
                 status=status or OrderStatus.PENDING_NEW,
                 created_ts=_int(m.get("created_ts")) or _int(m.get("ts")),
@@ -625,6 +641,7 @@ class OrderBook:
             self.add(o)
         else:
             self._changed.add(coid)
+        self._apply_terms(o, m)
         if status is not None and not (o.status.is_terminal and status is not o.status):
             if status is not o.status and o.querying:
                 o.reason = ""  # the exchange said what it is
@@ -643,6 +660,42 @@ class OrderBook:
             o.reason = reason
         o.ts = _int(m.get("ts")) or P.now_ns()
         return o
+
+    def _apply_terms(self, o: OrderRow, m: Mapping[str, Any]) -> None:
+        """The order's terms from ``m`` where it carries them: quantity and prices (a replace's
+        changes, a trailing stop's moving stop), time in force, the bracket, and the flags.
+        Keys absent from ``m`` (a send or cancel reply) leave the row as it is."""
+        ts = _int(m.get("ts"))
+        coid = o.client_order_id
+        if ts and ts < self._terms_ts.get(coid, 0):
+            return  # older than the terms the row holds (a late stream update)
+        if ts:
+            self._terms_ts[coid] = ts
+        qty = m.get("qty")
+        if isinstance(qty, int) and not isinstance(qty, bool) and 0 < qty <= P.MAX_QTY:
+            o.qty = qty
+        for k in _PRICE_TERMS:
+            if k in m:
+                setattr(o, k, _price(m[k]))
+        for k in _TIF_TERMS:
+            if k in m and (tif := _parse(P.TimeInForce, m[k])) is not None:
+                setattr(o, k, tif)
+        if m.get("triggered") is True:
+            o.triggered = True  # a triggered stop stays triggered
+        if isinstance(m.get("emulated"), bool):
+            o.emulated = m["emulated"]
+        for k in ("parent_id", "oco_group"):
+            if isinstance(m.get(k), str) and (m[k] or k == "oco_group"):
+                setattr(o, k, m[k])
+
+    def children(self, parent_id: str) -> list[OrderRow]:
+        """A bracket's children (``<parent>.tp``, ``<parent>.sl``) this window holds."""
+        out = []
+        for suffix in P.BRACKET_SUFFIXES:
+            c = self.orders.get(parent_id + suffix)
+            if c is not None:
+                out.append(c)
+        return out
 
     def apply_update(self, up: P.OrderUpdate) -> OrderRow | None:
         return self.apply_map(msgspec.structs.asdict(up))
