@@ -21,6 +21,12 @@ keeps the latency of the last tick of a burst low), and it never spins on ``poll
 At rate 0 ("as fast as possible") one iteration publishes :data:`BATCH` ticks and asks to be
 woken at once, so the loop still services commands and heartbeats between batches.
 
+Depth.  With the simulated feed the gateway also publishes each symbol's order book as a
+``depth`` message (topic ``depth.<SYMBOL>``, one frame like ticks) at most ``--depth-hz``
+times a second per symbol: right after the tick frame whose last tick is the book's top, with
+that tick's ``ts``, so that a depth's best levels are always the latest tick of its symbol
+published before it (docs/marketdata.md, "Depth").  The book is read only then, never per tick.
+
 Epoch and snapshot.  Every frame carries ``epoch``, the process's start time in ns, so a
 consumer tells a restarted gateway (whose ``seq`` starts again) from late data.  A ROUTER on
 the snapshot endpoint answers ``get_snapshot`` from the last-value cache
@@ -69,6 +75,9 @@ DEFAULT_SPEED = BAR_SECONDS / 5  # one daily bar every 5 seconds
 DEFAULT_HWM = 100_000
 #: 1 until every consumer of ticks reads the batched form (docs/performance.md)
 DEFAULT_BATCH_TICKS = 256
+#: depth messages per second per symbol: what a ladder repaints at, ~1/10 000 of the ticks at peak
+DEFAULT_DEPTH_HZ = 10.0
+MAX_DEPTH_HZ = 1000.0
 MAX_RATE = 1_000_000.0
 #: snapshot requests served per wake-up; the rest wait for the next turn of the loop
 SNAPSHOT_BATCH = 8
@@ -154,7 +163,7 @@ class MarketDataGateway(Worker):
         self.snap = self.socket(zmq.ROUTER, bind=self.endpoints.snapshot, sndhwm=SNAPSHOT_HWM,
                                 options={zmq.ROUTER_MANDATORY: 1})
         self.add_reader(self.snap, self._on_snapshot_requests, multipart=True, drains=True)
-        for k in ("snapshot_requests", "snapshots", "snapshot_errors", "snapshot_replies_dropped"):
+        for k in ("snapshot_requests", "snapshots", "snapshot_errors", "snapshot_replies_dropped", "depth_frames"):
             self.stats.counters[k] = 0
         self._nsym = len(self.feed.symbols)
         self._max_ticks = a.max_ticks
@@ -166,10 +175,18 @@ class MarketDataGateway(Worker):
         self._rr = 0
         # (symbol, next-tick function) per symbol when the feed can make ticks symbol by symbol
         self._per_symbol = [(sym, self.feed.sims[sym].rows) for sym in self.feed.symbols] if isinstance(self.feed, SimFeed) else None
+        # Depth: the simulated feed's books only (a replayed file has no book; docs/marketdata.md)
+        self._books = {sym: self.feed.sims[sym].book for sym in self.feed.symbols} if isinstance(self.feed, SimFeed) else {}
+        self._depth_interval = 1.0 / a.depth_hz if a.depth_hz > 0 and self._books else 0.0
+        self._depth_due = dict.fromkeys(self._books, 0.0)  # monotonic time from which a depth may go
+        self._depth_seq = dict.fromkeys(self._books, 0)
+        if a.depth_hz > 0 and not self._books:
+            self.log.info("--depth-hz %g: the %s feed has no order book, no depth is published", a.depth_hz, a.feed)
         self._set_rate(rate, start=time.monotonic() + max(0.0, a.start_delay))
         self._rate_mark = (time.monotonic(), 0)
         g = self.stats.gauges
-        g.update(feed=a.feed, symbols=self._nsym, ticks_per_s=0.0, done=False, epoch=self.epoch)
+        g.update(feed=a.feed, symbols=self._nsym, ticks_per_s=0.0, done=False, epoch=self.epoch,
+                 depth_hz=a.depth_hz if self._depth_interval else 0.0)
         self.log.info(
             "%s feed, %d symbols (%s), %s on %s, SNDHWM %d, epoch %d, snapshots on %s",
             a.feed, self._nsym, ",".join(self.feed.symbols),
@@ -230,6 +247,8 @@ class MarketDataGateway(Worker):
         """One ``tick`` frame per tick (the classic form)."""
         nxt, send, encode, nb = self.feed.next, self.sock.send, P.encode_ticks, zmq.NOBLOCK
         epoch, update = self.epoch, self.lvc.update
+        depth_due = self._depth_due if self._depth_interval else None
+        now = time.monotonic()
         sent = dropped = nbytes = 0
         for _ in range(n):
             t = nxt()
@@ -247,6 +266,8 @@ class MarketDataGateway(Worker):
             sent += 1
             nbytes += len(frame)
             update(t.symbol, rows)
+            if depth_due is not None and now >= depth_due[t.symbol]:
+                self._send_depth(t.symbol, t.ts, now)
         self.stats.inc("frames", sent)
         # once per burst, not per frame: here a frame is a tick
         if sent:
@@ -286,18 +307,43 @@ class MarketDataGateway(Worker):
                 symbol, make_rows = gens[(start + j) % nsym]
                 rows = make_rows(k)
                 for i in range(0, k, cap):
-                    parts.append((symbol, rows[i:i + cap] if k > cap else rows))
+                    parts.append((symbol, rows[i:i + cap] if k > cap else rows, i + cap >= k))
         clock = time.time_ns
+        # the simulator's book is at the last tick made of each symbol: the last part's last row
+        depth_due = self._depth_due if self._depth_interval else None
+        now = time.monotonic()
         sent = dropped = 0
-        for symbol, rows in parts:
+        for symbol, rows, last_part in parts:
             ts = clock()
             for r in rows:
                 r[1] = ts
             if self._send_rows(symbol, rows):
                 sent += len(rows)
+                if last_part and depth_due is not None and now >= depth_due[symbol]:
+                    self._send_depth(symbol, ts, now)
             else:
                 dropped += len(rows)
         return sent, dropped
+
+    def _send_depth(self, symbol: str, ts: int, now: float) -> None:
+        """Publish ``symbol``'s book, just after the tick frame it is the book of (``ts`` is that
+        frame's): the caller has checked that it is due.  Not sent when that tick frame was
+        refused, so a depth never stands for a tick nobody was sent."""
+        self._depth_due[symbol] = now + self._depth_interval
+        bids, asks = self._books[symbol]()
+        seq = self._depth_seq[symbol] = self._depth_seq[symbol] + 1
+        msg = P.Depth(symbol, seq, ts, bids, asks, epoch=self.epoch)
+        frame = P.pub(msg)
+        try:
+            self.sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            # like a dropped tick frame: its seq is gone, subscribers see the gap
+            self.stats.inc("depth_dropped")
+            self.sockmon.count_drop(self.sock)
+            return
+        self.lvc.update_depth(msg)
+        self.stats.inc("depth_frames")
+        self.sockmon.count_out(self.sock, len(frame))
 
     def _publish_grouped(self, n: int) -> tuple[int, int]:
         """Any other feed: take ``n`` ticks in feed order, then one frame per symbol."""
@@ -478,6 +524,12 @@ class MarketDataConfig:
     ticks_per_bar: int = option(DEFAULT_TICKS_PER_BAR, "replay: ticks derived from each daily bar, at least 4", check=_ticks_per_bar_check, group="replay")
     spread_bps: float = option(DEFAULT_SPREAD_BPS, "replay: synthetic bid/ask spread in basis points", check=at_least(0), group="replay")
     hwm: int = option(DEFAULT_HWM, "SNDHWM of the PUB socket, in messages per subscriber", check=at_least(1), group="publisher")
+    depth_hz: float = option(
+        DEFAULT_DEPTH_HZ,
+        "sim: most 'depth' messages (the order book, topic depth.<SYMBOL>) per second per symbol, each with the "
+        "latest book right after the tick frame it is the book of; 0 = no depth (the replay feed publishes none)",
+        check=between(0, MAX_DEPTH_HZ), group="publisher",
+    )
     batch_ticks: int = option(
         DEFAULT_BATCH_TICKS,
         "most ticks of one symbol in one frame: the ticks of a symbol due at the same wake-up go out as one 'ticks' "
@@ -491,7 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     return build_parser_for(
         MarketDataConfig,
         "main.py worker marketdata",
-        "Market-data gateway: publishes simulated or replayed ticks on the ticks endpoint (PUB, topic tick.<SYMBOL>).",
+        "Market-data gateway: publishes simulated or replayed ticks on the ticks endpoint (PUB, topic tick.<SYMBOL>), "
+        "and the simulated order book (topic depth.<SYMBOL>).",
     )
 
 

@@ -26,6 +26,17 @@ price is, runs as a Python loop.  :meth:`SymbolSim.rows` hands out the same tick
 rows without making a ``Tick`` per tick, for a publisher that packs rows anyway.  Every symbol has its own generator seeded
 from ``(seed, crc32(symbol))``: a symbol's sequence does not depend on which other symbols
 are simulated, and the same seed gives the same sequence.
+
+**The book.**  Each symbol also keeps an order book (:class:`SymbolBook`, read with
+:meth:`SymbolSim.book`): up to :data:`~workers.protocol.MAX_DEPTH_LEVELS` levels a side, one tick
+apart, outward from the current tick's bid and ask.  Its best levels ARE the last tick's bid,
+ask and sizes (the tick is the top of the book, whatever moment the book is read at); the
+levels behind keep a resting size per price, which drifts by a few lots between two reads and
+is drawn afresh for a price that enters the ten levels.  The book is built only when it is
+read (the gateway reads it at most ``--depth-hz`` times a second per symbol), not per tick, so
+the tick path costs exactly what it did; and its sizes come from a generator of their own
+(``(seed, crc32(symbol), 1)``), so the ticks stay the same for a seed however often the book is
+read.
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ from itertools import repeat
 
 import numpy as np
 
-from workers.protocol import Tick
+from workers.protocol import MAX_DEPTH_LEVELS, Tick
 
 #: ticks generated per symbol per numpy refill: a refill stalls the gateway while it runs
 #: (~0.37 ms for 1024 ticks, ~1.3 ms for 4096) and costs a fixed ~30 us of numpy calls, so
@@ -49,6 +60,13 @@ BLOCK = 1024
 
 #: probabilities of a 1, 2 or 3 tick spread (truncated to ``max_spread_ticks``)
 _SPREAD_WEIGHTS = (0.6, 0.3, 0.1)
+#: chance that a resting level behind the touch changes its size between two reads of the book
+_LEVEL_CHANGE = 0.5
+#: most lots such a change adds or takes
+_LEVEL_STEP = 4
+#: a price new to the book rests 1..20 lots, plus this many per level behind the touch (the
+#: deeper levels of a real book hold more on average)
+_LEVEL_DEPTH_LOTS = 2
 
 
 @dataclass(frozen=True)
@@ -141,12 +159,82 @@ def _decimals(step: float) -> int:
     return max(0, -Decimal(repr(step)).normalize().as_tuple().exponent)
 
 
+Level = list  # [price, size]
+
+
+class SymbolBook:
+    """The resting sizes of one symbol's book behind the touch, per price (in ticks).
+
+    :meth:`read` builds the book around a tick's quote: the tick's bid and ask with their sizes
+    first, then a level per tick outward, each with the size it had at the last read if its
+    price was in the book then (moved by up to :data:`_LEVEL_STEP` lots half the time), else a
+    fresh one.  Prices that leave the ten levels are forgotten.  The former best bid, once the
+    bid moved up, is the second level with the size it had as the best: the book moves with
+    the quote, not around it.
+    """
+
+    __slots__ = ("p", "levels", "_rng", "_bids", "_asks")
+
+    def __init__(self, params: SymbolParams, rng: np.random.Generator, levels: int = MAX_DEPTH_LEVELS):
+        if not 1 <= levels <= MAX_DEPTH_LEVELS:
+            raise ValueError(f"a book has 1..{MAX_DEPTH_LEVELS} levels a side, got {levels}")
+        self.p = params
+        self.levels = levels
+        self._rng = rng
+        self._bids: dict[int, int] = {}  # price in ticks -> size (shares)
+        self._asks: dict[int, int] = {}
+
+    def read(self, bid_i: int, ask_i: int, bid: float, ask: float, bid_size: int, ask_size: int,
+             decimals: int) -> tuple[list[Level], list[Level]]:
+        """``(bids, asks)``, best first, for the quote ``bid``/``ask`` (``bid_i``/``ask_i`` in
+        ticks).  The best levels are exactly ``[bid, bid_size]`` and ``[ask, ask_size]``."""
+        p, n, rng = self.p, self.levels, self._rng
+        nb = max(0, min(n, bid_i))  # every bid level above zero
+        k = np.arange(n)
+        # the prices as the simulator rounds its quotes (numpy, the same expression): a level
+        # that becomes the touch later shows the very float the tick will carry
+        bid_px = np.round((bid_i - k[:nb]) * p.tick_size, decimals).tolist()
+        ask_px = np.round((ask_i + k) * p.tick_size, decimals).tolist()
+        change = (rng.random(2 * n) < _LEVEL_CHANGE).tolist()
+        step = rng.integers(-_LEVEL_STEP, _LEVEL_STEP + 1, 2 * n).tolist()
+        fresh = (rng.integers(1, 21, 2 * n) + _LEVEL_DEPTH_LOTS * np.tile(k, 2)).tolist()
+        lot = p.lot
+        out = []
+        for side, start, sign, px, top, off in ((self._bids, bid_i, -1, bid_px, bid_size, 0),
+                                                (self._asks, ask_i, 1, ask_px, ask_size, n)):
+            levels: list[Level] = []
+            kept: dict[int, int] = {}
+            for j, price in enumerate(px):
+                at = start + sign * j
+                if j == 0:
+                    size = top
+                else:
+                    old = side.get(at)
+                    if old is None:
+                        size = fresh[off + j] * lot
+                    elif change[off + j]:
+                        size = max(lot, old + step[off + j] * lot)
+                    else:
+                        size = old
+                kept[at] = size
+                levels.append([price, size])
+            if levels:
+                levels[0][0] = bid if sign < 0 else ask
+            if sign < 0:
+                self._bids = kept
+            else:
+                self._asks = kept
+            out.append(levels)
+        return out[0], out[1]
+
+
 class SymbolSim:
-    """The state of one simulated symbol; :meth:`next_tick` returns its next tick."""
+    """The state of one simulated symbol; :meth:`next_tick` returns its next tick, :meth:`book`
+    its order book at the last tick."""
 
     __slots__ = (
         "symbol", "p", "seq", "_rng", "_clock", "_log_fair", "_log_base", "_mid", "_volume",
-        "_bid", "_ask", "_last", "_bsz", "_asz", "_vol", "_i", "_n", "_decimals",
+        "_bid", "_ask", "_last", "_bsz", "_asz", "_vol", "_i", "_n", "_decimals", "_book",
     )
 
     def __init__(self, symbol: str, params: SymbolParams, seed: int | None, clock: Callable[[], int]):
@@ -154,7 +242,10 @@ class SymbolSim:
         self.p = params
         self.seq = 0
         # seed None: fresh OS entropy; otherwise (seed, symbol) so each symbol has its own stream
-        self._rng = np.random.default_rng(None if seed is None else [int(seed) & 0xFFFFFFFFFFFFFFFF, zlib.crc32(symbol.encode())])
+        key = None if seed is None else [int(seed) & 0xFFFFFFFFFFFFFFFF, zlib.crc32(symbol.encode())]
+        self._rng = np.random.default_rng(key)
+        # the book's sizes from a stream of their own: reading the book never shifts the ticks
+        self._book = SymbolBook(params, np.random.default_rng(None if key is None else [*key, 1]))
         self._clock = clock
         self._log_base = math.log(params.base)
         self._log_fair = self._log_base
@@ -252,6 +343,20 @@ class SymbolSim:
             k -= m
         return out
 
+    def book(self) -> tuple[list[Level], list[Level]]:
+        """The order book at the last tick handed out (by :meth:`next_tick` or :meth:`rows`):
+        ``(bids, asks)``, each ``[[price, size], ...]`` best first, up to
+        :data:`~workers.protocol.MAX_DEPTH_LEVELS` levels a side one tick apart, the best
+        levels equal to that tick's ``bid, bid_size`` and ``ask, ask_size``.  Empty before the
+        first tick.  Each call moves the resting sizes behind the touch on (see
+        :class:`SymbolBook`): read it when the book is published, not more often."""
+        i = self._i - 1
+        if self.seq == 0 or i < 0:
+            return [], []
+        bid, ask, ts = self._bid[i], self._ask[i], self.p.tick_size
+        # the quote back in whole ticks: exact, since it was rounded from whole ticks
+        return self._book.read(round(bid / ts), round(ask / ts), bid, ask, self._bsz[i], self._asz[i], self._decimals)
+
     def next_tick(self) -> Tick:
         i = self._i
         if i >= self._n:
@@ -310,4 +415,4 @@ class SimFeed:
         return self.next()
 
 
-__all__ = ["BLOCK", "DEFAULT_PARAMS", "DEFAULT_SYMBOLS", "SimFeed", "SymbolParams", "SymbolSim", "params_for"]
+__all__ = ["BLOCK", "DEFAULT_PARAMS", "DEFAULT_SYMBOLS", "SimFeed", "SymbolBook", "SymbolParams", "SymbolSim", "params_for"]

@@ -1,5 +1,5 @@
-"""The market-data gateway's last-value cache: the last tick of every symbol and the session's
-bars, kept as the gateway publishes, and served as ``get_snapshot_reply`` (docs/marketdata.md,
+"""The market-data gateway's last-value cache: the last tick of every symbol, its last depth
+message and the session's bars, kept as the gateway publishes, and served as ``get_snapshot_reply`` (docs/marketdata.md,
 "Snapshot").  Plain Python, no sockets: the gateway owns the ROUTER.
 
 The cache is updated with each frame right after the frame was sent, in the gateway's one
@@ -32,6 +32,8 @@ BAR_ROW_BYTES = 1 + 9 + 4 * 9 + 9
 SYMBOL_BYTES = 512
 #: the reply's own fields
 REPLY_OVERHEAD = 1024
+#: upper bound of one packed depth message: 2 x 10 levels of [float64, int64] and its fields
+DEPTH_BYTES = 2 * P.MAX_DEPTH_LEVELS * (1 + 9 + 9) + 256
 
 
 class _Series:
@@ -71,7 +73,7 @@ class _Series:
 class LastValueCache:
     """The last tick row and the bars of each symbol (see the module docstring)."""
 
-    __slots__ = ("series", "version", "_last", "_cum")
+    __slots__ = ("series", "version", "_last", "_cum", "_depth")
 
     def __init__(self, bar_seconds: int | None = None, max_bars: int | None = None,
                  intervals: tuple[tuple[int, int], ...] = INTERVALS):
@@ -82,6 +84,7 @@ class LastValueCache:
         self.version = 0
         self._last: dict[str, list] = {}
         self._cum: dict[str, int] = {}  # the previous tick's cumulative volume
+        self._depth: dict[str, P.Depth] = {}
 
     @property
     def bar_seconds(self) -> int:
@@ -91,6 +94,15 @@ class LastValueCache:
         """The last published row of ``symbol`` (``[seq, ts, last, bid, ask, bid_size,
         ask_size, volume]``), None before its first."""
         return self._last.get(symbol)
+
+    def last_depth(self, symbol: str) -> P.Depth | None:
+        """The last published depth message of ``symbol``, None before its first."""
+        return self._depth.get(symbol)
+
+    def update_depth(self, depth: P.Depth) -> None:
+        """A depth message was published (after the tick frame whose last tick is its top)."""
+        self.version += 1
+        self._depth[depth.symbol] = depth
 
     def update(self, symbol: str, rows: list) -> None:
         """The rows of one frame of ``symbol`` were published, oldest first.
@@ -126,16 +138,20 @@ class LastValueCache:
     def snapshot(self, epoch: int, symbols: Iterable[str] | None = None, max_bytes: int = MAX_SNAPSHOT_BYTES) -> P.GetSnapshotReply:
         """The reply to ``get_snapshot``: every symbol (or those of ``symbols`` that have
         ticked), its last tick and its bars of each series, oldest first (the last one still
-        in progress).  When the bars do not all fit in ``max_bytes`` every series of every
-        symbol keeps the same share of its newest ones, and ``truncated`` says some were left
-        out (as it does once a symbol's oldest bars were forgotten)."""
+        in progress), and its last depth message if it has one.  When the bars do not all fit
+        in ``max_bytes`` every series of every symbol keeps the same share of its newest ones,
+        and ``truncated`` says some were left out (as it does once a symbol's oldest bars were
+        forgotten).  The depth is never cut: its room (bounded, :data:`DEPTH_BYTES` a symbol)
+        is taken before the bars share what is left, because a book is the present and bars
+        are history."""
         if symbols is None:
             syms = list(self._last)
         else:
             syms = [s for s in dict.fromkeys(symbols) if s in self._last]
         ticks = [P.Tick(s, *self._last[s], epoch=epoch) for s in syms]
+        depth = [d for d in map(self._depth.get, syms) if d is not None]
         n_series = len(self.series)
-        room = max_bytes - REPLY_OVERHEAD - SYMBOL_BYTES * len(syms) * n_series
+        room = max_bytes - REPLY_OVERHEAD - SYMBOL_BYTES * len(syms) * n_series - DEPTH_BYTES * len(depth)
         per_list = max(0, room // (max(1, len(syms) * n_series) * BAR_ROW_BYTES))
         truncated = False
         out = []
@@ -147,7 +163,7 @@ class LastValueCache:
                     truncated = True
                 rows = [tuple(b) for b in list(bars)[len(bars) - keep:]] if keep else []
                 out.append(P.SymbolBars(s, series.seconds, rows))
-        return P.GetSnapshotReply(ok=True, epoch=epoch, ticks=ticks, bars=out, truncated=truncated)
+        return P.GetSnapshotReply(ok=True, epoch=epoch, ticks=ticks, bars=out, truncated=truncated, depth=depth)
 
 
-__all__ = ["BAR_SECONDS", "INTERVALS", "MAX_BARS", "MAX_SNAPSHOT_BYTES", "LastValueCache"]
+__all__ = ["BAR_SECONDS", "DEPTH_BYTES", "INTERVALS", "MAX_BARS", "MAX_SNAPSHOT_BYTES", "LastValueCache"]
