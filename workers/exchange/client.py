@@ -51,6 +51,15 @@ class _OrderMethods:
     def is_working(self) -> bool:
         return self.status in P.WORKING_STATUSES
 
+    @property
+    def exec_type(self) -> OrderType:
+        """How a venue works the order now: a stop kind is held until ``triggered``, then a
+        market order (stop, trailing_stop) or a limit order (stop_limit); others as they are."""
+        ot = self.order_type
+        if ot is OrderType.MARKET or ot is OrderType.LIMIT:
+            return ot
+        return OrderType.LIMIT if ot is OrderType.STOP_LIMIT else OrderType.MARKET
+
     def same_terms(self, req: P.SendOrder) -> bool:
         """True if ``req`` asks for this very order (a resend), whatever its timestamps."""
         return _terms(self) == _terms(req)
@@ -103,7 +112,10 @@ _update_values = operator.attrgetter(*P.positional_fields(P.OrderUpdate))
 _update_kw = [n for n in _names if n not in P.positional_fields(P.OrderUpdate)]
 _terms = operator.attrgetter(*P.ORDER_TERMS)
 _FROM_REQUEST = tuple(n for n in _names if n in {f.name for f in P.fields_of(P.SendOrder)} and n not in ("ts", "cause_ts", "origin_ts"))
-_STATE = ("order_id", "status", "filled_qty", "avg_price", "reason", "ts", "cause_ts")
+# the state plus the terms a client may change after submit (replace_order, a trigger, an OCO
+# group), so a record adopted from a snapshot (a bracket child) follows every later change
+_STATE = ("order_id", "status", "filled_qty", "avg_price", "reason", "ts", "cause_ts",
+          "qty", "limit_price", "stop_price", "triggered", "emulated", "oco_group")
 
 
 class _FillMethods:
@@ -168,6 +180,16 @@ class ExchangeClient(ABC):
       ``capabilities["async_events"]`` is true.
     * ``state`` returns small integers the client needs back after a restart (id counters);
       the gateway journals them with each batch and hands them to ``recover``.
+    * Orders are found by ``client_order_id``: a call may pass the gateway's record of an
+      order that the client works as another object (a child it created); the client acts on
+      its own and reports snapshots, which the gateway copies (:meth:`Order.copy_state_from`).
+    * A client may create orders by itself (bracket children): they come back as
+      ``OrderEvent`` snapshots of orders the gateway has never seen, ``parent_id`` set; the
+      gateway adopts and journals them.
+    * An inner client of :class:`workers.exchange.kinds.OrderKinds` also receives stop-kind
+      orders once they trigger (``order.triggered``): it works them as :attr:`Order.exec_type`
+      (market, or limit at ``limit_price``).  Such an order comes in ``new`` with the local
+      ``order_id`` it was held under, which the client may keep or replace with its own.
     """
 
     #: a short name for logs and stats
@@ -182,12 +204,22 @@ class ExchangeClient(ABC):
     #:                     share the batch's single commit
     #:   async_events   -- events may arrive outside submit/cancel/on_tick: call ``poll``
     #:   needs_ticks    -- wants the market data stream (a simulator does; a broker does not)
+    #:   tifs           -- times in force it works natively (P.TimeInForce)
+    #:   replace        -- ``replace`` changes working orders in place
+    #:   brackets       -- it creates bracket children itself (take_profit / stop_loss)
+    #:   oco            -- ``set_oco`` is native
+    #:   depth          -- wants the depth stream (``on_depth``)
     capabilities: ClassVar[Mapping[str, Any]] = {
         "order_types": frozenset(),
         "cancel": False,
         "remote": False,
         "async_events": False,
         "needs_ticks": False,
+        "tifs": frozenset(),
+        "replace": False,
+        "brackets": False,
+        "oco": False,
+        "depth": False,
     }
 
     @abstractmethod
@@ -201,6 +233,31 @@ class ExchangeClient(ABC):
     def on_tick(self, tick: P.Tick) -> list[ExecEvent]:
         """Market moved: return fills and updates it caused."""
         return []
+
+    def on_depth(self, depth: P.Depth) -> list[ExecEvent]:
+        """The symbol's order book moved (when ``capabilities["depth"]``): return what it caused."""
+        return []
+
+    def on_time(self, now: int) -> list[ExecEvent]:
+        """Called by the gateway at least every 0.25 s: whatever time drives (DAY orders expiring
+        at the session's end: status ``expired``, reason "day order expired at the session end")."""
+        return []
+
+    def replace(
+        self, order: Order, qty: int | None, limit_price: float | None, stop_price: float | None, now: int, cause_ts: int = 0
+    ) -> CancelResult:
+        """Change a working order in place (when ``capabilities["replace"]``).  ``qty`` is the new
+        total (more than ``filled_qty``); None leaves a term as it is.  The gateway has already
+        checked the new terms (``P.check_order_terms``, hard limits).  The order keeps its
+        ``client_order_id``; it may fill at once (a limit moved through the market).  Refused
+        (``ok`` false, reason) when the order is done or the change cannot apply."""
+        return CancelResult(False, f"the {self.name} exchange does not support replacing orders")
+
+    def set_oco(self, orders: list[Order], group: str, now: int) -> CancelResult:
+        """Make working ``orders`` one-cancels-other under ``group`` (their ``oco_group``): when
+        one fills, even partly, the others are cancelled (reason "oco: <client_order_id>
+        filled").  Events: the orders' snapshots (when ``capabilities["oco"]``)."""
+        return CancelResult(False, f"the {self.name} exchange does not support oco groups")
 
     def working_symbols(self) -> Iterable[str]:
         """Symbols with working orders: the gateway feeds every one of their ticks in order."""
