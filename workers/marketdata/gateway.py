@@ -248,7 +248,7 @@ class MarketDataGateway(Worker):
         nxt, send, encode, nb = self.feed.next, self.sock.send, P.encode_ticks, zmq.NOBLOCK
         epoch, update = self.epoch, self.lvc.update
         depth_due = self._depth_due if self._depth_interval else None
-        now = time.monotonic()
+        now = self.clock.monotonic()  # the loop's clock: what depth_due is set from
         sent = dropped = nbytes = 0
         for _ in range(n):
             t = nxt()
@@ -311,7 +311,7 @@ class MarketDataGateway(Worker):
         clock = time.time_ns
         # the simulator's book is at the last tick made of each symbol: the last part's last row
         depth_due = self._depth_due if self._depth_interval else None
-        now = time.monotonic()
+        now = self.clock.monotonic()  # the loop's clock: what depth_due is set from
         sent = dropped = 0
         for symbol, rows, last_part in parts:
             ts = clock()
