@@ -101,7 +101,7 @@ class OrderKinds(ExchangeClient):
         self._reserve = getattr(inner, "reserve_order_id", None)
         #: the inner client's working orders, if it lists them: then DAY orders it works need
         #: no tracking here (they are looked up at the session end)
-        self._inner_working: Callable[[], list[Order]] | None = getattr(inner, "working", None)
+        self._inner_working: Callable[..., list[Order]] | None = getattr(inner, "working", None)
         #: the inner client's last trade of a symbol, if it keeps one (else kept here)
         self._last_of: Callable[[str], float | None] | None = getattr(inner, "last_trade", None)
         self._next_local_n = 1
@@ -266,6 +266,11 @@ class OrderKinds(ExchangeClient):
         self.inner.close()
 
     # ------------------------------------------------------------------ inspection (tests, UI)
+    def working(self, symbol: str | None = None) -> list[Order]:
+        """Working orders: the inner client's (if it lists them), then the stops held here."""
+        inner = self._inner_working(symbol) if self._inner_working is not None else []
+        return inner + self.held(symbol)
+
     def held(self, symbol: str | None = None) -> list[Order]:
         """Stop-kind orders waiting for their trigger."""
         books = [self._held.get(symbol, {})] if symbol else list(self._held.values())

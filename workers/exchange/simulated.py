@@ -429,10 +429,6 @@ class SimulatedExchange(OrderKinds):
     def quote(self, symbol: str) -> P.Tick | None:
         return self.core.quote(symbol)
 
-    def working(self, symbol: str | None = None) -> list[Order]:
-        """Working orders: those in the book, then the stops held for their trigger."""
-        return self.core.working(symbol) + self.held(symbol)
-
     @property
     def next_order_n(self) -> int:
         return self.core.next_order_n
