@@ -14,6 +14,8 @@ from app.qt import QSettings, QtWidgets
 from app.state import IDLE_EVICT_S, MAX_SYMBOLS
 
 SETTINGS_FILE = "tickdesk.ini"
+QTY_PRESETS = (100, 500, 1000)
+MAX_PRESETS = 6
 RISK_FIELDS = ("max_order_qty", "max_position", "price_band_pct", "max_orders_per_sec")
 
 
@@ -27,6 +29,8 @@ class UiSettings:
     #: ask before quitting while positions are open or orders are working
     confirm_quit: bool = True
     default_qty: int = 100
+    #: the ticket's quantity buttons (1 to 6 of them)
+    qty_presets: list = field(default_factory=lambda: list(QTY_PRESETS))
     #: risk limits of the manual ticket (RiskLimits field -> value)
     risk: dict = field(default_factory=lambda: {k: getattr(RiskLimits(), k) for k in RISK_FIELDS})
     #: also send the limits to the executor (set_limits) when they change
@@ -80,6 +84,10 @@ class Settings:
             if v:
                 s.endpoints[n] = str(v)
         s.watchlist = parse_watchlist(q.value("market/watchlist", ""))
+        try:
+            s.qty_presets = parse_presets(q.value("orders/qty_presets", ""))
+        except ValueError:
+            s.qty_presets = list(QTY_PRESETS)  # a hand-edited file with nonsense
         s.max_symbols = min(max(_int(q.value("market/max_symbols", d.max_symbols), d.max_symbols), MIN_CAP), MAX_CAP)
         s.idle_evict_s = max(0.0, _float(q.value("market/idle_evict_s", d.idle_evict_s), d.idle_evict_s))
         return s
@@ -91,6 +99,7 @@ class Settings:
         q.setValue("orders/confirm_cancel_all", s.confirm_cancel_all)
         q.setValue("orders/confirm_quit", s.confirm_quit)
         q.setValue("orders/default_qty", int(s.default_qty))
+        q.setValue("orders/qty_presets", " ".join(str(n) for n in s.qty_presets))
         q.setValue("risk/apply_to_executor", s.apply_limits_to_executor)
         for k in RISK_FIELDS:
             q.setValue(f"risk/{k}", s.risk[k])
@@ -112,6 +121,24 @@ class Settings:
 
     def sync(self) -> None:
         self.q.sync()
+
+
+def parse_presets(text) -> list[int]:
+    """``"100 500 1000"`` -> [100, 500, 1000]; empty -> the defaults.  Raises ValueError with
+    the reason for a word that is not a whole quantity of at least 1, or too many."""
+    if isinstance(text, (list, tuple)):  # QSettings reads "100, 500" back as a list
+        text = " ".join(str(x) for x in text)
+    words = str(text or "").replace(",", " ").split()
+    if not words:
+        return list(QTY_PRESETS)
+    if len(words) > MAX_PRESETS:
+        raise ValueError(f"at most {MAX_PRESETS} quantity presets")
+    out = []
+    for w in words:
+        if not w.isdigit() or not 1 <= int(w) <= 10_000_000:
+            raise ValueError(f"quantity preset {w!r} is not a whole number from 1 to 10,000,000")
+        out.append(int(w))
+    return out
 
 
 def _bool(v) -> bool:
@@ -235,8 +262,11 @@ class SettingsDialog(CheckedDialog):
         self.confirm_cancel_all = _check("Ask before cancelling all working orders", settings.confirm_cancel_all)
         self.confirm_quit = _check("Ask before quitting with open positions or working orders", settings.confirm_quit)
         self.default_qty = _spin(1, 10_000_000, settings.default_qty)
+        self.qty_presets = QtWidgets.QLineEdit(" ".join(str(n) for n in settings.qty_presets))
+        self.qty_presets.setObjectName("qtyPresets")
+        self.qty_presets.setToolTip(f"The ticket's quantity buttons: up to {MAX_PRESETS} quantities, space separated")
         _form_tab(tabs, "General", ("Theme", self.theme), ("", self.confirm), ("", self.confirm_cancel_all), ("", self.confirm_quit),
-                  ("Default quantity", self.default_qty))
+                  ("Default quantity", self.default_qty), ("Quantity presets", self.qty_presets))
 
         self.max_qty = _spin(1, 10_000_000, int(settings.risk["max_order_qty"]))
         self.max_pos = _spin(0, 100_000_000, int(settings.risk["max_position"]))
@@ -285,6 +315,10 @@ class SettingsDialog(CheckedDialog):
         s.confirm_cancel_all = self.confirm_cancel_all.isChecked()
         s.confirm_quit = self.confirm_quit.isChecked()
         s.default_qty = self.default_qty.value()
+        try:
+            s.qty_presets = parse_presets(self.qty_presets.text())
+        except ValueError as e:
+            return self._fail(str(e))
         s.risk = {"max_order_qty": self.max_qty.value(), "max_position": self.max_pos.value(),
                   "price_band_pct": self.band.value(), "max_orders_per_sec": self.rate.value()}
         s.apply_limits_to_executor = self.to_executor.isChecked()

@@ -25,7 +25,7 @@ from workers.protocol import OrderStatus, OrderType, Side
 from app import prompts
 from app.killswitch import KillSwitch
 from app.layout import WindowLayout
-from app.orders import Outcome, Ticket
+from app.orders import Outcome, Ticket, confirmation_text
 from app.panels.blotters import FillsPanel, HistoryPanel, PositionsPanel, WorkingOrdersPanel
 from app.panels.chart import ChartPanel
 from app.models.table import RecordTableModel
@@ -61,6 +61,8 @@ HOTKEYS = (
     ("Ctrl+S", "Sell (order ticket)", "Orders"),
     ("Ctrl+T", "Focus the ticket's symbol", "Orders"),
     ("Ctrl+L", "Ticket: toggle market / limit", "Orders"),
+    ("Ctrl+Up / Ctrl+Down", "Ticket: limit (or stop) price one tick up / down", "Orders"),
+    ("F2 / double-click", "Working orders: modify the order's price or quantity in place (replace)", "Orders"),
     ("Delete", "Cancel the selected working orders (working-orders table)", "Orders"),
     ("Ctrl+Shift+X", "Cancel all working orders", "Orders"),
     ("Ctrl+Shift+F", "Flatten the selected position (else the ticket's symbol) at market", "Orders"),
@@ -137,7 +139,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_panels(self) -> None:
         st = self.state
         self.market_watch = MarketWatchPanel(st.market)
-        self.ticket = TicketPanel(st, self.ui.default_qty)
+        self.ticket = TicketPanel(st, self.ui.default_qty, presets=self.ui.qty_presets)
         self.chart = ChartPanel(st)
         self.working = WorkingOrdersPanel()
         self.history = HistoryPanel()
@@ -279,6 +281,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_sell = self._action(m, "Sell", lambda: self.ticket.send(Side.SELL), "Ctrl+S")
         self._action(m, "Focus ticket symbol", self._focus_ticket, "Ctrl+T")
         self._action(m, "Toggle market / limit", self._toggle_order_type, "Ctrl+L")
+        self._action(m, "Ticket price one tick up", lambda: self.ticket.tick(1), "Ctrl+Up")
+        self._action(m, "Ticket price one tick down", lambda: self.ticket.tick(-1), "Ctrl+Down")
         m.addSeparator()
         self.act_cancel_all = self._action(m, "Cancel all working orders", self.cancel_all, "Ctrl+Shift+X")
         self.act_flatten = self._action(m, "Flatten selected position", self.flatten_selected, "Ctrl+Shift+F")
@@ -562,8 +566,9 @@ class MainWindow(QtWidgets.QMainWindow):
         """The confirmation's question with the market as it is now: the flush keeps it live,
         so a dialog left open never shows the prices of when it opened."""
         q = self.state.market.quotes.get(ticket.symbol)
-        quote = f"\nBid {q.bid:,.2f} / Ask {q.ask:,.2f}, last {q.last:,.2f}" if q else "\nno prices"
-        return f"Send {ticket.describe()}?{quote}"
+        if q is None or not q.last:
+            return f"Send {ticket.describe()}?\nno prices"
+        return f"Send {ticket.describe()}?\n" + confirmation_text(ticket, q).split("\n", 1)[1]
 
     def _send(self, ticket: Ticket) -> None:
         d, coid = self.session.orders.submit(ticket)
@@ -783,6 +788,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.ui = s
         self._apply_market(s)
+        self.ticket.set_presets(s.qty_presets)
         self.settings.save(s)
         if s.theme != old.theme:
             self.set_theme(s.theme, save=False)

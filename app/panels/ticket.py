@@ -1,26 +1,79 @@
-"""The order ticket: symbol, quantity, market/limit, limit price, Buy and Sell.
+"""The order ticket: symbol, quantity, order type, time in force, limit and stop prices, a
+trailing stop's trail, a bracket's take-profit and stop-loss, Buy and Sell.
 
 The ticket only builds a :class:`~app.orders.Ticket` and emits it; the window confirms
-(if the trader wants that) and hands it to the order service.  A live check (the same
-validation and risk check the send uses, without recording anything) says under the
-buttons what would happen, and the outcome of every send -- ack, fill, reject with its
-reason, no reply -- replaces it the moment it is known.
+(if the trader wants that) and hands it to the order service.  The same validation and risk
+check the send uses (without recording anything) runs when Buy or Sell is pressed and says
+what is wrong in the ticket's words, and the outcome of every send -- ack, fill, reject with
+its reason, no reply -- replaces it the moment it is known.
+
+Helpers a trader expects of a ticket: quantity presets (Settings), the price one tick up or
+down (buttons, Ctrl+Up / Ctrl+Down), Bid / Mid / Ask buttons that put the market's price in
+the limit (or stop) field, bracket offsets in ticks or in price from the entry.
+
+The fields sit in a scroll area above the Buy and Sell row, so a squeezed dock (the window at
+its minimum size) scrolls the fields and never cuts Buy, Sell or the outcome line off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 
 from workers.executor.risk import Decision
-from workers.protocol import OrderType, Side
+from workers.protocol import OrderType, Side, TimeInForce
 from app.models.columns import price as fmt_price
-from app.orders import Outcome, Ticket
+from app.orders import TICK_SIZE, VALID_TIFS, Outcome, Ticket, entry_price, snap
 from app.panels.live_label import LiveLabel
-from app.qt import Qt, QtWidgets, Signal
+from app.qt import Qt, QtCore, QtWidgets, Signal
 from app.state import AppState
 from app.theme import repolish
 
 TONE_FOR = {"ok": "ok", "bad": "bad", "warn": "warn"}
+
+TYPE_CHOICES = (("Market", OrderType.MARKET), ("Limit", OrderType.LIMIT), ("Stop", OrderType.STOP),
+                ("Stop limit", OrderType.STOP_LIMIT), ("Trailing stop", OrderType.TRAILING_STOP))
+TIF_CHOICES = (("DAY", TimeInForce.DAY), ("GTC", TimeInForce.GTC), ("IOC", TimeInForce.IOC), ("FOK", TimeInForce.FOK))
+#: the bracket's offsets are counted in ticks of TICK_SIZE, or given as a price distance
+BRACKET_TICKS, BRACKET_PRICE = "ticks", "price"
+TRAIL_AMOUNT, TRAIL_PCT = "amount", "pct"
+_STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
+
+
+def _price_spin(parent, name: str, tip: str) -> QtWidgets.QDoubleSpinBox:
+    s = QtWidgets.QDoubleSpinBox(parent)
+    s.setObjectName(name)
+    s.setRange(0.0, 1e9 - 1)
+    s.setDecimals(2)
+    s.setSingleStep(TICK_SIZE)
+    s.setMinimumWidth(84)
+    s.setToolTip(tip)
+    return s
+
+
+def _small_button(parent, text: str, name: str, tip: str) -> QtWidgets.QToolButton:
+    b = QtWidgets.QToolButton(parent)
+    b.setText(text)
+    b.setObjectName(name)
+    b.setToolTip(tip)
+    b.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+    b.setAutoRaise(False)
+    return b
+
+
+def _row(parent, *widgets, stretch: bool = True) -> QtWidgets.QWidget:
+    w = QtWidgets.QWidget(parent)
+    lay = QtWidgets.QHBoxLayout(w)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.setSpacing(3)
+    for x in widgets:
+        if x is None:
+            lay.addSpacing(8)
+        else:
+            lay.addWidget(x)
+    if stretch:
+        lay.addStretch(1)
+    return w
 
 
 class TicketPanel(QtWidgets.QWidget):
@@ -30,38 +83,92 @@ class TicketPanel(QtWidgets.QWidget):
 
     submitted = Signal(object)
 
-    def __init__(self, state: AppState, default_qty: int = 100, parent=None):
+    def __init__(self, state: AppState, default_qty: int = 100, parent=None, presets: Sequence[int] = (100, 500, 1000)):
         super().__init__(parent)
         self.setObjectName("ticket")
         self.state = state
         self.validator: Callable[[Ticket], Decision] | None = None
         self._known: set[str] = set()
 
-        self.symbol = QtWidgets.QComboBox(self)
+        self.form = QtWidgets.QWidget(self)
+        self.form.setObjectName("ticketForm")
+        f = self.form
+        self.symbol = QtWidgets.QComboBox(f)
         self.symbol.setObjectName("ticketSymbol")
         self.symbol.setEditable(True)
         self.symbol.setInsertPolicy(QtWidgets.QComboBox.InsertPolicy.NoInsert)
         self.symbol.setMinimumWidth(90)
         self.symbol.lineEdit().setPlaceholderText("Symbol")
-        self.qty = QtWidgets.QSpinBox(self)
+        self.qty = QtWidgets.QSpinBox(f)
         self.qty.setObjectName("ticketQty")
         self.qty.setRange(1, 10_000_000)
         self.qty.setSingleStep(100)
         self.qty.setValue(default_qty)
         self.qty.setAccelerated(True)
         self.qty.setMinimumWidth(80)
-        self.order_type = QtWidgets.QComboBox(self)
+        self.order_type = QtWidgets.QComboBox(f)
         self.order_type.setObjectName("ticketType")
         # item data are plain strings: Qt turns a StrEnum into a QString anyway
-        self.order_type.addItem("Market", OrderType.MARKET.value)
-        self.order_type.addItem("Limit", OrderType.LIMIT.value)
-        self.limit = QtWidgets.QDoubleSpinBox(self)
-        self.limit.setObjectName("ticketLimit")
-        self.limit.setRange(0.0, 1e9 - 1)
-        self.limit.setDecimals(2)
-        self.limit.setSingleStep(0.01)
-        self.limit.setMinimumWidth(90)
+        for text, ot in TYPE_CHOICES:
+            self.order_type.addItem(text, ot.value)
+        self.tif = QtWidgets.QComboBox(f)
+        self.tif.setObjectName("ticketTif")
+        self.tif.setToolTip("Time in force: DAY (until the session's end), GTC (until cancelled), IOC (fill what "
+                            "can be filled at once, cancel the rest), FOK (all at once or nothing); IOC and FOK "
+                            "are for market and limit orders")
+        for text, tif in TIF_CHOICES:
+            self.tif.addItem(text, tif.value)
+        self.limit = _price_spin(f, "ticketLimit", "Limit price (Ctrl+Up / Ctrl+Down: one tick)")
         self.limit.setEnabled(False)
+        self.stop = _price_spin(f, "ticketStop", "Stop price: a buy stop triggers when the last trade is at or above "
+                                "it, a sell stop at or below (Ctrl+Up / Ctrl+Down: one tick)")
+        self.stop.setEnabled(False)
+
+        # quantity presets, price helpers
+        self.presets_box = _row(f)
+        self.preset_buttons: list[QtWidgets.QToolButton] = []
+        self.set_presets(presets)
+        self.bid_button = _small_button(f, "Bid", "ticketBid", "The bid into the limit price (the stop price for a stop)")
+        self.mid_button = _small_button(f, "Mid", "ticketMid", "The mid price, rounded to the tick, into the limit "
+                                        "price (the stop price for a stop)")
+        self.ask_button = _small_button(f, "Ask", "ticketAsk", "The ask into the limit price (the stop price for a stop)")
+        self.tick_down = _small_button(f, "−", "ticketTickDown", "Price one tick down (Ctrl+Down)")
+        self.tick_up = _small_button(f, "+", "ticketTickUp", "Price one tick up (Ctrl+Up)")
+        self.tools_box = _row(f, self.bid_button, self.mid_button, self.ask_button, None, self.tick_down, self.tick_up)
+
+        # a trailing stop's trail
+        self.trail = _price_spin(f, "ticketTrail", "Trailing stop: the stop follows the market at this distance")
+        self.trail.setEnabled(False)
+        self.trail_unit = QtWidgets.QComboBox(f)
+        self.trail_unit.setObjectName("ticketTrailUnit")
+        self.trail_unit.addItem("price", TRAIL_AMOUNT)
+        self.trail_unit.addItem("%", TRAIL_PCT)
+        self.trail_unit.setToolTip("The trail as a price distance, or in percent of the best price since the order was placed")
+        self.trail_unit.setEnabled(False)
+        self.trail.setMinimumWidth(60)
+        self.trail_box = _row(f, self.trail, self.trail_unit, stretch=False)
+        # a trailing stop has a trail where the others have a stop price: one column for both
+        self.stop_stack = QtWidgets.QStackedWidget(f)
+        self.stop_stack.addWidget(self.stop)
+        self.stop_stack.addWidget(self.trail_box)
+
+        # a bracket: offsets from the entry, 0 = no such leg
+        self.take_profit = self._offset_spin("ticketTakeProfit", "Take profit: a limit on the other side, this far "
+                                             "beyond the entry (0: none)")
+        self.stop_loss = self._offset_spin("ticketStopLoss", "Stop loss: a stop on the other side, this far behind "
+                                           "the entry (0: none)")
+        self.bracket_unit = QtWidgets.QComboBox(f)
+        self.bracket_unit.setObjectName("ticketBracketUnit")
+        self.bracket_unit.addItem("ticks", BRACKET_TICKS)
+        self.bracket_unit.addItem("price", BRACKET_PRICE)
+        self.bracket_unit.setToolTip(f"Bracket offsets in ticks ({TICK_SIZE:g}) or as a price distance from the entry")
+        tp_label = QtWidgets.QLabel("TP", f)
+        sl_label = QtWidgets.QLabel("SL", f)
+        for lbl, w in ((tp_label, self.take_profit), (sl_label, self.stop_loss)):
+            lbl.setObjectName("muted")
+            lbl.setBuddy(w)
+        self.bracket_box = _row(f, tp_label, self.take_profit, sl_label, self.stop_loss, self.bracket_unit)
+
         self.buy = QtWidgets.QPushButton("Buy  Ctrl+B", self)
         self.buy.setObjectName("buyButton")
         self.buy.setToolTip("Send a buy order (Ctrl+B)")
@@ -79,64 +186,131 @@ class TicketPanel(QtWidgets.QWidget):
         self.outcome.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.outcome.setMinimumHeight(24)
 
-        self.grid = grid = QtWidgets.QGridLayout(self)
-        grid.setContentsMargins(6, 4, 6, 4)
+        self.grid = grid = QtWidgets.QGridLayout(self.form)
+        grid.setContentsMargins(0, 0, 0, 0)
         grid.setHorizontalSpacing(6)
-        grid.setVerticalSpacing(4)
+        grid.setVerticalSpacing(3)
         self._labels = []
-        for text, w in (("Symbol", self.symbol), ("Qty", self.qty), ("Type", self.order_type), ("Limit", self.limit)):
-            lbl = QtWidgets.QLabel(text, self)
+        for text, w in (("Symbol", self.symbol), ("Qty", self.qty), ("Type", self.order_type), ("TIF", self.tif),
+                        ("Limit", self.limit), ("Stop", self.stop_stack)):
+            lbl = QtWidgets.QLabel(text, f)
             lbl.setObjectName("muted")
             lbl.setBuddy(w)
             self._labels.append((lbl, w))
-        self.compact = None
-        # an explicit minimum (the compact arrangement's) instead of the wide row's: a narrow
-        # dock reflows the ticket instead of cutting Sell off or painting over its neighbours
-        self._arrange(compact=True)
-        self.setMinimumWidth(grid.minimumSize().width())
-        self._arrange(compact=False)
-        self._limit_symbol = ""  # the symbol the limit price was taken for
-        self._kill_notice = False  # the outcome line shows the kill switch's state
-        self._connect_signals()
+        self.stop_label = self._labels[-1][0]
+        # the wide arrangement's one row of helpers (presets, prices, bracket)
+        self.helpers = _row(f)
+        self.helpers.layout().setSpacing(12)
+        self.scroll = QtWidgets.QScrollArea(self)
+        self.scroll.setObjectName("ticketScroll")
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(self.form)
+        self.scroll.viewport().setAutoFillBackground(False)
+        self.form.setAutoFillBackground(False)
 
-    #: narrower than this, Buy and Sell go on a row of their own (never cut off)
+        outer = QtWidgets.QVBoxLayout(self)
+        outer.setContentsMargins(6, 4, 6, 4)
+        outer.setSpacing(4)
+        outer.addWidget(self.scroll, 1)
+        buttons = QtWidgets.QHBoxLayout()
+        buttons.setSpacing(6)
+        buttons.addWidget(self.buy)
+        buttons.addWidget(self.sell)
+        outer.addLayout(buttons)
+        outer.addWidget(self.quote)
+        outer.addWidget(self.outcome)
+
+        self.compact = None
+        # an explicit minimum (the compact arrangement's width; one row of fields high): a
+        # narrow or short dock reflows or scrolls the fields instead of cutting Sell off or
+        # painting over its neighbours
+        self._arrange(compact=True)
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        self.scroll.setMinimumWidth(grid.minimumSize().width() + bar)
+        self.scroll.setMinimumHeight(self.symbol.sizeHint().height() + 22)
+        self._arrange(compact=False)
+        self._wide_form_h = grid.sizeHint().height()
+        self._limit_symbol = ""  # the symbol the limit and stop prices were taken for
+        self._kill_notice = False  # the outcome line shows the kill switch's state
+        self._bracket_unit = BRACKET_TICKS
+        self._connect_signals()
+        self._type_changed()
+
+    def _offset_spin(self, name: str, tip: str) -> QtWidgets.QDoubleSpinBox:
+        s = QtWidgets.QDoubleSpinBox(self.form)
+        s.setObjectName(name)
+        s.setRange(0, 1_000_000)
+        s.setDecimals(0)
+        s.setSingleStep(1)
+        s.setSpecialValueText("off")
+        s.setMinimumWidth(64)
+        s.setToolTip(tip)
+        return s
+
+    def set_presets(self, presets: Sequence[int]) -> None:
+        """The quantity buttons (Settings > General > Quantity presets)."""
+        lay = self.presets_box.layout()
+        for b in self.preset_buttons:
+            lay.removeWidget(b)
+            b.deleteLater()
+        self.preset_buttons = []
+        for i, n in enumerate(presets):
+            b = _small_button(self.presets_box, f"{n:,}" if n < 10_000 else f"{n // 1000:,}k", f"qtyPreset{n}",
+                              f"Quantity {n:,}")
+            b.clicked.connect(lambda _=False, n=n: self.qty.setValue(n))
+            lay.insertWidget(i, b)
+            self.preset_buttons.append(b)
+
+    #: narrower than this, the fields go three to a row instead of six
     COMPACT_BELOW = 560
 
     def _arrange(self, compact: bool) -> None:
-        """One row (fields, Buy, Sell) when wide; fields over the buttons when narrow."""
+        """Six fields to a row when wide, three when narrow; the helpers' rows under them."""
         if compact == self.compact:
             return
         self.compact = compact
         grid = self.grid
+        boxes = (self.presets_box, self.tools_box, self.bracket_box)
         for lbl, w in self._labels:
             grid.removeWidget(lbl)
             grid.removeWidget(w)
-        for w in (self.buy, self.sell, self.quote, self.outcome):
-            grid.removeWidget(w)
-        for col, (lbl, w) in enumerate(self._labels):
-            grid.addWidget(lbl, 0, col)
-            grid.addWidget(w, 1, col)
+        for b in boxes:
+            grid.removeWidget(b)
+            self.helpers.layout().removeWidget(b)
+        grid.removeWidget(self.helpers)
+        cols = 3 if compact else 6
+        for i, (lbl, w) in enumerate(self._labels):
+            r, c = divmod(i, cols)
+            grid.addWidget(lbl, 2 * r, c)
+            grid.addWidget(w, 2 * r + 1, c)
+        first = 2 * ((len(self._labels) + cols - 1) // cols)
         for c in range(6):
             grid.setColumnStretch(c, 0)
+        grid.setColumnStretch(0, 2)
         if compact:
-            grid.addWidget(self.buy, 2, 0, 1, 2)
-            grid.addWidget(self.sell, 2, 2, 1, 2)
-            first = 3
-            grid.setColumnStretch(0, 2)
-            grid.setColumnStretch(2, 1)
+            for i, b in enumerate(boxes):
+                grid.addWidget(b, first + i, 0, 1, cols)
+            self.helpers.hide()
         else:
-            grid.addWidget(self.buy, 1, 4)
-            grid.addWidget(self.sell, 1, 5)
-            first = 2
-            grid.setColumnStretch(0, 2)
-            grid.setColumnStretch(4, 1)
-            grid.setColumnStretch(5, 1)
-        span = 4 if compact else 6
-        grid.addWidget(self.quote, first, 0, 1, span)
-        grid.addWidget(self.outcome, first + 1, 0, 1, span)
-        for r in range(6):
+            for i, b in enumerate(boxes):
+                self.helpers.layout().insertWidget(i, b)
+            grid.addWidget(self.helpers, first, 0, 1, cols)
+            self.helpers.show()
+        for r in range(12):
             grid.setRowStretch(r, 0)
-        grid.setRowStretch(first + 2, 1)
+        grid.setRowStretch(first + (len(boxes) if compact else 1), 1)
+
+    def sizeHint(self):  # noqa: N802
+        """Tall enough for every field (the default layout sizes the dock by it): the scroll
+        area's own hint is a bounded guess, not its content's height."""
+        h = super().sizeHint()
+        # the wide arrangement's: the default layout gives the ticket a wide dock, and the
+        # hint is asked before the dock has its width (while the ticket is still compact); a
+        # few pixels spare for the theme's padding, applied after the default layout is made
+        form_h = self._wide_form_h if self.compact else self.form.sizeHint().height()
+        return QtCore.QSize(h.width(), h.height() - self.scroll.sizeHint().height() + form_h + 8)
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
@@ -149,15 +323,65 @@ class TicketPanel(QtWidgets.QWidget):
         self.symbol.currentTextChanged.connect(self._symbol_changed)
         self.qty.valueChanged.connect(self._inputs_changed)
         self.limit.valueChanged.connect(self._inputs_changed)
+        self.stop.valueChanged.connect(self._inputs_changed)
+        self.bid_button.clicked.connect(lambda: self.price_from("bid"))
+        self.mid_button.clicked.connect(lambda: self.price_from("mid"))
+        self.ask_button.clicked.connect(lambda: self.price_from("ask"))
+        self.tick_up.clicked.connect(lambda: self.tick(1))
+        self.tick_down.clicked.connect(lambda: self.tick(-1))
+        self.bracket_unit.currentIndexChanged.connect(self._bracket_unit_changed)
 
     # ------------------------------------------------------------------ inputs
     def current_type(self) -> OrderType:
         return OrderType(self.order_type.currentData())
 
+    def current_tif(self) -> TimeInForce:
+        return TimeInForce(self.tif.currentData())
+
+    def _quote(self):
+        return self.state.market.quotes.get(self.symbol.currentText().strip().upper())
+
     def ticket(self, side: Side) -> Ticket:
         ot = self.current_type()
-        return Ticket(symbol=self.symbol.currentText().strip().upper(), side=side, qty=int(self.qty.value()),
-                      order_type=ot, limit_price=float(self.limit.value()) if ot is OrderType.LIMIT else None)
+        trailing = ot is OrderType.TRAILING_STOP
+        trail = float(self.trail.value()) if trailing and self.trail.value() > 0 else None
+        pct = self.trail_unit.currentData() == TRAIL_PCT
+        t = Ticket(symbol=self.symbol.currentText().strip().upper(), side=side, qty=int(self.qty.value()),
+                   order_type=ot, limit_price=float(self.limit.value()) if ot.has_limit else None,
+                   tif=self.current_tif(), stop_price=float(self.stop.value()) if ot in _STOP_TYPES else None,
+                   trail_amount=trail if not pct else None, trail_pct=trail if pct else None)
+        tp_off, sl_off = self._offset(self.take_profit), self._offset(self.stop_loss)
+        if tp_off or sl_off:
+            q = self._quote()
+            entry = entry_price(t, q) if q is not None and q.last else None
+            if entry:
+                sign = 1 if side is Side.BUY else -1
+                t = dataclasses.replace(t, take_profit_price=snap(entry + sign * tp_off) if tp_off else None,
+                                        stop_loss_price=snap(entry - sign * sl_off) if sl_off else None)
+        return t
+
+    def _offset(self, spin: QtWidgets.QDoubleSpinBox) -> float:
+        """A bracket offset as a price distance (0: no leg)."""
+        v = float(spin.value())
+        return v * TICK_SIZE if self._bracket_unit == BRACKET_TICKS else v
+
+    def _bracket_unit_changed(self) -> None:
+        """The offsets keep their distance when the unit changes (10 ticks <-> 0.10)."""
+        unit = self.bracket_unit.currentData()
+        if unit == self._bracket_unit:
+            return
+        to_price = unit == BRACKET_PRICE
+        for s in (self.take_profit, self.stop_loss):
+            v = s.value()
+            if to_price:
+                s.setDecimals(2)
+                s.setSingleStep(TICK_SIZE)
+                s.setValue(round(v * TICK_SIZE, 2))
+            else:
+                s.setValue(round(v / TICK_SIZE))
+                s.setDecimals(0)
+                s.setSingleStep(1)
+        self._bracket_unit = unit
 
     def set_symbol(self, symbol: str, prefill_limit: bool = True) -> None:
         """Fill the ticket from the market watch (double-click)."""
@@ -166,11 +390,15 @@ class TicketPanel(QtWidgets.QWidget):
         q = self.state.market.quotes.get(symbol)
         if prefill_limit and q is not None and q.last:
             self.limit.setValue(q.last)
+            self.stop.setValue(q.last)
             self._limit_symbol = symbol
         self.refresh_quote()
 
     def set_order_type(self, ot: OrderType) -> None:
         self.order_type.setCurrentIndex(self.order_type.findData(OrderType(ot).value))
+
+    def set_tif(self, tif: TimeInForce) -> None:
+        self.tif.setCurrentIndex(self.tif.findData(TimeInForce(tif).value))
 
     def add_symbols(self, symbols) -> None:
         new = set(symbols) - self._known
@@ -199,30 +427,93 @@ class TicketPanel(QtWidgets.QWidget):
         self.symbol.lineEdit().selectAll()
 
     def _type_changed(self) -> None:
-        is_limit = self.current_type() is OrderType.LIMIT
-        self.limit.setEnabled(is_limit)
-        # A limit order starts from the market as it is now, not from whatever price the
+        ot = self.current_type()
+        self.limit.setEnabled(ot.has_limit)
+        self.stop.setEnabled(ot in _STOP_TYPES)
+        trailing = ot is OrderType.TRAILING_STOP
+        self.trail.setEnabled(trailing)
+        self.trail_unit.setEnabled(trailing)
+        self.stop_stack.setCurrentIndex(1 if trailing else 0)
+        self.stop_label.setText("Trail" if trailing else "Stop")
+        self.stop_label.setBuddy(self.trail if trailing else self.stop)
+        for b in (self.bid_button, self.mid_button, self.ask_button):
+            b.setEnabled(not trailing)
+        for b in (self.tick_up, self.tick_down):
+            b.setEnabled(ot.has_limit or ot in _STOP_TYPES)
+        # only the time in force the type may carry can be chosen (IOC/FOK: market and limit)
+        valid = VALID_TIFS[ot]
+        model = self.tif.model()
+        for i in range(self.tif.count()):
+            model.item(i).setEnabled(TimeInForce(self.tif.itemData(i)) in valid)
+        if self.current_tif() not in valid:
+            self.set_tif(TimeInForce.DAY)
+        # A price field starts from the market as it is now, not from whatever price the
         # (disabled) field last held.
         self._track_last()
         self._inputs_changed()
 
     def _track_last(self) -> None:
-        """Follow the last price in the limit field while the ticket is on market orders."""
-        q = self.state.market.quotes.get(self.symbol.currentText().strip().upper())
-        if q is not None and q.last and (self.current_type() is OrderType.MARKET or not self.limit.value()):
-            self.limit.setValue(q.last)
+        """Follow the last price in the price fields the order type does not use (and in an
+        empty one), so a field the trader turns to starts at the market."""
+        q = self._quote()
+        if q is None or not q.last:
+            return
+        ot = self.current_type()
+        for spin, used in ((self.limit, ot.has_limit), (self.stop, ot in _STOP_TYPES)):
+            if (not used or not spin.value()) and spin.value() != q.last:
+                spin.blockSignals(True)
+                spin.setValue(q.last)
+                spin.blockSignals(False)
+
+    def price_target(self) -> QtWidgets.QDoubleSpinBox | None:
+        """The price field the helpers move: the limit, else the stop (None for market and
+        trailing stop orders)."""
+        ot = self.current_type()
+        if ot.has_limit:
+            return self.limit
+        if ot in _STOP_TYPES:
+            return self.stop
+        return None
+
+    def tick(self, n: int) -> None:
+        """The limit (or stop) price ``n`` ticks up (down for n < 0); Ctrl+Up / Ctrl+Down."""
+        spin = self.price_target()
+        if spin is None:
+            return
+        q = self._quote()
+        base = spin.value() or (q.last if q is not None else 0.0)
+        spin.setValue(max(TICK_SIZE, snap(base + n * TICK_SIZE)))
+
+    def price_from(self, which: str) -> None:
+        """Bid, Ask or Mid (rounded to the tick) into the limit price, or the stop's for a stop
+        order; a market ticket becomes a limit ticket at that price."""
+        q = self._quote()
+        if q is None or not q.last:
+            self.show_message("No prices for this symbol.", "warn")
+            return
+        px = {"bid": q.bid, "ask": q.ask, "mid": snap((q.bid + q.ask) / 2) if q.bid and q.ask else q.last}[which]
+        if not px:
+            self.show_message(f"No {which} for this symbol now.", "warn")
+            return
+        if self.current_type() is OrderType.MARKET:
+            self.set_order_type(OrderType.LIMIT)
+        spin = self.price_target()
+        if spin is not None:
+            spin.setValue(px)
 
     def _inputs_changed(self, *_) -> None:
         self.refresh_quote()
 
     def _symbol_changed(self, text: str) -> None:
-        """A limit price belongs to its symbol: another symbol's price is never kept (it
-        would be sent, or refused by the band check with a confusing reason).  The new
-        symbol's last price, or nothing while the symbol has none."""
+        """A price belongs to its symbol: another symbol's price is never kept (it would be
+        sent, or refused by the band check with a confusing reason).  The new symbol's last
+        price, or nothing while the symbol has none."""
         sym = text.strip().upper()
         if sym != self._limit_symbol:
             q = self.state.market.quotes.get(sym)
-            self.limit.setValue(q.last if q is not None and q.last else 0.0)
+            px = q.last if q is not None and q.last else 0.0
+            self.limit.setValue(px)
+            self.stop.setValue(px)
             self._limit_symbol = sym
         self.refresh_quote()
 
@@ -247,7 +538,8 @@ class TicketPanel(QtWidgets.QWidget):
         self.submitted.emit(t)
 
     def show_outcome(self, o: Outcome) -> None:
-        tone = "ok" if o.ok else ("warn" if o.kind in ("unknown", "cancel_unknown") else "bad")
+        tone = "ok" if o.ok else ("warn" if o.kind in ("unknown", "cancel_unknown", "replace_unknown", "oco_unknown")
+                                  else "bad")
         self.show_message(o.text, tone)
 
     def show_message(self, text: str, tone: str) -> None:
@@ -263,8 +555,7 @@ class TicketPanel(QtWidgets.QWidget):
         if q is None:
             self.quote.setText(f"{sym or 'No symbol'}: no prices" if sym else "")
             return
-        if self.current_type() is OrderType.MARKET:
-            self._track_last()
+        self._track_last()
         pos = self.manual_position(sym)
         net = self.state.positions.qty(sym)
         account = f" (account {net:+,})" if net != pos else ""
