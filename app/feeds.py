@@ -12,6 +12,11 @@ Every tick frame, either form, goes through :func:`workers.protocol.tick_frame`:
 declarations validate it whole (in C) or say exactly what is wrong, for the count and the log;
 the frame's ``epoch`` goes with every row to ``MarketState.on_tick``.
 
+Depth (``depth.<SYMBOL>``, the order book a ladder shows) comes on the same socket: its frames
+are told from tick frames by their topic and go to :class:`app.depth.DepthState`, decoded whole
+against ``P.Depth`` (a bad one is counted, never raised).  Only the symbols a ladder shows are
+subscribed (``DepthState.want`` -> :meth:`Subscription.set_extra_topics`).
+
 Late joining (the zguide's Clone pattern): :class:`SnapshotLoader` asks the market-data
 gateway's snapshot endpoint for the last tick of every symbol and the session's bars once the
 ticks subscription is connected (at start, and again whenever a symbol's stream restarts: a
@@ -76,17 +81,36 @@ class _Decoder:
             self.state.log.warning(self.stream, f"dropped a bad {self.frame_kind} frame: {e}{_suffix(self._rl.take_suppressed('bad'))}")
 
 
+#: what a depth frame of the ticks endpoint starts with (tick frames start with ``tick.``)
+DEPTH_PREFIX = b"depth."
+
+
 class TickDecoder(_Decoder):
-    """Frames of the ticks stream (``tick`` or batched ``ticks``) into ``MarketState.on_tick``."""
+    """Frames of the ticks stream (``tick`` or batched ``ticks``) into ``MarketState.on_tick``;
+    ``depth`` frames of the same socket into ``AppState.depth``."""
 
     stream = "ticks"
     frame_kind = "tick"
+
+    def _depth(self, frame: bytes) -> None:
+        try:
+            _, msg = P.decode_pub(frame, expect=P.Depth)
+        except P.ProtocolError as e:
+            self.state.depth.decode_errors += 1
+            self.stats.decode_errors += 1
+            if self._rl.allow("bad depth"):
+                self.state.log.warning(self.stream, f"dropped a bad depth frame: {e}{_suffix(self._rl.take_suppressed('bad depth'))}")
+            return
+        self.state.depth.on_depth(msg)
 
     def __call__(self, frames: list[bytes]) -> None:
         market = self.state.market
         on_tick = market.on_tick
         quotes = market.quotes
         for frame in frames:
+            if frame.startswith(DEPTH_PREFIX):  # ~10 a second per subscribed symbol: off the tick path
+                self._depth(frame)
+                continue
             # either form, checked whole by the protocol's declarations before any tick is used
             try:
                 sym, rows, epoch = P.tick_frame(frame)
@@ -215,6 +239,20 @@ class Subscription:
         self._sock: zmq.asyncio.Socket | None = None
         self._rl = KeyedLimiter(LOG_INTERVAL)
         self.curve = None  # CurveKeys, when the fleet runs with CurveZMQ
+        #: topics subscribed besides ``topics``, changed while running (the ladders' depth)
+        self.extra_topics: frozenset[bytes] = frozenset()
+
+    def set_extra_topics(self, topics) -> None:
+        """Subscribe ``topics`` besides the fixed ones (and drop the extra ones not in it);
+        before :meth:`start` they are only remembered."""
+        new = frozenset(topics)
+        s = self._sock
+        if s is not None:
+            for t in self.extra_topics - new:
+                s.setsockopt(zmq.UNSUBSCRIBE, t)
+            for t in new - self.extra_topics:
+                s.setsockopt(zmq.SUBSCRIBE, t)
+        self.extra_topics = new
 
     def start(self) -> None:
         s = self.ctx.socket(zmq.SUB)
@@ -225,7 +263,7 @@ class Subscription:
         s.setsockopt(zmq.MAXMSGSIZE, CONNECTED_MAXMSGSIZE)
         if self.curve is not None:
             self.curve.apply_client(s)
-        for t in self.topics:
+        for t in (*self.topics, *self.extra_topics):
             s.setsockopt(zmq.SUBSCRIBE, t)
         self.sockmon.watch(s, self.stats.name, connect=self.endpoint)
         s.connect(self.endpoint)
@@ -351,7 +389,9 @@ class SnapshotLoader:
                                        f"fill from live ticks; asking again{_suffix(self._rl.take_suppressed('fail'))}")
             return False
         quotes, bars = market.apply_snapshot(reply)
+        books = self.state.depth.apply_snapshot(reply.depth, reply.epoch)
         self.state.log.info("ticks", f"snapshot loaded: {quotes} quotes, bars of {bars} symbols"
+                            f"{f', depth of {books}' if books else ''}"
                             f"{' (oldest bars left out)' if reply.truncated else ''}")
         return True
 
@@ -379,6 +419,10 @@ class Feeds:
         ]
         for sub in self.subs:
             sub.curve = curve
+        # the ladders' symbols: their depth is subscribed on the ticks socket, nothing else's
+        ticks = self.subs[0]
+        state.depth.on_want = lambda syms: ticks.set_extra_topics(P.depth_topic(s) for s in syms)
+        state.depth.on_want(state.depth.wanted)
         snap_ep = getattr(endpoints, "snapshot", "")
         self.snapshot = SnapshotLoader(state, snap_ep, st["ticks"], curve=curve) if snap_ep else None
         self._snap_tasks = self.tasks.child("snapshot")

@@ -25,6 +25,7 @@ from workers.positions import PositionBook, SymbolPosition
 from workers.ratelimit import KeyedLimiter
 from workers.protocol import OrderStatus, OrderType, Side
 from workers.sequence import SeqKind, SequenceTracker
+from app.depth import DepthState
 
 try:  # the chart's bar builder is Qt-free numpy; the window still runs without it
     from app.chart.bars import MultiIntervalBars
@@ -888,6 +889,8 @@ class AppState:
     def __init__(self, bars_factory: Callable[[], Any] | None = None, max_symbols: int = MAX_SYMBOLS,
                  idle_evict_s: float = IDLE_EVICT_S):
         self.market = MarketState(bars_factory=bars_factory, max_symbols=max_symbols, idle_evict_s=idle_evict_s)
+        #: the order books of the held symbols (depth.<SYMBOL>, what the price ladder shows: app/depth.py)
+        self.depth = DepthState(held=self.market.quotes.__contains__)
         self.orders = OrderBook()
         self.fills = RingLog(MAX_FILLS)
         self.signals = RingLog(MAX_SIGNALS)
