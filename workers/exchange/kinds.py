@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _TERMINAL = frozenset(s for s in OrderStatus if s.is_terminal)
 _STOP_KINDS = frozenset(t for t in OrderType if t.is_stop)
 _DAY = TimeInForce.DAY
+_TRAILING = OrderType.TRAILING_STOP
+_BUY = Side.BUY
 _NS = 1_000_000_000
 EXPIRED_REASON = "day order expired at the session end"
 _LOCAL_N = "kinds_next_local_n"
@@ -203,8 +205,19 @@ class OrderKinds(ExchangeClient):
             held = self._held.get(sym)
             if held:
                 last = tick.last
-                fire = [o for o in held.values() if self._reached(o, last)]
-                if fire:
+                fire = None
+                for o in held.values():
+                    # inline for plain stops: this runs for every held order on every tick
+                    ot = o.order_type
+                    if ot is _TRAILING:
+                        hit = self._reached(o, last)
+                    elif o.side is _BUY:
+                        hit = last >= o.stop_price
+                    else:
+                        hit = last <= o.stop_price
+                    if hit:
+                        (fire := fire or []).append(o)
+                if fire is not None:
                     now = P.now_ns()
                     for o in fire:
                         if o.is_working:  # an OCO peer fired earlier in this loop may have cancelled it
@@ -295,18 +308,18 @@ class OrderKinds(ExchangeClient):
 
     def _reached(self, o: Order, last: float) -> bool:
         """Whether ``last`` triggers the held stop ``o`` (a trailing stop's best is updated)."""
-        if o.order_type is OrderType.TRAILING_STOP:
+        if o.order_type is _TRAILING:
             cid = o.client_order_id
             ext = self._trail.get(cid)
-            if o.side is Side.SELL:
-                ext = last if ext is None or last > ext else ext
-            else:
-                ext = last if ext is None or last < ext else ext
-            self._trail[cid] = ext
-            stop = _trail_stop(o, ext)
-        else:
-            stop = o.stop_price
-        return last >= stop if o.side is Side.BUY else last <= stop
+            trail = o.trail_amount
+            if o.side is _BUY:
+                if ext is None or last < ext:
+                    self._trail[cid] = ext = last
+                return last >= ext + (trail if trail is not None else ext * o.trail_pct / 100.0)
+            if ext is None or last > ext:
+                self._trail[cid] = ext = last
+            return last <= ext - (trail if trail is not None else ext * o.trail_pct / 100.0)
+        return last >= o.stop_price if o.side is _BUY else last <= o.stop_price
 
     def _release(self, o: Order, now: int, cause_ts: int) -> list[ExecEvent]:
         """The stop triggered: the inner client works it from now on."""
