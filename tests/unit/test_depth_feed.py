@@ -4,6 +4,7 @@ gateway's depth messages (in process, its PUB read by a SUB on the same context 
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pytest
@@ -60,8 +61,20 @@ def test_books_on_other_tick_grids(tick_size):
         t = feed.next()
         bids, asks = feed.sims["X"].book()
         check_book("X", p, bids, asks, t)
-        # deeper prices are the floats the ticks carry on that grid (numpy's rounding, same as the quotes)
-        assert all(px == round(round(px / tick_size) * tick_size, 2) for px, _ in bids + asks)
+        # deeper prices are the very floats the simulator's quotes carry on that grid (it rounds
+        # them with numpy): a level that becomes the touch later shows the same price
+        bi, ai = round(t.bid / tick_size), round(t.ask / tick_size)
+        grid = np.round(np.array([bi - j for j in range(len(bids))] + [ai + j for j in range(len(asks))]) * tick_size, 2)
+        assert [px for px, _ in bids + asks] == grid.tolist()
+
+
+def test_book_prices_round_as_the_quotes_do_over_a_wide_grid():
+    p = SymbolParams(base=100.0, tick_size=0.01)
+    book = SymbolBook(p, random.Random(2))
+    for bid_i in range(10, 2_000_000, 9973):
+        bids, asks = book.read(bid_i, bid_i + 1, 0.0, 0.0, 100, 100, 2)
+        want = np.round(np.array([bid_i - j for j in range(1, 10)] + [bid_i + 1 + j for j in range(1, 10)]) * 0.01, 2)
+        assert [px for px, _ in bids[1:] + asks[1:]] == want.tolist()
 
 
 def test_no_book_before_the_first_tick():
@@ -84,23 +97,37 @@ def test_reading_the_book_does_not_change_the_ticks():
 
 def test_levels_behind_the_touch_keep_their_size_as_the_quote_moves():
     p = params_for("AAPL")
-    book = SymbolBook(p, np.random.default_rng(1))
+    book = SymbolBook(p, random.Random(1))
     bids1, asks1 = book.read(19000, 19001, 190.0, 190.01, 500, 700, 2)
     # the bid moves up a tick: the old best bid is now the second level, with about its size
     bids2, asks2 = book.read(19001, 19002, 190.01, 190.02, 300, 900, 2)
     assert bids2[0] == [190.01, 300] and bids2[1][0] == 190.0
-    assert abs(bids2[1][1] - 500) <= 4 * p.lot
+    # (a change: up to 4 lots, and a pull of a tenth of the way to the level's mean, ~12 lots)
+    assert abs(bids2[1][1] - 500) <= 5 * p.lot
     # the old best ask was crossed: gone; the levels behind it moved up one place
     assert asks2[0] == [190.02, 900]
-    assert all(abs(s2 - s1) <= 4 * p.lot for (_, s1), (_, s2) in zip(asks1[2:], asks2[1:]))
+    assert all(abs(s2 - s1) <= 8 * p.lot for (_, s1), (_, s2) in zip(asks1[2:], asks2[1:]))
     # sizes do vary: not every level kept its size over many reads
     sizes = {tuple(s for _, s in book.read(19001, 19002, 190.01, 190.02, 300, 900, 2)[0][1:]) for _ in range(20)}
     assert len(sizes) > 1
 
 
+def test_resting_sizes_wander_around_a_mean_and_deeper_levels_hold_more():
+    sim = SimFeed(["AAPL"], seed=2).sims["AAPL"]
+    per_level: list[list[int]] = [[] for _ in range(P.MAX_DEPTH_LEVELS)]
+    for i in range(20_000):
+        sim.next_tick()
+        if i % 5 == 0:
+            for j, (_, size) in enumerate(sim.book()[0]):
+                per_level[j].append(size // sim.p.lot)
+    means = [sum(v) / len(v) for v in per_level]
+    assert means[-1] > means[1] > means[0]
+    assert max(max(v) for v in per_level) < 80  # no drift off to huge sizes
+
+
 def test_a_quote_near_zero_has_only_the_bid_levels_above_zero():
     p = SymbolParams(base=1.0, tick_size=0.01)
-    bids, asks = SymbolBook(p, np.random.default_rng(1)).read(3, 4, 0.03, 0.04, 100, 100, 2)
+    bids, asks = SymbolBook(p, random.Random(1)).read(3, 4, 0.03, 0.04, 100, 100, 2)
     assert [px for px, _ in bids] == [0.03, 0.02, 0.01]
     assert len(asks) == P.MAX_DEPTH_LEVELS
 
@@ -318,3 +345,40 @@ def test_depth_in_the_snapshot_stays_within_its_size_and_bars_give_way():
     assert len(full.pack()) <= MAX_SNAPSHOT_BYTES and len(full.depth) == len(syms)
     back = P.decode(reply.pack(), expect=P.GetSnapshotReply)
     assert back.depth[0].bids[0] == (99.99, 100)
+
+
+def test_set_depth_hz_turns_depth_on_and_off(rig):
+    from workers.errors import CommandError
+
+    r = rig("--depth-hz", "0")
+    r.subscribed()
+    assert r.gw.on_command("set_depth_hz", {"hz": 5}) == {"hz": 5.0}
+    assert r.gw.stats.gauges["depth_hz"] == 5.0
+    r.publish(4)  # the next tick of each symbol carries a depth
+    r.read()
+    assert {m.symbol for _, m in r.frames if isinstance(m, P.Depth)} == {"AAPL", "MSFT", "GOOG", "AMZN"}
+    assert r.gw.on_command("set_depth_hz", {"hz": 0}) == {"hz": 0.0}
+    r.frames.clear()
+    r.clock.advance(10)
+    r.publish(40)
+    r.read()
+    assert r.frames and not any(isinstance(m, P.Depth) for _, m in r.frames)
+    for bad in (-1, 1001, "x", True):
+        with pytest.raises(CommandError):
+            r.gw.on_command("set_depth_hz", {"hz": bad})
+
+
+def test_set_depth_hz_is_refused_for_the_replay(rig):
+    from workers.errors import CommandError
+
+    r = rig("--feed", "replay")
+    with pytest.raises(CommandError, match="no order book"):
+        r.gw.on_command("set_depth_hz", {"hz": 10})
+    assert r.gw.on_command("set_depth_hz", {"hz": 0}) == {"hz": 0.0}
+
+
+def test_depth_hz_option_is_checked():
+    for bad in ("-1", "1001", "x"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--depth-hz", bad])
+    assert build_parser().parse_args([]).depth_hz == 10.0

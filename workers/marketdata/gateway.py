@@ -461,6 +461,15 @@ class MarketDataGateway(Worker):
             self._set_rate(rate)
             self.log.info("rate set to %g ticks/s per symbol", rate)
             return {"rate": rate}
+        if cmd == "set_depth_hz":
+            hz = _number_arg(args, "hz", 0.0, MAX_DEPTH_HZ)
+            if hz and not self._books:
+                raise CommandError("the replay feed has no order book: no depth to publish")
+            self._depth_interval = 1.0 / hz if hz else 0.0
+            self._depth_due = dict.fromkeys(self._books, 0.0)  # the next tick of each symbol carries one
+            self.stats.gauges["depth_hz"] = hz
+            self.log.info("depth set to %g per second per symbol", hz)
+            return {"hz": hz}
         if cmd == "set_speed":
             if not isinstance(self.feed, ReplayFeed):
                 raise CommandError("set_speed applies to the replay feed; use set_rate")
