@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import datetime
+import hashlib
 import os
 import sys
 import time
@@ -37,9 +39,10 @@ from workers.config import ConfigOf, at_least, build_parser_for, data_dir, optio
 from workers.exchange.client import ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent, clip_text
 from workers.positions import PositionBook
 from workers.exchange.journal import SYNC_MODES, Account, Journal, JournalCorrupt, JournalError, JournalFull, remove_journal
-from workers.exchange.simulated import SimulatedExchange
+from workers.exchange.kinds import OrderKinds
+from workers.exchange.simulated import SimulatedCore, SimulatedExchange
 from workers.exchange.limits import HardLimits, HardLimitsConfig
-from workers.protocol import MsgType, OrderStatus, Side
+from workers.protocol import MsgType, OrderStatus, OrderType, Side, TimeInForce
 from workers.runtime import EXIT_CORRUPT_STATE, Worker, run_worker, split_envelope
 from workers.sequence import SequenceTracker
 
@@ -86,6 +89,44 @@ TRIMS_AFTER_DROP = 12
 
 
 _WORKING = P.WORKING_STATUSES
+#: what the gateway emulates (OrderKinds) for a venue that lacks it natively
+_EMULATED_TYPES = frozenset(t for t in OrderType if t.is_stop)
+_EMULATED_TIFS = frozenset({TimeInForce.DAY, TimeInForce.GTC})
+#: the venues --exchange names: the embedded simulator, or its matching core alone (market and
+#: limit only: every other kind emulated by the gateway, for tests and demonstrations)
+EXCHANGES = ("simulated", "simulated-core")
+#: an OCO group's name when its members' ids joined would be longer (or ambiguous)
+_OCO_HASH_PREFIX = "oco-"
+#: what every order the kill switch cancels when it is turned on is told
+KILL_SWITCH_CANCEL = "kill switch on: cancelled, it would increase the position"
+
+
+def parse_session_end(text: str) -> datetime.time:
+    """``HH:MM`` (or ``HH:MM:SS``), UTC: when DAY orders expire."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+        if len(parts) not in (2, 3) or not all(len(p) == 2 for p in text.split(":")):
+            raise ValueError
+        return datetime.time(*parts)
+    except (ValueError, TypeError):
+        raise ValueError(f"must be HH:MM (UTC, 00:00..23:59), got {text!r}") from None
+
+
+def _check_session_end(text: str) -> str:
+    parse_session_end(text)
+    return text
+
+
+def oco_group_name(client_order_ids: list[str], hashed: bool = False) -> str:
+    """The name of the OCO group of these orders, the same for the same members in any order
+    (so a repeated set_oco is the same group): their ids sorted and joined with ``,``, or,
+    when that is longer than an id may be or an id holds a ``,`` (or ``hashed``), ``oco-`` and
+    a hash of them."""
+    ids = sorted(client_order_ids)
+    joined = ",".join(ids)
+    if not hashed and len(joined) <= P.MAX_STR and not any("," in i for i in ids):
+        return joined
+    return _OCO_HASH_PREFIX + hashlib.sha256("\0".join(ids).encode()).hexdigest()[:40]
 
 
 @dataclass
@@ -96,6 +137,7 @@ class Batch:
     dirty: dict[str, Order] = field(default_factory=dict)  # orders whose row must be written
     fills: list[FillRecord] = field(default_factory=list)
     replies: dict[str, bytes] = field(default_factory=dict)  # new stored send_order replies
+    requests: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # new replace_order (terms, reply)
     sends: list[list[bytes]] = field(default_factory=list)  # envelope + reply frames
     events: list[ExecEvent] = field(default_factory=list)  # to publish, in order
     account: Account | None = None  # the account's new state, if a request changed it
@@ -108,10 +150,19 @@ class ExchangeGateway(Worker):
 
     def __init__(self, args: argparse.Namespace, client: ExchangeClient | None = None):
         super().__init__(args)
-        self.client: ExchangeClient = client or SimulatedExchange()
+        self.session_end = parse_session_end(self.config.session_end)
+        #: whether the client asks the gateway's hard limits about the orders it creates
+        #: (bracket children); otherwise they are checked when the gateway adopts them
+        self._checks_children = False
+        self.client: ExchangeClient = self._venue(client)
         self.caps = self.client.capabilities
         self._remote = bool(self.caps.get("remote", False))
         self._order_types = frozenset(self.caps.get("order_types", ()))
+        self._tifs = frozenset(self.caps.get("tifs", ()))
+        self._depth = bool(self.caps.get("depth", False))
+        #: answered replace_order requests: their client_order_id -> their terms (the journal
+        #: holds the reply bytes)
+        self.requests: dict[str, bytes] = {}
         self.journal: Journal | None = None
         self.orders: dict[str, Order] = {}  # every order this journal knows, by client_order_id
         self.working: dict[str, Order] = {}  # the working ones
@@ -128,6 +179,7 @@ class ExchangeGateway(Worker):
         # (0) falls back on a step back counting as a restart (one PUB->SUB connection
         # delivers in order).
         self.tick_seq = SequenceTracker()
+        self.depth_seq = SequenceTracker()  # depth messages count on their own, per symbol
         self.stats.counters["ticks_stale"] = 0
         # Market orders that arrived before the first tick of their symbol (see _should_hold):
         # (envelope, client_order_id) in arrival order, answered when the market shows up.
@@ -146,7 +198,8 @@ class ExchangeGateway(Worker):
         self._after_full: list[ExecEvent] = []  # what the client reported on a rollback
         self._trims_left = 0  # heap trims still due after replies were dropped (see _trim_heap)
         self._next_trim = 0.0
-        for name in ("journal_full_refusals", "ticks_paused", "reply_dropped", "journal_rollbacks", "kill_switch_rejects"):
+        for name in ("journal_full_refusals", "ticks_paused", "reply_dropped", "journal_rollbacks", "kill_switch_rejects",
+                     "replaces", "replace_rejects", "oco_groups", "kill_switch_cancels", "depth_in", "depth_stale"):
             self.stats.counters[name] = 0
         self._handlers: dict[type[P.Message], Callable[[P.Message, Batch, int], bytes]] = {
             P.SendOrder: self._send_order,
@@ -157,8 +210,28 @@ class ExchangeGateway(Worker):
             P.GetPositions: self._get_positions,
             P.GetFills: self._get_fills,
             P.SetKillSwitch: self._set_kill_switch,
+            P.ReplaceOrder: self._replace_order,
+            P.SetOco: self._set_oco,
             P.Ping: self._ping,
         }
+
+    def _venue(self, client: ExchangeClient | None) -> ExchangeClient:
+        """The client the gateway works: ``client``, or the one ``--exchange`` names; wrapped
+        in :class:`OrderKinds` (``emulated``) when it lacks an order kind, a time in force,
+        brackets or OCO groups natively, so those are held and worked here."""
+        end = self.session_end
+        if client is None:
+            if self.config.exchange == "simulated":
+                self._checks_children = True
+                return SimulatedExchange(session_end=end, check_child=self._child_refusal)
+            client = SimulatedCore()
+        caps = client.capabilities
+        lacks = (not _EMULATED_TYPES <= frozenset(caps.get("order_types", ())) or not _EMULATED_TIFS <= frozenset(caps.get("tifs", ()))
+                 or not caps.get("brackets") or not caps.get("oco"))
+        if not lacks:
+            return client
+        self._checks_children = True
+        return OrderKinds(client, emulated=True, session_end=end, check_child=self._child_refusal)
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self) -> None:
@@ -189,7 +262,8 @@ class ExchangeGateway(Worker):
         self.add_reader(self.router, self._on_requests, multipart=True, drains=True)
         self.pub = self.socket(zmq.PUB, bind=self.endpoints.execution, sndhwm=self.config.exec_hwm)
         if self.caps.get("needs_ticks", False):
-            self.ticks = self.socket(zmq.SUB, connect=self.endpoints.ticks, subscribe=[b"tick."], rcvhwm=self.config.tick_hwm)
+            topics = [b"tick.", b"depth."] if self._depth else [b"tick."]
+            self.ticks = self.socket(zmq.SUB, connect=self.endpoints.ticks, subscribe=topics, rcvhwm=self.config.tick_hwm)
             self.add_reader(self.ticks, self._on_ticks, drains=True)
             self._hold_until = time.monotonic() + max(0.0, self.config.market_wait)
         if self.account.kill_switch:
@@ -215,6 +289,7 @@ class ExchangeGateway(Worker):
                 self.working[order.client_order_id] = order
         self.positions = rec.positions
         self.account = rec.account
+        self.requests = rec.requests
         self.stats.gauges["recovered_orders"] = len(rec.orders)
         self.stats.gauges["recovered_fills"] = len(rec.fills)
         batch = Batch(P.now_ns())
@@ -238,6 +313,15 @@ class ExchangeGateway(Worker):
             batch = Batch(P.now_ns())
             self._apply(self.client.poll(P.now_ns()), batch)
             self._flush(batch)
+        if not self._failed and not self._journal_full:
+            # what time drives (DAY orders expiring at --session-end); every timer tick
+            # (0.1 s), so an expiry is at most that late.  While the disk is full it waits:
+            # an expiry that could not be journaled must not happen
+            events = self.client.on_time(P.now_ns())
+            if events:
+                batch = Batch(P.now_ns())
+                self._apply(events, batch)
+                self._flush(batch)
         if not self._failed and not self._journal_full:
             self._maybe_fold(now)
         if self._trims_left and now >= self._next_trim:
@@ -337,6 +421,7 @@ class ExchangeGateway(Worker):
         self.working = {cid: o for cid, o in self.orders.items() if o.status in _WORKING}
         self.positions = rec.positions
         self.account = rec.account
+        self.requests = rec.requests
         # A pending_new row of an in-process exchange is an order held for its market (the
         # only time one is journaled); it keeps waiting, answered when it is decided.
         pending = [] if self._remote else [cid for cid, o in self.working.items() if o.status is OrderStatus.PENDING_NEW]
@@ -536,37 +621,129 @@ class ExchangeGateway(Worker):
 
     def _refusal(self, order: Order) -> str:
         """Why the gateway itself refuses an order before the exchange sees it ("" if it does not)."""
-        if order.order_type not in self._order_types:
-            return f"{order.order_type.value} orders are not supported by the {self.client.name} exchange"
+        why = self._unsupported(order) or self._id_clash(order)
+        if why:
+            return why
         if self.account.kill_switch:
             refusal = self._kill_switch_refusal(order)
             if refusal:
                 self.stats.inc("kill_switch_rejects")
                 return refusal
-        pending = sum(
-            (o.remaining if o.side is Side.BUY else -o.remaining) for o in self.working.values() if o.symbol == order.symbol
-        )
-        d = self.hard_limits.check(order.side, order.symbol, order.qty, order.order_type, order.limit_price, self.positions.qty(order.symbol), pending)
+        return self._limits_refusal(order)
+
+    def _unsupported(self, order: Order) -> str:
+        """What of the order the venue can do neither natively nor through the gateway's
+        emulation ("" if it can do all of it)."""
+        name = self.client.name
+        if order.order_type not in self._order_types:
+            return f"{order.order_type.value} orders are not supported by the {name} exchange"
+        if order.tif not in self._tifs:
+            return f"time in force {order.tif.value} is not supported by the {name} exchange"
+        if order.take_profit_price is not None or order.stop_loss_price is not None:
+            if not self.caps.get("brackets"):
+                return f"brackets are not supported by the {name} exchange"
+            legs = ((order.take_profit_price, OrderType.LIMIT, order.take_profit_tif),
+                    (order.stop_loss_price, OrderType.STOP, order.stop_loss_tif))
+            for price, kind, tif in legs:
+                if price is None:
+                    continue
+                if kind not in self._order_types:
+                    return f"a bracket's {kind.value} child is not supported by the {name} exchange"
+                if tif not in self._tifs:
+                    return f"time in force {tif.value} (a bracket child's) is not supported by the {name} exchange"
+        return ""
+
+    def _id_clash(self, order: Order) -> str:
+        """A bracket's children take ``<id>.tp`` / ``<id>.sl``: refuse a bracket whose
+        children's ids are taken, and an order that takes the id of a bracket's child."""
+        cid = order.client_order_id
+        if order.take_profit_price is not None or order.stop_loss_price is not None:
+            for child in (cid + s for s in P.BRACKET_SUFFIXES):
+                if child in self.orders or child in self.requests:
+                    return f"client_order_id {child} (this bracket's child) is already used"
+        for suffix in P.BRACKET_SUFFIXES:
+            parent = self.orders.get(cid[: -len(suffix)]) if cid.endswith(suffix) else None
+            if parent is not None and (parent.take_profit_price is not None or parent.stop_loss_price is not None):
+                return f"client_order_id {cid} belongs to the child of bracket {parent.client_order_id}"
+        if cid in self.requests:
+            return f"client_order_id {cid} already used for a replace_order"
+        return ""
+
+    def _side_working(self, symbol: str, side: Side, exclude: str = "") -> int:
+        """The remaining quantity of the symbol's working orders on ``side`` (but ``exclude``),
+        an OCO group counted once, at its largest member: only one of them can fill (the
+        others are cancelled when it does), so a bracket's take-profit and stop-loss are one
+        exposure, not two."""
+        total = 0
+        groups: dict[str, int] = {}
+        for o in self.working.values():
+            if o.symbol != symbol or o.side is not side or o.client_order_id == exclude:
+                continue
+            if o.oco_group:
+                if o.remaining > groups.get(o.oco_group, 0):
+                    groups[o.oco_group] = o.remaining
+            else:
+                total += o.remaining
+        return total + sum(groups.values())
+
+    def _pending(self, symbol: str, exclude: str = "") -> int:
+        """Signed remaining quantity of the symbol's working orders but ``exclude``."""
+        return self._side_working(symbol, Side.BUY, exclude) - self._side_working(symbol, Side.SELL, exclude)
+
+    def _limits_refusal(self, order: Order, exclude: str = "") -> str:
+        """The hard limits' verdict on ``order`` as it stands (a new order, a replace's would-be
+        order, a bracket child), its own working quantity left out of the pending."""
+        d = self.hard_limits.check_order(order, self.positions.qty(order.symbol), self._pending(order.symbol, exclude))
         if not d:
             self.stats.inc("hard_limit_rejects")
             return f"hard limit: {d.reason}"
         return ""
 
-    def _kill_switch_refusal(self, order: Order) -> str:
+    def _child_refusal(self, child: Order) -> str:
+        """The hard limits on an order the client creates by itself (a bracket child, or its
+        growth as the parent fills): the client refuses it with this reason.  The kill switch
+        does not stop children: they close what their parent opened."""
+        return clip_text(self._limits_refusal(child, exclude=child.client_order_id))
+
+    def _kill_switch_refusal(self, order: Order, exclude: str = "") -> str:
         """While the kill switch is on, an order may only reduce its symbol's position: counting
         the working orders on its side as if they filled first (they may), what it may still
         close is the position on the other side minus those.  Anything beyond that would open
-        or grow a position ("" if the order only reduces)."""
+        or grow a position ("" if the order only reduces).  ``exclude``: the order being
+        replaced (its new remaining quantity is ``order.remaining``)."""
         sym = order.symbol
         pos = self.positions.qty(sym)
-        working = sum(o.remaining for o in self.working.values() if o.symbol == sym and o.side is order.side)
+        working = self._side_working(sym, order.side, exclude)
         closable = (pos if order.side is Side.SELL else -pos) - working
-        if order.qty <= closable:
+        if order.remaining <= closable:
             return ""
         held = f"long {pos}" if pos > 0 else (f"short {-pos}" if pos < 0 else "flat")
         side = order.side.value
         return clip_text(f"{KILL_SWITCH} on: order would increase the {sym} position ({held}, {working} working to {side}; "
                          f"at most {max(0, closable)} to {side} reduces it)")
+
+    def _kill_switch_cancels(self) -> list[Order]:
+        """The working orders that would increase a position, which the kill switch cancels
+        when it is turned on: per symbol, the orders on the side that closes the position are
+        kept oldest first while together they close no more than the position (an OCO group
+        counted once, at its largest member: a bracket's take-profit and stop-loss stay), and
+        everything else goes -- every order of a flat symbol, every order on the side that
+        adds to the position."""
+        units: dict[tuple, list[Order]] = {}
+        for o in self.working.values():
+            units.setdefault((o.symbol, o.side, o.oco_group or "\0" + o.client_order_id), []).append(o)
+        room: dict[str, int] = {}
+        out: list[Order] = []
+        for (sym, side, _), members in sorted(units.items(), key=lambda kv: min(o.created_ts for o in kv[1])):
+            pos = self.positions.qty(sym)
+            closes = (side is Side.SELL and pos > 0) or (side is Side.BUY and pos < 0)
+            qty = max(o.remaining for o in members)
+            left = room.setdefault(sym, abs(pos))
+            if closes and qty <= left:
+                room[sym] = left - qty
+            else:
+                out.extend(members)
+        return out
 
     def _order_reply(self, order: Order, now: int) -> bytes:
         return P.packb(
@@ -614,7 +791,9 @@ class ExchangeGateway(Worker):
                     cancelled.append(order.client_order_id)
         return P.packb(P.CancelAllReply(ok=True, cancelled=cancelled, count=len(cancelled)))
 
-    def _cancel(self, order: Order, batch: Batch, now: int, cause_ts: int) -> tuple[bool, str]:
+    def _cancel(self, order: Order, batch: Batch, now: int, cause_ts: int, reason: str = "") -> tuple[bool, str]:
+        """Cancel a working order; ``reason``: what its final update says (the kill switch's
+        cancels, a refused bracket child)."""
         if order.status not in _WORKING:
             return False, f"order {order.client_order_id} is already {order.status.value}"
         if not self.caps.get("cancel", False):
@@ -626,6 +805,8 @@ class ExchangeGateway(Worker):
             order.status = OrderStatus.CANCELLED
             order.ts = now
             order.cause_ts = cause_ts or now
+            if reason:
+                order.reason = reason
             self.working.pop(cid, None)
             batch.dirty[cid] = order
             batch.events.append(OrderEvent(order.snapshot()))
@@ -636,8 +817,147 @@ class ExchangeGateway(Worker):
         except Exception as e:
             self.log.exception("exchange client failed on cancel of %s", order.client_order_id)
             return False, f"exchange error: {type(e).__name__}: {e}"
+        if reason and result.ok:
+            # the client's snapshots are copies made for these events: say why on the final one
+            for ev in result.events:
+                if ev.__class__ is OrderEvent and ev.order.client_order_id == cid and ev.order.status is OrderStatus.CANCELLED:
+                    ev.order.reason = reason
         self._apply(result.events, batch)
         return result.ok, result.reason
+
+    # ---- replace_order
+    def _replace_order(self, req: P.ReplaceOrder, batch: Batch, now: int) -> bytes:
+        """Change a working order's qty / prices.  Idempotent on the request's own
+        client_order_id: every decided answer is journaled with the request's terms, and a
+        repeat gets those bytes (an unknown order, an id taken by an order and a full disk are
+        answered, not decided: nothing is stored, as for a cancel)."""
+        self.stats.inc("replaces")
+        rid, cid = req.client_order_id, req.orig_client_order_id
+        terms = P.packb([cid, req.qty, req.limit_price, req.stop_price])
+        pending = batch.requests.get(rid)
+        stored_terms = pending[0] if pending is not None else self.requests.get(rid)
+        if stored_terms is not None:
+            if stored_terms != terms:
+                self.stats.inc("rejects")
+                return P.packb(P.refusal(MsgType.REPLACE_ORDER, f"client_order_id {rid} already used for a different replace_order",
+                                         replace_id=rid))
+            stored = pending or self.journal.request_for(rid)
+            if stored is not None:
+                self.stats.inc("duplicates")
+                return stored[1]
+        if rid in self.orders:
+            return P.packb(P.refusal(MsgType.REPLACE_ORDER, f"client_order_id {rid} already used for an order", replace_id=rid))
+        order = self.orders.get(cid)
+        if order is None:
+            return P.packb(P.refusal(MsgType.REPLACE_ORDER, f"unknown client_order_id {cid}", client_order_id=cid, replace_id=rid))
+        if self._journal_full:
+            self.stats.inc("journal_full_refusals")
+            return P.packb(P.refusal(MsgType.REPLACE_ORDER, self._journal_full, client_order_id=cid, order_id=order.order_id,
+                                     status=order.status, replace_id=rid))
+        batch.journaled_requests += 1
+        why = self._replace_refusal(order, req)
+        if not why:
+            try:
+                res = self.client.replace(order, req.qty, req.limit_price, req.stop_price, now, req.ts)
+            except Exception as e:
+                self.log.exception("exchange client failed on replace of %s", cid)
+                why = f"exchange error: {type(e).__name__}: {e}"
+            else:
+                self._apply(res.events, batch)
+                why = "" if res.ok else (res.reason or "refused by the exchange")
+        if why:
+            self.stats.inc("replace_rejects")
+        reply = P.packb(P.ReplaceOrderReply(ok=not why, reason=clip_text(why), client_order_id=cid, order_id=order.order_id,
+                                            status=order.status, replace_id=rid, order=order.to_update()))
+        batch.requests[rid] = (terms, reply)
+        self.requests[rid] = terms
+        return reply
+
+    def _replace_refusal(self, order: Order, req: P.ReplaceOrder) -> str:
+        """Why the gateway refuses this change of ``order`` ("" if it takes it): the order is
+        done, the change does not fit its kind, the order it would make breaks the terms'
+        rules, the kill switch or a hard limit."""
+        cid = order.client_order_id
+        if not order.is_working:
+            return f"order {cid} is already {order.status.value}"
+        if cid in self._held_cids:
+            return f"order {cid} is waiting for its market's first tick: replace it once it is acknowledged"
+        qty, lp, sp = req.qty, req.limit_price, req.stop_price
+        ot = order.order_type
+        if qty is not None and qty <= order.filled_qty:
+            return f"qty {qty} must exceed the {order.filled_qty} already filled of order {cid}"
+        if lp is not None and not ot.has_limit:
+            return f"order {cid} ({ot.value}) has no limit price"
+        if sp is not None:
+            if ot is OrderType.TRAILING_STOP:
+                return f"order {cid}: a trailing_stop's stop follows the market (change its qty only)"
+            if ot is not OrderType.STOP and ot is not OrderType.STOP_LIMIT:
+                return f"order {cid}: a {ot.value} order has no stop price"
+            if order.triggered:
+                return f"order {cid}: its stop has already triggered"
+        would = order.snapshot()
+        if qty is not None:
+            would.qty = qty
+        if lp is not None:
+            would.limit_price = lp
+        if sp is not None:
+            would.stop_price = sp
+        try:
+            P.check_order_terms(would)
+        except ValueError as e:
+            return f"order {cid}: {e}"
+        if self.account.kill_switch and would.remaining > order.remaining:
+            refusal = self._kill_switch_refusal(would, exclude=cid)
+            if refusal:
+                self.stats.inc("kill_switch_rejects")
+                return refusal
+        if (qty is not None and qty > order.qty) or lp is not None:
+            return self._limits_refusal(would, exclude=cid)
+        return ""
+
+    # ---- set_oco
+    def _set_oco(self, req: P.SetOco, batch: Batch, now: int) -> bytes:
+        """Make working orders one-cancels-other.  The group is named after its members, so a
+        repeat finds it already made and gets the same answer (nothing stored: the group is
+        in the orders' ``oco_group``)."""
+        ids = req.client_order_ids
+        if len(set(ids)) != len(ids):
+            return P.packb(P.refusal(MsgType.SET_OCO, "set_oco: client_order_ids must be distinct"))
+        orders = []
+        for cid in ids:
+            o = self.orders.get(cid)
+            if o is None:
+                return P.packb(P.refusal(MsgType.SET_OCO, f"unknown client_order_id {cid}"))
+            orders.append(o)
+        names = (oco_group_name(ids), oco_group_name(ids, hashed=True))
+        for name in names:
+            if all(o.oco_group == name for o in orders):
+                return P.packb(P.SetOcoReply(ok=True, oco_group=name))
+        if self._journal_full:
+            self.stats.inc("journal_full_refusals")
+            return P.packb(P.refusal(MsgType.SET_OCO, self._journal_full))
+        group = names[0]
+        for o in orders:
+            cid = o.client_order_id
+            if not o.is_working:
+                return P.packb(P.refusal(MsgType.SET_OCO, f"order {cid} is not working (status {o.status.value})"))
+            if cid in self._held_cids:
+                return P.packb(P.refusal(MsgType.SET_OCO, f"order {cid} is waiting for its market's first tick"))
+            if o.oco_group:
+                return P.packb(P.refusal(MsgType.SET_OCO, f"order {cid} is already in oco group {o.oco_group}"))
+        if any(o.oco_group == group for o in self.working.values()):
+            group = names[1]  # a bracket of that very name: a group of its own
+        batch.journaled_requests += 1
+        try:
+            res = self.client.set_oco([o for o in orders], group, now)
+        except Exception as e:
+            self.log.exception("exchange client failed on set_oco of %s", group)
+            return P.packb(P.refusal(MsgType.SET_OCO, f"exchange error: {type(e).__name__}: {e}"))
+        self._apply(res.events, batch)
+        if not res.ok:
+            return P.packb(P.refusal(MsgType.SET_OCO, clip_text(res.reason or "refused by the exchange")))
+        self.stats.inc("oco_groups")
+        return P.packb(P.SetOcoReply(ok=True, oco_group=group))
 
     # ---- queries
     def _get_order(self, req: P.GetOrder, batch: Batch, now: int) -> bytes:
@@ -684,6 +1004,16 @@ class ExchangeGateway(Worker):
                                  self.account.kill_reason or "no reason given")
             else:
                 self.log.warning("kill switch OFF: taking orders again")
+        if req.on and not was:
+            # resting limits and held stops that would add to a position go too: the rule
+            # that refuses such an order now must not let one placed a second earlier fill
+            cancelled = 0
+            for order in self._kill_switch_cancels():
+                ok, _ = self._cancel(order, batch, now, req.ts, reason=KILL_SWITCH_CANCEL)
+                cancelled += ok
+            if cancelled:
+                self.stats.inc("kill_switch_cancels", cancelled)
+                self.log.warning("kill switch ON: cancelled %d working orders that would increase a position", cancelled)
         return P.packb(P.SetKillSwitchReply(ok=True, on=self.account.kill_switch, kill_reason=self.account.kill_reason))
 
     def _ping(self, req: P.Ping, batch: Batch, now: int) -> bytes:
@@ -704,7 +1034,11 @@ class ExchangeGateway(Worker):
             except zmq.Again:
                 break
         self.stats.inc("ticks_in", len(frames))
-        active = {P.tick_topic(s) for s in self.client.working_symbols()}
+        if self._depth:
+            syms = list(self.client.working_symbols())
+            active = {P.tick_topic(s) for s in syms} | {P.depth_topic(s) for s in syms}
+        else:
+            active = {P.tick_topic(s) for s in self.client.working_symbols()}
         latest: dict[bytes, bytes] = {}
         batch = Batch(P.now_ns())
         full = bool(self._journal_full)
@@ -714,11 +1048,17 @@ class ExchangeGateway(Worker):
                 if full:  # a fill could not be journaled: the book waits for room
                     self.stats.inc("ticks_paused")
                     continue
-                self._tick(frame, batch)
+                if topic[:1] == b"d":
+                    self._on_depth(frame, batch)
+                else:
+                    self._tick(frame, batch)
             else:
                 latest[topic] = frame
-        for frame in latest.values():
-            self._tick(frame, batch, newest_only=True)
+        for topic, frame in latest.items():
+            if topic[:1] == b"d":
+                self._on_depth(frame, batch)
+            else:
+                self._tick(frame, batch, newest_only=True)
         if self._held and not full:
             self._release_held(batch)
         self._flush(batch)
@@ -754,9 +1094,27 @@ class ExchangeGateway(Worker):
                 self._market_seen.add(tick.symbol)
             self._apply(self.client.on_tick(tick), batch)
 
+    def _on_depth(self, frame: bytes, batch: Batch) -> None:
+        """A symbol's order book (topic ``depth.<SYMBOL>``), for a client that wants depth: a
+        duplicate or one that steps back within its epoch is dropped (``depth_stale``)."""
+        try:
+            topic, depth = P.decode_pub(frame, P.Depth)
+            if topic != P.depth_topic(depth.symbol):
+                raise P.ProtocolError(f"topic {topic[:40]!r} does not match symbol {depth.symbol!r}")
+        except P.ProtocolError as e:
+            self.stats.inc("decode_errors")
+            self.rlog.warning("depth", "bad depth: %s", e)
+            return
+        if not self.depth_seq.check(depth.symbol, depth.seq, depth.epoch or None).fresh:
+            self.stats.inc("depth_stale")
+            return
+        self.stats.inc("depth_in")
+        self._apply(self.client.on_depth(depth), batch)
+
     # ------------------------------------------------------------------ events, journal, output
     def _apply(self, events: list[ExecEvent], batch: Batch) -> None:
         """Bring the gateway's records in line with what the exchange reported."""
+        adopted: list[Order] | None = None
         for ev in events:
             if ev.__class__ is FillEvent:
                 batch.fills.append(ev.fill)
@@ -766,8 +1124,10 @@ class ExchangeGateway(Worker):
                 snap = ev.order
                 cid = snap.client_order_id
                 live = self.orders.get(cid)
-                if live is None:  # an order the exchange knows and we did not (placed elsewhere)
+                if live is None:  # an order the exchange knows and we did not (placed elsewhere, a bracket child)
                     live = self.orders[cid] = snap.snapshot()
+                    if live.parent_id and not self._checks_children and live.is_working:
+                        (adopted := adopted or []).append(live)
                 elif live is not snap:
                     live.copy_state_from(snap)
                 if live.status in _WORKING:
@@ -776,14 +1136,22 @@ class ExchangeGateway(Worker):
                     self.working.pop(cid, None)
                 batch.dirty[cid] = live
             batch.events.append(ev)
+        if adopted is not None:
+            # a client that did not ask the hard limits before it made a child: ask now, and
+            # cancel what they refuse (with their reason)
+            for child in adopted:
+                why = self._child_refusal(child) if child.is_working else ""
+                if why:
+                    self.log.warning("bracket child %s refused: %s", child.client_order_id, why)
+                    self._cancel(child, batch, P.now_ns(), 0, reason=why)
 
     def _flush(self, batch: Batch) -> bool:
         """Commit the batch, then answer and publish -- in that order, or not at all.  False:
         the disk was full, nothing of the batch was sent and memory is back to the journal's
         state (the caller may answer its requests again)."""
-        if batch.dirty or batch.fills or batch.replies or batch.account is not None:
+        if batch.dirty or batch.fills or batch.replies or batch.account is not None or batch.requests:
             try:
-                self.journal.write(batch.dirty.values(), batch.fills, batch.replies, self.client.state(), batch.account)
+                self.journal.write(batch.dirty.values(), batch.fills, batch.replies, self.client.state(), batch.account, batch.requests)
             except JournalFull as e:
                 try:
                     self._rollback()
@@ -885,6 +1253,14 @@ class ExchangeConfig:
         "tick instead of being rejected 'no market data'; 0 = never wait", group="exchange",
     )
     batch: int = option(DEFAULT_BATCH, "most requests handled per journal commit (group commit)", group="exchange")
+    exchange: str = option(
+        "simulated", "the venue: simulated (the embedded simulator, every order kind its own), or simulated-core (its matching "
+        "core alone, market and limit orders: every other kind emulated by the gateway, orders say emulated: true)",
+        choices=EXCHANGES, group="exchange",
+    )
+    session_end: str = option(
+        "00:00", "when DAY orders expire, HH:MM (or HH:MM:SS) UTC, every day", check=_check_session_end, metavar="HH:MM", group="exchange",
+    )
     hard: HardLimitsConfig = options_of(HardLimitsConfig)
 
 

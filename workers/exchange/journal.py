@@ -4,7 +4,9 @@ Two layers, because a trader waits on the first and nobody waits on the second:
 
 * **The log** -- ``<journal>-log``, an append-only file.  :meth:`Journal.write` stores one
   batch (everything a group commit changed) as ONE record: ``<u32 length><u32 crc32>`` and a
-  msgpack array ``[order rows, fill rows, [[cid, reply]], counters]``, in one ``write()``.
+  msgpack array ``[order rows, fill rows, [[cid, reply]], counters, account]``, in one
+  ``write()`` (format 4: a reply of a request that is not an order, replace_order, is
+  ``[cid, reply, terms]`` among the replies).
   That is the durability point: the gateway sends nothing before it returns.  A ``write()``
   costs a few microseconds even when the process has just woken up; the SQLite commit it
   replaces cost 25-100 us on a cold cache (docs/performance.md).
@@ -51,6 +53,9 @@ by a new generation in today's format):
            origin_ts, reply BLOB)        -- reply: the exact bytes of the send_order reply
     fills(n PK, fill_id UNIQUE, client_order_id, order_id, symbol, side, qty, price, ts,
           source, cause_ts, origin_ts)
+    requests(client_order_id PK, terms BLOB, reply BLOB)
+                                         -- requests that are not orders but answered once
+                                            (replace_order): their terms and exact reply
     meta(key PK, value INTEGER)          -- the exchange client's counters (next O / F number)
     account(key PK, value)               -- the account's state (Account's fields: kill switch)
     log_state(key PK, value INTEGER)     -- 'gen', 'folded': the log folded so far
@@ -173,6 +178,11 @@ CREATE TABLE IF NOT EXISTS fills (
 {_columns(FillRecord, "n", unique=("fill_id",))}
 );
 CREATE INDEX IF NOT EXISTS fills_by_order ON fills(client_order_id);
+CREATE TABLE IF NOT EXISTS requests (
+    client_order_id TEXT PRIMARY KEY,
+    terms           BLOB NOT NULL,
+    reply           BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -256,6 +266,8 @@ class Recovered:
     positions: PositionBook = field(default_factory=PositionBook)
     state: dict[str, int] = field(default_factory=dict)  # the exchange client's counters
     account: Account = field(default_factory=Account)
+    #: answered requests that are not orders (replace_order): client_order_id -> their terms
+    requests: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def open_orders(self) -> list[Order]:
@@ -336,6 +348,7 @@ class Journal:
         self._orders: dict[str, tuple] = {}  # client_order_id -> newest order row (+ its first reply)
         self._fills: list[tuple] = []
         self._lone: dict[str, bytes] = {}  # replies for orders not in _orders (first one wins)
+        self._requests: dict[str, tuple[bytes, bytes]] = {}  # request id -> (terms, reply), not folded yet
         self._state: dict[str, int] = {}
         self._account: dict[str, Any] = {}  # account fields changed in the log, not in the table
         self.truncated_bytes = 0  # a torn tail cut off the log at open...
@@ -511,11 +524,13 @@ class Journal:
         replies: Mapping[str, bytes] | None = None,
         state: Mapping[str, int] | None = None,
         account: Account | None = None,
+        requests: Mapping[str, tuple[bytes, bytes]] | None = None,
     ) -> None:
         """Store one batch atomically: order rows (insert or new state), new fills, stored
-        replies (by client_order_id), the exchange's counters and the account's state.  One
-        log record, one ``write()``.  Raises JournalError, and then nothing of the batch
-        counts as stored."""
+        replies (by client_order_id), the exchange's counters, the account's state and the
+        answered requests that are not orders (``requests``: their client_order_id ->
+        ``(terms, reply)``, e.g. replace_order; the first stored one stays).  One log record,
+        one ``write()``.  Raises JournalError, and then nothing of the batch counts as stored."""
         replies = replies or {}
         order_rows = []
         seen = set()
@@ -523,7 +538,10 @@ class Journal:
             seen.add(o.client_order_id)
             order_rows.append(_order_row(o) + (replies.get(o.client_order_id),))
         fill_rows = [_fill_row(f) for f in fills]
-        lone = [(cid, r) for cid, r in replies.items() if cid not in seen]
+        lone: list[tuple] = [(cid, r) for cid, r in replies.items() if cid not in seen]
+        if requests:
+            # a request's reply rides with the lone replies, its terms as a third item
+            lone += [(cid, reply, terms) for cid, (terms, reply) in requests.items()]
         changed_state = {k: v for k, v in (state or {}).items() if self._saved_state.get(k) != v}
         changed_account = {} if account is None or account == self._saved_account else msgspec.structs.asdict(account)
         if not (order_rows or fill_rows or lone or changed_state or changed_account):
@@ -609,7 +627,12 @@ class Journal:
             elif cid in self._lone:
                 row = (*row[:-1], self._lone.pop(cid))  # a reply that came alone came first
             pending[cid] = row
-        for cid, reply in lone:
+        for item in lone:
+            cid, reply = item[0], item[1]
+            if len(item) > 2:
+                if cid not in self._requests:  # the tables keep the first (ON CONFLICT DO NOTHING)
+                    self._requests[cid] = (bytes(item[2]), bytes(reply))
+                continue
             old = pending.get(cid)
             if old is not None:
                 if old[-1] is None:
@@ -639,6 +662,11 @@ class Journal:
                     "UPDATE orders SET reply = COALESCE(reply, ?) WHERE client_order_id = ?",
                     [(r, cid) for cid, r in self._lone.items()],
                 )
+            if self._requests:
+                db.executemany(
+                    "INSERT INTO requests (client_order_id, terms, reply) VALUES (?, ?, ?) ON CONFLICT(client_order_id) DO NOTHING",
+                    [(cid, t, r) for cid, (t, r) in self._requests.items()],
+                )
             if self._state:
                 db.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -666,6 +694,7 @@ class Journal:
         self._orders.clear()
         self._fills.clear()
         self._lone.clear()
+        self._requests.clear()
         self._state.clear()
         self._account.clear()
         return folded
@@ -700,6 +729,15 @@ class Journal:
             return bytes(pending[-1])
         reply = self._lone.get(client_order_id)
         return bytes(reply) if reply is not None else None
+
+    def request_for(self, client_order_id: str) -> tuple[bytes, bytes] | None:
+        """The stored ``(terms, reply)`` of an answered request that is not an order
+        (replace_order), or None: the tables' first, then the log's unfolded one."""
+        return self._request_row(client_order_id) or self._requests.get(client_order_id)
+
+    def _request_row(self, client_order_id: str) -> tuple[bytes, bytes] | None:
+        row = self.db.execute("SELECT terms, reply FROM requests WHERE client_order_id = ?", (client_order_id,)).fetchone()
+        return (bytes(row[0]), bytes(row[1])) if row else None
 
     def fills_after(self, since: int, limit: int) -> list[FillRecord]:
         """At most ``limit`` fills numbered after ``since``, oldest first: the tables' and the
@@ -739,6 +777,9 @@ class Journal:
             for fill in fills:
                 rec.fills.append(fill)
                 rec.positions.apply(fill)
+            rec.requests = {cid: bytes(t) for cid, t in self.db.execute("SELECT client_order_id, terms FROM requests")}
+            for cid, (t, _) in self._requests.items():
+                rec.requests.setdefault(cid, t)
             rec.state = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
             rec.account = self._read_account(self._account)
         except (msgspec.ValidationError, sqlite3.Error) as e:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from workers.config import add_options, at_least, from_namespace, option, positive
+from workers.exchange.client import Order
 from workers.executor.risk import Decision, RiskChecker, RiskLimits
 from workers.protocol import OrderType, Side
 
@@ -62,6 +63,10 @@ class HardLimits:
         self.checker.set_last(symbol, price)
 
     def check(self, side: Side, symbol: str, qty: int, order_type: OrderType, limit_price: float | None, position: int, pending: int) -> Decision:
+        """May an order of ``qty`` go out?  ``pending``: the signed remaining quantity of the
+        symbol's other working orders.  The price band judges the price the order would trade
+        at now: its limit (limit, stop_limit), else the last trade (market, and the stop kinds,
+        which trade at the market once triggered)."""
         last = self.checker.last_prices.get(symbol)
         if last is None:
             # No market seen (yet, or a broker without a tick feed): the price band cannot be
@@ -69,5 +74,14 @@ class HardLimits:
             price = limit_price if limit_price is not None else 1.0
             last = price
         else:
-            price = limit_price if order_type is OrderType.LIMIT and limit_price is not None else last
+            price = limit_price if order_type.has_limit and limit_price is not None else last
         return self.checker.check(side, symbol, qty, price, time.monotonic(), position, pending, last=last)
+
+    def check_order(self, order: Order, position: int, pending: int) -> Decision:
+        """:meth:`check` for an order as it would stand (a replace, a bracket child growing):
+        its whole ``qty`` against the largest order, its remaining quantity (``qty`` minus
+        what has filled) against the position, ``pending`` not including the order itself."""
+        lim = self.checker.limits
+        if order.qty > lim.max_order_qty:
+            return Decision(False, f"qty {order.qty} exceeds max order qty {lim.max_order_qty}")
+        return self.check(order.side, order.symbol, order.remaining, order.order_type, order.limit_price, position, pending)
