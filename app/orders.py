@@ -77,6 +77,25 @@ def _price_ok(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 < v < P.MAX_PRICE
 
 
+#: statuses a replace_order can change (an order not acknowledged yet, or UNKNOWN, cannot)
+MODIFIABLE = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
+
+
+def can_modify(o, key: str) -> bool:
+    """May the trader change ``key`` (qty, limit_price, stop_price) of order row ``o`` in place
+    (the blotter's cells, the chart's lines)?"""
+    if o is None or o.status not in MODIFIABLE:
+        return False
+    if key == "qty":
+        return True
+    if key == "limit_price":
+        return o.order_type.has_limit
+    if key == "stop_price":
+        # a trailing stop's stop is the venue's to move; a triggered stop has none left to move
+        return o.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) and not o.triggered
+    return False
+
+
 @dataclass(frozen=True)
 class Ticket:
     """What the order ticket asks for (the terms of ``send_order``)."""

@@ -344,6 +344,10 @@ class MainWindow(QtWidgets.QMainWindow):
         # blotters -> cancels
         self.working.cancelRequested.connect(self.cancel_orders)
         self.working.cancelAllRequested.connect(self.cancel_all)
+        # blotter and chart -> replace / OCO (the outcome comes back through _on_outcome)
+        self.working.modifyRequested.connect(lambda coid, changes: self.session.orders.replace(coid, **changes))
+        self.working.ocoRequested.connect(self.session.orders.set_oco)
+        self.chart.orderMoved.connect(lambda coid, field, price: self.session.orders.replace(coid, **{field: price}))
         self.cancel_all_button.clicked.connect(self.cancel_all)
         # kill switch -> fleet control; its report -> the banner
         self.kill_button.clicked.connect(self.kill_switch.engage)
@@ -581,6 +585,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._closing:
             return
         self.ticket.show_outcome(o)
+        self.chart.order_outcome(o)
         if self._ticket_order and o.client_order_id == self._ticket_order[0]:
             row = self.state.orders.get(o.client_order_id)
             self._ticket_order = (*self._ticket_order[:2], row.status if row else None)

@@ -24,7 +24,7 @@ from app.chart.markers import MARKER_KINDS, MarkerStore  # noqa: E402
 from app.chart.style import MARKER_STYLE, Theme  # noqa: E402
 from app.chart.viewport import marker_positions, stack_labels  # noqa: E402
 
-__all__ = ["Crosshair", "LastPriceLine", "LevelOverlay", "LevelTag", "MarkerOverlay", "readout_text"]
+__all__ = ["Crosshair", "LastPriceLine", "LevelOverlay", "LevelTag", "MarkerOverlay", "OrderLines", "readout_text"]
 
 #: (support, resistance, label) of one strategy's levels; None hides that line.
 LevelSpec = tuple[float | None, float | None, str]
@@ -363,6 +363,144 @@ class LastPriceLine:
     def set_decimals(self, decimals: int) -> None:
         self.line.label.format = _value_format(decimals)
         self.line.label.valueChanged()
+
+
+#: one order line: (key, price, label, buy, movable).  The label is a format string with
+#: ``{value}`` for the line's price, so it reads the new price while the line is dragged.
+OrderLineSpec = tuple[str, float, str, bool, bool]
+
+#: the order lines' colours: a buy's blue and a sell's magenta, as the fill markers'
+ORDER_COLOURS = {"buy": MARKER_STYLE["fill_buy"][1], "sell": MARKER_STYLE["fill_sell"][1]}
+
+
+class OrderLines(QtCore.QObject):
+    """Working orders as horizontal lines at their prices (limit, stop), labelled with side,
+    quantity, type and price, and the position's average price as a dash-dotted line.
+
+    A movable line (an order that can be replaced) follows the mouse in steps of ``tick``
+    while dragged; let go at another price it emits :attr:`moved` with its key and the new
+    price.  It stays there until the owner sets the lines again: at the order's new price
+    when the replace went through, at the old one (it snaps back) when it was refused.  A
+    line being dragged is never moved by :meth:`set_lines`.
+
+    Signals:
+        moved(str, float): an order line's key and the price it was let go at.
+    """
+
+    moved = QtCore.Signal(str, float)
+    #: label position along the line (0 left, 1 right): left of the last-price label
+    LABEL_AT = 0.82
+    AVG_LABEL_AT = 0.55
+
+    def __init__(self, plot: pg.PlotItem, theme: Theme, tick: float = 0.01) -> None:
+        super().__init__()
+        self._plot = plot
+        self._theme = theme
+        self.tick = tick
+        self._lines: dict[str, pg.InfiniteLine] = {}
+        self._specs: dict[str, OrderLineSpec] = {}
+        self.average = pg.InfiniteLine(angle=0, movable=False, label="", labelOpts={
+            "position": self.AVG_LABEL_AT, "anchors": [(1, 1), (1, 1)]})
+        self.average.setZValue(18)
+        self.average.setVisible(False)
+        plot.addItem(self.average, ignoreBounds=True)
+        self._avg: tuple[float, str] | None = None
+        self._style_average()
+
+    # ------------------------------------------------------------------ public
+    def lines(self) -> dict[str, pg.InfiniteLine]:
+        return dict(self._lines)
+
+    def set_lines(self, specs: list[OrderLineSpec]) -> None:
+        """Show exactly these lines (others go)."""
+        wanted = {sp[0]: sp for sp in specs}
+        for key in [k for k in self._lines if k not in wanted]:
+            line = self._lines.pop(key)
+            self._specs.pop(key, None)
+            self._plot.removeItem(line)
+        for key, spec in wanted.items():
+            line = self._lines.get(key)
+            if line is None:
+                line = self._new_line(key)
+            elif line.moving:
+                continue  # the trader holds it
+            if self._specs.get(key) != spec or abs(float(line.value()) - spec[1]) > 1e-9:
+                self._apply(line, spec)
+                self._specs[key] = spec
+
+    def set_average(self, price: float | None, text: str = "") -> None:
+        """The position's average price (None: flat, no line)."""
+        if price is None or not math.isfinite(price) or price <= 0:
+            self._avg = None
+            self.average.setVisible(False)
+            return
+        if self._avg == (price, text):
+            return
+        self._avg = (price, text)
+        self.average.setVisible(True)  # the label only formats while visible
+        self.average.label.format = text
+        self.average.setValue(price)
+        self.average.label.valueChanged()
+
+    def set_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        for key, line in self._lines.items():
+            if key in self._specs:
+                self._style(line, self._specs[key])
+        self._style_average()
+
+    # ------------------------------------------------------------------ lines
+    def _new_line(self, key: str) -> pg.InfiniteLine:
+        line = pg.InfiniteLine(angle=0, movable=False, label="", labelOpts={
+            "position": self.LABEL_AT, "anchors": [(1, 1), (1, 1)]})
+        line.setZValue(20)  # over the candles and the levels, so the press reaches the line
+        line.order_key = key
+        line.sigDragged.connect(self._dragged)
+        line.sigPositionChangeFinished.connect(self._finished)
+        self._plot.addItem(line, ignoreBounds=True)
+        self._lines[key] = line
+        return line
+
+    def _apply(self, line: pg.InfiniteLine, spec: OrderLineSpec) -> None:
+        _key, price, text, _buy, movable = spec
+        line.setMovable(movable)
+        self._style(line, spec)
+        line.label.format = text
+        line.setValue(price)
+        line.label.valueChanged()
+
+    def _style(self, line: pg.InfiniteLine, spec: OrderLineSpec) -> None:
+        colour = ORDER_COLOURS["buy" if spec[3] else "sell"]
+        movable = spec[4]
+        line.setPen(pg.mkPen(colour, width=1.5, style=QtCore.Qt.PenStyle.SolidLine if movable
+                             else QtCore.Qt.PenStyle.DashLine))
+        line.setHoverPen(pg.mkPen(colour, width=3))
+        style_label(line, "#ffffff", colour)
+        line.label.setToolTip("drag to move the order (a replace when let go)" if movable else "")
+
+    def _style_average(self) -> None:
+        colour = self._theme.foreground
+        self.average.setPen(pg.mkPen(colour, width=1, style=QtCore.Qt.PenStyle.DashDotLine))
+        style_label(self.average, self._theme.background, colour)
+
+    def _dragged(self, line: pg.InfiniteLine) -> None:
+        # the price steps with the tick while dragged: what the label reads is what is sent
+        v = float(line.value())
+        snapped = round(round(v / self.tick) * self.tick, 8)
+        if abs(snapped - v) > 1e-12:
+            line.setValue(snapped)
+
+    def _finished(self, line: pg.InfiniteLine) -> None:
+        key = getattr(line, "order_key", None)
+        spec = self._specs.get(key)
+        if spec is None:
+            return
+        new = round(round(float(line.value()) / self.tick) * self.tick, 8)
+        if new <= 0 or abs(new - spec[1]) < self.tick / 2:
+            line.setValue(spec[1])  # let go where it was (or nowhere sensible): nothing to send
+            return
+        line.setValue(new)
+        self.moved.emit(key, new)
 
 
 class Crosshair:

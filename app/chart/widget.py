@@ -43,7 +43,7 @@ from app.chart.axis import TimeAxis  # noqa: E402
 from app.chart.bars import BarSeries, MultiIntervalBars, aggregate_bars  # noqa: E402
 from app.chart.candles import BODY_WIDTH, CandleItem, VolumeItem, mix_colors  # noqa: E402
 from app.chart.markers import MarkerStore  # noqa: E402
-from app.chart.overlays import Crosshair, LastPriceLine, LevelOverlay, MarkerOverlay, readout_text  # noqa: E402
+from app.chart.overlays import Crosshair, LastPriceLine, LevelOverlay, MarkerOverlay, OrderLines, readout_text  # noqa: E402
 from app.chart.style import DARK, LIGHT, Theme  # noqa: E402
 
 __all__ = ["ChartWidget", "INTERVAL_CHOICES", "DARK", "LIGHT", "Theme"]
@@ -83,6 +83,8 @@ class ChartWidget(QtWidgets.QWidget):
 
     intervalChanged = QtCore.Signal(float)
     followChanged = QtCore.Signal(bool)
+    #: an order line's key and the price it was dragged to (see set_order_lines)
+    orderLineMoved = QtCore.Signal(str, float)
 
     #: Beyond this many bars on screen, candles aggregate k bars each.
     max_visible_candles = 1500
@@ -241,6 +243,8 @@ class ChartWidget(QtWidgets.QWidget):
         self._marker_layer = MarkerOverlay(self._price_plot, self.markers_per_symbol, self.max_markers_drawn)
         self._levels = LevelOverlay(self._price_plot, self._theme)
         self._last_price = LastPriceLine(self._price_plot)
+        self._order_lines = OrderLines(self._price_plot, self._theme)
+        self._order_lines.moved.connect(self.orderLineMoved)
         self._crosshair = Crosshair(self._price_plot, self._volume_plot)
         self._cross_v = self._crosshair.v  # the tests look at this line
         self._cursor: QtCore.QPointF | None = None  # scene position of the crosshair's cursor
@@ -358,6 +362,25 @@ class ChartWidget(QtWidgets.QWidget):
             store.clear()
             self._dirty = True
 
+    def set_order_lines(self, specs) -> None:
+        """The working orders' lines of the symbol shown: ``(key, price, label, buy, movable)``
+        each (``label`` formats ``{value}``, the line's price); the others go.  A movable line
+        dragged and let go at another price emits ``orderLineMoved(key, price)`` (snapped to
+        the tick); it stays there until the next call says where the order is."""
+        self._order_lines.set_lines(list(specs))
+
+    def set_average_price(self, price: float | None, text: str = "") -> None:
+        """The position's average price as a line (None: none), labelled ``text`` (``{value}``: the price)."""
+        self._order_lines.set_average(price, text)
+
+    def order_lines(self) -> dict:
+        """key -> the pg.InfiniteLine drawn for it (tests, and the panel's hit checks)."""
+        return self._order_lines.lines()
+
+    @property
+    def average_line(self):
+        return self._order_lines.average
+
     def markers(self, symbol: str | None = None) -> MarkerStore | None:
         return self._marker_layer.stores.get(self._symbol if symbol is None else symbol)
 
@@ -380,6 +403,7 @@ class ChartWidget(QtWidgets.QWidget):
         self._crosshair.set_theme(th)
         self._last_price.forget_colour()
         self._levels.set_theme(th)
+        self._order_lines.set_theme(th)
         self._theme_rev += 1
         self._y_range = None
         self._dirty = True

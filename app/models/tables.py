@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from workers import protocol as P
 from workers.protocol import OrderStatus, Side
 from app.models import columns as F
 from app.models.columns import Column, attr
+from app.orders import TYPE_LABELS
 
 
 def _side_tone(row: Any) -> str:
@@ -69,16 +71,86 @@ def _status_text(o: Any) -> str:
 
 
 
+def is_child(o: Any) -> bool:
+    """A bracket's child (``<parent>.tp`` / ``<parent>.sl``): shown under its parent."""
+    return bool(getattr(o, "parent_id", ""))
+
+
+def _leg(o: Any) -> str:
+    coid = o.client_order_id
+    return "take-profit" if coid.endswith(P.BRACKET_SUFFIXES[0]) else "stop-loss" if coid.endswith(P.BRACKET_SUFFIXES[1]) else "child"
+
+
+def _symbol_text(o: Any) -> str:
+    return f"↳ {o.symbol}" if is_child(o) else o.symbol
+
+
+def _symbol_tip(o: Any) -> str:
+    return f"the {_leg(o)} of {o.parent_id}" if is_child(o) else ""
+
+
+def _type_text(o: Any) -> str:
+    return TYPE_LABELS.get(o.order_type, o.order_type.value.upper())
+
+
+def _trail_text(o: Any) -> str:
+    if o.trail_amount:
+        return f"trail {o.trail_amount:,.2f}"
+    if o.trail_pct:
+        return f"trail {o.trail_pct:g}%"
+    return ""
+
+
+def order_flags(o: Any) -> str:
+    """What the order's state adds to its status: triggered, emulated, its trail, OCO, bracket."""
+    out = []
+    if getattr(o, "triggered", False):
+        out.append("TRIGGERED")
+    if getattr(o, "emulated", False):
+        out.append("EMULATED")
+    trail = _trail_text(o)
+    if trail:
+        out.append(trail)
+    if not is_child(o):
+        if o.take_profit_price:
+            out.append(f"TP {o.take_profit_price:,.2f}")
+        if o.stop_loss_price:
+            out.append(f"SL {o.stop_loss_price:,.2f}")
+    if getattr(o, "oco_group", ""):
+        out.append("OCO")
+    return " · ".join(out)
+
+
+def _flags_tip(o: Any) -> str:
+    tips = []
+    if o.triggered:
+        tips.append("triggered: the stop was reached; the order now works as a "
+                    + ("limit" if o.order_type is P.OrderType.STOP_LIMIT else "market") + " order")
+    if o.emulated:
+        tips.append("emulated: held and worked by the exchange gateway (the venue lacks this order type)")
+    if o.oco_group:
+        tips.append(f"one-cancels-other group {o.oco_group}: when one of its orders fills, the others are cancelled")
+    if o.take_profit_price or o.stop_loss_price:
+        tips.append(f"bracket: children {o.client_order_id}.tp / .sl when it fills")
+    return "\n".join(tips)
+
+
 #: the columns the working and history blotters share, by key; each blotter picks its own set
 #: and order, so a column's look is declared once for both
 _ORDER_COLUMNS = {c.key: c for c in (
-    Column("symbol", "Symbol", attr("symbol"), width=60),
+    Column("symbol", "Symbol", _symbol_text, width=66, tip=_symbol_tip, csv=attr("symbol")),
     Column("side", "Side", attr("side"), F.upper, tone=_side_tone, width=44),
     Column("qty", "Qty", attr("qty"), F.integer, "r", width=56),
     Column("filled_qty", "Filled", attr("filled_qty"), F.integer, "r", width=56),
     Column("avg_price", "AvgPx", attr("avg_price"), F.price, "r", width=72),
-    Column("order_type", "Type", attr("order_type"), F.upper, width=60),
-    Column("limit_price", "Limit", attr("limit_price"), F.price, "r", width=72),
+    Column("order_type", "Type", _type_text, width=60, csv=lambda o: o.order_type.value),
+    Column("limit_price", "Limit", attr("limit_price"), F.price, "r", width=72,
+           header_tip="Double-click or F2 on a working order's price or quantity to modify it"),
+    Column("stop_price", "Stop", attr("stop_price"), F.price, "r", width=72,
+           header_tip="The stop price (a trailing stop's as it moves)"),
+    Column("tif", "TIF", attr("tif"), F.upper, width=40),
+    Column("flags", "Flags", order_flags, width=130, tip=_flags_tip,
+           header_tip="TRIGGERED (a stop reached), EMULATED (held by the gateway), the trail, the bracket, OCO"),
     # the working blotter has no reason column, so its status cell tells the reason
     Column("status", "Status", _status_text, tone=_status_tone, width=100,
            tip=lambda o: ("pending past its timeout: asking the exchange (get_order)" if o.querying
@@ -96,14 +168,15 @@ def _order_columns(time: Column, keys: str, **changed: Column) -> tuple[Column, 
 
 WORKING_COLUMNS = _order_columns(
     Column("created_ts", "Time", attr("created_ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.created_ts)),
-    "symbol side qty filled_qty order_type limit_price status source client_order_id order_id")
+    "symbol side qty filled_qty order_type limit_price stop_price tif status flags source client_order_id order_id")
 
 # the history lists orders by submission, so its Time is the submission time (it showed the
 # last update's, which made the order look unsorted); the last update has its own column
 HISTORY_COLUMNS = (*_order_columns(
     Column("created_ts", "Time", attr("created_ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.created_ts),
            header_tip="When the order was submitted (the history is in this order)"),
-    "symbol side qty filled_qty avg_price order_type limit_price status reason source client_order_id order_id",
+    "symbol side qty filled_qty avg_price order_type limit_price stop_price tif status flags reason source "
+    "client_order_id order_id",
     status=Column("status", "Status", _status_text, tone=_status_tone, width=100)),
     Column("ts", "Updated", attr("ts"), F.clock_ns, width=90, csv=lambda o: F.iso_ns(o.ts),
            header_tip="The order's last change"))

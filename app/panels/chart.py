@@ -3,15 +3,20 @@
 The chart reads the symbol's bars (built tick by tick in app.state) itself when
 :meth:`ChartPanel.apply` calls its ``refresh()``; this panel tells it which symbol and
 interval to show, the strategies' support/resistance levels, and markers for signals
-(accepted and rejected) and fills.  If the chart module cannot be imported the panel shows
-why instead, and the rest of the window works on.
+(accepted and rejected) and fills, the shown symbol's working orders as lines at their
+prices and the position's average price.  Dragging an order's line asks for a replace
+(``orderMoved``); the line stays at the new price until the outcome, and snaps back to the
+order's price when the replace is refused.  If the chart module cannot be imported the panel
+shows why instead, and the rest of the window works on.
 """
 
 from __future__ import annotations
 
 import logging
 
+from workers import protocol as P
 from workers.protocol import Side
+from app.orders import TYPE_LABELS, Outcome, can_modify
 from app.qt import Qt, QtWidgets, Signal
 from app.state import AppState, Changes
 
@@ -27,12 +32,19 @@ except Exception as e:  # pragma: no cover - only while app/chart is incomplete 
 
 
 
+#: outcomes that settle a dragged line: it goes where the order now is
+SETTLING = frozenset({"replaced", "replace_rejected", "replace_unknown"})
+
+
 class ChartPanel(QtWidgets.QWidget):
     """Signals:
         intervalChanged(int): the bar interval in seconds.
+        orderMoved(str, str, float): an order's line was dragged: client_order_id, the field
+            (limit_price or stop_price) and the new price (on the tick).
     """
 
     intervalChanged = Signal(int)
+    orderMoved = Signal(str, str, float)
 
     def __init__(self, state: AppState, parent=None):
         super().__init__(parent)
@@ -42,6 +54,9 @@ class ChartPanel(QtWidgets.QWidget):
         self.interval = 1
         self.errors = 0
         self.placeholder_text = ""
+        #: line key -> the price a dragged line was let go at, while its replace is out
+        self.pending: dict[str, float] = {}
+        self._lines_sent: tuple | None = None
 
         if ChartWidget is not None:
             try:
@@ -59,6 +74,7 @@ class ChartPanel(QtWidgets.QWidget):
         if self.chart is not None:
             # the chart has its own toolbar: symbol, interval, live-follow, crosshair readout
             self.chart.intervalChanged.connect(self._chart_interval_changed)
+            self.chart.orderLineMoved.connect(self._line_moved)
             self.body = self.chart
         else:
             self.body = QtWidgets.QLabel(self.placeholder_text, self)
@@ -90,6 +106,7 @@ class ChartPanel(QtWidgets.QWidget):
         # the symbol on the chart is watched: the universe cap never refuses nor evicts it
         self.state.market.set_watched("chart", (symbol,))
         self._call("set_series", symbol, bars)
+        self.update_order_lines()
 
     def set_interval(self, seconds: int) -> None:
         if self.chart is None:
@@ -128,7 +145,62 @@ class ChartPanel(QtWidgets.QWidget):
                        symbol=f.symbol)
         for lv in ch.levels.values():  # the chart keeps levels per symbol and shows the current one's
             self._levels(lv)
+        sym = self.symbol
+        if sym and (sym in ch.positions or any(o.symbol == sym for o in ch.new_orders)
+                    or any(o.symbol == sym for o in ch.changed_orders)):
+            self.update_order_lines()
         self._call("refresh")
+
+    # ------------------------------------------------------------------ order lines
+    def order_line_specs(self) -> list[tuple]:
+        """(key, price, label, buy, movable) for every working order's price of the symbol
+        shown: its limit and its stop (a trailing stop's as the exchange last said; none once
+        a stop triggered).  Key: ``<client_order_id>|<field>``."""
+        out = []
+        for o in self.state.orders.live(self.symbol):
+            buy = o.side is Side.BUY
+            leg = ("TP " if o.client_order_id.endswith(P.BRACKET_SUFFIXES[0]) else "SL ") if o.parent_id else ""
+            what = f"{leg}{o.side.value.upper()} {o.remaining:,} {TYPE_LABELS.get(o.order_type, o.order_type.value)}"
+            for field in ("limit_price", "stop_price"):
+                price = getattr(o, field)
+                if not price or (field == "stop_price" and o.triggered):
+                    continue
+                key = f"{o.client_order_id}|{field}"
+                tag = " stop" if field == "stop_price" and o.order_type.has_limit else ""
+                out.append((key, self.pending.get(key, price), f"{what}{tag} {{value:.2f}}", buy, can_modify(o, field)))
+        return out
+
+    def update_order_lines(self) -> None:
+        """Send the lines and the average price to the chart when they changed."""
+        if self.chart is None:
+            return
+        specs = self.order_line_specs()
+        pos = self.state.position(self.symbol) if self.symbol else None
+        avg = (pos.avg_price, f"AVG {pos.qty:+,} @ {{value:.2f}}") if pos is not None and pos.qty else (None, "")
+        sent = (tuple(specs), avg)
+        if sent == self._lines_sent:
+            return
+        self._lines_sent = sent
+        self._call("set_order_lines", specs)
+        self._call("set_average_price", *avg)
+
+    def _line_moved(self, key: str, price: float) -> None:
+        coid, _, field = key.partition("|")
+        self.pending[key] = price
+        self._lines_sent = None  # the line moved under the last lines sent
+        self.orderMoved.emit(coid, field, price)
+
+    def order_outcome(self, o: Outcome) -> None:
+        """A replace's outcome: a dragged line goes where the order is now (its new price,
+        or back to the old one when refused)."""
+        if o.kind not in SETTLING or not o.client_order_id:
+            return
+        prefix = f"{o.client_order_id}|"
+        if any(k.startswith(prefix) for k in self.pending):
+            for k in [k for k in self.pending if k.startswith(prefix)]:
+                del self.pending[k]
+            self._lines_sent = None
+            self.update_order_lines()
 
     def bar_count(self) -> int:
         """Bars of the shown symbol at the shown interval (what the chart draws from)."""
