@@ -68,14 +68,35 @@ class Bare(ExchangeClient):
     capabilities = SimulatedCore.capabilities
 
     def __init__(self) -> None:
-        self._core = SimulatedCore()
-        for name in ("submit", "cancel", "replace", "on_tick", "on_depth", "working_symbols", "state", "recover", "restore"):
-            setattr(self, name, getattr(self._core, name))
+        self.core = SimulatedCore()
 
-    submit = cancel = recover = None  # set per instance above
+    def submit(self, order, now):
+        return self.core.submit(order, now)
 
+    def cancel(self, order, now, cause_ts=0):
+        return self.core.cancel(order, now, cause_ts)
 
-Bare.__abstractmethods__ = frozenset()
+    def replace(self, order, qty, limit_price, stop_price, now, cause_ts=0):
+        return self.core.replace(order, qty, limit_price, stop_price, now, cause_ts)
+
+    def on_tick(self, tick):
+        return self.core.on_tick(tick)
+
+    def on_depth(self, depth):
+        return self.core.on_depth(depth)
+
+    def working_symbols(self):
+        return self.core.working_symbols()
+
+    def state(self):
+        return self.core.state()
+
+    def recover(self, orders, state, now):
+        return self.core.recover(orders, state, now)
+
+    def restore(self, orders, state, now):
+        return self.core.restore(orders, state, now)
+
 
 VENUES = {
     "simulated": lambda **kw: SimulatedExchange(session_end=SESSION_END, **kw),
@@ -94,7 +115,7 @@ def venue(request):
 
 def working_ids(venue) -> set[str]:
     """What works (the bare venue cannot list its book: ask the core behind it)."""
-    inner = venue.inner._core.working() if isinstance(venue.inner, Bare) else venue.inner.working()
+    inner = venue.inner.core.working() if isinstance(venue.inner, Bare) else venue.inner.working()
     return {o.client_order_id for o in inner + venue.held()}
 
 
