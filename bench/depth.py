@@ -12,7 +12,8 @@ Two measurements, 4 symbols, at 10k and 50k ticks/s in all:
   a manual clock; ``_publish`` is called with one millisecond of ticks at a time (10 or 50,
   the bursts the paced gateway sends) while the clock advances 1 ms per call, so depth goes
   out at exactly 10 per second per symbol of simulated time.  CPU time per tick (median of
-  the loops), depth on against off.
+  the loops), depth on against off; and one depth message alone (read the book, build, pack,
+  send, cache), per message.
 
 Medians over the segments / loops.  Nothing is asserted.  ``python -m bench.depth [--quick]``.
 """
@@ -128,6 +129,26 @@ def feed_loop(rate: int, loops: int, sim_seconds: float) -> dict:
     return {mode: statistics.median(v) for mode, v in res.items()}
 
 
+def one_depth(n: int = 20_000, repeats: int = 5) -> float:
+    """µs to publish one depth message (book read, P.Depth, pack, send, cache), median."""
+    import timeit
+
+    from workers.clock import ManualClock
+    from workers.config import add_common_args
+    from workers.marketdata.gateway import MarketDataGateway, build_parser
+
+    parser = build_parser()
+    add_common_args(parser)
+    eps = [f"--{n}=inproc://depth-one-{n}" for n in ("ticks", "snapshot", "control")]
+    gw = MarketDataGateway(parser.parse_args([*eps, "--no-control", "--seed", "1"]), clock=ManualClock())
+    gw.setup()
+    try:
+        gw._publish(40)
+        return statistics.median(timeit.repeat(lambda: gw._send_depth("AAPL", 1, 0.0), number=n, repeat=repeats)) / n * 1e6
+    finally:
+        gw._close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="shorter segments and fewer loops")
@@ -140,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         loop = feed_loop(rate, loops, sim_s)
         proc = None if a.skip_process else real_process(rate, segments, seconds)
         rows.append((rate, loop, proc))
+    print()
+    print(f"one depth message (book read, build, pack, send, cache): {one_depth():.1f} µs")
     print()
     print("| rate (4 symbols) | depth | feed loop CPU per tick | ticks/s received | depth msgs/s | gateway CPU (one core) |")
     print("| --- | --- | --- | --- | --- | --- |")
