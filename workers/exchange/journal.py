@@ -148,7 +148,8 @@ def _sql_literal(v: Any) -> str:
 
 def _add_missing_columns(columns: set[str]) -> str:
     """ALTER TABLE lines that give a v4 orders table the columns issue 13's order kinds
-    added (each with its field's default, so old rows read as they were meant)."""
+    added (each with its field's default, so old rows read as they were sent: an order sent
+    without a ``tif`` is a DAY order today, and a resend of it must match its row)."""
     out = []
     for f in msgspec.structs.fields(Order):
         if f.name in columns or f.name == "updated_ts":
