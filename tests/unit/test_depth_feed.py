@@ -231,6 +231,7 @@ def test_the_gateway_publishes_depth_after_the_tick_it_is_the_book_of(rig, batch
     r = rig("--batch-ticks", batch)
     r.subscribed()
     before = r.gw.stats.counters["depth_frames"]
+    frames_before = r.gw.stats.counters["frames"]
     depths_seen = 0
     for step in range(60):
         r.publish(37 if step % 3 else 1)  # batched bursts, and single ticks (the classic form)
@@ -239,6 +240,8 @@ def test_the_gateway_publishes_depth_after_the_tick_it_is_the_book_of(rig, batch
     depths = check_stream(r.frames)
     assert set(depths) == {"AAPL", "MSFT", "GOOG", "AMZN"}
     assert r.gw.stats.counters["depth_frames"] - before == depths_seen > 0
+    # "frames" is every frame of the PUB, depth included (what its socket counts out)
+    assert r.gw.stats.counters["frames"] - frames_before == len(r.frames)
     assert all(d.epoch == r.gw.epoch for ds in depths.values() for d in ds)
 
 

@@ -342,6 +342,8 @@ class MarketDataGateway(Worker):
             self.sockmon.count_drop(self.sock)
             return
         self.lvc.update_depth(msg)
+        # "frames" stays every frame of the PUB (what its socket counts out); depth_frames the depth among them
+        self.stats.inc("frames")
         self.stats.inc("depth_frames")
         self.sockmon.count_out(self.sock, len(frame))
 
