@@ -113,10 +113,11 @@ def test_each_depth_is_the_book_of_the_latest_tick_received_before_it(env):
         ds = stream.depths(sym)
         seqs = [d.seq for d in ds]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), sym  # +1 per message, no gap
-        # at most --depth-hz a second: on average no closer than the interval (ts is wall time;
-        # 10 % for the jitter of the bursts they ride on)
+        # at most --depth-hz a second: on average no closer than the interval (ts is the wall
+        # time a frame was stamped, up to a burst later than when the depth was found due: 20 %
+        # for that jitter on a busy machine)
         span = (ds[-1].ts - ds[0].ts) / 1e9
-        assert span >= (len(ds) - 1) / hz * 0.9, (sym, span, len(ds))
+        assert span >= (len(ds) - 1) / hz * 0.8, (sym, span, len(ds))
     assert len(stream.epochs) == 1  # ticks and depth: the gateway's one epoch
     assert proc.poll() is None, log_text(proc)
 
