@@ -394,3 +394,21 @@ def test_the_depth_benchmark_runs_at_a_tiny_size():
     loop = depth.feed_loop(10_000, loops=1, sim_seconds=0.3)
     assert set(loop) == {"on", "off"} and all(v > 0 for v in loop.values())
     assert depth.one_depth(n=50, repeats=1) > 0
+
+
+def test_a_book_that_fails_costs_its_depth_not_the_ticks(rig):
+    r = rig()
+    r.subscribed()
+
+    def broken():
+        raise RuntimeError("boom")
+
+    r.gw._books["MSFT"] = broken
+    r.clock.advance(1.0)
+    ticks0 = r.gw.stats.counters["ticks"]
+    r.publish(400)
+    r.read()
+    assert r.gw.stats.counters["ticks"] - ticks0 == 400
+    assert r.gw.stats.counters["depth_errors"] == 1
+    assert {m.symbol for _, m in r.frames if isinstance(m, P.Depth)} == {"AAPL", "GOOG", "AMZN"}
+    check_stream(r.frames)
