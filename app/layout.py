@@ -14,7 +14,7 @@ __all__ = ["LAYOUT_VERSION", "CHART_INTERVALS", "WindowLayout"]
 
 #: Qt's saveState version: raise it when the docks change, so an old saved state is ignored
 #: (restoreState refuses it) instead of restoring a layout that no longer fits.
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4  # 4: the price ladder's dock
 #: Chart intervals a saved setting may restore (what the window's Alt+1..3 offer).
 CHART_INTERVALS = (1, 5, 60)
 
@@ -46,6 +46,8 @@ class WindowLayout:
             dock.show()
         L, B = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.BottomDockWidgetArea
         w.addDockWidget(L, d["market"])
+        if "ladder" in d:  # right of the chart, above the bottom groups
+            w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["ladder"])
         w.splitDockWidget(d["market"], d["ticket"], Qt.Orientation.Vertical)
         w.splitDockWidget(d["ticket"], d["positions"], Qt.Orientation.Vertical)
         w.addDockWidget(B, d["working"])
@@ -110,6 +112,8 @@ class WindowLayout:
         ticket_h = d["ticket"].widget().sizeHint().height() + 24
         win.resizeDocks([d["market"], d["ticket"], d["positions"]], [200, ticket_h, 200], V)
         win.resizeDocks([d["working"], d["workers"]], [int(w * 0.47), int(w * 0.53)], H)
+        if "ladder" in d:
+            win.resizeDocks([d["ladder"]], [min(300, max(220, int(w * 0.18)))], H)
 
     def save(self, settings, tables: dict, chart) -> None:
         """Geometry, dock state, every table's columns, the chart's interval and symbol."""

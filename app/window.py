@@ -28,6 +28,7 @@ from app.layout import WindowLayout
 from app.orders import Outcome, Ticket, confirmation_text
 from app.panels.blotters import FillsPanel, HistoryPanel, PositionsPanel, WorkingOrdersPanel
 from app.panels.chart import ChartPanel
+from app.panels.ladder import LadderPanel
 from app.models.table import RecordTableModel
 from app.panels.live_label import LiveLabel
 from app.panels.log import LogPanel
@@ -71,6 +72,15 @@ HOTKEYS = (
     ("F5", "Resync orders and positions from the exchange", "Orders"),
     ("Enter / double-click", "Market watch: load the symbol into the ticket", "Panels"),
     ("Ctrl+1 … Ctrl+8", "Focus market watch, chart, ticket, working, fills, positions, signals, workers", "Panels"),
+    ("Ctrl+9", "Focus the price ladder", "Panels"),
+    ("Click bid / ask side", "Ladder: buy / sell limit at that price (the ladder's quantity)", "Ladder"),
+    ("Click own order / drag it", "Ladder: cancel it / move it to another price (replace)", "Ladder"),
+    ("Up / Down (Shift: 10)", "Ladder: move the price cursor one tick (ten ticks)", "Ladder"),
+    ("B / S", "Ladder: buy / sell limit at the cursor", "Ladder"),
+    ("Delete", "Ladder: cancel own orders at the cursor", "Ladder"),
+    ("M, then M or Enter", "Ladder: pick up own orders at the cursor, put them down at the cursor (Escape: drop)", "Ladder"),
+    ("C", "Ladder: centre on the last trade (Auto-centre on)", "Ladder"),
+    ("PageUp / PageDown, wheel", "Ladder: scroll (Auto-centre off)", "Ladder"),
     ("Alt+1 / Alt+2 / Alt+3", "Chart interval 1 s / 5 s / 1 min", "Chart"),
     ("Left / Right", "Chart: pan 10 % (Shift: 90 %)", "Chart"),
     ("PageUp / PageDown", "Chart: pan 90 %", "Chart"),
@@ -141,6 +151,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.market_watch = MarketWatchPanel(st.market)
         self.ticket = TicketPanel(st, self.ui.default_qty, presets=self.ui.qty_presets)
         self.chart = ChartPanel(st)
+        self.ladder = LadderPanel(st, default_qty=self.ticket.qty.value(),
+                                  confirm=str(self.settings.value("ladder/confirm", "true")).lower() != "false")
         self.working = WorkingOrdersPanel()
         self.history = HistoryPanel()
         self.fills = FillsPanel()
@@ -212,6 +224,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "workers": self._dock("Workers", self.workers_panel, "workers"),
             "log": self._dock("Log", self.log_panel, "log"),
             "network": self._dock("Network", self.network_panel, "network"),
+            "ladder": self._dock("Price ladder", self.ladder, "ladder"),
         }
         self.dock_layout = WindowLayout(self, self.docks)
         self.default_layout()
@@ -298,7 +311,7 @@ class MainWindow(QtWidgets.QMainWindow):
         m.addSeparator()
         focus = (("market", self.market_watch.view), ("chart", self.chart), ("ticket", None), ("working", self.working.view),
                  ("fills", self.fills.view), ("positions", self.positions.view), ("signals", self.signals_panel.view),
-                 ("workers", self.workers_panel.view))
+                 ("workers", self.workers_panel.view), ("ladder", self.ladder.view))
         fm = m.addMenu("Focus")
         for i, (name, widget) in enumerate(focus, 1):
             self._action(fm, name.title(), lambda _=False, n=name, w=widget: self.focus_panel(n, w), f"Ctrl+{i}")
@@ -349,6 +362,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.working.ocoRequested.connect(self.session.orders.set_oco)
         self.chart.orderMoved.connect(lambda coid, field, price: self.session.orders.replace(coid, **{field: price}))
         self.cancel_all_button.clicked.connect(self.cancel_all)
+        # ladder -> orders (confirmed as the ticket's), cancels, replaces
+        self.ladder.orderRequested.connect(self.submit_ladder)
+        self.ladder.cancelRequested.connect(self.cancel_orders)
+        self.ladder.replaceRequested.connect(lambda coid, changes: self.session.orders.replace(coid, **changes))
+        self.ladder.confirmChanged.connect(lambda on: self.settings.set_value("ladder/confirm", on))
         # kill switch -> fleet control; its report -> the banner
         self.kill_button.clicked.connect(self.kill_switch.engage)
         self.release_button.clicked.connect(self.kill_switch.ask_release)
@@ -361,6 +379,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.workers_panel.action.connect(self.worker_action)
         # services without Qt report through plain callbacks
         self.session.orders.listeners.append(self._on_outcome)
+        self.session.orders.listeners.append(self.ladder.on_outcome)
         self.ticket.validator = self.session.orders.check
         # exports
         for panel in self.tables.values():
@@ -466,6 +485,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if worst.level >= logging.WARNING:
                 self.status_bar.alert(f"[{worst.source}] {worst.text}", worst.level)
         self.chart.apply(ch)
+        self.ladder.apply(ch, follow=self.chart.symbol)
         self.flushes += 1
         if self.flushes % SLOW_EVERY == 0:  # in the same pass: one repaint, not two
             self._slow()
@@ -565,6 +585,33 @@ class MainWindow(QtWidgets.QMainWindow):
         box = prompts.ask(self, "Confirm order", self._confirm_text(ticket), answered,
                           object_name="confirmOrder", default=True, offer_dont_ask=True)
         self._confirm = (box, ticket)
+
+    def submit_ladder(self, ticket: Ticket) -> None:
+        """A ladder click: asked first only while both the settings' order confirmation and
+        the ladder's own Confirm box are on ("don't ask again" clears the ladder's box)."""
+        if not (self.ui.confirm_orders and self.ladder.confirm.isChecked()):
+            self._send_ladder(ticket)
+            return
+
+        def answered(yes: bool, never: bool) -> None:
+            self._confirm = None
+            if yes:
+                if never:
+                    self.ladder.confirm.setChecked(False)
+                self._send_ladder(ticket)
+            else:
+                self.ladder.show_message(f"{ticket.describe()} not sent (cancelled at confirmation)", "warn")
+
+        box = prompts.ask(self, "Confirm order", self._confirm_text(ticket), answered,
+                          object_name="confirmOrder", default=True, offer_dont_ask=True)
+        self._confirm = (box, ticket)
+
+    def _send_ladder(self, ticket: Ticket) -> None:
+        d, coid = self.session.orders.submit(ticket)
+        if not d:
+            self.ladder.show_message(f"{ticket.describe()} not sent: {d.reason}", "bad")
+        else:
+            self.ladder.sent_order(coid, ticket)
 
     def _confirm_text(self, ticket: Ticket) -> str:
         """The confirmation's question with the market as it is now: the flush keeps it live,
