@@ -17,7 +17,7 @@ from workers.protocol import OrderStatus, OrderType, Side
 from workers.supervisor import Supervisor
 from app.feeds import TickDecoder
 from app.panels.ladder import ASK, BID, BUY_ORDERS, PRICE, SELL_ORDERS
-from app.qt import Qt, QtCore, QtWidgets
+from app.qt import Qt, QtCore, QtGui, QtWidgets
 from app.session import Session
 from app.settings import Settings
 from app.state import OrderRow
@@ -243,15 +243,11 @@ def test_recentres_when_the_last_trade_leaves_the_middle(make_window, qtbot):
     w._flush()
     assert view.centre == 10000 + band + 3 and view.cell_rect(100.0 + (band + 3) * 0.01, PRICE) is not None
     # the wheel scrolls by hand: Auto-centre goes off and a move does not re-centre
-    qtbot.wait(1)
     ev_pos = at(w, view.price_of(view.centre), PRICE)
-    wheel = QtWidgets.QApplication.sendEvent
-    from app.qt import QtGui
-
     e = QtGui.QWheelEvent(QtCore.QPointF(ev_pos), QtCore.QPointF(view.mapToGlobal(ev_pos)), QtCore.QPoint(),
                           QtCore.QPoint(0, 240), Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
                           Qt.ScrollPhase.NoScrollPhase, False)
-    wheel(view, e)
+    QtWidgets.QApplication.sendEvent(view, e)  # two notches up
     assert view.centre == 10000 + band + 3 + 6 and not w.ladder.auto.isChecked()
     tick(w, 99.0)
     w._flush()
