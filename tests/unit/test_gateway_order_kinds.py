@@ -311,3 +311,18 @@ def test_unsupported_terms_are_refused_with_a_reason(make):
     r = g.call(send("x", tif=TimeInForce.IOC))
     assert (r["ok"], r["status"], r["order_id"], r["reason"]) == (False, "rejected", "-",
                                                                    "time in force ioc is not supported by the simulated exchange")
+
+
+def test_a_resend_must_repeat_every_term_of_the_new_kinds(make):
+    g = make()
+    g.tick()
+    stop = send("S", Side.SELL, 5, OrderType.STOP_LIMIT, stop_price=95.0, limit_price=94.5, tif=TimeInForce.GTC,
+                take_profit_price=80.0, stop_loss_price=99.0, stop_loss_tif=TimeInForce.DAY)
+    first = g.raw(stop)
+    assert P.unpack_map(first)["status"] == "new"
+    assert g.raw(P.from_map({**stop.to_dict(), "source": "elsewhere", "ts": 5})) == first  # timestamps, source: free
+    for change in ({"tif": "day"}, {"stop_price": 95.5}, {"stop_loss_tif": "gtc"}, {"take_profit_price": 81.0}):
+        other = P.from_map({**stop.to_dict(), **change})
+        r = P.unpack_map(g.raw(other))
+        assert (r["ok"], r["reason"]) == (False, "client_order_id S already used for a different order"), change
+    assert len([o for o in g.call(P.GetOrders())["orders"] if o["client_order_id"] == "S"]) == 1
