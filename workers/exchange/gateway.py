@@ -270,8 +270,9 @@ class ExchangeGateway(Worker):
             self.log.warning("kill switch ON since the journal says so (%s): orders that would increase a position are refused",
                              self.account.kill_reason or "no reason given")
         self.log.info(
-            "exchange gateway (%s) on %s, execution %s, journal %s (sync %s): %d orders, %d working, %d fills recovered",
+            "exchange gateway (%s%s) on %s, execution %s, journal %s (sync %s): %d orders, %d working, %d fills recovered",
             self.client.name,
+            ", order kinds emulated by the gateway" if getattr(self.client, "emulated", False) else "",
             self.endpoints.orders,
             self.endpoints.execution,
             path,
@@ -317,7 +318,12 @@ class ExchangeGateway(Worker):
             # what time drives (DAY orders expiring at --session-end); every timer tick
             # (0.1 s), so an expiry is at most that late.  While the disk is full it waits:
             # an expiry that could not be journaled must not happen
-            events = self.client.on_time(P.now_ns())
+            try:
+                events = self.client.on_time(P.now_ns())
+            except Exception:  # a bug in the client costs its expiries, not the folds below
+                self.stats.inc("handler_errors")
+                self.rlog.warning("on_time", "exchange client failed on on_time")
+                events = []
             if events:
                 batch = Batch(P.now_ns())
                 self._apply(events, batch)
