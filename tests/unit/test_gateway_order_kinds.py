@@ -326,3 +326,27 @@ def test_a_resend_must_repeat_every_term_of_the_new_kinds(make):
         r = P.unpack_map(g.raw(other))
         assert (r["ok"], r["reason"]) == (False, "client_order_id S already used for a different order"), change
     assert len([o for o in g.call(P.GetOrders())["orders"] if o["client_order_id"] == "S"]) == 1
+
+
+def test_a_late_resend_of_a_replaced_order_gets_its_stored_reply_not_a_refusal(make):
+    """A retry of the first send_order that arrives after a replace changed the order's qty and
+    price is the same order: it gets the stored reply (a refusal would read as a rejection of a
+    live order), while other terms under that id, or an order never replaced, stay refused."""
+    g = make()
+    g.tick()
+    first = lim("L1", Side.BUY, 10, 95.0)
+    stored = g.raw(first)
+    assert P.unpack_map(stored)["status"] == "new"
+    assert g.call(P.ReplaceOrder(orig_client_order_id="L1", client_order_id="R1", qty=20, limit_price=96.0))["ok"]
+    assert g.raw(first) == stored
+    assert g.order("L1")["qty"] == 20  # the resend changed nothing
+    other_side = g.call(lim("L1", Side.SELL, 10, 95.0))
+    assert not other_side["ok"] and "already used for a different order" in other_side["reason"]
+    # a refused replace does not make a different qty a resend
+    assert g.call(lim("L2", Side.BUY, 10, 95.0))["ok"]
+    assert not g.call(P.ReplaceOrder(orig_client_order_id="L2", client_order_id="R2", qty=5, stop_price=1.0))["ok"]
+    assert "already used for a different order" in g.call(lim("L2", Side.BUY, 11, 95.0))["reason"]
+    # and it holds across a restart (the replace is read back from the journal)
+    g.close()
+    g2 = make()
+    assert g2.raw(first) == stored
