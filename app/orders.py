@@ -124,7 +124,7 @@ class Ticket:
             limit_price=self.limit_price if ot.has_limit else None,
             stop_price=self.stop_price if ot in (OrderType.STOP, OrderType.STOP_LIMIT) else None,
             trail_amount=self.trail_amount if trailing else None,
-            trail_pct=self.trail_pct if trailing and self.trail_amount is None else None)
+            trail_pct=self.trail_pct if trailing else None)
 
     @property
     def is_bracket(self) -> bool:

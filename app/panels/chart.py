@@ -175,6 +175,10 @@ class ChartPanel(QtWidgets.QWidget):
         if self.chart is None:
             return
         specs = self.order_line_specs()
+        if self.pending:  # a replace out for an order that is done meanwhile: nothing to hold
+            keys = {sp[0] for sp in specs}
+            for k in [k for k in self.pending if k not in keys]:
+                del self.pending[k]
         pos = self.state.position(self.symbol) if self.symbol else None
         avg = (pos.avg_price, f"AVG {pos.qty:+,} @ {{value:.2f}}") if pos is not None and pos.qty else (None, "")
         sent = (tuple(specs), avg)

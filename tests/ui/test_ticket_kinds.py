@@ -379,3 +379,19 @@ def test_a_stop_order_from_the_ticket_moved_in_the_blotter_over_a_real_fleet(des
     qtbot.waitUntil(lambda: w.state.orders.get(o.client_order_id).qty == 150, timeout=TIMEOUT)
     w.session.orders.cancel(o.client_order_id)
     qtbot.waitUntil(lambda: w.state.orders.get(o.client_order_id).status is OrderStatus.CANCELLED, timeout=TIMEOUT)
+
+
+def test_quantity_presets_setting_round_trips_and_refuses_nonsense(tmp_path):
+    from app.settings import Settings, parse_presets
+
+    assert parse_presets("") == [100, 500, 1000] and parse_presets("10, 20 30") == [10, 20, 30]
+    for bad in ("10 x", "0", "1 2 3 4 5 6 7"):
+        with pytest.raises(ValueError):
+            parse_presets(bad)
+    s = Settings(tmp_path / "t.ini")
+    ui = s.load()
+    ui.qty_presets = [5, 50, 5000]
+    s.save(ui)
+    assert Settings(tmp_path / "t.ini").load().qty_presets == [5, 50, 5000]
+    s.set_value("orders/qty_presets", "lots")
+    assert s.load().qty_presets == [100, 500, 1000]  # a hand-edited file with nonsense

@@ -216,3 +216,10 @@ def test_order_book_takes_the_new_fields_and_children():
 
 def test_snap_to_the_tick():
     assert snap(100.004) == 100.0 and snap(100.006) == 100.01 and snap(99.995) in (99.99, 100.0)
+
+
+def test_a_ticket_with_both_trails_is_refused_not_trimmed():
+    st = market()
+    svc = synced_service(st, lambda m: None)
+    d, coid = svc.submit(Ticket("MSFT", Side.SELL, 10, OrderType.TRAILING_STOP, trail_amount=0.5, trail_pct=1.0))
+    assert not d and coid is None and "not both" in d.reason and svc.client.sent == []
