@@ -180,6 +180,10 @@ class WorkingOrdersPanel(TablePanel):
             self.filter.textChanged.connect(self.proxy.setFilterFixedString)
         self.view.setModel(self.proxy)
         plain.deleteLater()
+        # the row count reads the proxy: connected again, so it runs after this proxy took the rows
+        for sig in (self.model.rowsInserted, self.model.rowsRemoved, self.model.modelReset):
+            sig.disconnect(self._update_count)
+            sig.connect(self._update_count)
         self.proxy.sort(-1)
         self.proxy.edited.connect(lambda coid, key, value: self.modifyRequested.emit(coid, {key: value}))
         self.view.setItemDelegate(OrderEditDelegate(self.view))

@@ -395,3 +395,10 @@ def test_quantity_presets_setting_round_trips_and_refuses_nonsense(tmp_path):
     assert Settings(tmp_path / "t.ini").load().qty_presets == [5, 50, 5000]
     s.set_value("orders/qty_presets", "lots")
     assert s.load().qty_presets == [100, 500, 1000]  # a hand-edited file with nonsense
+
+
+def test_the_working_orders_count_follows_the_rows(desk_offline):
+    w, ex = desk_offline
+    ex.add(w)
+    ex.add(w)
+    assert w.working.count.text() == "2 rows"
