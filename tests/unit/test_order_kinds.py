@@ -657,3 +657,47 @@ def test_cancel_a_held_stop_and_the_kill_switch_path(venue):
     assert res.ok and (s.status, s.cause_ts) == (S.CANCELLED, 7) and venue.held() == []
     assert fills(venue.on_tick(tick(last=110.0))) == []
     assert not venue.cancel(s, T0).ok
+
+
+# ----------------------------------------------------------------------------- review (H7)
+
+@pytest.mark.parametrize("size", [100, 5])
+def test_two_oco_members_crossed_on_one_tick_fill_only_one(venue, size):
+    """Both limits are crossed by the same tick: the older fills (wholly or partly), the other
+    never fills, on that tick or later (it is cancelled)."""
+    venue.on_tick(tick(last=100.0))
+    a = order("a", qty=10, order_type=T.LIMIT, limit_price=99.0, tif=TIF.GTC)
+    b = order("b", qty=10, order_type=T.LIMIT, limit_price=98.0, tif=TIF.GTC)
+    venue.submit(a, T0)
+    venue.submit(b, T0)
+    assert venue.set_oco([a, b], "g", T0).ok
+    ev = venue.on_tick(tick(last=97.0, ask=97.0, ask_size=size))
+    assert fills(ev) == [("a", min(size, 10), 97.0)]
+    assert (b.status, b.filled_qty, b.reason) == (S.CANCELLED, 0, "oco: a filled")
+    assert fills(venue.on_tick(tick(last=96.0, ask=96.0))) == ([("a", 5, 96.0)] if size == 5 else [])
+    assert b.filled_qty == 0
+
+
+def test_two_oco_members_crossed_by_one_depth_fill_only_one(venue):
+    venue.on_tick(tick(last=100.0, ask=100.5, ask_size=0))
+    a = order("a", qty=10, order_type=T.LIMIT, limit_price=99.0, tif=TIF.GTC)
+    b = order("b", qty=10, order_type=T.LIMIT, limit_price=99.5, tif=TIF.GTC)
+    c = order("c", qty=3, order_type=T.LIMIT, limit_price=99.5, tif=TIF.GTC)  # not in the group
+    for o in (a, b, c):
+        venue.submit(o, T0)
+    assert venue.set_oco([a, b], "g", T0).ok
+    ev = venue.on_depth(depth([(98.0, 10)], [(99.0, 4), (99.2, 50)]))
+    assert fills(ev) == [("a", 4, 99.0), ("c", 3, 99.2)]
+    assert (b.status, b.filled_qty) == (S.CANCELLED, 0)
+
+
+def test_a_bracket_whose_two_legs_are_both_in_the_book_fills_one_leg_per_tick(venue):
+    """The stop-loss triggered (a market order still working for lack of liquidity) and the
+    take-profit crossed on one tick: one leg fills, never both (the position would flip)."""
+    venue.on_tick(tick(last=100.0))
+    p = bracket(qty=10, take_profit_price=101.0, stop_loss_price=99.0)
+    venue.submit(p, T0)
+    ev = venue.on_tick(tick(last=99.0, bid=98.5, bid_size=0))  # sl triggers, nothing to sell into
+    assert last_snap(ev, "p.sl").triggered and fills(ev) == []
+    ev = venue.on_tick(tick(last=101.5, bid=101.5, bid_size=100))
+    assert len(fills(ev)) == 1 and sum(q for _, q, _ in fills(ev)) == 10

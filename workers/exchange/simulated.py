@@ -271,6 +271,7 @@ class SimulatedCore(ExchangeClient):
         bid, ask = m.bid, m.ask
         deep = bool(m.deep_bids or m.deep_asks)
         done = None
+        fired = None  # oco groups a member of which filled in this sweep
         for order in book.values():
             # Not crossed: deeper levels are worse than the touch, so none can fill it either.
             # Checked here, inline, because most resting orders are not crossed on most ticks.
@@ -279,7 +280,18 @@ class SimulatedCore(ExchangeClient):
                 continue
             if not deep and m.bid_left <= 0 and m.ask_left <= 0:
                 break
-            self._match(order, m, now, ts, ts, events)
+            group = order.oco_group
+            if group:
+                # One-cancels-other: once a member has filled (even partly) on this tick, the
+                # others must not; OrderKinds cancels them right after the sweep.
+                if fired is not None and group in fired:
+                    continue
+                n = len(events)
+                self._match(order, m, now, ts, ts, events)
+                if len(events) > n:
+                    (fired := fired or set()).add(group)
+            else:
+                self._match(order, m, now, ts, ts, events)
             if order.status is _FILLED:
                 if done is None:
                     done = []
