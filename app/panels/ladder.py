@@ -9,9 +9,11 @@ their own on each side, the last trade marked, and one-click trading.
 * Keys (the ladder focused): Up / Down move a price cursor (Shift: 10 ticks), PageUp /
   PageDown scroll a page, B / S place a buy / sell limit at the cursor, Delete cancels one's
   orders at the cursor, M picks the orders at the cursor up and M (or Enter) puts them down
-  at the cursor (the drag's equivalent; Escape drops it), C centres on the last trade.
+  at the cursor (the drag's equivalent; Escape drops it), C centres on the last trade and
+  puts the cursor there.
 * Re-centring: with Auto-centre on, the ladder centres on the last trade whenever it leaves
-  the middle half of the rows; the mouse wheel or PageUp / PageDown scroll it by hand and turn
+  the middle half of the rows (while the pointer is over the ladder, only when it leaves the
+  screen: the rows do not move under a click); the mouse wheel or PageUp / PageDown scroll it by hand and turn
   Auto-centre off; C (or the Centre button) centres now and turns it back on.
 
 The ladder paints itself (:class:`LadderView.paintEvent`): a QTableView asks its model about
@@ -121,6 +123,7 @@ class LadderView(QtWidgets.QWidget):
         self.max_size = 1
         self.own: dict[tuple[Side, int], Cell] = {}
         self._press: tuple[int, int] | None = None  # (column, price) of the mouse press
+        self.hovered = False  # the pointer is over the ladder: it must not move under it
         self._drag: tuple[Side, int, list[str]] | None = None  # own orders being dragged
         self._drag_to: int | None = None
         self.picked: tuple[Side | None, int, list[str]] | None = None  # the keyboard's "drag"
@@ -197,14 +200,28 @@ class LadderView(QtWidgets.QWidget):
             self.update()
 
     def recentre_if_needed(self) -> bool:
-        """Auto-centre: the last trade (else the mid) left the middle band of the rows."""
+        """Auto-centre: the last trade (else the mid) left the middle band of the rows.  While
+        the pointer is over the ladder the rows stay where they are unless the last trade
+        leaves the screen (a click must land on the price the trader aimed at), and never
+        during a press or a drag."""
         ref = self.reference()
-        if not self.auto_centre or ref is None:
+        if not self.auto_centre or ref is None or self._press is not None:
             return False
-        if self.centre == 0 or abs(ref - self.centre) > max(1, int(self.rows() * CENTRE_BAND)):
+        n = self.rows()
+        band = max(1, n // 2 - 2) if self.hovered else max(1, int(n * CENTRE_BAND))
+        if self.centre == 0 or abs(ref - self.centre) > band:
             self.centre_on(ref)
             return True
         return False
+
+    def enterEvent(self, event) -> None:  # noqa: N802
+        self.hovered = True
+        super().enterEvent(event)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        self.hovered = False
+        self.recentre_if_needed()
+        super().leaveEvent(event)
 
     def reference(self) -> int | None:
         if self.last is not None:
@@ -221,8 +238,13 @@ class LadderView(QtWidgets.QWidget):
             self.recentre_if_needed()
 
     def centre_now(self) -> None:
+        """Centre on the last trade, with the cursor on it; Auto-centre on."""
         self.set_auto_centre(True)
-        self.centre_on(self.reference())
+        ref = self.reference()
+        if ref is not None:
+            self.cursor = ref
+        self.centre_on(ref)
+        self.update()
 
     def scroll(self, ticks: int) -> None:
         self.set_auto_centre(False)

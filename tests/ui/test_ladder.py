@@ -223,7 +223,7 @@ def test_keys_place_cancel_move_and_centre(make_window, qtbot):
     qtbot.keyClick(view, Qt.Key.Key_PageUp)
     assert view.centre > 10000 + 5 and not w.ladder.auto.isChecked()
     qtbot.keyClick(view, Qt.Key.Key_C)
-    assert view.centre == 10000 and w.ladder.auto.isChecked()
+    assert view.centre == 10000 and view.cursor == 10000 and w.ladder.auto.isChecked()
     # Ctrl+B and Ctrl+S are the window's (the ticket's Buy and Sell), never the ladder's B and S
     sent = len(o.sent)
     qtbot.keyClick(view, Qt.Key.Key_B, Qt.KeyboardModifier.ControlModifier)
@@ -254,6 +254,27 @@ def test_recentres_when_the_last_trade_leaves_the_middle(make_window, qtbot):
     assert view.centre == 10000 + band + 3 + 6
     qtbot.mouseClick(w.ladder.centre_button, LEFT)
     assert view.centre == 9900 and w.ladder.auto.isChecked()
+
+
+def test_the_rows_stay_under_the_pointer(make_window):
+    """Auto-centre does not move the prices under the mouse (a click must land where the trader
+    aimed) unless the last trade leaves the screen; leaving the ladder re-centres."""
+    w = make_window()
+    market(w, 100.0)
+    view = w.ladder.view
+    band = int(view.rows() * 0.25)
+    p = QtCore.QPointF(5, 5)
+    QtWidgets.QApplication.sendEvent(view, QtGui.QEnterEvent(p, p, view.mapToGlobal(p)))
+    assert view.hovered
+    tick(w, 100.0 + (band + 2) * 0.01)
+    w._flush()
+    assert view.centre == 10000
+    QtWidgets.QApplication.sendEvent(view, QtCore.QEvent(QtCore.QEvent.Type.Leave))
+    assert not view.hovered and view.centre == 10000 + band + 2
+    QtWidgets.QApplication.sendEvent(view, QtGui.QEnterEvent(p, p, view.mapToGlobal(p)))
+    tick(w, 99.0)  # off the screen: shown whatever the pointer
+    w._flush()
+    assert view.centre == 9900
 
 
 def test_depth_of_another_epoch_replaces_an_older_seq_is_dropped(make_window):
@@ -354,7 +375,9 @@ def test_live_depth_and_a_click_places_an_order_at_its_price(qtbot, desk):
     lad = w.ladder
     lad.follow.setChecked(False)
     lad.set_symbol("MSFT")
-    qtbot.waitUntil(lambda: (b := w.state.depth.get("MSFT")) is not None and b.seq > 3, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.state.depth.get("MSFT") is not None, timeout=TIMEOUT)  # the snapshot's, or live
+    first = w.state.depth.get("MSFT").seq
+    qtbot.waitUntil(lambda: w.state.depth.get("MSFT").seq >= first + 3, timeout=TIMEOUT)  # live, subscribed
     book = w.state.depth.get("MSFT")
     assert len(book.bids) >= 5 and len(book.asks) == P.MAX_DEPTH_LEVELS
     qtbot.waitUntil(lambda: len(lad.view.asks) >= 5 and len(lad.view.bids) >= 5, timeout=TIMEOUT)
