@@ -178,7 +178,9 @@ class WorkingOrdersPanel(TablePanel):
         if self.filter is not None:
             self.filter.textChanged.disconnect()
             self.filter.textChanged.connect(self.proxy.setFilterFixedString)
+        old_selection = self.view.selectionModel()
         self.view.setModel(self.proxy)
+        old_selection.deleteLater()  # setModel leaves the old one to its owner (Qt's docs)
         plain.deleteLater()
         # the row count reads the proxy: connected again, so it runs after this proxy took the rows
         for sig in (self.model.rowsInserted, self.model.rowsRemoved, self.model.modelReset):
