@@ -75,7 +75,7 @@ def test_the_windows_rows_and_their_columns_derive_from_the_declarations():
     assert names(OrderRow) == [n for n in names(P.OrderUpdate) if n not in P.STREAM_FIELDS] + ["created_ts"]
     assert names(FillRow) == [n for n in names(P.Fill) if n not in P.STREAM_FIELDS] + ["latency_us"]
     # every column of the order and fill tables shows a field of its row (or one derived from it)
-    derived = {"value"}  # qty * price
+    derived = {"value", "flags"}  # qty * price; the order kind's flags (triggered, emulated, trail, TP/SL, OCO)
     for columns, row in ((tables.WORKING_COLUMNS, OrderRow), (tables.HISTORY_COLUMNS, OrderRow), (tables.FILL_COLUMNS, FillRow)):
         assert {c.key for c in columns} - derived <= set(names(row)), row.__name__
 
