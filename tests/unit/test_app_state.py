@@ -276,7 +276,7 @@ def test_event_log_is_bounded_and_hands_over_new_lines():
     assert len(st.log.take_new()) == st.log.items.maxlen and st.log.take_new() == []
 
 
-QT_FREE = ("app.state", "app.feeds", "app.orders", "app.control", "app.session", "app.models.columns", "app.models.tables")
+QT_FREE = ("app.state", "app.depth", "app.feeds", "app.orders", "app.control", "app.session", "app.models.columns", "app.models.tables")
 
 
 def test_window_core_modules_do_not_import_qt():
