@@ -313,8 +313,10 @@ def test_a_day_order_expires_at_the_session_end_after_a_restart_crossed_it(desk)
     stop(proc)
     end = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)).strftime("%H:%M:%S")
     start("--session-end", end)
-    u = c.report(lambda m: m["type"] == "order_update" and m["client_order_id"] == "day-1" and m["status"] == "expired",
-                 "the DAY order expired")
+    # asked, not only awaited on the stream: on a slow start the expiry may be published before
+    # the execution SUB has joined the new process
+    u = wait_until(lambda: (o := c.order("day-1"))["status"] == "expired" and o, timeout=10, interval=0.05,
+                   message="the DAY order expired")
     assert u["reason"] == "day order expired at the session end"
     assert c.order("gtc-1")["status"] == "new"
 
@@ -363,3 +365,35 @@ def test_held_stops_bracket_children_and_oco_groups_survive_kill_9(desk, venue):
     assert orders.count("brk-r.tp") == 1 and orders.count("brk-r.sl") == 1
     positions = {p["symbol"]: p["qty"] for p in c.call("get_positions")["positions"]}
     assert positions["RST"] == 6 - 2 - 3 - 6
+
+
+@pytest.mark.parametrize("venue", ["simulated", "simulated-core"])
+def test_a_trailing_stops_level_survives_kill_9_and_never_loosens(desk, venue):
+    """The venue reports a trailing stop's level as ``stop_price`` on order_update and journals
+    it: after kill -9 the restarted gateway keeps it (the first trade after the start, below
+    the high, does not pull a sell's stop down) and fires at it."""
+    start, market, c = desk
+    proc = start("--exchange", venue)
+    market.quote(c, "TRL", 100.0)
+    r = send(c, "trail-r", "TRL", "sell", 4, order_type="trailing_stop", trail_amount=2.0, tif="gtc")
+    assert r["status"] == "new" and "stop_price" not in r
+    assert c.order("trail-r")["stop_price"] == 98.0
+    market.quote(c, "TRL", 105.0)
+    up = c.report(lambda m: m["type"] == "order_update" and m["client_order_id"] == "trail-r" and m["stop_price"] == 103.0,
+                  "the level's move reported")
+    assert (up["status"], up["triggered"]) == ("new", False)
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(scaled(10))
+    start("--exchange", venue)
+    o = c.order("trail-r")
+    assert (o["status"], o["stop_price"]) == ("new", 103.0)
+    # a resend of the first send_order (no stop_price) is still that order
+    again = send(c, "trail-r", "TRL", "sell", 4, order_type="trailing_stop", trail_amount=2.0, tif="gtc")
+    assert again == r
+    market.quote(c, "TRL", 104.0)  # before the fix: the stop started again from here, at 102
+    assert c.order("trail-r")["stop_price"] == 103.0
+    market.quote(c, "TRL", 102.9, bid=102.8, ask=103.0)
+    done = c.report(lambda m: m["type"] == "order_update" and m["client_order_id"] == "trail-r" and m["status"] == "filled",
+                    "the trailing stop fired at its level")
+    assert (done["triggered"], done["stop_price"], done["filled_qty"]) == (True, 103.0, 4)

@@ -350,3 +350,38 @@ def test_a_late_resend_of_a_replaced_order_gets_its_stored_reply_not_a_refusal(m
     g.close()
     g2 = make()
     assert g2.raw(first) == stored
+
+
+# ----------------------------------------------------------------------------- review (H7)
+
+@pytest.mark.parametrize("venue", ["simulated", "simulated-core"])
+def test_a_trailing_stops_level_is_its_stop_price_journaled_and_kept_across_a_restart(make, venue):
+    """The venue reports a trailing stop's level as its stop_price; a resend of the
+    send_order (which carries none) is still the same order, a replace of its qty passes the
+    terms' check, and a gateway restarted on the journal neither loosens nor forgets it."""
+    g = make("--exchange", venue)
+    g.tick(last=100.0)
+    tr = send("TR", Side.SELL, 5, OrderType.TRAILING_STOP, trail_amount=2.0, tif=TimeInForce.GTC)
+    first = g.raw(tr)
+    assert P.unpack_map(first)["status"] == "new"
+    assert g.order("TR")["stop_price"] == 98.0
+    g.reports()
+    g.tick(last=105.0, bid=104.0, ask=106.0)
+    ups = [m for m in g.reports() if isinstance(m, P.OrderUpdate) and m.client_order_id == "TR"]
+    assert [u.stop_price for u in ups] == [103.0] and ups[0].status == "new"
+    assert g.order("TR")["stop_price"] == 103.0
+    assert g.raw(tr) == first  # the level is the venue's, not a term of the order
+    r = g.call(P.ReplaceOrder(orig_client_order_id="TR", client_order_id="TR-q", qty=6))
+    assert r["ok"], r
+    assert (r["order"]["qty"], r["order"]["stop_price"]) == (6, 103.0)
+    assert "trailing_stop's stop follows the market" in g.call(
+        P.ReplaceOrder(orig_client_order_id="TR", client_order_id="TR-s", stop_price=104.0))["reason"]
+    g.close()
+    g2 = make("--exchange", venue)
+    assert g2.order("TR")["stop_price"] == 103.0
+    assert g2.raw(tr) == first
+    g2.tick(last=104.0, bid=103.5, ask=104.5)  # the first trade after the restart: not a new high
+    assert g2.order("TR")["stop_price"] == 103.0
+    g2.tick(last=102.9, bid=102.5, ask=103.5)  # through 103 (before the fix: 102, no fill)
+    o = g2.order("TR")
+    assert (o["status"], o["triggered"], o["filled_qty"], o["stop_price"]) == ("filled", True, 6, 103.0)

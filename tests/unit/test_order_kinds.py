@@ -701,3 +701,32 @@ def test_a_bracket_whose_two_legs_are_both_in_the_book_fills_one_leg_per_tick(ve
     assert last_snap(ev, "p.sl").triggered and fills(ev) == []
     ev = venue.on_tick(tick(last=101.5, bid=101.5, bid_size=100))
     assert len(fills(ev)) == 1 and sum(q for _, q, _ in fills(ev)) == 10
+
+
+@pytest.mark.parametrize("make", sorted(VENUES))
+@pytest.mark.parametrize("side, trail, path, level, back, fire", [
+    # a sell trailing 2.0: high 105 -> stop 103; after the restart a first trade at 104 must
+    # not pull it down to 102 (then 102.9 would not fire)
+    (Side.SELL, {"trail_amount": 2.0}, [100.0, 105.0], 103.0, 104.0, 102.9),
+    # a buy trailing 1%: low 90 -> stop 90.9; after the restart 90.5 must not push it up to 91.405
+    (Side.BUY, {"trail_pct": 1.0}, [100.0, 90.0], 90.9, 90.5, 91.0),
+])
+def test_a_trailing_stops_level_is_reported_and_never_moves_back_across_a_restart(make, side, trail, path, level, back, fire):
+    ex = VENUES[make]()
+    ex.on_tick(tick(last=path[0]))
+    tr = order("tr", side=side, qty=10, order_type=T.TRAILING_STOP, tif=TIF.GTC, **trail)
+    ack = last_snap(ex.submit(tr, T0), "tr")
+    assert ack.stop_price == pytest.approx(path[0] - 2.0 if side is Side.SELL else path[0] * 1.01)
+    ev = ex.on_tick(tick(last=path[1]))
+    moved = last_snap(ev, "tr")  # the level's move is a change of the order: reported (and journaled)
+    assert moved.stop_price == pytest.approx(level) and moved.status is S.NEW and not moved.triggered
+    assert ex.trailing_stop_price(tr) == pytest.approx(level)
+    assert ex.on_tick(tick(last=(level + path[1]) / 2)) == []  # no new extreme: no report
+    stored = tr.snapshot()  # as journaled
+    ex2 = VENUES[make]()
+    assert ex2.recover([stored], ex.state(), T0) == []
+    assert ex2.on_tick(tick(last=back)) == []  # not a new extreme: the level stays
+    assert ex2.trailing_stop_price(stored) == pytest.approx(level)
+    ev = ex2.on_tick(tick(last=fire))
+    assert [c for c, _, _ in fills(ev)] == ["tr"] and stored.triggered
+    assert stored.stop_price == pytest.approx(level)  # the level it triggered at stays on the order

@@ -61,8 +61,14 @@ class _OrderMethods:
         return OrderType.LIMIT if ot is OrderType.STOP_LIMIT else OrderType.MARKET
 
     def same_terms(self, req: P.SendOrder) -> bool:
-        """True if ``req`` asks for this very order (a resend), whatever its timestamps."""
-        return _terms(self) == _terms(req)
+        """True if ``req`` asks for this very order (a resend), whatever its timestamps.  A
+        trailing stop's ``stop_price`` is its level, set by the venue, not a term of the request."""
+        mine, theirs = _terms(self), _terms(req)
+        if mine == theirs:
+            return True
+        if self.order_type is not OrderType.TRAILING_STOP:
+            return False
+        return mine[:_STOP_AT] == theirs[:_STOP_AT] and mine[_STOP_AT + 1:] == theirs[_STOP_AT + 1:]
 
     def apply_fill(self, qty: int, price: float) -> None:
         total = self.filled_qty + qty
@@ -111,6 +117,7 @@ _names = [f.name for f in P.fields_of(P.OrderUpdate) if f.name not in P.STREAM_F
 _update_values = operator.attrgetter(*P.positional_fields(P.OrderUpdate))
 _update_kw = [n for n in _names if n not in P.positional_fields(P.OrderUpdate)]
 _terms = operator.attrgetter(*P.ORDER_TERMS)
+_STOP_AT = P.ORDER_TERMS.index("stop_price")
 _FROM_REQUEST = tuple(n for n in _names if n in {f.name for f in P.fields_of(P.SendOrder)} and n not in ("ts", "cause_ts", "origin_ts"))
 # the state plus the terms a client may change after submit (replace_order, a trigger, an OCO
 # group), so a record adopted from a snapshot (a bracket child) follows every later change

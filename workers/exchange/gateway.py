@@ -932,6 +932,8 @@ class ExchangeGateway(Worker):
             would.limit_price = lp
         if sp is not None:
             would.stop_price = sp
+        if ot is OrderType.TRAILING_STOP:
+            would.stop_price = None  # its level, the venue's: state, not a term a request may carry
         try:
             P.check_order_terms(would)
         except ValueError as e:

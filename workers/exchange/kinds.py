@@ -109,7 +109,9 @@ class OrderKinds(ExchangeClient):
         self._next_local_n = 1
         #: stop-kind orders held for their trigger, per symbol (dict order: time priority)
         self._held: dict[str, dict[str, Order]] = {}
-        #: a trailing stop's best last trade since placed (sell: highest, buy: lowest)
+        #: a trailing stop's best last trade since placed (sell: highest, buy: lowest) in this
+        #: process; its level (``stop_price``) is the order's, journaled with it, and only ever
+        #: tightens, so a restart that starts the best trade again never loosens the stop
         self._trail: dict[str, float] = {}
         #: working orders this layer has business with (held, DAY, brackets, OCO members)
         self._orders: dict[str, Order] = {}
@@ -205,18 +207,29 @@ class OrderKinds(ExchangeClient):
             held = self._held.get(sym)
             if held:
                 last = tick.last
-                fire = None
+                fire = moved = None
                 for o in held.values():
                     # inline for plain stops: this runs for every held order on every tick
                     ot = o.order_type
                     if ot is _TRAILING:
+                        level = o.stop_price
                         hit = self._reached(o, last)
+                        if not hit and o.stop_price != level:
+                            (moved := moved or []).append(o)
                     elif o.side is _BUY:
                         hit = last >= o.stop_price
                     else:
                         hit = last <= o.stop_price
                     if hit:
                         (fire := fire or []).append(o)
+                if moved is not None:
+                    # the level is state a restart must find (journaled with the order) and
+                    # what the trader sees: a report per move
+                    now = P.now_ns()
+                    for o in moved:
+                        o.ts = now
+                        o.cause_ts = tick.ts
+                        events.append(OrderEvent(o.snapshot()))
                 if fire is not None:
                     now = P.now_ns()
                     for o in fire:
@@ -290,9 +303,8 @@ class OrderKinds(ExchangeClient):
         return [o for b in books for o in b.values()]
 
     def trailing_stop_price(self, order: Order) -> float | None:
-        """A held trailing stop's current stop, None before its first last trade."""
-        ext = self._trail.get(order.client_order_id)
-        return None if ext is None else _trail_stop(order, ext)
+        """A trailing stop's current stop (its ``stop_price``), None before its first last trade."""
+        return self._orders.get(order.client_order_id, order).stop_price
 
     # ------------------------------------------------------------------ held stops
     def _hold(self, order: Order, now: int) -> list[ExecEvent]:
@@ -300,25 +312,33 @@ class OrderKinds(ExchangeClient):
         order.status = OrderStatus.NEW
         order.ts = now
         self._held.setdefault(order.symbol, {})[order.client_order_id] = order
-        events: list[ExecEvent] = [OrderEvent(order.snapshot())]
         last = self._last_trade(order.symbol)
-        if last is not None and self._reached(order, last):
+        hit = last is not None and self._reached(order, last)  # before the ack: it reports a trailing stop's level
+        events: list[ExecEvent] = [OrderEvent(order.snapshot())]
+        if hit:
             events += self._release(order, now, order.cause_ts)
         return events
 
     def _reached(self, o: Order, last: float) -> bool:
-        """Whether ``last`` triggers the held stop ``o`` (a trailing stop's best is updated)."""
+        """Whether ``last`` triggers the held stop ``o`` (a trailing stop's best and level are
+        updated: the level, ``o.stop_price``, only ever tightens -- a sell's up, a buy's down)."""
         if o.order_type is _TRAILING:
             cid = o.client_order_id
             ext = self._trail.get(cid)
-            trail = o.trail_amount
+            stop = o.stop_price
             if o.side is _BUY:
                 if ext is None or last < ext:
-                    self._trail[cid] = ext = last
-                return last >= ext + (trail if trail is not None else ext * o.trail_pct / 100.0)
+                    self._trail[cid] = last
+                    level = _trail_stop(o, last)
+                    if stop is None or level < stop:
+                        o.stop_price = stop = level
+                return last >= stop
             if ext is None or last > ext:
-                self._trail[cid] = ext = last
-            return last <= ext - (trail if trail is not None else ext * o.trail_pct / 100.0)
+                self._trail[cid] = last
+                level = _trail_stop(o, last)
+                if stop is None or level > stop:
+                    o.stop_price = stop = level
+            return last <= stop
         return last >= o.stop_price if o.side is _BUY else last <= o.stop_price
 
     def _release(self, o: Order, now: int, cause_ts: int) -> list[ExecEvent]:
