@@ -87,13 +87,16 @@ def test_a_v4_journal_with_a_format_3_log_is_upgraded_and_reads_the_new_columns_
     orders = {o.client_order_id: o for o in rec.orders}
     assert list(orders) == ["rest", "done", "logged"]
     for o in orders.values():
-        # read as it was sent: without a tif, which is a DAY order today (a resend must match)
-        assert o.tif is TimeInForce.DAY
+        # read as what it was: an order that lived until filled or cancelled (gtc); a resend
+        # without a tif still matches it (the gateway asks legacy_before)
+        assert o.tif is TimeInForce.GTC
         assert (o.stop_price, o.trail_amount, o.trail_pct, o.take_profit_price, o.stop_loss_price) == (None,) * 5
         assert (o.take_profit_tif, o.stop_loss_tif) == (TimeInForce.GTC, TimeInForce.GTC)
         assert (o.triggered, o.emulated, o.parent_id, o.oco_group) == (False, False, "", "")
     assert (orders["logged"].side, orders["logged"].limit_price, orders["done"].avg_price) == (Side.SELL, 105.0, 94.0)
     assert [j.reply_for(c) for c in orders] == [b"\xa1", b"\xa2", b"\xa3"]
+    since = j.legacy_before
+    assert since > max(o.created_ts for o in orders.values())
     assert rec.state["next_order_n"] == 10 and rec.account == Account(kill_reason="old", kill_ts=7, kill_switch=True)
     # the old log is never appended to: the next generation, in today's format
     magic, fmt, gen = struct.unpack_from("<4sIQ", Path(f"{path}-log").read_bytes())
@@ -101,7 +104,8 @@ def test_a_v4_journal_with_a_format_3_log_is_upgraded_and_reads_the_new_columns_
     j.close()
     # and a second open of the upgraded journal changes nothing
     j = Journal(path)
-    assert [(o.client_order_id, o.tif) for o in j.load().orders] == [(c, TimeInForce.DAY) for c in orders]
+    assert [(o.client_order_id, o.tif) for o in j.load().orders] == [(c, TimeInForce.GTC) for c in orders]
+    assert j.legacy_before == since
     j.close()
 
 
@@ -160,17 +164,49 @@ def test_answered_requests_keep_their_terms_and_first_reply_across_a_crash_and_a
 
 def test_a_gateway_on_an_upgraded_v4_journal_works_its_resting_orders(tmp_path):
     """The upgrade end to end: the gateway opens a v4 journal, its resting limit is in the
-    book (a DAY order: what a send_order without tif is) and fills on the next crossing tick;
+    book (gtc: orders before v5 did not expire) and fills on the next crossing tick;
     a resend of the old request (no tif) gets the old reply byte for byte."""
     from tests.unit.test_gateway_order_kinds import InProc, lim
 
     make_v4(tmp_path / "g.sqlite", [v4_row("rest", "new", b"\xa5")], [])
     g = InProc(tmp_path)
     try:
-        assert g.order("rest")["tif"] == "day" and g.order("rest")["status"] == "new"
+        assert g.order("rest")["tif"] == "gtc" and g.order("rest")["status"] == "new"
         g.tick(last=94.0, bid=93.0, ask=94.0)
         o = g.order("rest")
         assert (o["status"], o["filled_qty"], o["avg_price"]) == ("filled", 5, 94.0)
         assert g.raw(lim("rest", Side.BUY, 5, 95.0)) == b"\xa5"
+    finally:
+        g.close()
+
+
+def test_orders_of_a_v4_journal_never_expire_as_day_orders_and_their_resends_still_match(tmp_path):
+    """Before v5 an order lived until it filled or was cancelled: the upgrade must not turn a
+    resting order of last week into a DAY order that expires at the gateway's first timer
+    tick.  Such orders read as gtc (what they were); a resend of the old request (no tif:
+    day today) is still that order and gets its stored reply.  An order sent after the
+    upgrade without a tif is a DAY order as ever."""
+    import time
+
+    from tests.unit.test_gateway_order_kinds import InProc, lim
+    from workers import protocol as P
+
+    make_v4(tmp_path / "g.sqlite", [v4_row("rest", "new", b"\xa5")],
+            [[[v4_row("logged", "new", b"\xa6", side="sell", limit_price=105.0)], [], [], {"next_order_n": 10}, {}]])
+    g = InProc(tmp_path)
+    try:
+        g.tick(last=100.0, bid=99.0, ask=101.0)
+        g.gw.on_timer(time.monotonic())  # the first timer tick: a DAY order created in 1970 would expire here
+        for cid in ("rest", "logged"):
+            o = g.order(cid)
+            assert (o["status"], o["tif"]) == ("new", "gtc"), o
+        assert g.raw(lim("rest", Side.BUY, 5, 95.0)) == b"\xa5"
+        assert g.raw(lim("logged", Side.SELL, 5, 105.0)) == b"\xa6"
+        assert "different order" in P.unpack_map(g.raw(lim("rest", Side.BUY, 5, 95.0, tif=TimeInForce.IOC)))["reason"]
+        assert g.call(lim("new-day", Side.BUY, 1, 90.0))["ok"] and g.order("new-day")["tif"] == "day"
+        g.close()
+        g = InProc(tmp_path)  # the marker of what came before the upgrade is kept
+        assert g.raw(lim("rest", Side.BUY, 5, 95.0)) == b"\xa5"
+        assert "different order" in P.unpack_map(g.raw(lim("new-day", Side.BUY, 1, 90.0, tif=TimeInForce.GTC)))["reason"]
     finally:
         g.close()

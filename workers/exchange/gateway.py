@@ -564,7 +564,7 @@ class ExchangeGateway(Worker):
         cid = req.client_order_id
         known = self.orders.get(cid)
         if known is not None:
-            if not known.same_terms(req) and not self._resend_of_replaced(known, req, batch):
+            if not known.same_terms(req) and not self._resend_of_replaced(known, req, batch) and not self._resend_of_legacy(known, req, batch):
                 self.stats.inc("rejects")
                 return P.packb(P.refusal(MsgType.SEND_ORDER, f"client_order_id {cid} already used for a different order", client_order_id=cid))
             self.stats.inc("duplicates")
@@ -855,6 +855,14 @@ class ExchangeGateway(Worker):
             except Exception:  # a stored request this version cannot read is not a replace of it
                 continue
         return False
+
+    def _resend_of_legacy(self, order: Order, req: P.SendOrder, batch: Batch) -> bool:
+        """A resend of an order sent before the journal's v5 upgrade: it carries no tif (day
+        today) while the order is gtc (it never expired then, and does not now)."""
+        if req.tif is not TimeInForce.DAY or order.tif is not TimeInForce.GTC or order.created_ts >= self.journal.legacy_before:
+            return False
+        req = msgspec.structs.replace(req, tif=TimeInForce.GTC)
+        return order.same_terms(req) or self._resend_of_replaced(order, req, batch)
 
     def _replace_order(self, req: P.ReplaceOrder, batch: Batch, now: int) -> bytes:
         """Change a working order's qty / prices.  Idempotent on the request's own

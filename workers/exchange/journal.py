@@ -68,6 +68,7 @@ import operator
 import os
 import sqlite3
 import struct
+import time
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ import msgspec
 from workers.errors import CorruptStateError
 from workers.exchange.client import FillRecord, Order
 from workers.positions import PositionBook
+from workers.protocol import TimeInForce
 
 SCHEMA_VERSION = 5
 #: the schema versions this gateway opens (and upgrades to SCHEMA_VERSION)
@@ -148,15 +150,23 @@ def _sql_literal(v: Any) -> str:
 
 def _add_missing_columns(columns: set[str]) -> str:
     """ALTER TABLE lines that give a v4 orders table the columns issue 13's order kinds
-    added (each with its field's default, so old rows read as they were sent: an order sent
-    without a ``tif`` is a DAY order today, and a resend of it must match its row)."""
+    added, each with its field's default but ``tif``: gtc, since an order from before v5 lived
+    until it filled or was cancelled (as a DAY order it would expire at the first timer tick
+    after the upgrade).  A resend of such an order carries no tif (day today): the gateway
+    takes it for the same order, by ``Journal.legacy_before``."""
     out = []
     for f in msgspec.structs.fields(Order):
         if f.name in columns or f.name == "updated_ts":
             continue
-        default = f.default if f.default is not msgspec.NODEFAULT else None
+        default = _LEGACY_DEFAULTS.get(f.name, f.default if f.default is not msgspec.NODEFAULT else None)
         out.append(f"ALTER TABLE orders ADD COLUMN {_column(f)} DEFAULT {_sql_literal(default)};")
     return " ".join(out)
+
+
+#: what a pre-v5 order is, where today's default differs (see _add_missing_columns)
+_LEGACY_DEFAULTS = {"tif": TimeInForce.GTC.value}
+#: log_state key: when the journal was upgraded to v5 (ns); orders created before are pre-v5
+_V5_SINCE = "v5_since"
 
 
 #: the columns of the orders and fills tables, in record order (log rows are in this order too)
@@ -320,15 +330,20 @@ class Journal:
             # columns after the record's fields, which are the order_update message's
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(orders)")}
             upgrade = "ALTER TABLE orders RENAME COLUMN updated_ts TO ts;" if "updated_ts" in columns else ""
+            legacy = ""
             if columns:  # v5 added the order kinds' columns
                 upgrade += _add_missing_columns(columns | ({"ts"} if "updated_ts" in columns else set()))
+                if "tif" not in columns:
+                    legacy = f"INSERT OR IGNORE INTO log_state (key, value) VALUES ('{_V5_SINCE}', {time.time_ns()});"
             # A write transaction takes the exclusive lock now, not at the first order: from
             # here on this process alone may touch the log file too.
-            self.db.executescript(f"BEGIN IMMEDIATE; {upgrade} {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            self.db.executescript(f"BEGIN IMMEDIATE; {upgrade} {_SCHEMA} {legacy} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
             self._saved_state: dict[str, int] = {k: int(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
             self._saved_account = self._read_account({})
             self._last_fill_n = self.db.execute("SELECT COALESCE(MAX(n), 0) FROM fills").fetchone()[0]
             marks = dict(self.db.execute("SELECT key, value FROM log_state").fetchall())
+            #: orders created before this time (ns) were sent to a gateway before v5 (0: none)
+            self.legacy_before = int(marks.get(_V5_SINCE, 0))
             if not db_was_new:
                 # the structure of every table and index (not every value): O(size), once
                 check = self.db.execute("PRAGMA quick_check").fetchall()
@@ -938,6 +953,7 @@ def _defaults() -> dict[str, Any]:
 
 
 _ROW_DEFAULTS = _defaults()
+_OLD_ROW_DEFAULTS = {**_ROW_DEFAULTS, **_LEGACY_DEFAULTS}
 #: log format -> for each of today's columns, its index in that format's row, or None (the default)
 _OLD_TO_ROW = {
     fmt: tuple(cols.index(c) if c in cols else None for c in ORDER_COLUMNS)
@@ -949,4 +965,4 @@ def _old_order_row(row: list, fmt: int) -> tuple:
     """A row of an earlier log format (its last cell: the stored reply) in today's column
     order, the columns it lacked at their defaults."""
     where = _OLD_TO_ROW[fmt]
-    return (*(row[i] if i is not None else _ROW_DEFAULTS[c] for i, c in zip(where, ORDER_COLUMNS)), row[-1])
+    return (*(row[i] if i is not None else _OLD_ROW_DEFAULTS[c] for i, c in zip(where, ORDER_COLUMNS)), row[-1])
