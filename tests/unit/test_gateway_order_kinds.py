@@ -385,3 +385,39 @@ def test_a_trailing_stops_level_is_its_stop_price_journaled_and_kept_across_a_re
     g2.tick(last=102.9, bid=102.5, ask=103.5)  # through 103 (before the fix: 102, no fill)
     o = g2.order("TR")
     assert (o["status"], o["triggered"], o["filled_qty"], o["stop_price"]) == ("filled", True, 6, 103.0)
+
+
+def test_a_bracket_named_like_an_oco_group_never_joins_it(make):
+    """A bracket's children are grouped under the parent's client_order_id, and set_oco names a
+    group after its members ("a,b"): the two must never meet, or a fill of one group would
+    cancel the other's orders (a bracket's stop-loss among them)."""
+    g = make()
+    g.tick()
+    g.call(lim("a", Side.BUY, 1, 90.0))
+    g.call(lim("b", Side.BUY, 1, 89.0))
+    assert g.call(P.SetOco(client_order_ids=["a", "b"]))["oco_group"] == "a,b"
+    r = g.call(send("a,b", Side.BUY, 5, take_profit_price=120.0, stop_loss_price=80.0))
+    assert not r["ok"] and r["reason"] == "client_order_id a,b is the name of an oco group", r
+    # the other way round: the bracket first (not filled yet), then the group of its name
+    g.call(lim("c", Side.BUY, 1, 90.0))
+    g.call(lim("d", Side.BUY, 1, 89.0))
+    assert g.call(send("c,d", Side.BUY, 5, OrderType.LIMIT, limit_price=95.0, take_profit_price=110.0,
+                       stop_loss_price=80.0))["status"] == "new"
+    group = g.call(P.SetOco(client_order_ids=["c", "d"]))["oco_group"]
+    assert group != "c,d" and group.startswith("oco-")
+    assert g.call(P.SetOco(client_order_ids=["d", "c"]))["oco_group"] == group  # a repeat: the same
+    g.tick(last=95.0, bid=94.0, ask=95.0)  # the bracket fills: its children, in group c,d
+    assert g.order("c,d.sl")["oco_group"] == "c,d" and g.order("c,d.sl")["status"] == "new"
+    g.tick(last=90.0, bid=89.5, ask=90.0, size=1000)  # c fills (a too): d goes, the bracket's children stay
+    assert g.order("d")["status"] == "cancelled"
+    assert (g.order("c,d.sl")["status"], g.order("c,d.tp")["status"]) == ("new", "new")
+
+
+def test_a_replace_cannot_take_the_id_of_a_brackets_child(make):
+    g = make()
+    g.tick()
+    g.call(lim("L", Side.BUY, 1, 90.0))
+    assert g.call(send("P", Side.BUY, 5, OrderType.LIMIT, limit_price=95.0, take_profit_price=120.0))["status"] == "new"
+    r = g.call(P.ReplaceOrder(orig_client_order_id="L", client_order_id="P.tp", qty=2))
+    assert not r["ok"] and r["reason"] == "client_order_id P.tp belongs to the child of bracket P", r
+    assert g.order("L")["qty"] == 1

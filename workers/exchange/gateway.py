@@ -670,12 +670,23 @@ class ExchangeGateway(Worker):
             for child in (cid + s for s in P.BRACKET_SUFFIXES):
                 if child in self.orders or child in self.requests:
                     return f"client_order_id {child} (this bracket's child) is already used"
+            # the children's group is named after the parent: one of set_oco's by that name
+            # would be one group with them (a fill of either cancelling the other's orders)
+            if any(o.oco_group == cid for o in self.working.values()):
+                return f"client_order_id {cid} is the name of an oco group"
+        parent = self._bracket_of_child(cid)
+        if parent:
+            return f"client_order_id {cid} belongs to the child of bracket {parent}"
+        if cid in self.requests:
+            return f"client_order_id {cid} already used for a replace_order"
+        return ""
+
+    def _bracket_of_child(self, cid: str) -> str:
+        """The bracket whose child's id ``cid`` is (made or to come), "" if none."""
         for suffix in P.BRACKET_SUFFIXES:
             parent = self.orders.get(cid[: -len(suffix)]) if cid.endswith(suffix) else None
             if parent is not None and (parent.take_profit_price is not None or parent.stop_loss_price is not None):
-                return f"client_order_id {cid} belongs to the child of bracket {parent.client_order_id}"
-        if cid in self.requests:
-            return f"client_order_id {cid} already used for a replace_order"
+                return parent.client_order_id
         return ""
 
     def _side_working(self, symbol: str, side: Side, exclude: str = "") -> int:
@@ -885,6 +896,10 @@ class ExchangeGateway(Worker):
                 return stored[1]
         if rid in self.orders:
             return P.packb(P.refusal(MsgType.REPLACE_ORDER, f"client_order_id {rid} already used for an order", replace_id=rid))
+        parent = self._bracket_of_child(rid)
+        if parent:  # the child's id, once it is made: one namespace with the orders
+            return P.packb(P.refusal(MsgType.REPLACE_ORDER, f"client_order_id {rid} belongs to the child of bracket {parent}",
+                                     replace_id=rid))
         order = self.orders.get(cid)
         if order is None:
             return P.packb(P.refusal(MsgType.REPLACE_ORDER, f"unknown client_order_id {cid}", client_order_id=cid, replace_id=rid))
@@ -985,8 +1000,8 @@ class ExchangeGateway(Worker):
                 return P.packb(P.refusal(MsgType.SET_OCO, f"order {cid} is waiting for its market's first tick"))
             if o.oco_group:
                 return P.packb(P.refusal(MsgType.SET_OCO, f"order {cid} is already in oco group {o.oco_group}"))
-        if any(o.oco_group == group for o in self.working.values()):
-            group = names[1]  # a bracket of that very name: a group of its own
+        if group in self.orders or any(o.oco_group == group for o in self.working.values()):
+            group = names[1]  # an order (a bracket, its children to come) of that very name: a group of its own
         batch.journaled_requests += 1
         try:
             res = self.client.set_oco([o for o in orders], group, now)
