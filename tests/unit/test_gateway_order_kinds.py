@@ -421,3 +421,19 @@ def test_a_replace_cannot_take_the_id_of_a_brackets_child(make):
     r = g.call(P.ReplaceOrder(orig_client_order_id="L", client_order_id="P.tp", qty=2))
     assert not r["ok"] and r["reason"] == "client_order_id P.tp belongs to the child of bracket P", r
     assert g.order("L")["qty"] == 1
+
+
+def test_hard_limits_judge_a_replace_that_moves_a_price_out_of_the_band_or_grows_past_the_position(make):
+    g = make("--hard-price-band-pct", "5", "--hard-max-position", "20")
+    g.tick(last=100.0)
+    assert g.call(lim("L", Side.BUY, 10, 99.0))["status"] == "new"
+    assert g.call(send("SL", Side.BUY, 5, OrderType.STOP_LIMIT, stop_price=101.0, limit_price=101.5))["status"] == "new"
+
+    def reason(rid, cid="L", **change):
+        return g.call(P.ReplaceOrder(orig_client_order_id=cid, client_order_id=rid, **change))["reason"]
+
+    assert reason("r1", limit_price=120.0).startswith("hard limit: price 120.00 outside")
+    assert reason("r2", cid="SL", limit_price=90.0).startswith("hard limit: price 90.00 outside")
+    assert reason("r3", qty=16).startswith("hard limit:")  # 16 + the stop's 5 working > 20
+    assert g.call(P.ReplaceOrder(orig_client_order_id="L", client_order_id="r4", qty=15))["ok"]
+    assert (g.order("L")["qty"], g.order("L")["limit_price"], g.order("SL")["limit_price"]) == (15, 99.0, 101.5)
