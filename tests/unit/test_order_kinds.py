@@ -730,3 +730,42 @@ def test_a_trailing_stops_level_is_reported_and_never_moves_back_across_a_restar
     ev = ex2.on_tick(tick(last=fire))
     assert [c for c, _, _ in fills(ev)] == ["tr"] and stored.triggered
     assert stored.stop_price == pytest.approx(level)  # the level it triggered at stays on the order
+
+
+class Reconciling(Bare):
+    """A venue (as a broker would be) whose recover reports what happened while the gateway
+    was down: here, fills of the orders it is given, taken from a script."""
+
+    def __init__(self, fills_while_down=()):
+        super().__init__()
+        self.fills_while_down = dict(fills_while_down)
+
+    def recover(self, orders, state, now):
+        events = list(self.core.recover(orders, state, now))
+        for o in orders:
+            qty = self.fills_while_down.get(o.client_order_id)
+            if qty:
+                ev: list = []
+                self.core._fill(o, qty, o.limit_price or 100.0, now, now, now, ev)
+                if not o.is_working:
+                    self.core._remove(o)
+                events += ev
+        return events
+
+
+def test_fills_a_venue_reports_on_recover_fire_oco_and_make_bracket_children():
+    """An emulating gateway restarts; the venue reports fills that happened meanwhile: the OCO
+    peer of a filled member is cancelled (it could fill too), a bracket parent's first fill
+    makes its children -- as for the same fill while up."""
+    a = order("a", qty=10, order_type=T.LIMIT, limit_price=99.0, tif=TIF.GTC)
+    b = order("b", qty=10, order_type=T.LIMIT, limit_price=98.0, tif=TIF.GTC)
+    p = bracket("p", order_type=T.LIMIT, limit_price=99.0, qty=10, tif=TIF.GTC)
+    for o in (a, b, p):  # as journaled: acknowledged, a and b one group
+        o.order_id, o.status = "X" + o.client_order_id, S.NEW
+    a.oco_group = b.oco_group = "g"
+    ex = OrderKinds(Reconciling({"a": 4, "p": 10}), emulated=True, session_end=SESSION_END)
+    ev = ex.recover([a, b, p], {}, T0)
+    assert fills(ev) == [("a", 4, 99.0), ("p", 10, 99.0)]
+    assert (b.status, b.reason) == (S.CANCELLED, "oco: a filled")
+    assert (last_snap(ev, "p.tp").qty, last_snap(ev, "p.sl").qty) == (10, 10)
+    assert {o.client_order_id for o in ex.inner.core.working() + ex.held()} == {"a", "p.tp", "p.sl"}

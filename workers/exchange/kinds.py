@@ -577,6 +577,12 @@ class OrderKinds(ExchangeClient):
                 held.append(o)
             else:
                 inner_orders.append(o)
+        # as journaled (the venue's report below may fill or end some): what to track, and the
+        # bracket parents whose children exist
+        working = [o for o in orders if o.is_working]
+        brackets = not self._native_brackets
+        self._bracketed.update(o.client_order_id for o in working if brackets and o.filled_qty > 0 and (
+            o.take_profit_price is not None or o.stop_loss_price is not None))
         events = list(inner_call(inner_orders, state, now))
         for o in held:
             if o.status is OrderStatus.PENDING_NEW:
@@ -590,15 +596,19 @@ class OrderKinds(ExchangeClient):
                 events.append(OrderEvent(o.snapshot()))
             elif o.is_working:
                 self._held.setdefault(o.symbol, {})[o.client_order_id] = o
-        for o in orders:
-            if not o.is_working:
-                continue
-            bracket = not self._native_brackets and (o.take_profit_price is not None or o.stop_loss_price is not None)
+        for o in working:
+            if o.status is OrderStatus.REJECTED:
+                continue  # never placed (above, or by the inner venue)
+            bracket = brackets and (o.take_profit_price is not None or o.stop_loss_price is not None)
             day = o.tif is _DAY and not self._native_day and self._inner_working is None
             if self._held_of(o) is not None or bracket or o.oco_group or day:
                 self._track(o)
-            if bracket and o.filled_qty > 0:
-                self._bracketed.add(o.client_order_id)
+        # What the venue reports of the time the gateway was down (a broker's fills) is worked
+        # like the same report while up: OCO peers cancelled, bracket children made (a parent
+        # with journaled fills has them) or grown.  The simulated venues report no fills here:
+        # their book is the journal's.
+        if events and self._orders:
+            return self._after(events, now)
         return events
 
 
