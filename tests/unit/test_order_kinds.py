@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from workers import protocol as P
-from workers.exchange.client import ExchangeClient, FillEvent, Order, OrderEvent
+from workers.exchange.client import CancelResult, ExchangeClient, FillEvent, Order, OrderEvent
 from workers.exchange.kinds import EXPIRED_REASON, OrderKinds
 from workers.exchange.simulated import SimulatedCore, SimulatedExchange
 from workers.protocol import OrderStatus as S
@@ -769,3 +769,29 @@ def test_fills_a_venue_reports_on_recover_fire_oco_and_make_bracket_children():
     assert (b.status, b.reason) == (S.CANCELLED, "oco: a filled")
     assert (last_snap(ev, "p.tp").qty, last_snap(ev, "p.sl").qty) == (10, 10)
     assert {o.client_order_id for o in ex.inner.core.working() + ex.held()} == {"a", "p.tp", "p.sl"}
+
+
+class Flaky(Bare):
+    """A venue whose cancels fail for a while (a broker's session down)."""
+
+    def __init__(self):
+        super().__init__()
+        self.refuse = 0
+
+    def cancel(self, order, now, cause_ts=0):
+        if self.refuse:
+            self.refuse -= 1
+            return CancelResult(False, "session down")
+        return super().cancel(order, now, cause_ts)
+
+
+def test_a_day_order_whose_expiry_the_venue_refuses_is_expired_at_a_later_try_not_next_session():
+    ex = OrderKinds(Flaky(), emulated=True, session_end=SESSION_END)
+    ex.on_tick(tick(last=100.0))
+    o = order("d", qty=10, order_type=T.LIMIT, limit_price=90.0)
+    ex.submit(o, T0)
+    ex.inner.refuse = 1
+    assert snaps(ex.on_time(END + 1)) == [] and o.status is S.NEW
+    assert snaps(ex.on_time(END + 2)) == []  # retried once a second, not on every call
+    ev = ex.on_time(END + 1 + 1_000_000_000)
+    assert [(s.client_order_id, s.status) for s in snaps(ev)] == [("d", S.EXPIRED)]

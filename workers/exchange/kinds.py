@@ -44,6 +44,8 @@ _BUY = Side.BUY
 _NS = 1_000_000_000
 EXPIRED_REASON = "day order expired at the session end"
 _LOCAL_N = "kinds_next_local_n"
+#: how soon a DAY order whose expiry the venue refused is tried again
+_EXPIRY_RETRY_NS = _NS
 
 
 def session_end_after(ts: int, end: datetime.time) -> int:
@@ -258,6 +260,8 @@ class OrderKinds(ExchangeClient):
             for o in due:
                 if o.is_working:  # an earlier expiry's OCO or bracket work may have ended it
                     events = events + self._expire(o, now)
+                    if o.is_working:  # the venue refused the cancel: try again shortly, not next session
+                        self._next_end = min(self._next_end, now + _EXPIRY_RETRY_NS)
         return events
 
     def working_symbols(self) -> Iterable[str]:
