@@ -486,6 +486,7 @@ class OrderUpdate(ExecReport, tag="order_update"):
     limit_price: Price | None = None
     # the terms of issue 13's order kinds, as sent (or as a replace_order left them)
     tif: TimeInForce = TimeInForce.DAY
+    #: the trigger; for a trailing_stop the venue's current level (it only ever tightens)
     stop_price: Price | None = None
     trail_amount: Price | None = None
     trail_pct: Percent | None = None

@@ -166,6 +166,8 @@ class ExchangeGateway(Worker):
         #: answered replace_order requests: their client_order_id -> their terms (the journal
         #: holds the reply bytes)
         self.requests: dict[str, bytes] = {}
+        #: orders a replace_order changed (see _resend_of_replaced; None: not read yet)
+        self._replaced: set[str] | None = None
         self.journal: Journal | None = None
         self.orders: dict[str, Order] = {}  # every order this journal knows, by client_order_id
         self.working: dict[str, Order] = {}  # the working ones
@@ -294,6 +296,7 @@ class ExchangeGateway(Worker):
         self.positions = rec.positions
         self.account = rec.account
         self.requests = rec.requests
+        self._replaced = None
         self.stats.gauges["recovered_orders"] = len(rec.orders)
         self.stats.gauges["recovered_fills"] = len(rec.fills)
         batch = Batch(P.now_ns())
@@ -431,6 +434,7 @@ class ExchangeGateway(Worker):
         self.positions = rec.positions
         self.account = rec.account
         self.requests = rec.requests
+        self._replaced = None
         # A pending_new row of an in-process exchange is an order held for its market (the
         # only time one is journaled); it keeps waiting, answered when it is decided.
         pending = [] if self._remote else [cid for cid, o in self.working.items() if o.status is OrderStatus.PENDING_NEW]
@@ -851,21 +855,27 @@ class ExchangeGateway(Worker):
         prices are the original ones, so only the terms a replace cannot change are compared,
         and only if a replace of this order succeeded (a late retry of the first send must get
         its stored reply, not "already used for a different order", which a client would take
-        for a rejection of a live order).  Rare (a mismatch), so the stored replaces are read
-        here rather than indexed."""
+        for a rejection of a live order).  The orders replaced are indexed the first time a
+        mismatch asks (read from the stored replaces once), then kept up by each replace: a
+        flood of mismatched resends costs a set lookup each."""
         if any(getattr(order, n) != getattr(req, n) for n in P.ORDER_TERMS if n not in REPLACEABLE_TERMS):
             return False
-        cid = order.client_order_id
+        if self._replaced is None:
+            self._replaced = self._replaced_orders(batch)
+        return order.client_order_id in self._replaced
+
+    def _replaced_orders(self, batch: Batch) -> set[str]:
+        """The orders a stored replace_order changed (its reply ok)."""
+        out: set[str] = set()
         for rid, terms in self.requests.items():
             try:
-                if msgspec.msgpack.decode(terms)[0] != cid:
-                    continue
+                cid = msgspec.msgpack.decode(terms)[0]
                 stored = batch.requests.get(rid) or self.journal.request_for(rid)
                 if stored is not None and msgspec.msgpack.decode(stored[1]).get("ok") is True:
-                    return True
+                    out.add(cid)
             except Exception:  # a stored request this version cannot read is not a replace of it
                 continue
-        return False
+        return out
 
     def _resend_of_legacy(self, order: Order, req: P.SendOrder, batch: Batch) -> bool:
         """A resend of an order sent before the journal's v5 upgrade: it carries no tif (day
@@ -924,6 +934,8 @@ class ExchangeGateway(Worker):
                                             status=order.status, replace_id=rid, order=order.to_update()))
         batch.requests[rid] = (terms, reply)
         self.requests[rid] = terms
+        if not why and self._replaced is not None:
+            self._replaced.add(cid)
         return reply
 
     def _replace_refusal(self, order: Order, req: P.ReplaceOrder) -> str:
