@@ -11,7 +11,11 @@
   hundred signals/s), the executor with its rate limit lifted.  Hops, as the workers record them:
   ``signal_to_executor`` (signal ``ts`` -> executor pulled it), ``order_ack`` (executor's
   send on its DEALER -> the reply), ``tick_to_ack`` (the tick's ``ts`` -> that reply) and ``tick_to_fill`` (the
-  tick's ``ts`` -> the fill reaching the executor on the execution stream).
+  tick's ``ts`` -> the fill reaching the executor on the execution stream).  And the pieces of
+  that path: ``tick_to_signal`` (tick ``ts`` -> the strategy made the signal), ``signal_to_order``
+  (signal made -> the executor sent its order), ``order_to_gateway`` (sent -> the gateway's stamp
+  on the reply), ``gateway_to_ack`` (that stamp -> the reply read) and ``gateway_to_fill`` (the
+  fill's own stamp -> the fill read).
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from bench.ticks import STRATEGY_ARGS, tick_form_args
 CHAIN_STRATEGY_ARGS = ("--symbols", ",".join(SYMBOLS), "--window", "100", "--min-fill", "50", "--mode", "breakout",
                        "--breakout-bps", "1", "--cooldown", "0.01", "--qty", "1", "--max-position", "3")
 CHAIN_EXECUTOR_ARGS = ("--max-orders-per-sec", "100000", "--max-position", "1000")
+#: the executor's hops, in the order an order lives them (the last five split the others: where
+#: the time of tick -> fill goes; the gateway's stamps, ``reply.ts`` and ``fill.ts``, are on the
+#: same host clock as the executor's)
+CHAIN_HOPS = ("signal_to_executor", "order_ack", "tick_to_ack", "tick_to_fill",
+              "tick_to_signal", "signal_to_order", "order_to_gateway", "gateway_to_ack", "gateway_to_fill")
 
 
 def per_symbol(rate: float) -> str:
@@ -68,7 +77,7 @@ def chain(sizes: Sizes, rate: float, batched: bool | None = True) -> dict:
         cpu = {n: round((w.cpu() - cpu0[n]) / (time.monotonic() - t0), 3) for n, w in fleet.workers.items()}
         ox = fleet.result("ox")
         s0 = fleet.result("s0")
-    hops = {hop: pct(ox["samples"][hop]) for hop in ("signal_to_executor", "order_ack", "tick_to_ack", "tick_to_fill") if hop in ox["samples"]}
+    hops = {hop: pct(ox["samples"][hop]) for hop in CHAIN_HOPS if hop in ox["samples"]}
     if "tick_to_strategy" in s0["samples"]:
         hops["tick_to_strategy"] = pct(s0["samples"]["tick_to_strategy"])
     c = ox["counters"]
