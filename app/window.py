@@ -24,6 +24,7 @@ import time
 from workers.protocol import OrderStatus, OrderType, Side
 from app import prompts
 from app.killswitch import KillSwitch
+from app.gcguard import MainThreadGC
 from app.layout import WindowLayout
 from app.orders import Outcome, Ticket, confirmation_text
 from app.panels.blotters import FillsPanel, HistoryPanel, PositionsPanel, WorkingOrdersPanel
@@ -336,6 +337,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_bar = StatusBar(self.statusBar())
 
     def _build_timers(self) -> None:
+        self.gc = MainThreadGC(self)
         self.flush_timer = QTimer(self)
         self.flush_timer.setInterval(FLUSH_MS)
         self.poll_timer = QTimer(self)
@@ -389,6 +391,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Start the fleet and the timers (the asyncio loop must be running or about to)."""
+        self.gc.start()  # before the supervisor's thread starts allocating (app/gcguard.py)
         self.session.start()
         for t in (self.flush_timer, self.poll_timer, self.lag_timer):
             t.start()
@@ -431,6 +434,7 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             self.session.close()
         finally:
+            self.gc.stop()  # the supervisor's thread has ended: collection may run anywhere again
             event.accept()
             self.closed.emit()
 

@@ -364,7 +364,7 @@ def test_f1_lists_the_ladder_keys(make_window):
 
 # ----------------------------------------------------------------------------- a real fleet
 
-from tests.ui.test_window import desk, qloop  # noqa: E402,F401  (the real fleet's fixtures)
+from tests.ui.test_window import desk  # noqa: E402,F401  (the real fleet's fixture)
 
 TIMEOUT = scaled_ms(10_000)
 

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from tests.procs import scaled_ms
-from tests.ui.test_window import TIMEOUT, desk, qloop  # noqa: F401  (fixtures)
+from tests.ui.test_window import TIMEOUT, desk  # noqa: F401  (fixtures)
 from tests.ui.test_window_offline import feed, make_window  # noqa: F401  (fixture)
 from tests.unit.test_app_orders import FakeClient
 from workers import protocol as P

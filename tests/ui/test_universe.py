@@ -9,13 +9,11 @@ must grow with the cap, not with the publisher's universe.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 
 import pytest
-import qasync
 
 from tests.procs import REPO, scaled, stop
 from workers import protocol as P
@@ -41,20 +39,6 @@ RSS_BOUND = 160 * 2**20
 def rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@pytest.fixture
-def qloop(qapp):
-    loop = qasync.QSelectorEventLoop(qapp, already_running=True)  # as app/main.py
-    asyncio.set_event_loop(loop)
-    yield loop
-    for t in asyncio.all_tasks(loop):
-        t.cancel()
-    qapp.processEvents()
-    loop._QEventLoop__is_running = False  # not stop(): that would quit the Qt loop of later tests
-    loop.close()
-    asyncio.events._set_running_loop(None)
-    asyncio.set_event_loop(None)
 
 
 @pytest.fixture

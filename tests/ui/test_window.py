@@ -7,14 +7,12 @@ closes the window and checks that every worker process it ever saw is gone.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
 from dataclasses import dataclass, field
 
 import pytest
-import qasync
 
 from tests.procs import scaled, scaled_ms
 from workers.config import Endpoints
@@ -54,23 +52,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-@pytest.fixture
-def qloop(qapp):
-    """One qasync loop on the Qt loop that qtbot spins (already running)."""
-    loop = qasync.QSelectorEventLoop(qapp, already_running=True)  # as app/main.py
-    asyncio.set_event_loop(loop)
-    yield loop
-    for t in asyncio.all_tasks(loop):
-        t.cancel()
-    qapp.processEvents()
-    # Not loop.stop(): for an already-running loop it calls QApplication.exit(), after which
-    # Qt timers stop firing in the next tests.  Mark it stopped and close it instead.
-    loop._QEventLoop__is_running = False
-    loop.close()
-    asyncio.events._set_running_loop(None)
-    asyncio.set_event_loop(None)
 
 
 @dataclass

@@ -18,7 +18,7 @@ import pytest
 import zmq.asyncio
 
 from tests.procs import scaled, scaled_ms
-from tests.ui.test_window import START_TIMEOUT, TIMEOUT, alive, cell, desk, load_ticket, qloop  # noqa: F401 (fixtures)
+from tests.ui.test_window import START_TIMEOUT, TIMEOUT, alive, cell, desk, load_ticket  # noqa: F401 (fixtures)
 from workers.protocol import OrderType
 from app.feeds import Feeds
 from app.orders import OrderService
