@@ -159,7 +159,10 @@ def rows(res: dict[str, Any]) -> list[Row]:
         met = (ta["p99_us"] < 2000) if ta and rate == 10_000 else None
         out.append(Row("latency p50 / p99 / p99.9", f"tick -> order ack {tag}", lat(ta), target="p99 < 2 ms" if rate == 10_000 else "",
                        met=yes(met)))
-        out.append(Row("latency p50 / p99 / p99.9", f"tick -> fill (end to end) {tag} ({c['fills']:,} fills)", lat(h.get("tick_to_fill"))))
+        tf = h.get("tick_to_fill")
+        met = (tf["p99_us"] < 1000) if tf and rate == 10_000 else None  # issue 13's target
+        out.append(Row("latency p50 / p99 / p99.9", f"tick -> fill (end to end) {tag} ({c['fills']:,} fills)", lat(tf),
+                       target="p99 < 1 ms" if rate == 10_000 else "", met=yes(met)))
 
     # ---------------------------------------------------------------- orders
     n = orders.get("normal") or {}
@@ -167,9 +170,10 @@ def rows(res: dict[str, Any]) -> list[Row]:
         r = n["rtt"]
         # the raw REP measured alongside the gateway (alternating quarters), else the raw module's
         beside = n.get("raw_rtt") or raw_rtt
-        met = bool(beside) and r["p50_us"] <= 2 * beside["p50_us"] and r["p99_us"] < 1000
+        # issue 13: within 1.5x the raw REP measured beside it (was 2x)
+        met = bool(beside) and r["p50_us"] <= 1.5 * beside["p50_us"] and r["p99_us"] < 1000
         out.append(Row("orders", "order round trip, REQ, journal on (p50 / p99 / p99.9)", lat(r), lat(beside),
-                       ratio(r["p50_us"], _get(beside, "p50_us")) + " (p50)", "p50 <= 2x raw, p99 < 1 ms", yes(met)))
+                       ratio(r["p50_us"], _get(beside, "p50_us")) + " (p50)", "p50 <= 1.5x raw, p99 < 1 ms", yes(met)))
         if n.get("raw_rtt") and raw_rtt:
             # for the record: the same raw REP measured on a quiet machine (no market data beside it)
             out.append(Row("orders", "  the same, against the raw REP measured alone (quiet machine)", lat(r), lat(raw_rtt),
