@@ -1,5 +1,6 @@
 """The order ticket: symbol, quantity, order type, time in force, limit and stop prices, a
-trailing stop's trail, a bracket's take-profit and stop-loss, Buy and Sell.
+trailing stop's trail, a bracket's take-profit and stop-loss (each with its own time in force),
+Buy and Sell.
 
 The ticket only builds a :class:`~app.orders.Ticket` and emits it; the window confirms
 (if the trader wants that) and hands it to the order service.  The same validation and risk
@@ -34,6 +35,8 @@ TONE_FOR = {"ok": "ok", "bad": "bad", "warn": "warn"}
 TYPE_CHOICES = (("Market", OrderType.MARKET), ("Limit", OrderType.LIMIT), ("Stop", OrderType.STOP),
                 ("Stop limit", OrderType.STOP_LIMIT), ("Trailing stop", OrderType.TRAILING_STOP))
 TIF_CHOICES = (("DAY", TimeInForce.DAY), ("GTC", TimeInForce.GTC), ("IOC", TimeInForce.IOC), ("FOK", TimeInForce.FOK))
+#: a bracket leg's: it rests until it fills (the protocol's default GTC first)
+LEG_TIF_CHOICES = (("GTC", TimeInForce.GTC), ("DAY", TimeInForce.DAY))
 #: the bracket's offsets are counted in ticks of TICK_SIZE, or given as a price distance
 BRACKET_TICKS, BRACKET_PRICE = "ticks", "price"
 TRAIL_AMOUNT, TRAIL_PCT = "amount", "pct"
@@ -162,12 +165,19 @@ class TicketPanel(QtWidgets.QWidget):
         self.bracket_unit.addItem("ticks", BRACKET_TICKS)
         self.bracket_unit.addItem("price", BRACKET_PRICE)
         self.bracket_unit.setToolTip(f"Bracket offsets in ticks ({TICK_SIZE:g}) or as a price distance from the entry")
+        # each leg's own time in force; a leg rests until it fills, so DAY or GTC only
+        # (P.check_order_terms refuses IOC / FOK for them); shown only while its leg is on
+        self.take_profit_tif = self._leg_tif("ticketTakeProfitTif", "take-profit")
+        self.stop_loss_tif = self._leg_tif("ticketStopLossTif", "stop-loss")
         tp_label = QtWidgets.QLabel("TP", f)
         sl_label = QtWidgets.QLabel("SL", f)
         for lbl, w in ((tp_label, self.take_profit), (sl_label, self.stop_loss)):
             lbl.setObjectName("muted")
             lbl.setBuddy(w)
-        self.bracket_box = _row(f, tp_label, self.take_profit, sl_label, self.stop_loss, self.bracket_unit)
+        # one leg a line in the compact arrangement (both with their TIF do not fit its width)
+        self.bracket_box = _row(f, _row(f, tp_label, self.take_profit, self.take_profit_tif),
+                                _row(f, sl_label, self.stop_loss, self.stop_loss_tif, self.bracket_unit))
+        self.bracket_box.layout().setSpacing(8)
 
         self.buy = QtWidgets.QPushButton("Buy  Ctrl+B", self)
         self.buy.setObjectName("buyButton")
@@ -222,16 +232,24 @@ class TicketPanel(QtWidgets.QWidget):
         outer.addWidget(self.quote)
         outer.addWidget(self.outcome)
 
-        self.compact = None
+        self.compact = self.bracket_row = None
+        self._placed = False  # laid out for a real width (the first resize)
         # an explicit minimum (the compact arrangement's width; one row of fields high): a
         # narrow or short dock reflows or scrolls the fields instead of cutting Sell off or
-        # painting over its neighbours
+        # painting over its neighbours; measured with the legs' TIFs shown
+        self._legs_changed(shown=True)
         self._arrange(compact=True)
         bar = self.scroll.verticalScrollBar().sizeHint().width()
         self.scroll.setMinimumWidth(grid.minimumSize().width() + bar)
         self.scroll.setMinimumHeight(self.symbol.sizeHint().height() + 22)
         self._arrange(compact=False)
         self._wide_form_h = grid.sizeHint().height()
+        # the bracket's width with both TIFs, less a TIF's for each hidden one: Qt's cached
+        # minimum of the rows lags a combo shown or hidden until the next layout pass
+        self._bracket_w = self.bracket_box.minimumSizeHint().width()
+        self._leg_tif_w = {c: c.minimumSizeHint().width() + c.parentWidget().layout().spacing()
+                           for c in (self.take_profit_tif, self.stop_loss_tif)}
+        self._legs_changed()
         self._limit_symbol = ""  # the symbol the limit and stop prices were taken for
         self._kill_notice = False  # the outcome line shows the kill switch's state
         self._bracket_unit = BRACKET_TICKS
@@ -248,6 +266,23 @@ class TicketPanel(QtWidgets.QWidget):
         s.setMinimumWidth(64)
         s.setToolTip(tip)
         return s
+
+    def _leg_tif(self, name: str, leg: str) -> QtWidgets.QComboBox:
+        c = QtWidgets.QComboBox(self.form)
+        c.setObjectName(name)
+        for text, tif in LEG_TIF_CHOICES:
+            c.addItem(text, tif.value)
+        c.setCurrentIndex(c.findData(TimeInForce.GTC.value))
+        c.setToolTip(f"The {leg}'s time in force: GTC (until cancelled) or DAY (expires at the session's end)")
+        c.setVisible(False)
+        return c
+
+    def _legs_changed(self, *_, shown: bool = False) -> None:
+        """A leg's TIF is there only while the leg is (``shown``: both, to measure)."""
+        self.take_profit_tif.setVisible(shown or self.take_profit.value() > 0)
+        self.stop_loss_tif.setVisible(shown or self.stop_loss.value() > 0)
+        if not shown and self._placed:
+            self._rearrange()
 
     def set_presets(self, presets: Sequence[int]) -> None:
         """The quantity buttons (Settings > General > Quantity presets)."""
@@ -266,12 +301,17 @@ class TicketPanel(QtWidgets.QWidget):
     #: narrower than this, the fields go three to a row instead of six
     COMPACT_BELOW = 560
 
-    def _arrange(self, compact: bool) -> None:
-        """Six fields to a row when wide, three when narrow; the helpers' rows under them."""
-        if compact == self.compact:
+    def _arrange(self, compact: bool, bracket_row: bool = False) -> None:
+        """Six fields to a row when wide, three when narrow; the helpers' rows under them.
+        ``bracket_row`` (wide only): the bracket on a row of its own, under the presets and
+        prices (the legs' TIFs make one row of helpers too wide for a middling dock)."""
+        bracket_row = bracket_row and not compact
+        if (compact, bracket_row) == (self.compact, self.bracket_row):
             return
-        self.compact = compact
+        self.compact, self.bracket_row = compact, bracket_row
         grid = self.grid
+        self.bracket_box.layout().setDirection(QtWidgets.QBoxLayout.Direction.TopToBottom if compact
+                                               else QtWidgets.QBoxLayout.Direction.LeftToRight)
         boxes = (self.presets_box, self.tools_box, self.bracket_box)
         for lbl, w in self._labels:
             grid.removeWidget(lbl)
@@ -293,14 +333,32 @@ class TicketPanel(QtWidgets.QWidget):
             for i, b in enumerate(boxes):
                 grid.addWidget(b, first + i, 0, 1, cols)
             self.helpers.hide()
+            rows = len(boxes)
         else:
-            for i, b in enumerate(boxes):
+            in_row = boxes[:2] if bracket_row else boxes
+            for i, b in enumerate(in_row):
                 self.helpers.layout().insertWidget(i, b)
             grid.addWidget(self.helpers, first, 0, 1, cols)
+            if bracket_row:
+                grid.addWidget(self.bracket_box, first + 1, 0, 1, cols)
             self.helpers.show()
+            rows = 2 if bracket_row else 1
         for r in range(12):
             grid.setRowStretch(r, 0)
-        grid.setRowStretch(first + (len(boxes) if compact else 1), 1)
+        grid.setRowStretch(first + rows, 1)
+
+    def _rearrange(self) -> None:
+        """The arrangement for the ticket's width and the helpers shown now."""
+        w = self.width()
+        if w < self.COMPACT_BELOW:
+            self._arrange(True)
+            return
+        m = self.layout().contentsMargins()
+        bracket = self._bracket_w - sum(v for c, v in self._leg_tif_w.items() if c.isHidden())
+        one_row = (self.presets_box.minimumSizeHint().width() + self.tools_box.minimumSizeHint().width() + bracket
+                   + 2 * self.helpers.layout().spacing() + self.scroll.verticalScrollBar().sizeHint().width()
+                   + m.left() + m.right())
+        self._arrange(False, bracket_row=w < one_row)
 
     def sizeHint(self):  # noqa: N802
         """Tall enough for every field (the default layout sizes the dock by it): the scroll
@@ -314,7 +372,8 @@ class TicketPanel(QtWidgets.QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
-        self._arrange(self.width() < self.COMPACT_BELOW)
+        self._placed = True
+        self._rearrange()
 
     def _connect_signals(self) -> None:
         self.buy.clicked.connect(lambda: self.send(Side.BUY))
@@ -330,6 +389,8 @@ class TicketPanel(QtWidgets.QWidget):
         self.tick_up.clicked.connect(lambda: self.tick(1))
         self.tick_down.clicked.connect(lambda: self.tick(-1))
         self.bracket_unit.currentIndexChanged.connect(self._bracket_unit_changed)
+        self.take_profit.valueChanged.connect(self._legs_changed)
+        self.stop_loss.valueChanged.connect(self._legs_changed)
 
     # ------------------------------------------------------------------ inputs
     def current_type(self) -> OrderType:
@@ -357,8 +418,15 @@ class TicketPanel(QtWidgets.QWidget):
             if entry:
                 sign = 1 if side is Side.BUY else -1
                 t = dataclasses.replace(t, take_profit_price=snap(entry + sign * tp_off) if tp_off else None,
-                                        stop_loss_price=snap(entry - sign * sl_off) if sl_off else None)
+                                        stop_loss_price=snap(entry - sign * sl_off) if sl_off else None,
+                                        take_profit_tif=self._leg_tif_of(self.take_profit_tif, tp_off),
+                                        stop_loss_tif=self._leg_tif_of(self.stop_loss_tif, sl_off))
         return t
+
+    @staticmethod
+    def _leg_tif_of(combo: QtWidgets.QComboBox, offset: float) -> TimeInForce:
+        # a leg that is off sends the protocol's default, as before there was a choice
+        return TimeInForce(combo.currentData()) if offset else TimeInForce.GTC
 
     def _offset(self, spin: QtWidgets.QDoubleSpinBox) -> float:
         """A bracket offset as a price distance (0: no leg)."""

@@ -143,6 +143,42 @@ def test_the_ticket_fields_go_into_send_order(desk_offline, qtbot):
     assert req.take_profit_price is None and req.stop_loss_price is None and req.tif is TimeInForce.GTC
 
 
+def test_each_bracket_leg_has_its_own_tif(desk_offline, qtbot):
+    w, _ex = desk_offline
+    t = w.ticket
+    choose(qtbot, t.order_type, "Limit")
+    # a leg's TIF is there only while the leg is on
+    assert not t.take_profit_tif.isVisible() and not t.stop_loss_tif.isVisible()
+    type_into(qtbot, t.take_profit, "20")
+    assert t.take_profit_tif.isVisible() and not t.stop_loss_tif.isVisible()
+    type_into(qtbot, t.stop_loss, "10")
+    assert t.stop_loss_tif.isVisible()
+    # a leg rests: DAY or GTC, nothing else to choose (GTC, the protocol's default, first)
+    assert [t.take_profit_tif.itemText(i) for i in range(t.take_profit_tif.count())] == ["GTC", "DAY"]
+    assert t.take_profit_tif.currentText() == "GTC" and t.stop_loss_tif.currentText() == "GTC"
+    choose(qtbot, t.take_profit_tif, "DAY")
+    click(qtbot, t.buy)
+    qtbot.waitUntil(lambda: bool(sent(w, P.SendOrder)), timeout=WAIT)
+    req = sent(w, P.SendOrder)[0]
+    assert req.take_profit_price is not None and req.stop_loss_price is not None
+    assert (req.take_profit_tif, req.stop_loss_tif, req.tif) == (TimeInForce.DAY, TimeInForce.GTC, TimeInForce.DAY)
+    qtbot.waitUntil(lambda: "accepted" in t.outcome.text(), timeout=WAIT)
+    # the other way round
+    choose(qtbot, t.take_profit_tif, "GTC")
+    choose(qtbot, t.stop_loss_tif, "DAY")
+    click(qtbot, t.sell)
+    qtbot.waitUntil(lambda: len(sent(w, P.SendOrder)) == 2, timeout=WAIT)
+    req = sent(w, P.SendOrder)[1]
+    assert (req.side, req.take_profit_tif, req.stop_loss_tif) == (Side.SELL, TimeInForce.GTC, TimeInForce.DAY)
+    # a leg turned off hides its TIF and sends the default for it
+    type_into(qtbot, t.stop_loss, "0")
+    assert not t.stop_loss_tif.isVisible() and t.take_profit_tif.isVisible()
+    click(qtbot, t.buy)
+    qtbot.waitUntil(lambda: len(sent(w, P.SendOrder)) == 3, timeout=WAIT)
+    req = sent(w, P.SendOrder)[2]
+    assert req.stop_loss_price is None and req.stop_loss_tif is TimeInForce.GTC
+
+
 def test_only_the_valid_tifs_can_be_chosen(desk_offline, qtbot):
     w, _ = desk_offline
     t = w.ticket
