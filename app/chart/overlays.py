@@ -377,6 +377,11 @@ class OrderLines(QtCore.QObject):
     """Working orders as horizontal lines at their prices (limit, stop), labelled with side,
     quantity, type and price, and the position's average price as a dash-dotted line.
 
+    The lines are outside the y-axis fit (the view stays on the market); an order beyond the
+    view is a :class:`LevelTag` pinned at the edge it lies beyond, ``▲ BUY 100 STP 195.00``,
+    so the trader knows it is there.  :meth:`layout` places them; the widget calls it when
+    the view range or size changes (not per frame).
+
     A movable line (an order that can be replaced) follows the mouse in steps of ``tick``
     while dragged; let go at another price it emits :attr:`moved` with its key and the new
     price.  It stays there until the owner sets the lines again: at the order's new price
@@ -399,6 +404,9 @@ class OrderLines(QtCore.QObject):
         self.tick = tick
         self._lines: dict[str, pg.InfiniteLine] = {}
         self._specs: dict[str, OrderLineSpec] = {}
+        self._vb = plot.getViewBox()
+        #: key -> the tag at the plot's edge for an order beyond the view (hidden while in it)
+        self._edge: dict[str, LevelTag] = {}
         self.average = pg.InfiniteLine(angle=0, movable=False, label="", labelOpts={
             "position": self.AVG_LABEL_AT, "anchors": [(1, 1), (1, 1)]})
         self.average.setZValue(18)
@@ -411,6 +419,10 @@ class OrderLines(QtCore.QObject):
     def lines(self) -> dict[str, pg.InfiniteLine]:
         return dict(self._lines)
 
+    def edge_tags(self) -> dict[str, LevelTag]:
+        """key -> the edge tag of each order line beyond the view (only those shown)."""
+        return {k: t for k, t in self._edge.items() if t.isVisible()}
+
     def set_lines(self, specs: list[OrderLineSpec]) -> None:
         """Show exactly these lines (others go)."""
         wanted = {sp[0]: sp for sp in specs}
@@ -418,6 +430,11 @@ class OrderLines(QtCore.QObject):
             line = self._lines.pop(key)
             self._specs.pop(key, None)
             self._plot.removeItem(line)
+            tag = self._edge.pop(key, None)
+            if tag is not None:
+                tag.setParentItem(None)
+                if tag.scene() is not None:
+                    tag.scene().removeItem(tag)
         for key, spec in wanted.items():
             line = self._lines.get(key)
             if line is None:
@@ -427,6 +444,49 @@ class OrderLines(QtCore.QObject):
             if self._specs.get(key) != spec or abs(float(line.value()) - spec[1]) > 1e-9:
                 self._apply(line, spec)
                 self._specs[key] = spec
+        self.layout()
+
+    def layout(self) -> None:
+        """Pin a tag at the top (bottom) edge for each line above (below) the view, right
+        aligned where the lines' labels end, stacked apart; hide the others'."""
+        vb = self._vb
+        rect = vb.boundingRect()
+        if not self._lines or rect.width() <= 0 or rect.height() <= 0:
+            for tag in self._edge.values():
+                tag.setVisible(False)
+            return
+        y0, y1 = vb.viewRange()[1]
+        above: list[tuple[float, LevelTag]] = []
+        below: list[tuple[float, LevelTag]] = []
+        for key, line in self._lines.items():
+            spec = self._specs.get(key)
+            v = float(line.value())
+            out = spec is not None and not line.moving and (v > y1 or v < y0)
+            tag = self._edge.get(key)
+            if not out:
+                if tag is not None:
+                    tag.setVisible(False)
+                continue
+            if tag is None:  # an order's side never changes: its colour is set once
+                tag = self._edge[key] = LevelTag(vb)
+                tag.setZValue(26)
+                colour = ORDER_COLOURS["buy" if spec[3] else "sell"]
+                tag.set_colors(colour, colour, "#ffffff")
+            tag.set_text(("▲ " if v > y1 else "▼ ") + spec[2].format(value=v))
+            tag.setVisible(True)
+            (above if v > y1 else below).append((v, tag))
+        top, bottom = rect.top() + 1, rect.bottom() - 1
+        right = rect.left() + self.LABEL_AT * rect.width()
+        # top down in price order, as the axis reads: the highest at the top
+        above.sort(key=lambda vt: -vt[0])
+        below.sort(key=lambda vt: -vt[0])
+        for group, at_top in ((above, True), (below, False)):
+            if not group:
+                continue
+            heights = [t.size().height() for _, t in group]
+            wanted = [top if at_top else bottom - h for h in heights]
+            for (_, tag), t in zip(group, stack_labels(wanted, heights, top, bottom)):
+                tag.setPos(max(rect.left(), right - tag.size().width()), t)
 
     def set_average(self, price: float | None, text: str = "") -> None:
         """The position's average price (None: flat, no line)."""
@@ -448,6 +508,7 @@ class OrderLines(QtCore.QObject):
             if key in self._specs:
                 self._style(line, self._specs[key])
         self._style_average()
+        self.layout()
 
     # ------------------------------------------------------------------ lines
     def _new_line(self, key: str) -> pg.InfiniteLine:

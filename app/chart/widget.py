@@ -377,6 +377,11 @@ class ChartWidget(QtWidgets.QWidget):
         """key -> the pg.InfiniteLine drawn for it (tests, and the panel's hit checks)."""
         return self._order_lines.lines()
 
+    def order_edge_tags(self) -> dict:
+        """key -> the tag pinned at the plot's top or bottom edge for each order line beyond
+        the view (``▲ BUY 100 STP 195.00``); the y-range is not widened to show the line."""
+        return self._order_lines.edge_tags()
+
     @property
     def average_line(self):
         return self._order_lines.average
@@ -686,6 +691,7 @@ class ChartWidget(QtWidgets.QWidget):
 
     def _on_view_changed(self, *_args) -> None:
         self._levels.layout(self._newest_x())
+        self._order_lines.layout()
         if self._cursor is not None:
             self._on_mouse_moved(self._cursor)
 

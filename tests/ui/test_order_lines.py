@@ -153,3 +153,37 @@ def test_a_refused_drag_snaps_back_and_says_why(charted, qtbot):
     w.state.orders.apply_update(_replace(ex.orders[stop.client_order_id], status=OrderStatus.PENDING_NEW))
     w._flush()
     assert not chart.order_lines()[key].movable
+
+
+def test_an_order_beyond_the_view_is_a_tag_at_the_plot_edge(charted, qtbot):
+    w, ex = charted
+    chart = w.chart.chart
+    vb = chart.price_plot.getViewBox()
+    y_before = vb.viewRange()[1]
+    assert y_before[1] < 101  # the market's range, 99.50 .. 100.50 with a margin
+    far = ex.add(w, order_type=OrderType.STOP, limit_price=None, stop_price=195.0, qty=100)
+    low = ex.add(w, side=Side.SELL, limit_price=None, order_type=OrderType.STOP, stop_price=50.0, qty=40)
+    near = ex.add(w, limit_price=99.80, qty=10)
+    qtbot.waitUntil(lambda: len(chart.order_edge_tags()) == 2, timeout=WAIT)
+    tags = chart.order_edge_tags()
+    up, down = tags[f"{far.client_order_id}|stop_price"], tags[f"{low.client_order_id}|stop_price"]
+    assert up.text == "▲ BUY 100 STP 195.00" and down.text == "▼ SELL 40 STP 50.00"
+    assert f"{near.client_order_id}|limit_price" not in tags  # in the view: its line, no tag
+    # the y-range stays on the market: not widened to take the orders in
+    assert vb.viewRange()[1] == pytest.approx(y_before)
+    # pinned inside the plot, at the edge the order lies beyond
+    plot = vb.boundingRect()
+    for tag, at_top in ((up, True), (down, False)):
+        r = tag.mapRectToParent(tag.boundingRect())
+        assert plot.contains(r), (r, plot)
+        assert (r.top() - plot.top() < 4) if at_top else (plot.bottom() - r.bottom() < 4)
+    # the market moves up to the order's neighbourhood: the line is in view, the tag goes
+    ticks(w, [194.0, 195.5, 194.5])
+    qtbot.waitUntil(lambda: f"{far.client_order_id}|stop_price" not in chart.order_edge_tags(), timeout=WAIT)
+    assert chart.order_lines()[f"{far.client_order_id}|stop_price"].value() == pytest.approx(195.0)
+    # cancelled: no line, no tag
+    assert chart.order_edge_tags()[f"{low.client_order_id}|stop_price"].text == "▼ SELL 40 STP 50.00"
+    w.state.orders.apply_update(_replace(ex.orders[low.client_order_id], status=OrderStatus.CANCELLED))
+    w._flush()
+    assert f"{low.client_order_id}|stop_price" not in chart.order_edge_tags()
+    assert f"{low.client_order_id}|stop_price" not in chart.order_lines()
