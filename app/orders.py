@@ -146,9 +146,14 @@ class Ticket:
         else:
             px = f" {TYPE_LABELS.get(ot, ot.value)}"
         tif = f" {self.tif.value.upper()}" if self.tif is not TimeInForce.DAY else ""
-        tp = f" TP {self.take_profit_price:.2f}" if self.take_profit_price is not None else ""
-        sl = f" SL {self.stop_loss_price:.2f}" if self.stop_loss_price is not None else ""
+        # a leg's TIF only when it is not the children's default (GTC)
+        tp = (f" TP {self.take_profit_price:.2f}" + _leg_tif(self.take_profit_tif)) if self.take_profit_price is not None else ""
+        sl = (f" SL {self.stop_loss_price:.2f}" + _leg_tif(self.stop_loss_tif)) if self.stop_loss_price is not None else ""
         return f"{self.side.value.upper()} {self.qty} {self.symbol}{px}{tif}{tp}{sl}"
+
+
+def _leg_tif(tif: TimeInForce) -> str:
+    return "" if tif is TimeInForce.GTC else f" {tif.value.upper()}"
 
 
 @dataclass(frozen=True)
@@ -312,9 +317,10 @@ def confirmation_text(ticket: Ticket, q) -> str:
             lines.append(f"Stop {ticket.stop_price:.2f}: {_signed_pct(ticket.stop_price - q.last, q.last)} from the last")
         if ot is OrderType.TRAILING_STOP and entry:
             lines.append(f"First stop {entry:.2f}: {_signed_pct(entry - q.last, q.last)} from the last")
-    for name, px in (("Take profit", ticket.take_profit_price), ("Stop loss", ticket.stop_loss_price)):
+    for name, px, tif in (("Take profit", ticket.take_profit_price, ticket.take_profit_tif),
+                          ("Stop loss", ticket.stop_loss_price, ticket.stop_loss_tif)):
         if px is not None and entry:
-            lines.append(f"{name} {px:.2f}: {_signed_pct(px - entry, entry)} from the entry")
+            lines.append(f"{name} {px:.2f} ({tif.value.upper()}): {_signed_pct(px - entry, entry)} from the entry")
     if ticket.tif is not TimeInForce.DAY:
         lines.append(f"Time in force: {ticket.tif.value.upper()}")
     return "\n".join(lines)

@@ -95,7 +95,13 @@ def test_confirmation_text_shows_notional_and_distance():
     text = confirmation_text(Ticket("MSFT", Side.BUY, 100, OrderType.LIMIT, 99.01, take_profit_price=101.0), q)
     assert "Notional: 9,901.00 (100 x 99.01)" in text
     assert "Limit 99.01: -1.00 (-1.00%) from the ask" in text
-    assert "Take profit 101.00: +1.99 (+2.01%) from the entry" in text
+    assert "Take profit 101.00 (GTC): +1.99 (+2.01%) from the entry" in text
+    # each leg's time in force, in the text and in the order's description
+    legs = Ticket("MSFT", Side.BUY, 100, OrderType.LIMIT, 99.01, take_profit_price=101.0, stop_loss_price=98.0,
+                  take_profit_tif=TimeInForce.DAY)
+    text = confirmation_text(legs, q)
+    assert "Take profit 101.00 (DAY)" in text and "Stop loss 98.00 (GTC)" in text
+    assert legs.describe().endswith("TP 101.00 DAY SL 98.00")
     text = confirmation_text(Ticket("MSFT", Side.SELL, 10, OrderType.STOP, stop_price=98.0), q)
     assert "Notional: 980.00" in text and "Stop 98.00: -2.00 (-2.00%) from the last" in text
     assert "at market" in confirmation_text(Ticket("MSFT", Side.SELL, 10), q)
