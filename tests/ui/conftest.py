@@ -8,6 +8,12 @@ import gc
 import pytest
 import qasync
 
+from workers.config import Endpoints
+from workers.supervisor import Supervisor
+from app.session import Session
+from app.settings import Settings
+from app.window import MainWindow
+
 
 @pytest.fixture
 def qloop(qapp):
@@ -29,3 +35,29 @@ def qloop(qapp):
     # thread happens to run (app/gcguard.py: a segfault in QTimerInfoList::activateTimers).
     del loop
     gc.collect()
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    """Windows without a fleet (an empty supervisor): ``make(**ui_changes)``, closed after the test."""
+    made = []
+
+    def make(**ui_changes):
+        settings = Settings(tmp_path / "tickdesk.ini")
+        ui = settings.load()
+        ui.confirm_quit = False  # tests of the quit question turn it on
+        for k, v in ui_changes.items():
+            setattr(ui, k, v)
+        session = Session(Supervisor(Endpoints.ephemeral_ipc(tmp_path), []))
+        w = MainWindow(session, settings, ui)
+        qtbot.addWidget(w)
+        w.resize(1400, 900)
+        w.show()
+        qtbot.waitExposed(w)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+        w.deleteLater()  # closed windows must not linger: a theme change restyles every widget alive

@@ -12,14 +12,10 @@ import pytest
 
 from tests.procs import scaled_ms
 from workers import protocol as P
-from workers.config import Endpoints
 from workers.protocol import OrderStatus, OrderType, Side
-from workers.supervisor import Supervisor
 from app.feeds import TickDecoder
 from app.panels.ladder import ASK, BID, BUY_ORDERS, PRICE, SELL_ORDERS
 from app.qt import Qt, QtCore, QtGui, QtWidgets
-from app.session import Session
-from app.settings import Settings
 from app.state import OrderRow
 from app.window import MainWindow
 
@@ -28,29 +24,9 @@ LEFT = Qt.MouseButton.LeftButton
 
 
 @pytest.fixture
-def make_window(qtbot, tmp_path):
-    made = []
-
-    def make(**ui_changes):
-        settings = Settings(tmp_path / "tickdesk.ini")
-        ui = settings.load()
-        ui.confirm_quit = False
-        ui.confirm_orders = False
-        for k, v in ui_changes.items():
-            setattr(ui, k, v)
-        session = Session(Supervisor(Endpoints.ephemeral_ipc(tmp_path), []))
-        w = MainWindow(session, settings, ui)
-        qtbot.addWidget(w)
-        w.resize(1400, 900)
-        w.show()
-        qtbot.waitExposed(w)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.close()
-        w.deleteLater()
+def make_window(make_window):
+    """The shared offline window (tests/ui/conftest.py), ladder orders sent without asking."""
+    return lambda **ui_changes: make_window(**{"confirm_orders": False, **ui_changes})
 
 
 class Orders:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.procs import scaled_ms
 from tests.ui.test_ticket_kinds import Exchange, sent
-from tests.ui.test_window_offline import make_window  # noqa: F401  (fixture)
+
 from tests.unit.test_app_orders import FakeClient
 from workers import protocol as P
 from workers.protocol import OrderStatus, OrderType, Side

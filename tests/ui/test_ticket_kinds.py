@@ -15,7 +15,7 @@ import pytest
 
 from tests.procs import scaled_ms
 from tests.ui.test_window import TIMEOUT, desk  # noqa: F401  (fixtures)
-from tests.ui.test_window_offline import feed, make_window  # noqa: F401  (fixture)
+from tests.ui.test_window_offline import feed
 from tests.unit.test_app_orders import FakeClient
 from workers import protocol as P
 from workers.protocol import OrderStatus, OrderType, Side, TimeInForce

@@ -10,39 +10,11 @@ import csv
 import pytest
 
 from workers import protocol as P
-from workers.config import Endpoints
 from workers.protocol import OrderStatus, OrderType, Side
-from workers.supervisor import Supervisor
 from app.orders import Outcome
 from app.qt import QByteArray, Qt, QtWidgets
-from app.session import Session
 from app.settings import Settings, SettingsDialog
 from app.window import MainWindow
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path):
-    made = []
-
-    def make(**ui_changes):
-        settings = Settings(tmp_path / "tickdesk.ini")
-        ui = settings.load()
-        ui.confirm_quit = False  # tests of the quit question turn it on
-        for k, v in ui_changes.items():
-            setattr(ui, k, v)
-        session = Session(Supervisor(Endpoints.ephemeral_ipc(tmp_path), []))
-        w = MainWindow(session, settings, ui)
-        qtbot.addWidget(w)
-        w.resize(1400, 900)
-        w.show()
-        qtbot.waitExposed(w)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.close()
-        w.deleteLater()  # closed windows must not linger: a theme change restyles every widget alive
 
 
 def feed(w: MainWindow, sym="MSFT", n=3, last=100.0):
