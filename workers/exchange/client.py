@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import operator
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -142,6 +142,20 @@ FillRecord = P.derive_record(
 )
 _fill_values = operator.attrgetter(*P.positional_fields(P.Fill))
 _fill_kw = [f.name for f in P.fields_of(P.Fill) if f.name not in P.STREAM_FIELDS and f.name not in P.positional_fields(P.Fill)]
+
+
+def reject_unacknowledged(order: Order, new_id: Callable[[], str], now: int) -> OrderEvent:
+    """An in-process venue's answer, at ``recover``, to a journaled order still pending_new.
+
+    The journal only ever holds such a venue's order together with its acknowledgement, so a
+    bare pending_new one never reached it: say so instead of inventing an ack (``new_id``
+    gives the order an id if it has none)."""
+    if not order.order_id:
+        order.order_id = new_id()
+    order.status = OrderStatus.REJECTED
+    order.reason = "not placed: the exchange restarted before acknowledging it"
+    order.ts = now
+    return OrderEvent(order.snapshot())
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 from workers import protocol as P
-from workers.exchange.client import CancelResult, ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent
+from workers.exchange.client import CancelResult, ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent, reject_unacknowledged
 from workers.protocol import OrderStatus, OrderType, Side, TimeInForce
 
 log = logging.getLogger(__name__)
@@ -589,15 +589,8 @@ class OrderKinds(ExchangeClient):
             o.take_profit_price is not None or o.stop_loss_price is not None))
         events = list(inner_call(inner_orders, state, now))
         for o in held:
-            if o.status is OrderStatus.PENDING_NEW:
-                # held orders are journaled with their acknowledgement; a bare pending_new
-                # one was never held (as the matching core says of its own)
-                if not o.order_id:
-                    o.order_id = self._local_id()
-                o.status = OrderStatus.REJECTED
-                o.reason = "not placed: the exchange restarted before acknowledging it"
-                o.ts = now
-                events.append(OrderEvent(o.snapshot()))
+            if o.status is OrderStatus.PENDING_NEW:  # held orders are journaled with their ack
+                events.append(reject_unacknowledged(o, self._local_id, now))
             elif o.is_working:
                 self._held.setdefault(o.symbol, {})[o.client_order_id] = o
         for o in working:

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 from workers import protocol as P
-from workers.exchange.client import CancelResult, ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent
+from workers.exchange.client import CancelResult, ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent, reject_unacknowledged
 from workers.exchange.kinds import OrderKinds
 from workers.protocol import OrderStatus, OrderType, Side, TimeInForce
 
@@ -243,16 +243,8 @@ class SimulatedCore(ExchangeClient):
         events: list[ExecEvent] = []
         for order in orders:
             self.next_order_n = max(self.next_order_n, _id_number(order.order_id) + 1)
-            if order.status is OrderStatus.PENDING_NEW:
-                # The simulator's book is rebuilt from the journal, and the journal only ever
-                # holds an order together with its acknowledgement, so a bare pending_new
-                # order never reached this exchange: say so instead of inventing an ack.
-                if not order.order_id:
-                    order.order_id = self.reserve_order_id()
-                order.status = OrderStatus.REJECTED
-                order.reason = "not placed: the exchange restarted before acknowledging it"
-                order.ts = now
-                events.append(OrderEvent(order.snapshot()))
+            if order.status is OrderStatus.PENDING_NEW:  # the book is rebuilt from the journal
+                events.append(reject_unacknowledged(order, self.reserve_order_id, now))
             elif order.is_working:
                 self._book.setdefault(order.symbol, {})[order.client_order_id] = order
         return events
