@@ -4,6 +4,9 @@
     python main.py --headless           run the fleet with no window
     python main.py worker KIND [...]    run one worker (how the supervisor starts them)
     python main.py keys generate DIR    create CurveZMQ key pairs
+    python main.py data ...             list, export and import recordings
+    python main.py backtest --data PATH run a strategy on a recording, no sockets
+    python main.py sweep --data PATH    backtests over a parameter grid (local pool or Dask)
 
 This module is the composition root: the only place that knows both halves.  workers/ never
 imports the window (an import-linter contract in pyproject.toml checks it), so the choice of
@@ -29,6 +32,18 @@ def main(argv: list[str] | None = None) -> int:
         from workers.keys import main as keys_main
 
         return keys_main(argv[1:])
+    if argv and argv[0] == "data":
+        from workers.recorder.cli import main as data_main
+
+        return data_main(argv[1:])
+    if argv and argv[0] == "backtest":
+        from workers.backtest.cli import backtest_main
+
+        return backtest_main(argv[1:])
+    if argv and argv[0] == "sweep":
+        from workers.backtest.cli import sweep_main
+
+        return sweep_main(argv[1:])
     return run_fleet(argv)
 
 
