@@ -318,10 +318,10 @@ class SupportResistance:
         return intent
 
     def scan(self, rows, start: int, p: StrategyParams, trading: bool,
-             count: Callable[[str], None] | None = None) -> tuple[int, Intent] | None:
+             count: Callable[[str], None] | None = None, stop: int | None = None) -> tuple[int, Intent] | None:
         """:meth:`on_price` for the rows of a ``ticks`` frame (``(seq, ts, last, ...)``) from
-        ``start`` on, up to and including the first that makes an intent: ``(its index, the
-        intent)``, or None when the rows are used up.  Stopping there lets the caller act on
+        ``start`` on (to ``stop``, default all), up to and including the first that makes an
+        intent: ``(its index, the intent)``, or None when the rows are used up.  Stopping there lets the caller act on
         the signal (a dropped one gives its position back) before the next tick is judged,
         exactly as tick by tick.
 
@@ -335,7 +335,7 @@ class SupportResistance:
         need = min(p.min_fill, p.window)
         zone = p.bounce_bps * _BPS
         above_sup, below_res = 1.0 + zone, 1.0 - zone
-        for i in range(start, len(rows)):
+        for i in range(start, len(rows) if stop is None else stop):
             r = rows[i]
             price = r[2]
             self._ticks += 1
@@ -459,8 +459,10 @@ class SRStrategy:
     """
 
     def __init__(self, name: str, params: StrategyParams | None = None, session: str | None = None,
-                 count: Callable[[str], None] | None = None):
+                 count: Callable[[str], None] | None = None, market_clock: bool = False):
         self.name = name
+        #: stamp signals with their tick's time, not the wall clock (a backtest's simulated clock)
+        self._market_clock = market_clock
         self.params = params or StrategyParams()
         self.session = session or new_session_id()
         self.active = True
@@ -488,15 +490,27 @@ class SRStrategy:
         """Feed the rows of one ``ticks`` frame of ``symbol``; yield each Signal they trigger,
         stamped when it is made.  The next row is judged only once the caller has handled
         the signal (see :meth:`SupportResistance.scan`)."""
-        b = self.books.get(symbol) or self.book(symbol)
         i, n = 0, len(rows)
         while i < n:
-            hit = b.scan(rows, i, self.params, self.active, self._count)
+            hit = self.next_signal(symbol, rows, i)
             if hit is None:
                 return
-            i, intent = hit
-            yield self._signal(symbol, intent, rows[i][2], rows[i][1], None)
+            i, sig = hit
+            yield sig
             i += 1
+
+    def next_signal(self, symbol: str, rows, start: int, now: int | None = None, stop: int | None = None) -> tuple[int, Signal] | None:
+        """Feed ``rows[start:]`` up to and including the first row that makes a signal:
+        ``(its index, the Signal)`` (its position booked), or None when the rows are used up.
+        ``now`` stamps the signal (default: the wall clock, or the row's time with
+        ``market_clock``); ``stop`` ends the scan early (None when reached)."""
+        b = self.books.get(symbol) or self.book(symbol)
+        hit = b.scan(rows, start, self.params, self.active, self._count, stop)
+        if hit is None:
+            return None
+        i, intent = hit
+        r = rows[i]
+        return i, self._signal(symbol, intent, r[2], r[1], r[1] if now is None and self._market_clock else now)
 
     def _signal(self, symbol: str, intent: Intent, price: float, ts: int, now: int | None) -> Signal:
         sig = Signal(
