@@ -16,6 +16,7 @@ from workers.config import Endpoints, RuntimeConfig, at_least, check_table, data
 from workers.exchange.gateway import DEFAULT_JOURNAL_NAME, ExchangeConfig
 from workers.executor.worker import ExecutorConfig
 from workers.marketdata.gateway import MarketDataConfig
+from workers.recorder.worker import RecorderConfig
 from workers.strategy.worker import StrategyConfig
 from workers.errors import ConfigError
 from workers.supervisor import WorkerSpec
@@ -31,6 +32,7 @@ KIND_CONFIGS: dict[str, type] = {
     "strategy": StrategyConfig,
     "executor": ExecutorConfig,
     "exchange": ExchangeConfig,
+    "recorder": RecorderConfig,
 }
 
 
@@ -88,14 +90,23 @@ def default_fleet(
 
     exe_args = _worker_args("executor", toml_table(cfg, "fleet.executor", config_path), where("executor"))
 
-    unknown = sorted(set(fleet) - {"marketdata", "exchange", "executor", "strategies"})
+    # the recorder is on unless [fleet.recorder] says enabled = false (docs/backtest.md)
+    rec_table = dict(toml_table(cfg, "fleet.recorder", config_path))
+    record = rec_table.pop("enabled", True)
+    if not isinstance(record, bool):
+        raise ConfigError(f"{where('recorder')}: enabled must be true or false")
+    rec_args = _worker_args("recorder", rec_table, where("recorder"), record_dir=str(data / "recordings"))
+
+    unknown = sorted(set(fleet) - {"marketdata", "exchange", "executor", "recorder", "strategies"})
     if unknown:
-        raise ConfigError(f"{config_path}: unknown table [fleet.{unknown[0]}] (known: exchange, executor, marketdata, strategies)")
+        raise ConfigError(f"{config_path}: unknown table [fleet.{unknown[0]}] (known: exchange, executor, marketdata, recorder, strategies)")
     specs = [
         WorkerSpec("exchange", "exchange", ex_args + common, first_start_args=["--fresh"] if fresh else []),
         WorkerSpec("marketdata", "marketdata", md_args + common),
         WorkerSpec("executor", "executor", exe_args + common),
     ]
+    if record:
+        specs.append(WorkerSpec("recorder", "recorder", rec_args + common))
     tables = fleet.get("strategies", DEFAULT_STRATEGIES)
     if not isinstance(tables, (list, tuple)) or not all(isinstance(t, dict) for t in tables):
         raise ConfigError(f"{config_path}: fleet.strategies must be an array of tables ([[fleet.strategies]])")

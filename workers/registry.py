@@ -9,6 +9,7 @@ WORKER_MODULES = {
     "strategy": "workers.strategy.worker",
     "executor": "workers.executor.worker",
     "exchange": "workers.exchange.gateway",
+    "recorder": "workers.recorder.worker",
 }
 
 

@@ -42,7 +42,7 @@ pytestmark = [
     pytest.mark.skipif(not BUNDLE, reason="set TICKDESK_BUNDLE to a built bundle (dist/TickDesk; see .ci/build_bundle.sh)"),
 ]
 
-FLEET_SIZE = 5  # workers.fleet.default_fleet: exchange, marketdata, executor, two strategies
+FLEET_SIZE = 6  # workers.fleet.default_fleet: exchange, marketdata, executor, recorder, two strategies
 
 # Signs of a broken bundle in any output or worker log.
 BROKEN = re.compile(r"Traceback \(most recent call last\)|ModuleNotFoundError|ImportError|Failed to execute script|Fatal Python error")

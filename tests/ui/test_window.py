@@ -223,7 +223,7 @@ def test_sigkilled_worker_shows_its_restart(qtbot, desk):
 def test_closing_the_window_stops_every_worker(qtbot, desk):
     w = desk.window
     pids = {x.pid for x in desk.sup.workers.values()}
-    assert len(pids) == 5 and all(alive(p) for p in pids)
+    assert len(pids) == 6 and all(alive(p) for p in pids)  # 5 + the recorder
     with qtbot.waitSignal(w.closed, timeout=TIMEOUT):
         w.close()
     assert not any(alive(p) for p in pids)

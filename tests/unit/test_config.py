@@ -219,7 +219,7 @@ def test_what_the_supervisor_passes_reads_back_as_the_fleet_table(tmp_path):
         '[[fleet.strategies]]\nname = "sr-fast"\nsymbols = "AAPL,MSFT,GOOG"\nwindow = 30\nallow_short = false\ncooldown = 0.5\n'
     )
     specs = {s.name: s for s in default_fleet(data=tmp_path, tick_rate=33.0, config_path=str(cfg))}
-    assert set(specs) == {"exchange", "marketdata", "executor", "sr-fast"}
+    assert set(specs) == {"exchange", "marketdata", "executor", "recorder", "sr-fast"}
 
     def reads(name):
         s = specs[name]
@@ -265,3 +265,14 @@ def test_launcher_tables_and_flags(tmp_path):
     assert (lc.fleet.tick_rate, lc.status_every, lc.fleet.endpoints.orders) == (60.0, 2.0, "ipc:///tmp/o.sock")
     # an endpoint left unset stays None in the namespace: the window fills it from its settings
     assert ns.ep_ticks is None and lc.fleet.endpoints.ticks == Endpoints().ticks
+
+
+def test_the_recorder_is_on_by_default_and_off_by_its_table(tmp_path):
+    specs = {s.name: s for s in default_fleet(data=tmp_path)}
+    assert f"--record-dir={tmp_path / 'recordings'}" in specs["recorder"].args
+    cfg = tmp_path / "fleet.toml"
+    cfg.write_text("[fleet.recorder]\nenabled = false\n")
+    assert "recorder" not in {s.name for s in default_fleet(data=tmp_path, config_path=str(cfg))}
+    cfg.write_text("[fleet.recorder]\nmax_mb = 64\nroll_second = 5\n")
+    with pytest.raises(ConfigError, match="roll_second"):
+        default_fleet(data=tmp_path, config_path=str(cfg))
