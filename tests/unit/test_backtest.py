@@ -170,3 +170,22 @@ def test_data_cli_imports_a_mapped_tick_csv_and_backtests_it(tmp_path):
     assert r.returncode == 2 and "no such file" in r.stderr
     r = run("backtest", "--data", str(csv), "--param", "window=-3")
     assert r.returncode == 2 and "window" in r.stderr
+
+
+def test_with_depth_a_market_order_walks_the_levels_behind_the_touch_at_once():
+    cols = walk(2000, 5, size=30)  # 30 shares at the touch, orders of 100
+    snaps = [
+        P.Depth("AAPL", k + 1, ts, [(b, 30), (round(b - 0.01, 2), 40), (round(b - 0.02, 2), 500)],
+                [(a, 30), (round(a + 0.01, 2), 40), (round(a + 0.02, 2), 500)])
+        for k, (ts, b, a) in enumerate(zip(cols["ts"].tolist(), cols["bid"].tolist(), cols["ask"].tolist()))
+    ]
+    res = run_backtest(recording(AAPL=cols), BacktestConfig(params=PARAMS, limits=_loose()), depth={"AAPL": snaps})
+    per_order: dict[str, list] = {}
+    for lf in res.fills:
+        per_order.setdefault(lf.fill.client_order_id, []).append(lf.fill)
+    assert per_order
+    for fs in per_order.values():
+        assert sum(f.qty for f in fs) == 100 and len({f.ts for f in fs}) == 1  # no waiting for later ticks
+        # 30 at the touch, 40 one cent behind, 30 two cents behind
+        px = sorted({f.price for f in fs}, reverse=fs[0].side is P.Side.SELL)
+        assert len(px) == 3 and [sum(f.qty for f in fs if f.price == p) for p in px] == [30, 40, 30]

@@ -27,7 +27,8 @@ import dataclasses
 import heapq
 import math
 import time
-from collections.abc import Callable, Mapping
+import bisect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,14 @@ def run_backtest(
     config: BacktestConfig = BacktestConfig(),
     progress: Callable[[float], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    *,
+    depth: Mapping[str, Sequence[P.Depth]] | None = None,
 ) -> BacktestResult:
-    """Run ``config``'s strategy over ``data`` (see the module docstring)."""
+    """Run ``config``'s strategy over ``data`` (see the module docstring).
+
+    ``depth``: each symbol's book snapshots in time order, when the data has them; the venue
+    gets the newest one at or before the tick an order meets (every one while orders work), so
+    a market order larger than the touch walks the levels behind it as in the gateway."""
     t0 = time.perf_counter()
     rec = data if isinstance(data, Recording) else open_recording(data)
     if config.symbols:
@@ -145,6 +152,9 @@ def run_backtest(
     syms = rec.symbols
     rows_of = {s: list(zip(*(rec.columns[s][c].tolist() for c in P.TICK_ROW_FIELDS))) for s in syms}
     total = max(1, rec.n_ticks)
+    books = {s: list(depth.get(s, ())) for s in syms} if depth else {}
+    book_ts = {s: [d.ts for d in b] for s, b in books.items()}
+    dfed = dict.fromkeys(syms, 0)  # depth snapshots of each symbol the venue has seen
     fed = dict.fromkeys(syms, -1)  # last row index each symbol's venue market has seen
     scanned = dict.fromkeys(syms, 0)  # rows of each symbol the strategy has seen
     signals: list[P.Signal] = []
@@ -178,13 +188,29 @@ def run_backtest(
         """The venue's market of ``sym`` up to row ``j``: every row while orders work, else
         only row ``j`` (what a market order or a new limit reads)."""
         rows = rows_of[sym]
+        snaps = books.get(sym)
         i = fed[sym] + 1
         while i <= j and venue.working(sym):
             book_fills(venue.on_tick(_tick(sym, rows[i])))
+            if snaps:
+                depth_to(sym, snaps, rows[i][1], every=True)
             i += 1
         if i <= j:
             book_fills(venue.on_tick(_tick(sym, rows[j])))
+            if snaps:
+                depth_to(sym, snaps, rows[j][1], every=False)
         fed[sym] = max(fed[sym], j)
+
+    def depth_to(sym: str, snaps: list[P.Depth], ts: int, every: bool) -> None:
+        # after the tick of the same moment: the venue then takes only the levels behind the
+        # touch from a snapshot no newer than its tick
+        k = dfed[sym]
+        stop = bisect.bisect_right(book_ts[sym], ts)
+        if not every and stop - k > 1:
+            k = stop - 1
+        for d in snaps[k:stop]:
+            book_fills(venue.on_depth(d))
+        dfed[sym] = max(k, stop)
 
     def scan(sym: str) -> tuple[int, int, str, int, P.Signal] | None:
         rows = rows_of[sym]
