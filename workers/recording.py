@@ -320,6 +320,7 @@ def open_recording(path: str | Path, *, mapping: Mapping[str, str] | None = None
     """The ticks of ``path`` (see the module docstring for what it may be); RecordingError
     when it cannot be read or trusted."""
     p = Path(path)
+    symbol = symbol.strip().upper() if symbol else None  # as the symbol column's values
     if not p.exists():
         raise RecordingError(f"{p}: no such file or folder")
     if p.is_dir() or p.suffix.lower() == ".parquet":
