@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gc
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -92,7 +93,15 @@ class Recording:
         order = np.argsort(ts, kind="stable")  # stable: a symbol's rows keep their order
         if start_ts is not None:
             order = order[ts[order] >= start_ts]
-        rows_of = [list(zip(*(self.columns[s][c].tolist() for c in TICK_COLUMNS))) for s in syms]
+        # millions of fresh tuples of scalars would trigger the cyclic collector again and again
+        # (about a third of the cost), and such tuples cannot form cycles: pause it meanwhile
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            rows_of = [list(zip(*(self.columns[s][c].tolist() for c in TICK_COLUMNS))) for s in syms]
+        finally:
+            if was:
+                gc.enable()
         offset = np.concatenate([[0], np.cumsum([len(r) for r in rows_of])[:-1]]).astype(np.int64)
         who_o = who[order]
         local = (order - offset[who_o]).tolist()
