@@ -47,6 +47,7 @@ class FleetConfig:
     fresh: bool = option(False, "start with an empty exchange journal (forget orders and positions)")
     no_strategies: bool = option(False, "run no strategies: only the window's manual ticket trades (the defaults "
                                         "run two that trade the same account by themselves)")
+    no_record: bool = option(False, "run no recorder (same as [fleet.recorder] enabled = false): no ticks kept for backtests")
     curve_dir: str | None = option(None, "CurveZMQ keys (main.py keys generate DIR): every socket of the fleet and the window uses CURVE")
     endpoints: Endpoints = options_of(Endpoints)
 
@@ -64,6 +65,7 @@ def default_fleet(
     config_path: str | None = None,
     fresh_journal: bool = False,
     strategies: bool = True,
+    record: bool = True,
 ) -> list[WorkerSpec]:
     """The workers to start.  ``config_path`` may override any part (see docs/architecture.md,
     Configuration); every [fleet.*] key is checked against its worker's declared options here,
@@ -92,9 +94,10 @@ def default_fleet(
 
     # the recorder is on unless [fleet.recorder] says enabled = false (docs/backtest.md)
     rec_table = dict(toml_table(cfg, "fleet.recorder", config_path))
-    record = rec_table.pop("enabled", True)
-    if not isinstance(record, bool):
+    enabled = rec_table.pop("enabled", True)
+    if not isinstance(enabled, bool):
         raise ConfigError(f"{where('recorder')}: enabled must be true or false")
+    record = record and enabled  # --no-record: the table is still checked (a typo stops the start)
     rec_args = _worker_args("recorder", rec_table, where("recorder"), record_dir=str(data / "recordings"))
 
     unknown = sorted(set(fleet) - {"marketdata", "exchange", "executor", "recorder", "strategies"})

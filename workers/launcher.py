@@ -71,7 +71,7 @@ def make_supervisor(args: argparse.Namespace) -> Supervisor:
     data = Path(f.data_dir) if f.data_dir else data_dir()
     data.mkdir(parents=True, exist_ok=True)
     specs = default_fleet(data=data, tick_rate=f.tick_rate, seed=f.seed, config_path=f.config, fresh_journal=f.fresh,
-                          strategies=not f.no_strategies)
+                          strategies=not f.no_strategies, record=not f.no_record)
     return Supervisor(f.endpoints, specs, SupervisorConfig(log_dir=str(data / "logs"), curve_dir=f.curve_dir))
 
 
