@@ -46,11 +46,13 @@ grep -E "^build\.spec:" build/pyinstaller.log | cut -c1-400 || true
 grep -E "WARNING: Library not found" build/pyinstaller.log | grep -v "platformthemes/libqgtk3" | sed 's/^[0-9]* //' | sort -u | head -n 10 || true
 
 size_mb=$(du -sm dist/TickDesk | cut -f1)
-# The research stack (recordings, backtests, sweeps: pyarrow, dask, distributed) has its own
+# The research stack (recordings, backtests, sweeps: pyarrow, dask, distributed and what they
+# bring: tornado, yaml, psutil, toolz, cloudpickle, msgpack, jinja2, ...) has its own
 # budget of 100 MiB on top of the workstation's 150 (docs/packaging.md); the workstation is
 # what is left.  Each part is counted once: the package folders, and TLS (libssl, libcrypto,
 # _ssl, _hashlib), which the bundle carries only because dask.distributed's TCP comm imports ssl.
-research_mb=$( { du -smc dist/TickDesk/_internal/{pyarrow,dask,distributed,pyarrow.libs} \
+research_mb=$( { du -smc dist/TickDesk/_internal/{pyarrow,dask,distributed,tornado,yaml,_yaml,psutil,toolz,tlz,cloudpickle,zict,tblib,sortedcontainers,msgpack,markupsafe,jinja2,fsspec,partd,locket,click,urllib3,importlib_metadata,zipp} \
+                 dist/TickDesk/_internal/*.dist-info \
                  dist/TickDesk/_internal/libssl* dist/TickDesk/_internal/libcrypto* \
                  dist/TickDesk/_internal/lib-dynload/_ssl* dist/TickDesk/_internal/lib-dynload/_hashlib* \
                  2>/dev/null || true; } | tail -n 1 | cut -f1)
