@@ -1,4 +1,4 @@
-"""Market-data gateway worker: a feed (simulated or replayed) published as ticks on a PUB socket.
+"""Market-data gateway worker: a feed (simulated, replayed bars or a replayed recording) published as ticks on a PUB socket.
 
 ``python main.py worker marketdata [options]`` — see docs/marketdata.md.
 
@@ -33,6 +33,14 @@ the snapshot endpoint answers ``get_snapshot`` from the last-value cache
 (:mod:`workers.marketdata.snapshot`), which each frame updates right after it was sent: the
 snapshot is exact with respect to the stream.  At most :data:`SNAPSHOT_BATCH` requests are
 served per wake-up and sends never wait, so requests cannot hold the ticks back.
+
+Recording.  ``--feed recording --replay-file PATH`` replays a recording (whatever
+:func:`workers.recording.open_recording` opens) in market time at ``--speed`` (1 = as recorded,
+0 = as fast as possible), through the same frames, topics, snapshot and cache: the recorded
+``ts``, the gateway's own ``seq`` and ``epoch`` (:mod:`workers.marketdata.recording_feed`).
+Each recorded event is one frame (cut to ``--batch-ticks``), so the order across symbols is the
+recorded one.  Commands ``pause``/``resume`` (the runtime's), ``set_speed`` and ``seek`` move it;
+the heartbeat's ``replay_*`` gauges say where it is (docs/marketdata.md, "Replay of recordings").
 """
 
 from __future__ import annotations
@@ -53,9 +61,10 @@ from workers.marketdata.replay_feed import (
     default_data_file,
 )
 from workers.config import ConfigOf, at_least, between, build_parser_for, option
+from workers.marketdata.recording_feed import MarketClock, RecordingFeed, iso_ns
 from workers.marketdata.sim_feed import DEFAULT_SYMBOLS, SimFeed
 from workers.marketdata.snapshot import LastValueCache
-from workers.errors import CommandError
+from workers.errors import CommandError, ConfigError
 from workers.runtime import Worker, run_worker, split_envelope
 from workers.symbols import parse_symbols
 
@@ -72,6 +81,9 @@ MAX_BURST_S = 0.002
 MAX_LAG = 1.0
 DEFAULT_RATE = 5.0
 DEFAULT_SPEED = BAR_SECONDS / 5  # one daily bar every 5 seconds
+#: the recording feed's default: market time as it was recorded
+DEFAULT_RECORDING_SPEED = 1.0
+MAX_RECORDING_SPEED = 100_000.0
 DEFAULT_HWM = 100_000
 #: 1 until every consumer of ticks reads the batched form (docs/performance.md)
 DEFAULT_BATCH_TICKS = 256
@@ -154,7 +166,10 @@ class MarketDataGateway(Worker):
                 self.log.warning("%s: skipped %d unusable row(s); first: %s", self.feed.path, self.feed.data.skipped, self.feed.data.first_error)
             if symbols and len(self.feed.symbols) < len(symbols):
                 self.log.warning("symbols not in %s: %s", self.feed.path, ", ".join(sorted(set(symbols) - set(self.feed.symbols))))
-            rate = speed_to_rate(a.speed, a.ticks_per_bar)
+            rate = speed_to_rate(DEFAULT_SPEED if a.speed is None else a.speed, a.ticks_per_bar)
+        elif a.feed == "recording":
+            self.feed = self._open_recording(a, symbols)
+            rate = 0.0
         else:
             self.feed = SimFeed(symbols or DEFAULT_SYMBOLS, seed=a.seed)
             rate = a.rate
@@ -187,10 +202,13 @@ class MarketDataGateway(Worker):
         g = self.stats.gauges
         g.update(feed=a.feed, symbols=self._nsym, ticks_per_s=0.0, done=False, epoch=self.epoch,
                  depth_hz=a.depth_hz if self._depth_interval else 0.0)
+        self._rec: RecordingFeed | None = None
+        if isinstance(self.feed, RecordingFeed):
+            self._setup_recording(a)
         self.log.info(
             "%s feed, %d symbols (%s), %s on %s, SNDHWM %d, epoch %d, snapshots on %s",
             a.feed, self._nsym, ",".join(self.feed.symbols),
-            "as fast as possible" if rate == 0 else f"{rate:g} ticks/s per symbol",
+            self._pace_text() if self._rec is not None else "as fast as possible" if rate == 0 else f"{rate:g} ticks/s per symbol",
             self.endpoints.ticks, a.hwm, self.epoch, self.endpoints.snapshot,
         )
 
@@ -207,6 +225,8 @@ class MarketDataGateway(Worker):
         if self._paused or self._done:
             return None
         try:
+            if self._rec is not None:
+                return self._pump_recording(now)
             return self._pump(now)
         except Exception as e:  # an exception here would end the runtime loop: count it, go on
             self.stats.inc("feed_errors")
@@ -333,12 +353,21 @@ class MarketDataGateway(Worker):
         try:
             bids, asks = self._books[symbol]()
             msg = P.Depth(symbol, self._depth_seq[symbol] + 1, ts, bids, asks, epoch=self.epoch)
-            frame = P.pub(msg)
         except Exception as e:  # a bug in the book costs its depth, not the ticks of the burst after it
             self.stats.inc("depth_errors")
             self.rlog.warning("depth", "no depth for %s: %s: %s", symbol, type(e).__name__, e)
             return
-        self._depth_seq[symbol] = msg.seq
+        self._publish_depth(msg)
+
+    def _publish_depth(self, msg: P.Depth) -> None:
+        """Send a depth message (its seq the symbol's next) and keep it in the cache."""
+        try:
+            frame = P.pub(msg)
+        except Exception as e:
+            self.stats.inc("depth_errors")
+            self.rlog.warning("depth", "no depth for %s: %s: %s", msg.symbol, type(e).__name__, e)
+            return
+        self._depth_seq[msg.symbol] = msg.seq
         try:
             self.sock.send(frame, zmq.NOBLOCK)
         except zmq.Again:
@@ -381,6 +410,168 @@ class MarketDataGateway(Worker):
             self._done = True
             self.stats.gauges["done"] = True
             self.log.info("stopped publishing after %d ticks: %s", self._emitted, why)
+
+    # ------------------------------------------------------------------ the recording feed
+    def _open_recording(self, a, symbols) -> RecordingFeed:
+        from workers.recording import RecordingError
+
+        if not a.replay_file:
+            raise ConfigError("--feed recording needs --replay-file PATH (a recording folder, a Parquet file or a tick CSV)")
+        try:
+            return RecordingFeed.open(a.replay_file, symbols or None, loop=a.loop)
+        except RecordingError as e:  # unreadable or untrustworthy: refuse to start, say why
+            raise ConfigError(f"--replay-file: {e}") from None
+
+    def _setup_recording(self, a) -> None:
+        rec = self._rec = self.feed
+        if not rec.symbols or rec.last_ts < rec.first_ts:
+            raise ConfigError(f"--replay-file {a.replay_file}: no ticks to replay")
+        speed = DEFAULT_RECORDING_SPEED if a.speed is None else a.speed
+        if speed > MAX_RECORDING_SPEED:
+            raise ConfigError(f"--speed {speed:g}: the recording feed goes at most {MAX_RECORDING_SPEED:g}x (0 = as fast as possible)")
+        self._start_at = self.clock.monotonic() + max(0.0, a.start_delay)
+        self._mclock = MarketClock(speed, self._start_at, rec.first_ts)
+        self._frozen = rec.first_ts  # market time while paused
+        self._rec_seq = dict.fromkeys(rec.symbols, 0)
+        self._depth_seq = dict.fromkeys(rec.symbols, 0)
+        self._loops_seen = 0
+        self._depth_interval = 0.0  # recorded depth goes out as recorded, not from a book
+        g = self.stats.gauges
+        g.pop("rate", None)
+        g.update(replay=True, replay_file=str(a.replay_file), replay_first_ts=rec.first_ts, replay_last_ts=rec.last_ts,
+                 replay_ticks=rec.n_ticks, depth_hz=0.0)
+        self._replay_gauges()
+
+    def _pace_text(self) -> str:
+        s = self._mclock.speed
+        return f"{self._rec.n_ticks:,} recorded ticks from {iso_ns(self._rec.first_ts)} to {iso_ns(self._rec.last_ts)} UTC at " + (
+            "as fast as possible" if s <= 0 else f"{s:g}x market time")
+
+    def _replay_gauges(self) -> None:
+        rec = self._rec
+        g = self.stats.gauges
+        g.update(speed=self._mclock.speed, replay_ts=rec.position_ts, replay_fraction=round(rec.fraction, 4),
+                 replay_paused=self._paused, replay_loops=rec.loops,
+                 replay_status="finished" if self._done else "paused" if self._paused else "playing")
+
+    def _market_now(self, now: float) -> int:
+        """Where market time is: frozen while paused; the position at speed 0 (no clock)."""
+        if self._paused:
+            return self._frozen
+        if self._mclock.speed <= 0:
+            return self._rec.position_ts
+        return self._mclock.market_at(now)
+
+    def _pump_recording(self, now: float) -> float | None:
+        if now < self._start_at:
+            return self._start_at
+        rec, clock = self._rec, self._mclock
+        nts = rec.next_ts()
+        if rec.loops != self._loops_seen:  # the recording started over: so does market time
+            self._loops_seen = rec.loops
+            clock.anchor(now, rec.first_ts)
+        if nts is None:
+            self._finish_replay()
+            return None
+        due = clock.due_by(now + SLACK)
+        if due is not None and clock.wall_at(nts) < now - MAX_LAG:
+            # more is due than we can publish at this speed: carry on from here, no burst of the backlog
+            self.stats.inc("schedule_resets")
+            clock.anchor(now, nts)
+            due = clock.due_by(now + SLACK)
+        cap = BATCH
+        if self._max_ticks:
+            cap = min(cap, self._max_ticks - self._emitted)
+            if cap <= 0:
+                self._finish(f"--max-ticks {self._max_ticks} reached")
+                return None
+        items = rec.take(due, cap, self._batch)
+        rows = self._publish_events(items) if items else 0
+        if self._max_ticks and self._emitted >= self._max_ticks:
+            self._finish(f"--max-ticks {self._max_ticks} reached")
+            return None
+        nts = rec.next_ts()
+        if nts is None:
+            self._finish_replay()
+            return None
+        if due is None or rows >= cap or rec.loops != self._loops_seen:
+            return now  # as fast as possible, or more is due: the loop services commands, then comes back
+        return max(clock.wall_at(nts) - SLACK, now + MIN_SLEEP)
+
+    def _publish_events(self, items: list) -> int:
+        """Publish recorded events in their order: each ticks slice one frame (the gateway's
+        own seq, the recorded ts), each depth one depth message.  Returns the tick rows taken."""
+        seqs = self._rec_seq
+        taken = sent = dropped = 0
+        for kind, sym, payload in items:
+            if kind == "ticks":
+                s = seqs[sym]
+                rows = [[q, *r[1:]] for q, r in zip(range(s + 1, s + 1 + len(payload)), payload)]
+                seqs[sym] = s + len(rows)
+                taken += len(rows)
+                if self._send_rows(sym, rows):
+                    sent += len(rows)
+                else:
+                    dropped += len(rows)  # a gap in seq for subscribers, as any dropped frame
+            elif kind == "depth" and sym in self._depth_seq:
+                self._publish_depth(P.Depth(sym, self._depth_seq[sym] + 1, payload.ts, payload.bids, payload.asks, epoch=self.epoch))
+        self._emitted += taken
+        self._published += sent
+        if sent:
+            self.stats.inc("ticks", sent)
+        if dropped:
+            self.stats.inc("dropped", dropped)
+        return taken
+
+    def _finish_replay(self) -> None:
+        if not self._done:
+            self._finish("replay finished: the end of the recording")
+            self.stats.gauges["status"] = "replay finished"
+            self._replay_gauges()
+
+    def _seek(self, args: dict) -> dict:
+        rec = self._rec
+        before = rec.position_ts
+        if "fraction" in args:
+            target = rec.seek_fraction(_number_arg(args, "fraction", 0.0, 1.0))
+        elif "ts" in args:
+            ts = args["ts"]
+            if isinstance(ts, bool) or not isinstance(ts, int):
+                raise CommandError(f"'ts' must be an integer (ns since the epoch, market time), got {ts!r}")
+            target = rec.seek(ts)
+        else:
+            raise CommandError("seek needs 'ts' (ns, market time) or 'fraction' (0..1)")
+        now = self.clock.monotonic()
+        self._loops_seen = rec.loops
+        self._mclock.anchor(max(now, self._start_at), target)
+        self._frozen = target
+        if target < before:
+            self._forget_bars_from(target)
+        if self._done and not (self._max_ticks and self._emitted >= self._max_ticks):
+            self._done = False  # a finished replay plays again from where it was sent
+            self.stats.gauges["done"] = False
+            self.stats.gauges.pop("status", None)
+        self._replay_gauges()
+        self.log.info("replay: seek to %s UTC (%.1f%%)", iso_ns(target), 100 * rec.fraction)
+        return {"ts": target, "fraction": rec.fraction}
+
+    def _forget_bars_from(self, ts: int) -> None:
+        """After a seek back the cache's bars after ``ts``'s own would be made a second time
+        (the newest bar would swallow every replayed tick): drop them, the replay makes them again."""
+        for series in self.lvc.series:
+            start = ts - ts % series.bar_ns
+            for bars in series.bars.values():
+                while bars and bars[-1][0] > start:
+                    bars.pop()
+        self.lvc.version += 1
+
+    def _set_replay_speed(self, speed: float) -> None:
+        now = self.clock.monotonic()
+        m = self._market_now(now)
+        self._mclock.speed = speed
+        self._mclock.anchor(max(now, self._start_at), m)
+        self._replay_gauges()
+        self.log.info("replay speed %s", "as fast as possible" if speed <= 0 else f"{speed:g}x")
 
     # ------------------------------------------------------------------ the snapshot endpoint
     def _on_snapshot_requests(self, first: list[bytes]) -> None:
@@ -452,17 +643,30 @@ class MarketDataGateway(Worker):
         if now - t0 >= 1.0:
             self.stats.gauges["ticks_per_s"] = round((self._published - n0) / (now - t0), 1)
             self._rate_mark = (now, self._published)
+        if self._rec is not None:
+            self._replay_gauges()
         if isinstance(self.feed, ReplayFeed):
             d = self.feed.current_date
             self.stats.gauges["replay_date"] = d.isoformat() if d else ""
             self.stats.gauges["replay_loops"] = self.feed.loops
 
     def on_pause(self, paused: bool) -> None:
+        if self._rec is not None:
+            now = self.clock.monotonic()
+            if paused and not self._paused:
+                self._frozen = self._market_now(now)
+            elif not paused and self._paused:
+                self._mclock.anchor(max(now, self._start_at), self._frozen)  # no burst of the paused time
+            self._paused = paused
+            self._replay_gauges()
+            return
         self._paused = paused
         if not paused:
             self._schedule.restart(time.monotonic())  # resume at the rate, without a burst of the backlog
 
     def on_command(self, cmd: str, args: dict) -> dict | None:
+        if cmd == "set_rate" and self._rec is not None:
+            raise CommandError("set_rate applies to the simulated feed; a recording's pace is set_speed (1 = as recorded)")
         if cmd == "set_rate":
             rate = _number_arg(args, "rate", 0.0, MAX_RATE)
             self._set_rate(rate)
@@ -471,12 +675,25 @@ class MarketDataGateway(Worker):
         if cmd == "set_depth_hz":
             hz = _number_arg(args, "hz", 0.0, MAX_DEPTH_HZ)
             if hz and not self._books:
-                raise CommandError("the replay feed has no order book: no depth to publish")
+                raise CommandError(f"the {self.config.feed} feed has no order book: no depth to publish"
+                                   + (" (a recording's depth goes out as recorded)" if self._rec is not None else ""))
             self._depth_interval = 1.0 / hz if hz else 0.0
             self._depth_due = dict.fromkeys(self._books, 0.0)  # the next tick of each symbol carries one
             self.stats.gauges["depth_hz"] = hz
             self.log.info("depth set to %g per second per symbol", hz)
             return {"hz": hz}
+        if cmd == "set_speed" and self._rec is not None:
+            speed = _number_arg(args, "speed", 0.0, MAX_RECORDING_SPEED)
+            self._set_replay_speed(speed)
+            return {"speed": speed}
+        if cmd == "seek":
+            if self._rec is None:
+                raise CommandError("seek applies to the recording feed (--feed recording)")
+            return self._seek(args)
+        if cmd == "replay_status" and self._rec is not None:
+            self._replay_gauges()
+            g = self.stats.gauges
+            return {k: g[k] for k in ("speed", "replay_ts", "replay_fraction", "replay_paused", "replay_status", "replay_loops")}
         if cmd == "set_speed":
             if not isinstance(self.feed, ReplayFeed):
                 raise CommandError("set_speed applies to the replay feed; use set_rate")
@@ -520,7 +737,8 @@ def _ticks_per_bar_check(v: int) -> int:
 class MarketDataConfig:
     """Every option of the market-data gateway (see workers.config for how it is declared)."""
 
-    feed: str = option("sim", "tick source: sim (simulated market) or replay (historical daily bars)", choices=("sim", "replay"), group="feed")
+    feed: str = option("sim", "tick source: sim (simulated market), replay (historical daily bars) or recording (a recording "
+                              "replayed in market time, --replay-file)", choices=("sim", "replay", "recording"), group="feed")
     symbols: str = option(
         "", "comma-separated symbols", check=_symbols_check, join=True, group="feed",
         default_text=f"sim {','.join(DEFAULT_SYMBOLS)}; replay every symbol in --file",
@@ -532,11 +750,16 @@ class MarketDataConfig:
     file: str | None = option(
         None, "replay: daily OHLCV CSV (date,open,high,low,close,volume[,symbol])", default_text=str(default_data_file()), group="replay"
     )
-    speed: float = option(
-        DEFAULT_SPEED, "replay: market seconds per wall-clock second; 86400 = one daily bar per second, 0 = as fast as possible",
-        check=at_least(0), group="replay",
+    speed: float | None = option(
+        None, "replay, recording: market seconds per wall-clock second, 0 = as fast as possible; replay: 86400 = one daily bar "
+              "per second; recording: 1 = as recorded, 10 = ten times faster",
+        check=at_least(0), group="replay", default_text=f"replay {DEFAULT_SPEED:g}, recording {DEFAULT_RECORDING_SPEED:g}",
     )
-    loop: bool = option(False, "replay: start again from the first bar at the end of the file", default_text="stop at the end", group="replay")
+    replay_file: str | None = option(
+        None, "recording: what to replay: a recording folder (<data-dir>/recordings/<name>), a ticks Parquet file or folder, "
+              "a tick CSV or a daily OHLCV CSV (workers/recording.py open_recording)", group="replay", metavar="PATH",
+    )
+    loop: bool = option(False, "replay, recording: start again from the beginning at the end", default_text="stop at the end", group="replay")
     ticks_per_bar: int = option(DEFAULT_TICKS_PER_BAR, "replay: ticks derived from each daily bar, at least 4", check=_ticks_per_bar_check, group="replay")
     spread_bps: float = option(DEFAULT_SPREAD_BPS, "replay: synthetic bid/ask spread in basis points", check=at_least(0), group="replay")
     hwm: int = option(DEFAULT_HWM, "SNDHWM of the PUB socket, in messages per subscriber", check=at_least(1), group="publisher")
