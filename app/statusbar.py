@@ -83,6 +83,10 @@ class StatusBar:
         self.workers = LiveLabel(28, parent=bar)
         self.ui = LiveLabel(52, parent=bar)
         self.kill = LiveLabel(16, bold=True, parent=bar)
+        #: "REPLAY 10x — 2026-12-03 14:32:05 (35%)" while the market data is a replay (app/panels/replay.py)
+        self.replay = LiveLabel(44, bold=True, parent=bar)
+        self.replay.setObjectName("statusReplay")
+        self.replay.hide()
         # the one label that must always be read whole: it is never squeezed to "KIL…"
         self.kill.setMinimumWidth(self.kill.fontMetrics().horizontalAdvance(KILL_ON) + 8)
         self.alert_label = QtWidgets.QLabel("", bar)
@@ -91,7 +95,7 @@ class StatusBar:
         # bar: it takes what width is left and is cut there (the whole text is its tooltip)
         self.alert_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.alert_label.setMinimumWidth(0)
-        for w in (self.kill, self.streams, self.rate, self.drops, self.workers, self.ui):
+        for w in (self.replay, self.kill, self.streams, self.rate, self.drops, self.workers, self.ui):
             bar.addPermanentWidget(w)
         bar.addWidget(self.alert_label, 1)
         self._alert_until = 0.0
@@ -145,6 +149,12 @@ class StatusBar:
             self.alert_label.setText("")
             self.alert_label.setToolTip("")
 
+    def set_replay(self, text: str, color=None) -> None:
+        """The replay mark (empty: live market, hidden); like KILL SWITCH ON, never squeezed away."""
+        self.replay.set_segments([(text, color)] if text else [])
+        if self.replay.isVisible() != bool(text):
+            self.replay.setVisible(bool(text))
+
     def alert(self, text: str, level: int) -> None:
         """Show ``text`` as the newest warning (red from ERROR up)."""
         self._alert_until = time.monotonic() + ALERT_SECONDS
@@ -167,6 +177,8 @@ class StatusBar:
         """Hide the least needed labels until the rest fit ``width`` with room for a
         message; KILL SWITCH ON and the streams' dots always stay."""
         need = self.kill.minimumWidth() + self.streams.sizeHint().width() + 160  # 160: the message's room
+        if self.replay.text():
+            need += self.replay.sizeHint().width() + 8
         for w in reversed(self.optional):  # most needed first
             need += w.sizeHint().width() + 8
             w.setVisible(need <= width)

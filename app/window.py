@@ -35,6 +35,7 @@ from app.panels.live_label import LiveLabel
 from app.panels.log import LogPanel
 from app.panels.market_watch import MarketWatchPanel
 from app.panels.network import NetworkPanel
+from app.panels.replay import ReplayBar
 from app.panels.signals import SignalsPanel
 from app.panels.ticket import TicketPanel
 from app.panels.workers import StrategyParamsDialog, WorkersPanel, ask_args
@@ -195,6 +196,8 @@ class MainWindow(QtWidgets.QMainWindow):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(0)
         lay.addWidget(self.banner)
+        self.replay_bar = ReplayBar(self)  # the replay's mark and controls, shown only while replaying
+        lay.addWidget(self.replay_bar)
         lay.addWidget(self.chart, 1)
         self.setCentralWidget(central)
 
@@ -525,6 +528,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.docks["network"].isVisible():  # a hidden tab costs nothing
             self.network_panel.refresh()
         self.dock_layout.follow_size()
+        self.replay_bar.refresh()
         if self.width() != self._fitted_width:  # checked here, not in resizeEvent: a drag resizes 60 times a second
             self._fitted_width = self.width()
             self.status_bar.fit(self._fitted_width)
