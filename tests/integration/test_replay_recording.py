@@ -20,7 +20,7 @@ from workers.config import Endpoints
 from workers.recording import open_recording, write_ticks
 
 NS = 10**9
-T0 = 1_796_307_125 * NS  # 2026-12-03 14:32:05 UTC
+T0 = 1_796_308_325 * NS  # 2026-12-03 14:32:05 UTC
 
 
 def _cols(ts: np.ndarray, price: float) -> dict[str, np.ndarray]:
