@@ -38,9 +38,10 @@ Recording.  ``--feed recording --replay-file PATH`` replays a recording (whateve
 :func:`workers.recording.open_recording` opens) in market time at ``--speed`` (1 = as recorded,
 0 = as fast as possible), through the same frames, topics, snapshot and cache: the recorded
 ``ts``, the gateway's own ``seq`` and ``epoch`` (:mod:`workers.marketdata.recording_feed`).
-Each recorded event is one frame (cut to ``--batch-ticks``), so the order across symbols is the
-recorded one.  Commands ``pause``/``resume`` (the runtime's), ``set_speed`` and ``seek`` move it;
-the heartbeat's ``replay_*`` gauges say where it is (docs/marketdata.md, "Replay of recordings").
+The ticks of a symbol taken at one wake-up go out as one frame (cut to ``--batch-ticks``); with
+``--batch-ticks 1`` every tick is a frame in exactly the recorded order across symbols.
+Commands ``pause``/``resume`` (the runtime's), ``set_speed`` and ``seek`` move it; the
+heartbeat's ``replay_*`` gauges say where it is (docs/marketdata.md, "Replay of recordings").
 """
 
 from __future__ import annotations
@@ -499,28 +500,51 @@ class MarketDataGateway(Worker):
         return max(clock.wall_at(nts) - SLACK, now + MIN_SLEEP)
 
     def _publish_events(self, items: list) -> int:
-        """Publish recorded events in their order: each ticks slice one frame (the gateway's
-        own seq, the recorded ts), each depth one depth message.  Returns the tick rows taken."""
-        seqs = self._rec_seq
-        taken = sent = dropped = 0
+        """Publish recorded events taken at one wake-up: the ticks of a symbol as one frame
+        per ``--batch-ticks`` rows, symbols in the order of their first row (the simulated
+        feed's batched form; with ``--batch-ticks 1`` every tick is a frame, in exactly the
+        recorded order across symbols), with the gateway's own seq and the recorded ts.  A
+        recorded depth goes right after the ticks of its symbol that came before it.
+        Returns the tick rows taken."""
+        seqs, cap = self._rec_seq, self._batch
+        groups: dict[str, list] = {}
+        taken = sent = 0
+
+        def flush(sym: str) -> None:
+            nonlocal sent
+            rows = groups.pop(sym)
+            for i in range(0, len(rows), cap):
+                part = rows[i:i + cap] if len(rows) > cap else rows
+                if self._send_rows(sym, part):
+                    sent += len(part)
+                # else: a gap in seq for subscribers, as any dropped frame
+
         for kind, sym, payload in items:
             if kind == "ticks":
                 s = seqs[sym]
-                rows = [[q, *r[1:]] for q, r in zip(range(s + 1, s + 1 + len(payload)), payload)]
-                seqs[sym] = s + len(rows)
-                taken += len(rows)
-                if self._send_rows(sym, rows):
-                    sent += len(rows)
+                n = len(payload)
+                rows = [[q, *r[1:]] for q, r in zip(range(s + 1, s + 1 + n), payload)]
+                seqs[sym] = s + n
+                taken += n
+                if cap == 1:
+                    groups[sym] = rows
+                    flush(sym)
+                elif sym in groups:
+                    groups[sym].extend(rows)
                 else:
-                    dropped += len(rows)  # a gap in seq for subscribers, as any dropped frame
+                    groups[sym] = rows
             elif kind == "depth" and sym in self._depth_seq:
+                if sym in groups:
+                    flush(sym)
                 self._publish_depth(P.Depth(sym, self._depth_seq[sym] + 1, payload.ts, payload.bids, payload.asks, epoch=self.epoch))
+        for sym in list(groups):
+            flush(sym)
         self._emitted += taken
         self._published += sent
         if sent:
             self.stats.inc("ticks", sent)
-        if dropped:
-            self.stats.inc("dropped", dropped)
+        if taken > sent:
+            self.stats.inc("dropped", taken - sent)
         return taken
 
     def _finish_replay(self) -> None:
