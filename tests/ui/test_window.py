@@ -361,10 +361,12 @@ def test_kill_switch_is_the_accounts_survives_a_gateway_restart_and_lets_flatten
     qtbot.waitUntil(lambda: ctl.account_kill is not None, timeout=TIMEOUT)
     assert ctl.account_kill is True and ctl.kill_engaged
 
-    # any client's order that opens a position is refused at the exchange, a strategy's too
+    # any client's order that grows a position is refused at the exchange, a strategy's too.
+    # MSFT: its position is the +100 above and nothing else trades it, so a buy grows it (a
+    # strategy's symbol may be short at this moment, when a buy only reduces and is allowed)
     client = OrderClient(desk.window.session.endpoints.orders)
     try:
-        r = client.ask(P.SendOrder(client_order_id=new_client_order_id("sr-bounce"), symbol="GOOG", side=P.Side.BUY,
+        r = client.ask(P.SendOrder(client_order_id=new_client_order_id("sr-bounce"), symbol="MSFT", side=P.Side.BUY,
                                    qty=10, source="strategy.sr-bounce", ts=P.now_ns()))
     finally:
         client.close()
