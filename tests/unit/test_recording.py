@@ -126,8 +126,8 @@ def test_raw_log_with_a_torn_last_record_rolls_what_is_whole(tmp_path):
     log.write_bytes(whole + whole[: len(whole) - 3])
     frames, torn = read_log(log)
     assert len(frames) == 1 and torn
-    n, bad, torn = roll_log(log, part=0)
-    assert (n, bad, torn) == (5, 0, True) and not log.exists()
+    counts, bad, torn = roll_log(log, part=0)
+    assert (counts["ticks"], bad, torn) == (5, 0, True) and not log.exists()
     assert open_recording(tmp_path / "r").tick_columns("AAA")["seq"].tolist() == [1, 2, 3, 4, 5]
 
 
@@ -157,3 +157,129 @@ def test_events_cost_per_row_is_small():
     rec = Recording(Path("mem"), {"AAA": _cols(300, T0, NS)})
     rows = next(iter(rec.events()))[2]
     assert type(rows[0]) is tuple and type(rows[0][1]) is int and type(rows[0][2]) is float
+
+
+# ----------------------------------------------------------------------------- every table
+
+
+def _order(seq: int, ts: int, status="new", **kw) -> P.OrderUpdate:
+    return P.OrderUpdate(client_order_id="c1", order_id="O1", symbol="AAA", side="buy", qty=100, filled_qty=kw.pop("filled", 0),
+                         avg_price=0.0, status=status, ts=ts, seq=seq, epoch=7, source="strategy.sr", cause_ts=ts - 5,
+                         order_type="limit", limit_price=10.0, **kw)
+
+
+def _mixed_log(folder):
+    """A raw log as the recorder writes it: ticks, depth, order updates, a fill and a signal
+    decision, all in one log (their topics tell them apart)."""
+    t = T0 + 10 * NS
+    frames = [
+        P.encode_ticks("AAA", [(1, t, 10.0, 9.9, 10.1, 5, 6, 1), (2, t + 1 * NS, 10.1, 10.0, 10.2, 5, 6, 2)]),
+        P.pub(P.Depth("AAA", 1, t + 1 * NS, [(10.0, 5), (9.9, 50)], [(10.2, 6), (10.3, 60)])),
+        P.encode_ticks("AAA", [(3, t + 2 * NS, 10.2, 10.1, 10.3, 5, 6, 3), (4, t + 3 * NS, 10.3, 10.2, 10.4, 5, 6, 4)]),
+        P.pub(P.Depth("AAA", 2, t + 2 * NS, [(10.1, 5)], [(10.3, 6)])),
+        P.encode_ticks("BBB", [(1, t + 2 * NS, 20.0, 19.9, 20.1, 1, 1, 1)]),
+        P.pub(P.SignalDecision(signal=P.Signal(id="s1", strategy="sr", symbol="AAA", side="buy", qty=100, price=10.1, ts=t + 2 * NS,
+                                               cause_ts=t + 1 * NS, reason="breakout"),
+                               accepted=True, ts=t + 2 * NS + 1, client_order_id="c1")),
+        P.pub(_order(1, t + 2 * NS + 2)),
+        P.pub(P.Fill(fill_id="F1", client_order_id="c1", order_id="O1", symbol="AAA", side="buy", qty=100, price=10.05,
+                     ts=t + 2 * NS + 3, seq=2, epoch=7, source="strategy.sr")),
+        P.pub(_order(3, t + 2 * NS + 3, status="filled", filled=100, stop_price=None)),
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "raw-0.log"
+    log.write_bytes(b"".join(struct.pack("<I", len(f)) + f for f in frames))
+    return log, frames
+
+
+def test_a_raw_log_of_every_stream_rolls_into_its_tables(tmp_path):
+    log, frames = _mixed_log(tmp_path / "rec")
+    counts, bad, torn = roll_log(log, part=0)
+    assert counts == {"ticks": 5, "depth": 2, "orders": 2, "fills": 1, "signals": 1} and (bad, torn) == (0, False)
+    rec = open_recording(tmp_path / "rec")
+    d = rec.table("depth", "AAA").to_pylist()
+    assert [r["seq"] for r in d] == [1, 2]
+    assert d[0]["bid_px"] == [10.0, 9.9] and d[0]["bid_sz"] == [5, 50] and d[0]["ask_px"] == [10.2, 10.3] and d[0]["ask_sz"] == [6, 60]
+    o = rec.table("orders").to_pylist()
+    assert [(r["seq"], r["status"], r["filled_qty"]) for r in o] == [(1, "new", 0), (3, "filled", 100)]
+    # every wire field of order_update is a column, with its value
+    assert o[0]["limit_price"] == 10.0 and o[0]["stop_price"] is None and o[0]["order_type"] == "limit" and o[0]["epoch"] == 7
+    assert {f.name for f in P.fields_of(P.OrderUpdate)} <= set(rec.table("orders").column_names)
+    f = rec.table("fills").to_pylist()
+    assert [(r["fill_id"], r["symbol"], r["qty"], r["price"], r["seq"]) for r in f] == [("F1", "AAA", 100, 10.05, 2)]
+    s = rec.table("signals").to_pylist()
+    assert [(r["id"], r["symbol"], r["side"], r["accepted"], r["client_order_id"], r["reason"]) for r in s] == [("s1", "AAA", "buy", True, "c1", "breakout")]
+    assert rec.table("fills", "BBB").num_rows == 0 and rec.table("ticks", "BBB").num_rows == 1
+    with pytest.raises(RecordingError, match="no table"):
+        rec.table("nope")
+
+
+def test_events_interleave_depth_with_ticks_in_time_order(tmp_path):
+    log, _ = _mixed_log(tmp_path / "rec")
+    roll_log(log, part=0)
+    rec = open_recording(tmp_path / "rec")
+    seq = []
+    for kind, sym, payload in rec.events(kinds=("ticks", "depth")):
+        if kind == "depth":
+            assert isinstance(payload, P.Depth)
+            seq.append(("depth", sym, payload.seq))
+        else:
+            seq.extend(("tick", sym, r[0]) for r in payload)
+    # a depth after the ticks of its own ts (its best levels are that tick), before later ones
+    assert seq == [("tick", "AAA", 1), ("tick", "AAA", 2), ("depth", "AAA", 1), ("tick", "AAA", 3), ("tick", "BBB", 1),
+                   ("depth", "AAA", 2), ("tick", "AAA", 4)]
+    d1 = next(p for k, _, p in rec.events(kinds=("ticks", "depth")) if k == "depth")
+    assert d1.bids == [(10.0, 5), (9.9, 50)] and d1.asks == [(10.2, 6), (10.3, 60)]
+    # the default is ticks only, as before; depth alone; start_ts applies to both
+    assert all(k == "ticks" for k, _, _ in rec.events())
+    assert [p.seq for _, _, p in rec.events(kinds=("depth",))] == [1, 2]
+    late = list(rec.events(kinds=("ticks", "depth"), start_ts=T0 + 12 * NS))
+    assert [k for k, _, _ in late] == ["ticks", "ticks", "depth", "ticks"]
+    # only() keeps the depth of its symbols only
+    assert [k for k, _, _ in rec.only(["BBB"]).events(kinds=("ticks", "depth"))] == ["ticks"]
+
+
+def test_a_log_rolled_twice_is_not_doubled_and_meta_counts_what_is_there(tmp_path):
+    from workers.recording import read_meta, write_meta
+
+    log, _ = _mixed_log(tmp_path / "rec")
+    data = log.read_bytes()
+    roll_log(log, part=0)
+    log.write_bytes(data)  # a kill after its Parquet files, before its deletion
+    roll_log(log, part=0)
+    rec = open_recording(tmp_path / "rec")
+    assert rec.n_ticks == 5 and rec.table("orders").num_rows == 2
+    meta = write_meta(tmp_path / "rec", started="2026-01-01T00:00:00Z", closed=None)
+    assert meta == read_meta(tmp_path / "rec")
+    assert meta["format"] == 1 and meta["symbols"] == ["AAA", "BBB"] and meta["closed"] is None
+    assert meta["counts"] == {"ticks": 5, "depth": 2, "orders": 2, "fills": 1, "signals": 1}
+
+
+def test_a_recording_without_depth_gives_ticks_and_empty_tables(tmp_path):
+    rec = open_recording(_record(tmp_path, n=10))
+    assert rec.table("depth").num_rows == 0 and "bid_px" in rec.table("depth").column_names
+    assert [k for k, _, _ in rec.events(kinds=("ticks", "depth"))] == ["ticks"] * len(list(rec.events()))
+
+
+def test_data_cli_counts_per_table_and_exports_any_table(tmp_path, capsys):
+    from workers.recording import write_meta
+
+    d = tmp_path / "data"
+    folder = d / "recordings" / "20260101T000000-1"
+    log, _ = _mixed_log(folder)
+    roll_log(log, part=0)
+    write_meta(folder, started="2026-01-01T00:00:00Z", closed="2026-01-01T00:01:00Z")
+    assert cli.main(["--data-dir", str(d), "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    head, row = out[0].split(), out[1].split()
+    assert [row[head.index(t)] for t in ("ticks", "depth", "orders", "fills", "signals")] == ["5", "2", "2", "1", "1"]
+    c = tmp_path / "depth.csv"
+    assert cli.main(["--data-dir", str(d), "export", folder.name, "--table", "depth", "--out", str(c)]) == 0
+    lines = c.read_text().splitlines()
+    assert lines[0].split(",")[:3] == ["symbol", "ts", "seq"] and len(lines) == 3 and "10.0;9.9" in lines[1]
+    o = tmp_path / "orders"
+    assert cli.main(["--data-dir", str(d), "export", folder.name, "--table", "orders", "--format", "parquet", "--out", str(o)]) == 0
+    from workers.recording import read_table
+    assert [r["status"] for r in read_table(o, "orders").to_pylist()] == ["new", "filled"]
+    assert cli.main(["--data-dir", str(d), "export", folder.name, "--table", "fills", "--symbol", "BBB", "--out", str(tmp_path / "f.csv")]) == 0
+    assert len((tmp_path / "f.csv").read_text().splitlines()) == 1

@@ -1,4 +1,4 @@
-"""``main.py data``: list, export and import recordings (docs/backtest.md, "Recordings")."""
+"""``main.py data``: list, export and import recordings (docs/recording.md, docs/backtest.md "Recordings")."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from workers.recording import TICK_COLUMNS, RecordingError, open_recording, write_ticks
+from workers.recording import TABLES, TICK_COLUMNS, RecordingError, open_recording, read_meta, read_table, table_counts, table_folder, write_ticks
 
 
 def recordings_dir(data_dir: str | None) -> Path:
@@ -37,16 +37,20 @@ def _list(a) -> int:
     if not names:
         print(f"no recordings in {root}")
         return 0
-    print(f"{'name':32} {'from (UTC)':19}  {'to (UTC)':19}  {'ticks':>10}  {'MB':>8}  symbols")
+    print(f"{'name':32} {'from (UTC)':19}  {'to (UTC)':19}  " + "  ".join(f"{t:>10}" for t in TABLES) + f"  {'MB':>8}  symbols")
     for p in names:
         try:
             r = open_recording(p)
-        except RecordingError as e:
+            meta = read_meta(p)
+            # meta.json when its recorder closed it; else what the files hold now
+            counts = meta["counts"] if meta and meta.get("closed") else table_counts(p)[0]
+        except (RecordingError, KeyError, TypeError) as e:
             print(f"{p.name:32} unreadable: {e}")
             continue
         f = dt.datetime.fromtimestamp(r.first_ts / 1e9, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         t = dt.datetime.fromtimestamp(r.last_ts / 1e9, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{p.name:32} {f}  {t}  {r.n_ticks:>10}  {_size(p) / 2**20:8.1f}  {','.join(r.symbols)}")
+        n = "  ".join(f"{int(counts.get(k, 0)):>10}" for k in TABLES)
+        print(f"{p.name:32} {f}  {t}  {n}  {_size(p) / 2**20:8.1f}  {','.join(r.symbols)}")
     return 0
 
 
@@ -64,9 +68,13 @@ def _import(a) -> int:
 
 
 def _export(a) -> int:
-    rec = open_recording(_resolve(a.name, a.data_dir))
-    if a.symbol:
-        rec = rec.only([s.strip().upper() for s in a.symbol.split(",")])
+    path = _resolve(a.name, a.data_dir)
+    symbols = [s.strip().upper() for s in a.symbol.split(",")] if a.symbol else None
+    if a.table != "ticks":
+        return _export_table(a, path, symbols)
+    rec = open_recording(path)
+    if symbols:
+        rec = rec.only(symbols)
     out = Path(a.out)
     if a.format == "parquet":
         n = sum(len(write_ticks(out, s, rec.columns[s])) for s in rec.symbols)
@@ -82,6 +90,43 @@ def _export(a) -> int:
     return 0
 
 
+def _export_table(a, path: Path, symbols: list[str] | None) -> int:
+    """Another table than ticks: CSV (a list column of depth as ``p1;p2;...``) or Parquet in
+    the same layout (``<out>/date=.../symbol=.../part-0.parquet``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    folder = table_folder(path, a.table)
+    if folder is None:
+        raise RecordingError(f"{path}: no {a.table} table")
+    table = read_table(folder, a.table)
+    if symbols:
+        table = table.filter(pc.is_in(table.column("symbol"), value_set=pa.array(symbols)))
+    out = Path(a.out)
+    if a.format == "parquet":
+        pq.write_to_dataset(table.append_column("date", _dates(table)), out, partition_cols=["date", "symbol"],
+                            basename_template="part-{i}.parquet", existing_data_behavior="delete_matching")
+        print(f"exported {table.num_rows} {a.table} rows to {out}")
+        return 0
+    cols = table.to_pydict()
+    names = table.column_names
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(names)
+        for row in zip(*(cols[c] for c in names)):
+            w.writerow([";".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v) for v in row])
+    print(f"exported {table.num_rows} {a.table} rows to {out}")
+    return 0
+
+
+def _dates(table):
+    import pyarrow as pa
+
+    days = (table.column("ts").to_numpy() // (86_400 * 10**9)).tolist()
+    return pa.array([(dt.date(1970, 1, 1) + dt.timedelta(days=d)).isoformat() for d in days], pa.string())
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="main.py data", description="Recordings: list, export, import.")
     p.add_argument("--data-dir", default=None, help="the data folder (default: the user's app-data folder)")
@@ -92,6 +137,7 @@ def main(argv: list[str]) -> int:
     e.add_argument("--format", choices=("csv", "parquet"), default="csv")
     e.add_argument("--out", required=True)
     e.add_argument("--symbol", default="", help="only these symbols (comma-separated)")
+    e.add_argument("--table", choices=TABLES, default="ticks", help="which table of the recording (default: ticks)")
     i = sub.add_parser("import", help="a tick or daily OHLCV CSV (or Parquet) as a recording")
     i.add_argument("file")
     i.add_argument("--out", required=True, help="a recording name (in the data folder) or a path")
