@@ -165,9 +165,12 @@ def test_a_fleet_recording_holds_depth_orders_fills_and_signals(tmp_path):
             counts = table_counts(folders[0])[0]
             return all(counts[t] > 0 for t in ("ticks", "depth", "orders", "fills", "signals"))
 
-        wait_until(rolled_everything, timeout=scaled(90), interval=0.0,
+        wait_until(rolled_everything, timeout=90, interval=0.0,
                    message="the recorder rolled ticks, depth, orders, fills and signals into Parquet while running")
         rec_w = sup.workers["recorder"]
+        # its heartbeats count every stream (and say nothing was lost)
+        wait_until(lambda: sup.poll(10) or all(rec_w.counter(k) > 0 for k in ("ticks", "depth", "orders", "fills", "signals")),
+                   timeout=30, interval=0.0, message="the recorder's counters in its heartbeat")
         assert rec_w.counter("lost") == 0 and rec_w.counter("exec_lost") == 0 and rec_w.counter("bad_frames") == 0
     finally:
         sup.stop()

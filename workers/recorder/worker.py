@@ -237,7 +237,7 @@ class RecorderWorker(Worker):
         leftovers = sorted(self.root.glob("*/raw-*.log"))
         self.folder = self.root / (time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._started = utc_now()
+        self._started_at = utc_now()
         for log in leftovers:
             self._pending.append(self._pool.submit(self._roll_leftover, log))
         self._part = 0
@@ -392,7 +392,7 @@ class RecorderWorker(Worker):
     # ------------------------------------------------------------------ the roll thread's side
     def _roll_current(self, log: Path, part: int) -> _RollResult:
         counts, bad, torn = roll_log(log, part)
-        write_meta(self.folder, started=self._started, closed=None)
+        write_meta(self.folder, started=self._started_at, closed=None)
         return _RollResult(counts, bad, torn, self._enforce_cap())
 
     def _roll_leftover(self, log: Path) -> _RollResult:
@@ -432,7 +432,7 @@ class RecorderWorker(Worker):
                 if self._log_path.exists() and self._log_path.stat().st_size == 0:
                     self._log_path.unlink()
             try:
-                write_meta(self.folder, started=self._started, closed=utc_now())
+                write_meta(self.folder, started=self._started_at, closed=utc_now())
             except (OSError, RecordingError) as e:
                 self.log.error("could not write %s: %s", self.folder / "meta.json", e)
 
