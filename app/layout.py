@@ -14,7 +14,7 @@ __all__ = ["LAYOUT_VERSION", "CHART_INTERVALS", "WindowLayout"]
 
 #: Qt's saveState version: raise it when the docks change, so an old saved state is ignored
 #: (restoreState refuses it) instead of restoring a layout that no longer fits.
-LAYOUT_VERSION = 4  # 4: the price ladder's dock
+LAYOUT_VERSION = 5  # 4: the price ladder's dock; 5: the backtest dock
 #: Chart intervals a saved setting may restore (what the window's Alt+1..3 offer).
 CHART_INTERVALS = (1, 5, 60)
 

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import logging
 import time
+from pathlib import Path
 
 from workers.protocol import OrderStatus, OrderType, Side
 from app import prompts
@@ -27,6 +28,7 @@ from app.killswitch import KillSwitch
 from app.gcguard import MainThreadGC
 from app.layout import WindowLayout
 from app.orders import Outcome, Ticket, confirmation_text
+from app.panels.backtest import BacktestPanel
 from app.panels.blotters import FillsPanel, HistoryPanel, PositionsPanel, WorkingOrdersPanel
 from app.panels.chart import ChartPanel
 from app.panels.ladder import LadderPanel
@@ -183,6 +185,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.workers_panel = WorkersPanel(self.session.sup.workers)
         self.network_panel = NetworkPanel(self.session.sup.workers, self.session.feeds.sockmon)
         self.log_panel = LogPanel(st.log)
+        # the data folder is where the settings file lives (app/main.py): its newest recording
+        self.backtest = BacktestPanel(data_dir=Path(self.settings.path).parent, control=self.session.control)
         self.tables = {p.name: p for p in (self.market_watch, self.working, self.history, self.fills, self.positions,
                                             self.signals_panel, self.workers_panel)}
 
@@ -229,12 +233,21 @@ class MainWindow(QtWidgets.QMainWindow):
             "log": self._dock("Log", self.log_panel, "log"),
             "network": self._dock("Network", self.network_panel, "network"),
             "ladder": self._dock("Price ladder", self.ladder, "ladder"),
+            "backtest": self._dock("Backtest", self.backtest, "backtest"),
         }
+        # shown from the View menu: raised too, as it opens as a tab behind the others
+        self.docks["backtest"].toggleViewAction().triggered.connect(
+            lambda on: on and self.docks["backtest"].raise_())
         self.dock_layout = WindowLayout(self, self.docks)
         self.default_layout()
 
     def default_layout(self) -> None:
         self.dock_layout.reset()
+        # a research tool, not a trading one: a hidden tab of the bottom-right group until
+        # View > Backtest, so the default layout stays the trading one
+        self.tabifyDockWidget(self.docks["network"], self.docks["backtest"])
+        self.docks["backtest"].hide()
+        self.docks["workers"].raise_()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)

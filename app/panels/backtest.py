@@ -24,8 +24,9 @@ def newest_recording(data_dir: str | Path) -> str:
 
 
 class BacktestPanel(QtWidgets.QWidget):
-    def __init__(self, data_dir: str | Path = "data", parent=None) -> None:
+    def __init__(self, data_dir: str | Path = "data", control=None, parent=None) -> None:
         super().__init__(parent)
+        self.control = control
         self.result = None
         self.error: str | None = None
         self._progress = 0.0

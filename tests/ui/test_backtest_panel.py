@@ -28,3 +28,15 @@ def test_run_shows_net_pnl_and_cancel(qtbot, monkeypatch):
     p.run_btn.click()
     p.cancel_btn.click()
     qtbot.waitUntil(lambda: p.status.text().startswith("Cancelled"), timeout=10000)
+
+
+def test_the_window_has_a_hidden_backtest_dock_shown_from_the_view_menu(make_window, qtbot):
+    w = make_window()
+    dock = w.docks["backtest"]
+    assert not dock.isVisible()  # the default layout stays the trading one
+    view = next(a.menu() for a in w.menuBar().actions() if a.text() == "&View")
+    act = next(a for a in view.actions() if a.text() == "Backtest")
+    act.trigger()
+    qtbot.waitUntil(lambda: dock.isVisible() and not dock.visibleRegion().isEmpty())
+    assert w.dockWidgetArea(dock) == w.dockWidgetArea(w.docks["network"])
+    assert dock in w.tabifiedDockWidgets(w.docks["network"])
