@@ -158,6 +158,13 @@ class Recording:
                     k += 1
         yield from depth[k:]
 
+    def depth_by_symbol(self) -> dict[str, list[P.Depth]]:
+        """Each symbol's recorded book snapshots in time order (empty: the recording has none)."""
+        out: dict[str, list[P.Depth]] = {}
+        for _, sym, d in self._depth_events(None):
+            out.setdefault(sym, []).append(d)
+        return out
+
     def _depth_events(self, start_ts: int | None) -> list[Event]:
         t = self.table("depth")
         if not t.num_rows:

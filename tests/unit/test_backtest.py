@@ -189,3 +189,27 @@ def test_with_depth_a_market_order_walks_the_levels_behind_the_touch_at_once():
         # 30 at the touch, 40 one cent behind, 30 two cents behind
         px = sorted({f.price for f in fs}, reverse=fs[0].side is P.Side.SELL)
         assert len(px) == 3 and [sum(f.qty for f in fs if f.price == p) for p in px] == [30, 40, 30]
+
+
+def test_a_recordings_own_depth_table_is_what_the_venue_fills_against(tmp_path):
+    from workers.recording import message_row, write_table
+
+    cols = walk(1500, 6, size=30)
+    root = tmp_path / "rec"
+    write_ticks(root / "parquet" / "ticks", "AAPL", cols)
+    rows = [message_row(P.Depth("AAPL", k + 1, ts, [(b, 30), (round(b - 0.01, 2), 500)], [(a, 30), (round(a + 0.01, 2), 500)]))[2]
+            for k, (ts, b, a) in enumerate(zip(cols["ts"].tolist(), cols["bid"].tolist(), cols["ask"].tolist()))]
+    write_table(root / "parquet" / "depth", "depth", "AAPL", rows)
+    cfg = BacktestConfig(params=PARAMS, limits=_loose())
+    walked = run_backtest(root, cfg)
+    touch_only = run_backtest(root, cfg, depth={})
+    assert walked.fills and touch_only.fills
+    # with the recorded book every order of 100 fills at once, 30 at the touch and 70 behind it
+    per_order: dict[str, list] = {}
+    for lf in walked.fills:
+        per_order.setdefault(lf.fill.client_order_id, []).append(lf.fill)
+    assert all(sum(f.qty for f in fs) == 100 and len({f.ts for f in fs}) == 1 and len({f.price for f in fs}) == 2
+               for fs in per_order.values())
+    # without it (depth={}) the rest waits for later ticks' touches
+    assert any(len({lf.fill.ts for lf in touch_only.fills if lf.fill.client_order_id == c}) > 1
+               for c in {lf.fill.client_order_id for lf in touch_only.fills})

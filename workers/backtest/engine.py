@@ -136,13 +136,16 @@ def run_backtest(
 ) -> BacktestResult:
     """Run ``config``'s strategy over ``data`` (see the module docstring).
 
-    ``depth``: each symbol's book snapshots in time order, when the data has them; the venue
-    gets the newest one at or before the tick an order meets (every one while orders work), so
-    a market order larger than the touch walks the levels behind it as in the gateway."""
+    ``depth``: each symbol's book snapshots in time order; None (the default) takes the
+    recording's own depth table, if it has one, as the live venue got them from the replay.
+    The venue gets the newest one at or before the tick an order meets (every one while orders
+    work), so a market order larger than the touch walks the levels behind it as in the gateway."""
     t0 = time.perf_counter()
     rec = data if isinstance(data, Recording) else open_recording(data)
     if config.symbols:
         rec = rec.only(config.symbols)
+    if depth is None:
+        depth = rec.depth_by_symbol()
     params = config.strategy_params()
     strat = SRStrategy(config.strategy, params, session="bt", market_clock=True)
     risk = RiskChecker(config.limits)

@@ -433,6 +433,8 @@ class MarketDataGateway(Worker):
         self._start_at = self.clock.monotonic() + max(0.0, a.start_delay)
         self._mclock = MarketClock(speed, self._start_at, rec.first_ts)
         self._frozen = rec.first_ts  # market time while paused
+        if a.start_paused:
+            self._paused = True
         self._rec_seq = dict.fromkeys(rec.symbols, 0)
         self._depth_seq = dict.fromkeys(rec.symbols, 0)
         self._loops_seen = 0
@@ -784,6 +786,9 @@ class MarketDataConfig:
               "a tick CSV or a daily OHLCV CSV (workers/recording.py open_recording)", group="replay", metavar="PATH",
     )
     loop: bool = option(False, "replay, recording: start again from the beginning at the end", default_text="stop at the end", group="replay")
+    start_paused: bool = option(
+        False, "recording: open the replay paused at its first tick, to be started with Resume in the window (or the resume "
+               "command) once every subscriber is ready", default_text="play at once", group="replay")
     ticks_per_bar: int = option(DEFAULT_TICKS_PER_BAR, "replay: ticks derived from each daily bar, at least 4", check=_ticks_per_bar_check, group="replay")
     spread_bps: float = option(DEFAULT_SPREAD_BPS, "replay: synthetic bid/ask spread in basis points", check=at_least(0), group="replay")
     hwm: int = option(DEFAULT_HWM, "SNDHWM of the PUB socket, in messages per subscriber", check=at_least(1), group="publisher")
