@@ -82,12 +82,16 @@ def backtest_main(argv: list[str]) -> int:
         return 130
     bar.done()
     print(R.stats_table(res))
-    if a.signals_out:
-        print(f"signals: {R.write_signals(res, a.signals_out)}")
-    if a.report:
-        print(f"report: {R.write_html(res, a.report)}")
-    if a.csv:
-        print("csv: " + ", ".join(str(x) for x in R.write_csv(res, a.csv)))
+    try:
+        if a.signals_out:
+            print(f"signals: {R.write_signals(res, a.signals_out)}")
+        if a.report:
+            print(f"report: {R.write_html(res, a.report)}")
+        if a.csv:
+            print("csv: " + ", ".join(str(x) for x in R.write_csv(res, a.csv)))
+    except OSError as e:  # a full disk, a folder that cannot be made: said, not a traceback
+        print(f"main.py backtest: error: cannot write the results: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -94,6 +94,7 @@ Data from {_ts(int(r.equity_ts[0])) if len(r.equity_ts) else "-"} to {_ts(int(r.
 <h2>Trades ({len(r.trades)})</h2><table id="trades"><tr><th>Symbol</th><th>Side</th><th>Qty</th><th>Entry</th><th>Price</th><th>Exit</th><th>Price</th><th>P&amp;L</th></tr>{trades}</table>{more}
 </body></html>"""
     p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(body, encoding="utf-8")
     return p
 
@@ -130,6 +131,7 @@ def write_signals(result: BacktestResult, path: str | Path) -> Path:
     import json
 
     p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
     dec = {sid: (ok, why) for sid, ok, why in result.decisions}
     with open(p, "w") as f:
         for s in result.signals:
