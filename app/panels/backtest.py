@@ -61,7 +61,8 @@ DEFAULT_GRID = "window=100,200\ncooldown=5,10"
 
 def newest_recording(data_dir: str | Path) -> str:
     rec = Path(data_dir) / "recordings"
-    dirs = sorted((p for p in rec.iterdir() if p.is_dir()), key=lambda p: p.name) if rec.is_dir() else []
+    # the running session's own recording has no Parquet until its first roll: skip it then
+    dirs = sorted((p for p in rec.iterdir() if (p / "parquet" / "ticks").is_dir()), key=lambda p: p.name) if rec.is_dir() else []
     return str(dirs[-1]) if dirs else ""
 
 
@@ -191,14 +192,17 @@ class SendParamsDialog(QtWidgets.QDialog):
     """Pick the live strategy that gets ``params``; showing exactly what is sent is the
     confirmation (OK sends, Cancel does not)."""
 
-    def __init__(self, params: dict[str, Any], strategies: list[str], parent=None) -> None:
+    def __init__(self, params: dict[str, Any], strategies: list[str], parent=None,
+                 others: dict[str, Any] | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("sendParamsDialog")
         self.setWindowTitle("Send parameters to a live strategy")
         lay = QtWidgets.QVBoxLayout(self)
         text = ", ".join(f"{k}={v}" for k, v in params.items())
-        msg = QtWidgets.QLabel(f"Set <b>{text}</b> on the running strategy below?<br>"
-                               "It trades with them from its next tick.")
+        rest = ", ".join(f"{k}={v}" for k, v in (others or {}).items())
+        msg = QtWidgets.QLabel(f"Set <b>{text}</b> on the running strategy below?"
+                               + (f"<br>With the other parameters the sweep ran with: {rest}." if rest else "")
+                               + "<br>It trades with them from its next tick.")
         msg.setWordWrap(True)
         lay.addWidget(msg)
         self.strategy = QtWidgets.QComboBox(self)
@@ -236,8 +240,10 @@ class BacktestPanel(QtWidgets.QWidget):
 
         self.setObjectName("backtestPanel")
         self.control = control
+        self._data_dir = Path(data_dir)
         self.result = None
         self.rows: list = []
+        self.sweep_base: dict[str, Any] = {}
         self.error: str | None = None
         self._job: _Job | None = None
         self._sweep: _Job | None = None
@@ -360,7 +366,7 @@ class BacktestPanel(QtWidgets.QWidget):
         self.sweep_btn.clicked.connect(self.run_sweep)
         self.sweep_cancel_btn.clicked.connect(self.cancel_sweep)
         self.sweep_bar = QtWidgets.QProgressBar()
-        self.sweep_bar.setFormat("%v / %m sets")
+        self.sweep_bar.setFormat("")  # "%v / %m sets" once a sweep runs
         self.sweep_bar.setRange(0, 1)
         self.sweep_bar.setValue(0)
         self.sweep_status = QtWidgets.QLabel("")
@@ -454,8 +460,16 @@ class BacktestPanel(QtWidgets.QWidget):
         self.heat.set_theme(dark)
         self._paint_heat()
 
+    def showEvent(self, event) -> None:
+        # a fresh start records its first recording only after the window is built: the
+        # panel offers it once it exists, and never overwrites a path the trader chose
+        if not self.path.text().strip():
+            self.path.setText(newest_recording(self._data_dir))
+        super().showEvent(event)
+
     def _browse(self) -> None:
-        p = QtWidgets.QFileDialog.getExistingDirectory(self, "Recording folder", self.path.text())
+        start = self.path.text() or str(self._data_dir / "recordings")
+        p = QtWidgets.QFileDialog.getExistingDirectory(self, "Recording folder", start)
         if p:
             self.path.setText(p)
 
@@ -602,12 +616,13 @@ class BacktestPanel(QtWidgets.QWidget):
                 ex.shutdown(wait=True) if not addr else ex.shutdown(wait=False)
                 if client is not None:
                     client.close()
-            return list(space), rows
+            return list(space), rows, dict(base.params)
 
         self._sweep = _Job("sweep", work)
         self._sweep.progress = (0, len(sets))
         self.sweep_btn.setEnabled(False)
         self.sweep_cancel_btn.setEnabled(True)
+        self.sweep_bar.setFormat("%v / %m sets")
         self.sweep_bar.setMaximum(len(sets))
         self.sweep_bar.setValue(0)
         self.sweep_status.setText(f"running {len(sets)} sets on {'Dask at ' + addr if addr else 'local processes'}…")
@@ -626,16 +641,17 @@ class BacktestPanel(QtWidgets.QWidget):
         if job.error:
             self.sweep_status.setText("Cancelled" if "Cancelled" in job.error else job.error)
             return
-        names, rows = job.result
-        self.show_sweep(names, rows)
+        names, rows, base = job.result
+        self.show_sweep(names, rows, base)
         bad = sum(1 for r in rows if r.error)
         self.sweep_status.setText(f"done: {len(rows)} sets" + (f", {bad} failed (see Error)" if bad else ""))
 
-    def show_sweep(self, names: list[str], rows: list) -> None:
+    def show_sweep(self, names: list[str], rows: list, base: dict[str, Any] | None = None) -> None:
         """Paint a sweep's rows: the table (new columns: the parameters may differ), the heat
-        map's choices and the best set."""
+        map's choices and the best set.  ``base``: the other parameters the sweep ran with."""
         self.rows = rows
         self.sweep_names = names
+        self.sweep_base = dict(base or {})
         old = self.sweep_table
         self.sweep_model = RecordTableModel(sweep_columns(names), key=id)
         self.sweep_table = TablePanel("backtest_sweep", self.sweep_model)
@@ -672,6 +688,15 @@ class BacktestPanel(QtWidgets.QWidget):
         i = best_index([r.stats.get(m, math.nan) if not r.error else math.nan for r in self.rows], m)
         return None if i is None else self.rows[i]
 
+    def best_params(self) -> dict[str, Any]:
+        """Every parameter of the best set's backtest: the swept ones and the rest as the sweep
+        ran them, typed.  All of them are sent, so the live strategy trades what was tested,
+        not the tested values mixed with whatever it ran before."""
+        best = self.best_row()
+        if best is None:
+            return {}
+        return StrategyParams.from_mapping({**self.sweep_base, **best.params}).as_dict()
+
     def _update_send(self) -> None:
         best = self.best_row() if self.rows else None
         if best is not None:
@@ -696,13 +721,14 @@ class BacktestPanel(QtWidgets.QWidget):
         if not names:
             self.send_status.setText("no strategy is running: start one in the Workers panel")
             return
-        dlg = SendParamsDialog(dict(best.params), names, self)
+        full = self.best_params()
+        dlg = SendParamsDialog(dict(best.params), names, self, others={k: v for k, v in full.items() if k not in best.params})
         self._send_dialog = dlg
 
         def done(code: int) -> None:
             self._send_dialog = None
             if code == QtWidgets.QDialog.DialogCode.Accepted:
-                self.send_params(dlg.strategy.currentText(), dict(best.params))
+                self.send_params(dlg.strategy.currentText(), full, ", ".join(f"{k}={v}" for k, v in best.params.items()))
             else:
                 self.send_status.setText("not sent (cancelled)")
             dlg.deleteLater()
@@ -710,9 +736,10 @@ class BacktestPanel(QtWidgets.QWidget):
         dlg.finished.connect(done)
         dlg.open()
 
-    def send_params(self, name: str, params: dict[str, Any]) -> None:
-        """``set_params`` to the live strategy ``name``, as the Workers panel's params dialog sends it."""
-        text = ", ".join(f"{k}={v}" for k, v in params.items())
+    def send_params(self, name: str, params: dict[str, Any], text: str | None = None) -> None:
+        """``set_params`` to the live strategy ``name``, as the Workers panel's params dialog
+        sends it; ``text`` is what the status line calls them (default: all of them)."""
+        text = text or ", ".join(f"{k}={v}" for k, v in params.items())
         self.send_status.setText(f"sending {text} to {name}…")
         task = self.control.spawn(self.control.strategy_command(name, "set_params", params))
 

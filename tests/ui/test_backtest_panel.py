@@ -161,7 +161,8 @@ def test_send_best_sets_the_parameters_of_a_live_strategy(qtbot, desk, data):
     base = BacktestConfig(params=PARAMS)
     sets = sweep.grid({"window": [20, 40], "qty": [37, 41]})
     rows = [sweep.run_one(str(rec), base, s) for s in sets]
-    p.show_sweep(["window", "qty"], rows)
+    # the base as the panel's fields give it: text
+    p.show_sweep(["window", "qty"], rows, {**{k: str(v) for k, v in PARAMS.items()}, "mode": "bounce", "allow_short": False})
     p.heat_metric.setCurrentText("net_pnl")
     best = p.best_row()
     assert best is max(rows, key=lambda r: r.stats["net_pnl"])
@@ -169,14 +170,16 @@ def test_send_best_sets_the_parameters_of_a_live_strategy(qtbot, desk, data):
     qtbot.mouseClick(p.send_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: any(d.isVisible() for d in p.findChildren(SendParamsDialog)), timeout=TIMEOUT)
     dlg = next(d for d in p.findChildren(SendParamsDialog) if d.isVisible())
+    assert "cooldown=0.5" in dlg.findChild(QtWidgets.QLabel).text()  # the unswept ones are named too
     dlg.strategy.setCurrentText("sr-bounce")
     qtbot.mouseClick(dlg.buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
 
     def live():
         return desk.sup.workers["sr-bounce"].stats.get("gauges", {}).get("params", {})
 
-    qtbot.waitUntil(lambda: live().get("window") == best.params["window"] and live().get("qty") == best.params["qty"],
-                    timeout=TIMEOUT)
+    # every parameter the best set was tested with, not the swept ones alone
+    tested = {**PARAMS, "mode": "bounce", "allow_short": False, **best.params}
+    qtbot.waitUntil(lambda: all(live().get(k) == v for k, v in tested.items()), timeout=TIMEOUT)
     qtbot.waitUntil(lambda: p.send_status.text() == f"sr-bounce now trades with window={best.params['window']}, "
                                                     f"qty={best.params['qty']}", timeout=TIMEOUT)
     # the other strategy is untouched
