@@ -19,6 +19,11 @@ decided in time order across symbols from a heap.  A symbol's ticks reach the ve
 it has working orders (a market order larger than the touch keeps working and fills on later
 ticks); otherwise the venue gets the signal's tick just before the order, which is all a
 market order reads.  The decisions are the ones a tick-by-tick loop in time order makes.
+
+The strategy scans each symbol's columns as one :class:`workers.strategy.levels.PriceColumn`
+(the rolling low/high computed with numpy, Python only on the ticks that touch a zone), and
+rows are made only for the ticks the venue or the risk checker reads (:class:`_Rows`).
+tests/unit/test_backtest_fast.py holds it to the tick-by-tick signals.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from workers.exchange.simulated import SimulatedExchange
 from workers.executor.risk import RiskChecker, RiskLimits
 from workers.positions import PositionBook
 from workers.recording import Recording, open_recording
-from workers.strategy.levels import SRStrategy, StrategyParams
+from workers.strategy.levels import PriceColumn, SRStrategy, StrategyParams
 
 STRATEGIES = ("sr",)
 #: points of the equity curve (plus one at every fill)
@@ -126,6 +131,24 @@ def _tick(sym: str, r) -> P.Tick:
     return P.Tick(sym, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7])
 
 
+class _Rows:
+    """A symbol's recorded columns as ticks-frame rows, each made when it is read: the venue
+    and the risk checker read a few rows per signal, so making every row up front would cost
+    more than the strategy's whole scan.  ``item`` gives the Python values ``tolist`` does."""
+
+    __slots__ = ("_items", "_n")
+
+    def __init__(self, cols: Mapping[str, np.ndarray]):
+        self._items = [cols[c].item for c in P.TICK_ROW_FIELDS]
+        self._n = len(cols["ts"])
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> tuple:
+        return tuple([item(i) for item in self._items])
+
+
 def run_backtest(
     data: str | Path | Recording,
     config: BacktestConfig = BacktestConfig(),
@@ -153,7 +176,12 @@ def run_backtest(
     book = PositionBook()
     costs = config.costs
     syms = rec.symbols
-    rows_of = {s: list(zip(*(rec.columns[s][c].tolist() for c in P.TICK_ROW_FIELDS))) for s in syms}
+    rows_of = {s: _Rows(rec.columns[s]) for s in syms}
+    # the strategy's input per symbol: a PriceColumn, or (prices it cannot take) every row
+    scan_in: dict[str, Any] = {}
+    for s in syms:
+        col = strat.column(rec.columns[s]["last"], rec.columns[s]["ts"])
+        scan_in[s] = col if col is not None else list(zip(*(rec.columns[s][c].tolist() for c in P.TICK_ROW_FIELDS)))
     total = max(1, rec.n_ticks)
     books = {s: list(depth.get(s, ())) for s in syms} if depth else {}
     book_ts = {s: [d.ts for d in b] for s, b in books.items()}
@@ -194,14 +222,16 @@ def run_backtest(
         snaps = books.get(sym)
         i = fed[sym] + 1
         while i <= j and venue.working(sym):
-            book_fills(venue.on_tick(_tick(sym, rows[i])))
+            r = rows[i]
+            book_fills(venue.on_tick(_tick(sym, r)))
             if snaps:
-                depth_to(sym, snaps, rows[i][1], every=True)
+                depth_to(sym, snaps, r[1], every=True)
             i += 1
         if i <= j:
-            book_fills(venue.on_tick(_tick(sym, rows[j])))
+            r = rows[j]
+            book_fills(venue.on_tick(_tick(sym, r)))
             if snaps:
-                depth_to(sym, snaps, rows[j][1], every=False)
+                depth_to(sym, snaps, r[1], every=False)
         fed[sym] = max(fed[sym], j)
 
     def depth_to(sym: str, snaps: list[P.Depth], ts: int, every: bool) -> None:
@@ -216,16 +246,20 @@ def run_backtest(
         dfed[sym] = max(k, stop)
 
     def scan(sym: str) -> tuple[int, int, str, int, P.Signal] | None:
-        rows = rows_of[sym]
+        src = scan_in[sym]
+        fast = src.__class__ is PriceColumn
         start = scanned[sym]
         # scan in slices, so that progress and cancel are heard on long symbols
-        while start < len(rows):
-            stop = min(len(rows), start + 200_000)
-            hit = strat.next_signal(sym, rows, start, stop=stop)
+        while start < len(src):
+            stop = min(len(src), start + 200_000)
+            if fast:
+                hit = strat.next_signal_in(sym, src, start, stop=stop)
+            else:
+                hit = strat.next_signal(sym, src, start, stop=stop)
             if hit is not None:
                 i, sig = hit
                 scanned[sym] = i + 1
-                return (rows[i][1], syms.index(sym), sym, i, sig)
+                return (sig.cause_ts, syms.index(sym), sym, i, sig)
             scanned[sym] = start = stop
             report()
         return None

@@ -13,6 +13,10 @@ Signals:
   through it), then turns up by ``turn_bps`` from the lowest price of that touch -> buy;
   the mirror image at resistance -> sell.
 
+A backtest, which has a symbol's whole history at once, scans it as a :class:`PriceColumn`: the
+rolling low/high of every tick computed up front with numpy, and only the ticks where a zone is
+touched (or a touch is open) judged in Python -- the same decisions as the deques, tick for tick.
+
 Every signal passes a per-symbol cooldown measured on tick timestamps (so replays and tests
 are deterministic) and a position check on the strategy's own virtual position, which it
 books when it emits a signal and reverts when the executor rejects it.  A signal is never
@@ -22,9 +26,11 @@ left, and it is suppressed when no room is left.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -253,6 +259,95 @@ class RollingRange:
         self._hi.clear()
         self._first = self._n
 
+    def load(self, prices, k: int) -> None:
+        """The state of a fresh range after pushing ``prices[:k]`` (a numpy column), without
+        pushing them one by one: a deque holds the prices of the window that stay below
+        (``_lo``; above for ``_hi``) every later one, ties kept newest as :meth:`push` does."""
+        import numpy as np
+
+        first = max(0, k - self.window)
+        seg = prices[first:k]
+        self._n, self._first = k, first
+        for dq, ufunc, beats in ((self._lo, np.minimum, np.less), (self._hi, np.maximum, np.greater)):
+            dq.clear()
+            if not len(seg):
+                continue
+            later = ufunc.accumulate(seg[::-1])[::-1]  # extreme of seg[j:]
+            keep = np.ones(len(seg), dtype=bool)
+            keep[:-1] = beats(seg[:-1], later[1:])
+            idx = np.flatnonzero(keep)
+            dq.extend(zip((idx + first).tolist(), seg[idx].tolist()))
+
+
+def _trailing(x, w: int, ufunc, pad: float):
+    """``ufunc`` (numpy.minimum or maximum) of ``x[max(0, j - w + 1):j + 1]`` for every ``j``, in
+    O(len(x)) whatever ``w`` (van Herk / Gil-Werman: a window of ``w`` spans at most two blocks
+    of ``w``, so it is the suffix of one block joined with the prefix of the next).  ``pad`` in
+    front makes the first, shorter windows come out of the same formula."""
+    import numpy as np
+
+    n = len(x)
+    w = max(1, min(w, n))
+    blocks = -(-(n + w - 1) // w)
+    buf = np.full(blocks * w, pad, dtype=np.float64)
+    buf[w - 1:w - 1 + n] = x
+    b = buf.reshape(blocks, w)
+    pre = ufunc.accumulate(b, axis=1).ravel()
+    suf = ufunc.accumulate(b[:, ::-1], axis=1)[:, ::-1].ravel()
+    return ufunc(suf[:n], pre[w - 1:w - 1 + n])
+
+
+class PriceColumn:
+    """A symbol's whole price history, prepared for :meth:`SupportResistance.scan_column`.
+
+    ``sup[i]``/``res[i]`` are the low/high of the ``window`` prices before tick ``i`` -- what the
+    deques hold when tick ``i`` is judged -- and ``candidates`` the ticks from which the window
+    holds enough prices (``need``) and that :meth:`SupportResistance.scan` would judge even
+    with no touch open, i.e. that are not strictly inside both zones.  Min and max are exact,
+    and the zone bounds are the same float products as in ``scan``, so the candidates are the
+    same ticks.  Only for float64 prices that are finite and positive (:meth:`usable`): a NaN
+    or a signed zero would compare differently in numpy and in the deques."""
+
+    __slots__ = ("window", "need", "zone", "last", "price", "ts", "sup", "res", "candidates")
+
+    def __init__(self, last, ts, p: StrategyParams):
+        import numpy as np
+
+        if not self.usable(last) or len(ts) != len(last):
+            raise ValueError("a PriceColumn needs float64 prices, finite and positive, one per time")
+        n = len(last)
+        self.window = p.window
+        self.need = min(p.min_fill, p.window)
+        self.zone = p.bounce_bps * _BPS
+        self.last = last
+        sup = np.empty(n)
+        res = np.empty(n)
+        if n:
+            sup[0], res[0] = math.inf, -math.inf  # never read: no tick is judged on an empty window
+            sup[1:] = _trailing(last[:-1], p.window, np.minimum, math.inf)
+            res[1:] = _trailing(last[:-1], p.window, np.maximum, -math.inf)
+        k = self.need
+        above_sup, below_res = 1.0 + self.zone, 1.0 - self.zone
+        inside = (sup[k:] * above_sup < last[k:]) & (last[k:] < res[k:] * below_res)
+        self.candidates: list[int] = (np.flatnonzero(~inside) + k).tolist()
+        self.price: list[float] = last.tolist()
+        self.ts: list[int] = ts.tolist()
+        self.sup: list[float] = sup.tolist()
+        self.res: list[float] = res.tolist()
+
+    @staticmethod
+    def usable(last) -> bool:
+        import numpy as np
+
+        return (isinstance(last, np.ndarray) and last.dtype == np.float64 and last.ndim == 1
+                and bool(np.all(np.isfinite(last) & (last > 0))))
+
+    def __len__(self) -> int:
+        return len(self.price)
+
+    def fits(self, p: StrategyParams) -> bool:
+        return p.window == self.window and min(p.min_fill, p.window) == self.need and p.bounce_bps * _BPS == self.zone
+
 
 # ----------------------------------------------------------------------------- per symbol
 
@@ -275,12 +370,12 @@ def fmt_price(x: float) -> str:
 class SupportResistance:
     """Levels, bounce state, cooldown and virtual position of one symbol."""
 
-    __slots__ = ("symbol", "range", "position", "_last_signal_ts", "_sup_touch", "_res_touch", "_sup_touch_n",
-                 "_res_touch_n", "_ticks")
+    __slots__ = ("symbol", "_range", "position", "_last_signal_ts", "_sup_touch", "_res_touch", "_sup_touch_n",
+                 "_res_touch_n", "_ticks", "_col", "_stale")
 
     def __init__(self, symbol: str, window: int):
         self.symbol = symbol
-        self.range = RollingRange(window)
+        self._range = RollingRange(window)
         self.position = 0
         self._last_signal_ts: int | None = None
         # bounce state: extreme price of the current touch of a zone (None = not touching)
@@ -289,6 +384,27 @@ class SupportResistance:
         self._sup_touch_n = 0
         self._res_touch_n = 0
         self._ticks = 0
+        # [column, k]: the book has seen that PriceColumn's first k prices through scan_column
+        # (None: fed tick by tick); _stale: the deques do not hold them yet (rebuilt when read,
+        # as a backtest scans on without ever reading them)
+        self._col: list | None = None
+        self._stale = False
+
+    @property
+    def range(self) -> RollingRange:
+        if self._stale:
+            self._sync()
+        return self._range
+
+    def _unbind(self) -> None:
+        if self._stale:
+            self._sync()
+        self._col = None
+
+    def _sync(self) -> None:
+        col, k = self._col
+        self._range.load(col.last, k)
+        self._stale = False
 
     @property
     def support(self) -> float | None:
@@ -300,13 +416,17 @@ class SupportResistance:
 
     def reset_window(self) -> None:
         """Forget the price history (feed restart); the position is kept."""
-        self.range.clear()
+        if self._col is not None:
+            self._unbind()
+        self._range.clear()
         self._sup_touch = self._res_touch = None
 
     def on_price(self, price: float, ts: int, p: StrategyParams, trading: bool,
                  count: Callable[[str], None] | None = None) -> Intent | None:
         """Evaluate one tick against the levels of the ticks before it, then add it to the window."""
-        rng = self.range
+        if self._col is not None:
+            self._unbind()
+        rng = self._range
         sup = rng._lo[0][1] if rng._lo else None
         intent = None
         self._ticks += 1
@@ -330,7 +450,9 @@ class SupportResistance:
         ``resistance * (1 - bounce)`` -- can neither break out nor start, turn or end a
         bounce (see :meth:`_evaluate` and :meth:`_bounce`), so it is only pushed into the
         window.  tests/unit/test_strategy.py holds the two paths to the same signals."""
-        rng = self.range
+        if self._col is not None:
+            self._unbind()
+        rng = self._range
         push, lo, hi = rng.push, rng._lo, rng._hi
         need = min(p.min_fill, p.window)
         zone = p.bounce_bps * _BPS
@@ -349,6 +471,55 @@ class SupportResistance:
             push(price)
             if intent is not None:
                 return i, intent
+        return None
+
+    def scan_column(self, col: PriceColumn, start: int, p: StrategyParams, trading: bool,
+                    count: Callable[[str], None] | None = None, stop: int | None = None) -> tuple[int, Intent] | None:
+        """:meth:`scan` over a :class:`PriceColumn`: the same decisions, tick for tick, without
+        pushing every price through the deques or judging the ticks ``scan`` skips -- those
+        are jumped over to the next candidate whenever no touch is open; with a touch open
+        every tick is judged, as there.  The book must have seen exactly ``col``'s prices
+        before ``start``, through this method (a fresh book starts at 0)."""
+        bound = self._col
+        if bound is None:
+            if start != 0 or self._range._n != 0:
+                raise ValueError("scan_column starts at 0 on a book that has seen no price")
+            self._col = bound = [col, 0]
+        elif bound[0] is not col or bound[1] != start:
+            raise ValueError("scan_column continues the column where it stopped")
+        elif not self._stale:  # read since: a resize or clear through .range shows here
+            rng = self._range
+            if rng._n != start or rng._first != max(0, start - rng.window) or rng.window != col.window:
+                raise ValueError("the book's window changed since the column's last scan")
+        if not col.fits(p):
+            raise ValueError("the column was prepared for other parameters")
+        n = len(col) if stop is None else min(stop, len(col))
+        base = self._ticks - start
+        self._stale = True
+        i = start
+        if not trading or i < col.need:
+            self._sup_touch = self._res_touch = None
+            i = n if not trading else max(i, min(col.need, n))
+        cand, price, ts, sup, res = col.candidates, col.price, col.ts, col.sup, col.res
+        k = bisect.bisect_left(cand, i)
+        nc = len(cand)
+        evaluate = self._evaluate
+        while i < n:
+            if self._sup_touch is None and self._res_touch is None:
+                if k < nc and cand[k] < i:
+                    k = bisect.bisect_left(cand, i, k)
+                if k >= nc or cand[k] >= n:
+                    break
+                i = cand[k]
+                k += 1
+            self._ticks = base + i + 1
+            intent = evaluate(price[i], ts[i], sup[i], res[i], p, count)
+            if intent is not None:
+                bound[1] = i + 1
+                return i, intent
+            i += 1
+        self._ticks = base + n
+        bound[1] = n
         return None
 
     def _evaluate(self, price: float, ts: int, sup: float, res: float, p: StrategyParams,
@@ -511,6 +682,25 @@ class SRStrategy:
         i, intent = hit
         r = rows[i]
         return i, self._signal(symbol, intent, r[2], r[1], r[1] if now is None and self._market_clock else now)
+
+    def column(self, last, ts) -> PriceColumn | None:
+        """``last`` and ``ts`` (numpy columns of one symbol's whole history) prepared for
+        :meth:`next_signal_in` with the current parameters; None when the prices are not ones
+        the column path decides exactly like the deques (see :class:`PriceColumn`)."""
+        return PriceColumn(last, ts, self.params) if PriceColumn.usable(last) else None
+
+    def next_signal_in(self, symbol: str, col: PriceColumn, start: int, now: int | None = None,
+                       stop: int | None = None) -> tuple[int, Signal] | None:
+        """:meth:`next_signal` over a :class:`PriceColumn` of ``symbol`` (see
+        :meth:`SupportResistance.scan_column`): the same signals as the column's rows fed to
+        :meth:`next_signal` from the first on."""
+        b = self.books.get(symbol) or self.book(symbol)
+        hit = b.scan_column(col, start, self.params, self.active, self._count, stop)
+        if hit is None:
+            return None
+        i, intent = hit
+        ts = col.ts[i]
+        return i, self._signal(symbol, intent, col.price[i], ts, ts if now is None and self._market_clock else now)
 
     def _signal(self, symbol: str, intent: Intent, price: float, ts: int, now: int | None) -> Signal:
         sig = Signal(
