@@ -475,6 +475,15 @@ class ExchangeGateway(Worker):
         if self._failed:
             self.stats.inc("dropped", len(requests))
             return
+        ticks = getattr(self, "ticks", None)
+        if ticks is not None and ticks.getsockopt(_EVENTS) & _POLLIN:
+            # Ticks that arrived before these orders are the market they meet, as in a
+            # backtest: a wake-up with both waiting would otherwise serve the orders first,
+            # against the tick before (the one the strategy's signal did not come from).
+            try:
+                self._on_ticks(ticks.recv(_NOBLOCK))
+            except zmq.Again:
+                pass
         batch = Batch(P.now_ns())
         for frames in requests:
             self._handle_frames(frames, batch)
