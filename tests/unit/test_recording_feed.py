@@ -67,7 +67,7 @@ def test_slices_of_one_row_are_exactly_the_recorded_order_and_depth_follows_its_
     # the rows are the recorded rows, every field
     c = r.columns["AAPL"]
     aapl = [rows[0] for k, s, rows in evs if k == "ticks" and s == "AAPL"]
-    assert aapl == list(zip(*(c[f].tolist() for f in P.TICK_ROW_FIELDS)))
+    assert [tuple(r) for r in aapl] == list(zip(*(c[f].tolist() for f in P.TICK_ROW_FIELDS)))
 
 
 def test_grouped_windows_keep_each_symbols_order_and_their_caps():

@@ -525,7 +525,9 @@ class MarketDataGateway(Worker):
             if kind == "ticks":
                 s = seqs[sym]
                 n = len(payload)
-                rows = [[q, *r[1:]] for q, r in zip(range(s + 1, s + 1 + n), payload)]
+                rows = payload  # fresh lists from the feed: the gateway's seq goes into them
+                for q, r in zip(range(s + 1, s + 1 + n), rows):
+                    r[0] = q
                 seqs[sym] = s + n
                 taken += n
                 if cap == 1:

@@ -142,9 +142,11 @@ class RecordingFeed:
             return None
         return int(self._ts[self._k]) if self._next_is_tick() else int(self._depth_ts[self._d])
 
-    def _rows(self, i: int, a: int, b: int) -> list:
+    def _rows(self, i: int, a: int, b: int) -> list[list]:
+        """Rows a..b of symbol ``i``, fresh lists the caller may change (the gateway writes its
+        own seq into them)."""
         c = self._cols[i]
-        return list(zip(*(c[f][a:b].tolist() for f in TICK_COLUMNS)))
+        return list(map(list, zip(*(c[f][a:b].tolist() for f in TICK_COLUMNS))))
 
     def take(self, until_ts: int | None, max_rows: int, max_slice: int) -> list[Event]:
         """Events due by market time ``until_ts`` (None: whatever comes), at most ``max_rows``
