@@ -249,6 +249,7 @@ IN_OUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "strategy": (("ticks",), ("signals", "levels")),
     "executor": (("signals", "levels", "ticks", "fills", "order_updates"), ("orders",)),
     "exchange": (("requests", "ticks_in"), ("published",)),
+    "recorder": (("frames",), ()),  # the tick and depth frames it took; it sends nothing
 }
 
 

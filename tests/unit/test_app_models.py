@@ -124,6 +124,11 @@ def test_worker_columns_read_supervisor_state():
     assert texts["pid"] == "42" and texts["state"] == "RUNNING" and texts["restarts"] == "2"
     assert texts["in"] == "40.0" and texts["out"] == "1.5" and texts["drops"] == "3" and texts["errors"] == "1"
     assert texts["latency"] == "tick_to_strategy 1.20/4.00 ms" and texts["rss"] == "50 MB"
+    # the recorder's In/s is the frames it took (it was 0 while it recorded 80 ticks/s)
+    rec = WorkerState(spec=WorkerSpec("recorder", "recorder"), pid=43, state="running")
+    rec.rates = {"frames": 21.0, "ticks": 80.0, "bytes": 9000.0}
+    texts = {c.key: c.text(rec) for c in WORKER_COLUMNS}
+    assert texts["in"] == "21.0" and texts["out"] == "0"
 
 
 def test_tick_to_fill_is_one_unit_for_every_row():
