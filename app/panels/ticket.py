@@ -309,6 +309,10 @@ class TicketPanel(QtWidgets.QWidget):
         if (compact, bracket_row) == (self.compact, self.bracket_row):
             return
         self.compact, self.bracket_row = compact, bracket_row
+        # a box moved between the helpers' row and the grid changes parent, which hides it
+        # until a queued show and takes the focus from a field in it (typing a take-profit
+        # widens the bracket and moves it): shown again at once, the focus put back
+        focus = QtWidgets.QApplication.focusWidget()
         grid = self.grid
         self.bracket_box.layout().setDirection(QtWidgets.QBoxLayout.Direction.TopToBottom if compact
                                                else QtWidgets.QBoxLayout.Direction.LeftToRight)
@@ -346,6 +350,10 @@ class TicketPanel(QtWidgets.QWidget):
         for r in range(12):
             grid.setRowStretch(r, 0)
         grid.setRowStretch(first + rows, 1)
+        for b in boxes:
+            b.show()
+        if focus is not None and self.form.isAncestorOf(focus) and focus.isVisible() and not focus.hasFocus():
+            focus.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _rearrange(self) -> None:
         """The arrangement for the ticket's width and the helpers shown now."""

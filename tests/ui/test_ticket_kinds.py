@@ -438,3 +438,21 @@ def test_the_working_orders_count_follows_the_rows(desk_offline):
     ex.add(w)
     ex.add(w)
     assert w.working.count.text() == "2 rows"
+
+
+def test_typing_a_leg_keeps_the_bracket_shown_and_the_focus(desk_offline, qtbot):
+    """A leg's TIF appearing widens the bracket, which may move it to a row of its own: the
+    field being typed in stays on screen with the focus (it went to Buy once)."""
+    w, _ex = desk_offline
+    t = w.ticket
+    choose(qtbot, t.order_type, "Limit")
+    for width in range(t.COMPACT_BELOW, 1200, 40):  # whichever widths move the bracket
+        t.take_profit.setValue(0)
+        t.stop_loss.setValue(0)
+        w.resizeDocks([w.findChild(QtWidgets.QDockWidget, "dock_ticket")], [width], Qt.Orientation.Horizontal)
+        qtbot.wait(1)
+        t.take_profit.setFocus()
+        qtbot.keyClick(t.take_profit, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+        qtbot.keyClicks(t.take_profit, "20")
+        assert t.bracket_box.isVisible() and t.take_profit_tif.isVisible(), t.width()
+        assert t.take_profit.hasFocus(), (t.width(), QtWidgets.QApplication.focusWidget())
