@@ -259,3 +259,57 @@ def test_rows_are_made_from_the_columns_as_tolist_makes_them():
     want = list(zip(*(cols[c].tolist() for c in P.TICK_ROW_FIELDS)))
     got = [lazy[i] for i in range(50)]
     assert got == want and all(type(a) is type(b) for g, w in zip(got, want) for a, b in zip(g, w))
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def _written(root: Path, depth: bool) -> Path:
+    from workers.recording import message_row, write_table, write_ticks
+
+    for k, sym in enumerate(("AAPL", "MSFT")):
+        last, ts = walk(3000, 20 + k, start=100.0 - 40 * k)
+        # with the depth table, orders of 100 fill 30 at the touch and the rest behind it; without
+        # it the touch holds them (fills on later ticks get the venue's wall clock as their time)
+        size = np.full(3000, 30 if depth else 500)
+        cols = {"seq": np.arange(1, 3001), "ts": ts, "last": last, "bid": np.round(last - 0.01, 2),
+                "ask": np.round(last + 0.01, 2), "bid_size": size, "ask_size": size, "volume": np.arange(3000)}
+        write_ticks(root / "parquet" / "ticks", sym, cols)
+        if depth:
+            rows = [message_row(P.Depth(sym, j + 1, t, [(b, 30), (round(b - 0.01, 2), 500)], [(a, 30), (round(a + 0.01, 2), 500)]))[2]
+                    for j, (t, b, a) in enumerate(zip(cols["ts"].tolist(), cols["bid"].tolist(), cols["ask"].tolist()))]
+            write_table(root / "parquet" / "depth", "depth", sym, rows)
+    return root
+
+
+@pytest.mark.parametrize("depth", [False, True])
+def test_a_sweep_on_its_own_pool_gives_the_serial_rows(tmp_path, monkeypatch, depth):
+    """The workers get the columns (and the recording's depth) this process read, not their
+    own read of the data: the rows are the serial backtests' all the same, and the copy is gone
+    afterwards."""
+    import tempfile
+
+    from workers.backtest.sweep import grid, run_sweep
+    from workers.recording import open_recording
+
+    root = _written(tmp_path / "rec", depth)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    sets = grid({"window": [20, 40], "cooldown": [0.2, 1.0]})
+    base = BacktestConfig(params={"min_fill": 10, "qty": 100})
+    rows = run_sweep(root, sets, base, workers=2)
+    rec = open_recording(root)
+    want = [run_backtest(rec, BacktestConfig(params={**base.params, **s})).stats for s in sets]
+    assert [r.params for r in rows] == sets and not any(r.error for r in rows)
+    for r, w in zip(rows, want):
+        assert {k: v for k, v in r.stats.items() if k not in ("seconds", "ticks_per_s")} == {
+            k: v for k, v in w.items() if k not in ("seconds", "ticks_per_s")}
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_sweep_of_a_bad_path_fails_once_with_its_reason(tmp_path):
+    from workers.backtest.sweep import run_sweep
+    from workers.recording import RecordingError
+
+    with pytest.raises(RecordingError, match="no such file"):
+        run_sweep(tmp_path / "nope", [{"window": 20}, {"window": 30}], workers=2)
