@@ -367,6 +367,24 @@ def fmt_price(x: float) -> str:
     return f"{x:.2f}" if abs(x - round(x, 2)) < 1e-9 else f"{x:.10g}"
 
 
+_CONSTS: dict[int, tuple] = {}
+
+
+def _consts(p: StrategyParams) -> tuple:
+    """The factors :meth:`SupportResistance._evaluate` multiplies levels by, once per
+    parameter set (frozen, so its identity names them): ``(p, 1 - brk, 1 + zone, 1 + turn,
+    min_range_bps, mode, 1 + brk, cooldown_ns, 1 - zone, 1 - turn)``."""
+    k = _CONSTS.get(id(p))
+    if k is None or k[0] is not p:
+        brk, zone, turn = p.breakout_bps * _BPS, p.bounce_bps * _BPS, p.turn_bps * _BPS
+        k = (p, 1.0 - brk, 1.0 + zone, 1.0 + turn, p.min_range_bps, p.mode, 1.0 + brk, p.cooldown_ns,
+             1.0 - zone, 1.0 - turn)
+        if len(_CONSTS) > 64:
+            _CONSTS.clear()
+        _CONSTS[id(p)] = k
+    return k
+
+
 class SupportResistance:
     """Levels, bounce state, cooldown and virtual position of one symbol."""
 
@@ -457,6 +475,7 @@ class SupportResistance:
         need = min(p.min_fill, p.window)
         zone = p.bounce_bps * _BPS
         above_sup, below_res = 1.0 + zone, 1.0 - zone
+        consts = _consts(p)
         for i in range(start, len(rows) if stop is None else stop):
             r = rows[i]
             price = r[2]
@@ -465,7 +484,7 @@ class SupportResistance:
             if trading and lo and rng._n - rng._first >= need:
                 if not (self._sup_touch is None and self._res_touch is None
                         and lo[0][1] * above_sup < price < hi[0][1] * below_res):
-                    intent = self._evaluate(price, r[1], lo[0][1], hi[0][1], p, count)
+                    intent = self._evaluate(price, r[1], lo[0][1], hi[0][1], p, count, consts)
             else:
                 self._sup_touch = self._res_touch = None
             push(price)
@@ -504,6 +523,7 @@ class SupportResistance:
         k = bisect.bisect_left(cand, i)
         nc = len(cand)
         evaluate = self._evaluate
+        consts = _consts(p)
         while i < n:
             if self._sup_touch is None and self._res_touch is None:
                 if k < nc and cand[k] < i:
@@ -513,7 +533,7 @@ class SupportResistance:
                 i = cand[k]
                 k += 1
             self._ticks = base + i + 1
-            intent = evaluate(price[i], ts[i], sup[i], res[i], p, count)
+            intent = evaluate(price[i], ts[i], sup[i], res[i], p, count, consts)
             if intent is not None:
                 bound[1] = i + 1
                 return i, intent
@@ -523,20 +543,23 @@ class SupportResistance:
         return None
 
     def _evaluate(self, price: float, ts: int, sup: float, res: float, p: StrategyParams,
-                  count: Callable[[str], None] | None) -> Intent | None:
+                  count: Callable[[str], None] | None, k: tuple | None = None) -> Intent | None:
+        if k is None:
+            k = _consts(p)
         side = None
-        reason = ""
+        why = ""  # the reason's words; its price is formatted only for a signal that goes out
         level = 0.0
-        mode = p.mode
-        brk = p.breakout_bps * _BPS
+        mode = k[5]
         if mode != "bounce":
-            if price > res * (1.0 + brk):
-                side, level, reason = Side.BUY, res, f"breakout above resistance {fmt_price(res)}"
-            elif price < sup * (1.0 - brk):
-                side, level, reason = Side.SELL, sup, f"breakdown below support {fmt_price(sup)}"
+            if price > res * k[6]:
+                side, level, why = Side.BUY, res, "breakout above resistance "
+            elif price < sup * k[1]:
+                side, level, why = Side.SELL, sup, "breakdown below support "
         if mode != "breakout":
             if side is None:
-                side, level, reason = self._bounce(price, sup, res, p)
+                if self._sup_touch is None and self._res_touch is None and res - sup < sup * k[4] * _BPS:
+                    return None  # no touch to end, no bounce possible (a narrow range)
+                side, level, why = self._bounce(price, sup, res, p, k)
             else:
                 self._sup_touch = self._res_touch = None
         if side is None:
@@ -544,7 +567,7 @@ class SupportResistance:
         # a triggered setup is consumed even if cooldown or position suppress it below,
         # so that it does not fire later at a price that no longer fits its reason
         last = self._last_signal_ts
-        if last is not None and ts - last < p.cooldown_ns:
+        if last is not None and ts - last < k[7]:
             if count:
                 count("suppressed_cooldown")
             return None
@@ -555,45 +578,45 @@ class SupportResistance:
             return None
         self._last_signal_ts = ts
         self.position += qty if side is Side.BUY else -qty
-        return Intent(side, qty, reason, level)
+        return Intent(side, qty, why + fmt_price(level), level)
 
-    def _bounce(self, price: float, sup: float, res: float, p: StrategyParams) -> tuple[Side | None, float, str]:
-        if res - sup < sup * p.min_range_bps * _BPS:
+    def _bounce(self, price: float, sup: float, res: float, p: StrategyParams,
+                k: tuple | None = None) -> tuple[Side | None, float, str]:
+        """A bounce's side, level and reason words (its price not yet appended), or None."""
+        if k is None:
+            k = _consts(p)
+        if res - sup < sup * k[4] * _BPS:
             self._sup_touch = self._res_touch = None
             return None, 0.0, ""
-        brk = p.breakout_bps * _BPS
-        zone = p.bounce_bps * _BPS
-        turn = p.turn_bps * _BPS
         n = self._ticks
         # a touch older than the window no longer describes these levels
-        if self._sup_touch is not None and n - self._sup_touch_n > p.window:
-            self._sup_touch = None
+        touch = self._sup_touch
+        if touch is not None and n - self._sup_touch_n > p.window:
+            touch = self._sup_touch = None
         if self._res_touch is not None and n - self._res_touch_n > p.window:
             self._res_touch = None
-
-        touch = self._sup_touch
         if touch is not None:
-            if price < sup * (1.0 - brk):  # broke through: not a bounce
+            if price < sup * k[1]:  # broke through: not a bounce
                 self._sup_touch = None
-            elif price >= touch * (1.0 + turn) and price > touch:
+            elif price >= touch * k[3] and price > touch:
                 self._sup_touch = None
-                return Side.BUY, sup, f"bounce off support {fmt_price(sup)}"
+                return Side.BUY, sup, "bounce off support "
             elif price < touch:
                 self._sup_touch = price
-        elif sup * (1.0 - brk) <= price <= sup * (1.0 + zone):
+        elif sup * k[1] <= price <= sup * k[2]:
             self._sup_touch = price
             self._sup_touch_n = n
 
         touch = self._res_touch
         if touch is not None:
-            if price > res * (1.0 + brk):
+            if price > res * k[6]:
                 self._res_touch = None
-            elif price <= touch * (1.0 - turn) and price < touch:
+            elif price <= touch * k[9] and price < touch:
                 self._res_touch = None
-                return Side.SELL, res, f"bounce off resistance {fmt_price(res)}"
+                return Side.SELL, res, "bounce off resistance "
             elif price > touch:
                 self._res_touch = price
-        elif res * (1.0 - zone) <= price <= res * (1.0 + brk):
+        elif res * k[8] <= price <= res * k[6]:
             self._res_touch = price
             self._res_touch_n = n
         return None, 0.0, ""
