@@ -87,6 +87,28 @@ def test_rows_that_cannot_be_trusted_are_refused(tmp_path):
     assert not list(tmp_path.rglob("*.parquet"))
 
 
+def test_an_outside_parquet_file_is_split_by_symbol_and_rows_without_one_are_refused(tmp_path):
+    """One file holding every symbol (as another tool writes it, no partitions): each symbol's
+    ticks apart and in time order; a tick with no symbol is refused, not filed somewhere."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    a, b = _cols(5, T0, NS, 10.0), _cols(5, T0 + 1, NS, 20.0)
+    order = np.argsort(np.concatenate([a["ts"], b["ts"]]))[::-1]  # newest first: the reader sorts
+    both = {c: np.concatenate([a[c], b[c]])[order] for c in TICK_COLUMNS}
+    syms = np.array(["MSFT"] * 5 + ["AAPL"] * 5, dtype=object)[order]
+    f = tmp_path / "one.parquet"
+    pq.write_table(pa.table({"symbol": syms.tolist(), **both}), f)
+    rec = open_recording(f)
+    assert rec.symbols == ("AAPL", "MSFT")
+    np.testing.assert_array_equal(rec.tick_columns("AAPL")["last"], b["last"])
+    np.testing.assert_array_equal(rec.tick_columns("MSFT")["ts"], a["ts"])
+    syms[3] = None
+    pq.write_table(pa.table({"symbol": syms.tolist(), **both}), f)
+    with pytest.raises(RecordingError, match="1 ticks without a symbol"):
+        open_recording(f)
+
+
 def test_tick_csv_with_a_column_mapping(tmp_path):
     f = tmp_path / "their.csv"
     f.write_text("Time,Sym,Px,B,A\n"
