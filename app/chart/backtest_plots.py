@@ -36,6 +36,19 @@ def _style_axes(plot: pg.PlotItem, th: Theme) -> None:
         ax.setTextPen(pg.mkPen(th.foreground))
 
 
+
+#: viridis at nine evenly spaced stops (its published values, rounded to 8 bits): perceptually
+#: even and readable by the colour-blind.  Built here, not read from pyqtgraph's colour-map
+#: files, which the frozen bundle leaves out (build.spec, UNWANTED_FILES).
+_VIRIDIS = ((68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141),
+            (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37))
+
+
+def heat_colormap() -> pg.ColorMap:
+    """The heat map's colours, low to high."""
+    n = len(_VIRIDIS)
+    return pg.ColorMap([k / (n - 1) for k in range(n)], [(*c, 255) for c in _VIRIDIS], name="viridis")
+
 class EquityPlots(pg.GraphicsLayoutWidget):
     """Equity (top, two thirds) and drawdown (below) of one run, their x axes linked.
 
@@ -130,7 +143,7 @@ class HeatMap(pg.PlotWidget):
         self.plotItem.setMouseEnabled(x=False, y=False)
         self.image = pg.ImageItem()
         self.addItem(self.image)
-        self.cmap = pg.colormap.get("viridis")
+        self.cmap = heat_colormap()
         self.bar = pg.ColorBarItem(colorMap=self.cmap, interactive=False, width=14)
         self.bar.setImageItem(self.image, insert_in=self.plotItem)
         self._labels: list[pg.TextItem] = []

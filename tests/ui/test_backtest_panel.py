@@ -199,3 +199,19 @@ def test_the_window_has_a_hidden_backtest_dock_shown_from_the_view_menu(make_win
 
 
 from tests.ui.test_window import desk  # noqa: E402,F401  (the real-fleet fixture)
+
+
+def test_the_panel_needs_no_colour_map_file(qtbot, tmp_path, monkeypatch):
+    """The frozen bundle leaves pyqtgraph's colour-map files out (build.spec): the heat map's
+    colours come from code, so the window builds without them (it once failed to start)."""
+    import pyqtgraph as pg
+
+    def no_file(name):
+        raise FileNotFoundError(f"pyqtgraph/colors/maps/{name}")
+
+    monkeypatch.setattr(pg.colormap, "_getFromFile", no_file)
+    panel = BacktestPanel(data_dir=tmp_path)
+    qtbot.addWidget(panel)
+    cmap = panel.heat.cmap
+    lo, hi = cmap.map([0.0, 1.0], mode="byte")[:, :3].tolist()
+    assert lo == [68, 1, 84] and hi == [253, 231, 37]
