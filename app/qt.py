@@ -39,6 +39,45 @@ from shiboken6 import wrapInstance  # noqa: E402  (numpy memory handed to Qt as 
 
 QT_VERSION = QtCore.qVersion()
 
+
+def _without_opengl() -> bool:
+    """Stand-ins for Qt's OpenGL bindings where they are absent (the frozen bundle leaves them
+    out: 9.4 MB, docs/packaging.md).  pyqtgraph 0.14 imports PySide6.QtOpenGL and subclasses
+    QOpenGLWidget at import time but uses them only for its experimental OpenGL curves, which
+    TickDesk never turns on; the stand-ins let it import and fail loudly if ever used.
+    Returns whether they were put in."""
+    try:
+        import PySide6.QtOpenGL  # noqa: F401
+        import PySide6.QtOpenGLWidgets  # noqa: F401
+        return False
+    except ImportError:
+        pass
+    import types
+
+    import PySide6
+
+    why = "Qt's OpenGL is not in this build (docs/packaging.md, Size)"
+    gl = types.ModuleType("PySide6.QtOpenGL", why)
+
+    def _missing(name: str):
+        raise AttributeError(f"PySide6.QtOpenGL.{name}: {why}")
+
+    gl.__getattr__ = _missing  # type: ignore[method-assign]
+
+    class QOpenGLWidget(QtWidgets.QWidget):
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError(f"QOpenGLWidget: {why}")
+
+    widgets = types.ModuleType("PySide6.QtOpenGLWidgets", why)
+    widgets.QOpenGLWidget = QOpenGLWidget  # type: ignore[attr-defined]
+    for mod in (gl, widgets):
+        sys.modules[mod.__name__] = mod
+        setattr(PySide6, mod.__name__.rpartition(".")[2], mod)
+    return True
+
+
+OPENGL_STAND_INS = _without_opengl()
+
 __all__ = [
     "QtCore",
     "QtGui",

@@ -53,6 +53,7 @@ OPTIONAL_IN_BUNDLE = {
     "ssl", "_ssl", "_hashlib",  # asyncio, http.client, hashlib/hmac: optional TLS/OpenSSL
     "bz2", "_bz2", "lzma", "_lzma",  # shutil/tarfile/zipfile: optional compressors
     "PySide6.QtSvg", "PySide6.QtTest",  # pyqtgraph.Qt: try-imports
+    "PySide6.QtOpenGL", "PySide6.QtOpenGLWidgets",  # app/qt.py's stand-ins where absent
     "readline",
 }
 # Top-level names present only because the source run comes from a venv / editable install.
