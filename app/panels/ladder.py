@@ -79,12 +79,13 @@ def moved_terms(o: OrderRow, price: float) -> dict | None:
 
 @dataclass
 class Cell:
-    """One side's own orders at one price."""
+    """One side's own orders at one price (or, in ``LadderView.others``, the strategies')."""
 
     qty: int = 0
     coids: list[str] = field(default_factory=list)
     stop: bool = False  # a stop kind among them (marked S)
     pending: bool = False  # not acknowledged yet (or UNKNOWN)
+    sources: list[str] = field(default_factory=list)  # the strategies', for the tooltip and message
 
 
 class LadderView(QtWidgets.QWidget):
@@ -96,8 +97,11 @@ class LadderView(QtWidgets.QWidget):
         cancelRequested(list): client_order_ids to cancel.
         moveRequested(list, float): client_order_ids to move to a price.
         centreChanged(bool): Auto-centre turned on or off here (wheel, PageUp/PageDown, C).
+        othersClicked(object): the :class:`Cell` of the strategies' orders a click landed on
+            (nothing is placed or cancelled: they are the strategies' to move).
     """
 
+    othersClicked = Signal(object)
     placeRequested = Signal(object, float)
     cancelRequested = Signal(list)
     moveRequested = Signal(list, float)
@@ -122,6 +126,8 @@ class LadderView(QtWidgets.QWidget):
         self.last: int | None = None
         self.max_size = 1
         self.own: dict[tuple[Side, int], Cell] = {}
+        #: the strategies' working orders of the account, drawn outlined beside the trader's
+        self.others: dict[tuple[Side, int], Cell] = {}
         self._press: tuple[int, int] | None = None  # (column, price) of the mouse press
         self.hovered = False  # the pointer is over the ladder: it must not move under it
         self._drag: tuple[Side, int, list[str]] | None = None  # own orders being dragged
@@ -262,6 +268,10 @@ class LadderView(QtWidgets.QWidget):
         side = Side.BUY if column == BUY_ORDERS else Side.SELL if column == SELL_ORDERS else None
         return self.own.get((side, t)) if side is not None else None
 
+    def _others_at(self, column: int, t: int) -> Cell | None:
+        side = Side.BUY if column == BUY_ORDERS else Side.SELL if column == SELL_ORDERS else None
+        return self.others.get((side, t)) if side is not None else None
+
     def mousePressEvent(self, event) -> None:  # noqa: N802
         if event.button() != Qt.MouseButton.LeftButton:
             return super().mousePressEvent(event)
@@ -302,6 +312,10 @@ class LadderView(QtWidgets.QWidget):
             return
         if (col, t) != press or t is None:
             return  # pressed in one cell, let go in another: not a click
+        theirs = self._others_at(col, t)
+        if theirs is not None:  # a click on a strategy's order: not a new order on top of it
+            self.othersClicked.emit(theirs)
+            return
         side = self._side_of(col)
         if side is not None:
             self.cursor = t
@@ -424,7 +438,7 @@ class LadderView(QtWidgets.QWidget):
         right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
         left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
         centre = Qt.AlignmentFlag.AlignCenter
-        bids, asks, own = self.bids, self.asks, self.own
+        bids, asks, own, others = self.bids, self.asks, self.own, self.others
         bw = edges[BID + 1] - edges[BID]
         aw = edges[ASK + 1] - edges[ASK]
         mx = float(self.max_size or 1)
@@ -457,20 +471,28 @@ class LadderView(QtWidgets.QWidget):
             else:
                 p.setPen(up if t == self.best_bid else down if t == self.best_ask else text)
                 p.drawText(QtCore.QRect(px0, y, pxw, rh), centre, self._label(t))
-            if own:
+            if own or others:
                 for side, col, tone in ((Side.BUY, BUY_ORDERS, up), (Side.SELL, SELL_ORDERS, down)):
                     cell = own.get((side, t))
-                    if cell is None:
+                    theirs = others.get((side, t))
+                    if cell is None and theirs is None:
                         continue
                     x0, cw = edges[col], edges[col + 1] - edges[col]
                     r = QtCore.QRect(x0 + 2, y + 1, cw - 4, rh - 2)
+                    if cell is None:  # only the strategies': outlined, dotted, muted figures
+                        p.setPen(QtGui.QPen(tone, 1, Qt.PenStyle.DotLine))
+                        p.drawRect(r.adjusted(0, 0, -1, -1))
+                        p.setPen(muted)
+                        p.drawText(r, centre, f"{'S ' if theirs.stop else ''}{theirs.qty:,}")
+                        continue
                     fill = QColor(warn if cell.pending else tone)
                     fill.setAlpha(110)
                     p.fillRect(r, fill)
                     p.setPen(warn if cell.pending else tone)
                     p.drawRect(r.adjusted(0, 0, -1, -1))
                     p.setPen(text)
-                    p.drawText(r, centre, f"{'S ' if cell.stop else ''}{cell.qty:,}")
+                    label = f"{'S ' if cell.stop else ''}{cell.qty:,}"
+                    p.drawText(r, centre, label if theirs is None else f"{label} +{theirs.qty:,}")
         # the dragged (or picked) orders' target row, the cursor
         if drag_to is not None and self._drag is not None and drag_to != self._drag[1]:
             r = self.row_rect(drag_to)
@@ -592,6 +614,7 @@ class LadderPanel(QtWidgets.QWidget):
         self.view.placeRequested.connect(self._place)
         self.view.cancelRequested.connect(self._cancel)
         self.view.moveRequested.connect(self._move)
+        self.view.othersClicked.connect(self._others_clicked)
 
     # ------------------------------------------------------------------ the symbol
     def set_symbol(self, symbol: str) -> None:
@@ -702,27 +725,36 @@ class LadderPanel(QtWidgets.QWidget):
         v.max_size = max(max(bids.values(), default=1), max(asks.values(), default=1))
 
     def _rebuild_own(self) -> bool:
-        """The trader's (manual) working orders of the symbol, summed per side and price."""
+        """The symbol's working orders, summed per side and price: the trader's (manual) ones,
+        which a click cancels and a drag moves, and the strategies' (shown, theirs to move)."""
         v = self.view
         own: dict[tuple[Side, int], Cell] = {}
+        others: dict[tuple[Side, int], Cell] = {}
         rows: dict[str, OrderRow] = {}
         for o in self.state.orders.live(self.symbol) if self.symbol else ():
-            if o.source != "manual":
-                continue  # the strategies' orders are theirs to move
             price = order_price(o)
             if price is None or not o.remaining:
                 continue
-            rows[o.client_order_id] = o
-            cell = own.setdefault((o.side, to_ticks(price, v.tick)), Cell())
+            manual = o.source == "manual"
+            if manual:
+                rows[o.client_order_id] = o
+            cell = (own if manual else others).setdefault((o.side, to_ticks(price, v.tick)), Cell())
             cell.qty += o.remaining
             cell.coids.append(o.client_order_id)
             cell.stop = cell.stop or o.order_type is not OrderType.LIMIT
             cell.pending = cell.pending or o.status in (OrderStatus.PENDING_NEW, OrderStatus.UNKNOWN)
+            if not manual and o.source not in cell.sources:
+                cell.sources.append(o.source)
         self._own_rows = rows
-        if own == v.own:
+        if own == v.own and others == v.others:
             return False
-        v.own = own
+        v.own, v.others = own, others
         return True
+
+    def _others_clicked(self, cell: Cell) -> None:
+        who = ", ".join(s.removeprefix("strategy:").removeprefix("strategy.") for s in cell.sources) or "a strategy"
+        self.show_message(f"{cell.qty:,} of {who}'s: the strategies' orders are theirs to move "
+                          "(cancel them in Working orders)", "warn")
 
     # ------------------------------------------------------------------ actions
     def _place(self, side: Side, price: float) -> None:

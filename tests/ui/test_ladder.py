@@ -140,11 +140,29 @@ def test_click_on_ones_own_order_cancels_it(make_window, qtbot):
     assert cell.qty == 200 and cell.coids == ["manual-own-1"]
     qtbot.mouseClick(w.ladder.view, LEFT, pos=at(w, 99.96, BUY_ORDERS))
     assert o.cancelled == ["manual-own-1"] and not o.sent
-    # a strategy's order is not the trader's: not shown, not cancelled by a click
+    # a strategy's order is shown at its price, but it is not the trader's: a click on it
+    # neither cancels it nor places an order on top of it, and says whose it is
     w.state.orders.add(OrderRow(client_order_id="strat-1", symbol="MSFT", side=Side.SELL, qty=5,
-                                order_type=OrderType.LIMIT, limit_price=100.05, source="strategy.sr", status=OrderStatus.NEW))
+                                order_type=OrderType.LIMIT, limit_price=100.05, source="strategy:sr-bounce",
+                                status=OrderStatus.NEW))
     w._flush()
-    assert (Side.SELL, 10005) not in w.ladder.view.own
+    view = w.ladder.view
+    assert (Side.SELL, 10005) not in view.own
+    assert view.others[(Side.SELL, 10005)].qty == 5 and view.others[(Side.SELL, 10005)].coids == ["strat-1"]
+    qtbot.mouseClick(view, LEFT, pos=at(w, 100.05, SELL_ORDERS))
+    assert o.cancelled == ["manual-own-1"] and not o.sent and not o.replaced
+    assert "sr-bounce" in w.ladder.message.text() and "theirs" in w.ladder.message.text()
+    # nor is it dragged, nor picked up by M, nor cancelled by Delete at its row
+    qtbot.mousePress(view, LEFT, pos=at(w, 100.05, SELL_ORDERS))
+    qtbot.mouseRelease(view, LEFT, pos=at(w, 100.07, SELL_ORDERS))
+    view.setFocus()
+    view.cursor = 10005
+    for key in (Qt.Key.Key_Delete, Qt.Key.Key_M, Qt.Key.Key_Up, Qt.Key.Key_M):
+        qtbot.keyClick(view, key)
+    assert o.cancelled == ["manual-own-1"] and not o.replaced and view.picked is None
+    # a click beside it, in the empty sell cell of another row, still places a sell limit
+    qtbot.mouseClick(view, LEFT, pos=at(w, 100.06, SELL_ORDERS))
+    assert [(t.side, t.limit_price) for t in o.sent] == [(Side.SELL, 100.06)]
 
 
 def test_drag_own_order_to_another_price_replaces_it(make_window, qtbot):
