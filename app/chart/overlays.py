@@ -373,6 +373,64 @@ OrderLineSpec = tuple[str, float, str, bool, bool]
 ORDER_COLOURS = {"buy": MARKER_STYLE["fill_buy"][1], "sell": MARKER_STYLE["fill_sell"][1]}
 
 
+class OrderEdgeTag(LevelTag):
+    """The edge tag of an order beyond the view.  A movable order's tag can be dragged into the
+    plot: while held it follows the mouse and reads the price under it; let go,
+    ``drop(tag, scene_pos)`` is called (``scene_pos`` None for a release within the drag
+    distance of the press: a click moves nothing), and the owner moves the order only to a
+    price inside the view."""
+
+    def __init__(self, parent: QtWidgets.QGraphicsItem, move, drop) -> None:
+        super().__init__(parent)
+        self.key = ""
+        self.movable = False
+        self._move, self._drop = move, drop
+        self._grab: tuple[QtCore.QPointF, float] | None = None  # where it was, where it was held
+
+    @property
+    def held(self) -> bool:
+        return self._grab is not None
+
+    def set_movable(self, on: bool) -> None:
+        if on == self.movable:
+            return
+        self.movable = on
+        self.setAcceptedMouseButtons(QtCore.Qt.MouseButton.LeftButton if on else QtCore.Qt.MouseButton.NoButton)
+        if on:
+            self.setCursor(QtCore.Qt.CursorShape.SizeVerCursor)
+        else:
+            self.unsetCursor()
+        self.setToolTip("drag into the chart to move the order there (a replace when let go)" if on else "")
+
+    def mousePressEvent(self, ev) -> None:  # noqa: N802
+        if not self.movable or ev.button() != QtCore.Qt.MouseButton.LeftButton:
+            ev.ignore()
+            return
+        self._grab = (self.pos(), ev.pos().y())
+        ev.accept()
+
+    def mouseMoveEvent(self, ev) -> None:  # noqa: N802
+        if self._grab is None:
+            return
+        start, dy = self._grab
+        self.setPos(start.x(), self.mapToParent(ev.pos()).y() - dy)
+        self._move(self, ev.scenePos())
+        ev.accept()
+
+    def mouseReleaseEvent(self, ev) -> None:  # noqa: N802
+        if self._grab is None:
+            return
+        start, _ = self._grab
+        self._grab = None
+        ev.accept()
+        # the tag sits inside the plot, at a price of the view: a click or a jiggle on it is
+        # not a move there (it would take a stop from far away to the edge of the screen)
+        if abs(self.pos().y() - start.y()) < QtWidgets.QApplication.startDragDistance():
+            self._drop(self, None)
+        else:
+            self._drop(self, ev.scenePos())
+
+
 class OrderLines(QtCore.QObject):
     """Working orders as horizontal lines at their prices (limit, stop), labelled with side,
     quantity, type and price, and the position's average price as a dash-dotted line.
@@ -380,7 +438,9 @@ class OrderLines(QtCore.QObject):
     The lines are outside the y-axis fit (the view stays on the market); an order beyond the
     view is a :class:`LevelTag` pinned at the edge it lies beyond, ``▲ BUY 100 STP 195.00``,
     so the trader knows it is there.  :meth:`layout` places them; the widget calls it when
-    the view range or size changes (not per frame).
+    the view range or size changes (not per frame).  A movable order's edge tag can be
+    dragged into the plot: let go inside the view, it is :attr:`moved` there as a line would
+    be (its line then shows at the new price until the owner sets the lines again).
 
     A movable line (an order that can be replaced) follows the mouse in steps of ``tick``
     while dragged; let go at another price it emits :attr:`moved` with its key and the new
@@ -406,7 +466,7 @@ class OrderLines(QtCore.QObject):
         self._specs: dict[str, OrderLineSpec] = {}
         self._vb = plot.getViewBox()
         #: key -> the tag at the plot's edge for an order beyond the view (hidden while in it)
-        self._edge: dict[str, LevelTag] = {}
+        self._edge: dict[str, OrderEdgeTag] = {}
         self.average = pg.InfiniteLine(angle=0, movable=False, label="", labelOpts={
             "position": self.AVG_LABEL_AT, "anchors": [(1, 1), (1, 1)]})
         self.average.setZValue(18)
@@ -419,7 +479,7 @@ class OrderLines(QtCore.QObject):
     def lines(self) -> dict[str, pg.InfiniteLine]:
         return dict(self._lines)
 
-    def edge_tags(self) -> dict[str, LevelTag]:
+    def edge_tags(self) -> dict[str, OrderEdgeTag]:
         """key -> the edge tag of each order line beyond the view (only those shown)."""
         return {k: t for k, t in self._edge.items() if t.isVisible()}
 
@@ -456,22 +516,26 @@ class OrderLines(QtCore.QObject):
                 tag.setVisible(False)
             return
         y0, y1 = vb.viewRange()[1]
-        above: list[tuple[float, LevelTag]] = []
-        below: list[tuple[float, LevelTag]] = []
+        above: list[tuple[float, OrderEdgeTag]] = []
+        below: list[tuple[float, OrderEdgeTag]] = []
         for key, line in self._lines.items():
             spec = self._specs.get(key)
             v = float(line.value())
             out = spec is not None and not line.moving and (v > y1 or v < y0)
             tag = self._edge.get(key)
+            if tag is not None and tag.held:
+                continue  # the trader holds it: it follows the mouse
             if not out:
                 if tag is not None:
                     tag.setVisible(False)
                 continue
             if tag is None:  # an order's side never changes: its colour is set once
-                tag = self._edge[key] = LevelTag(vb)
+                tag = self._edge[key] = OrderEdgeTag(vb, self._edge_moving, self._edge_dropped)
+                tag.key = key
                 tag.setZValue(26)
                 colour = ORDER_COLOURS["buy" if spec[3] else "sell"]
                 tag.set_colors(colour, colour, "#ffffff")
+            tag.set_movable(bool(spec[4]))
             tag.set_text(("▲ " if v > y1 else "▼ ") + spec[2].format(value=v))
             tag.setVisible(True)
             (above if v > y1 else below).append((v, tag))
@@ -550,6 +614,30 @@ class OrderLines(QtCore.QObject):
         snapped = round(round(v / self.tick) * self.tick, 8)
         if abs(snapped - v) > 1e-12:
             line.setValue(snapped)
+
+    def _snap(self, v: float) -> float:
+        return round(round(v / self.tick) * self.tick, 8)
+
+    def _edge_moving(self, tag: OrderEdgeTag, scene_pos: QtCore.QPointF) -> None:
+        spec = self._specs.get(tag.key)
+        if spec is not None:
+            v = self._snap(self._vb.mapSceneToView(scene_pos).y())
+            tag.set_text("↕ " + spec[2].format(value=v))
+
+    def _edge_dropped(self, tag: OrderEdgeTag, scene_pos: QtCore.QPointF) -> None:
+        """An edge tag let go: inside the view, the order moves to the price there."""
+        key = tag.key
+        spec, line = self._specs.get(key), self._lines.get(key)
+        y0, y1 = self._vb.viewRange()[1]
+        v = self._vb.mapSceneToView(scene_pos).y() if scene_pos is not None else math.nan
+        new = self._snap(v) if scene_pos is not None else 0.0
+        if spec is None or line is None or not spec[4] or not (y0 <= v <= y1) or new <= 0 \
+                or abs(new - spec[1]) < self.tick / 2:
+            self.layout()  # back to its edge: nothing to send
+            return
+        line.setValue(new)  # the line shows where it goes, as after a drag of the line
+        self.layout()
+        self.moved.emit(key, new)
 
     def _finished(self, line: pg.InfiniteLine) -> None:
         key = getattr(line, "order_key", None)

@@ -187,3 +187,70 @@ def test_an_order_beyond_the_view_is_a_tag_at_the_plot_edge(charted, qtbot):
     w._flush()
     assert f"{low.client_order_id}|stop_price" not in chart.order_edge_tags()
     assert f"{low.client_order_id}|stop_price" not in chart.order_lines()
+
+
+def _held_move(vp, start: QtCore.QPoint, end: QtCore.QPoint, qtbot) -> None:
+    for k in range(1, 5):  # moves with the button held (QTest's mouseMove carries no buttons)
+        qtbot.wait(15)
+        p = start + (end - start) * (k / 4)
+        ev = QtGui.QMouseEvent(QtCore.QEvent.Type.MouseMove, QtCore.QPointF(p), QtCore.QPointF(vp.mapToGlobal(p)),
+                               Button.NoButton, Button.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier)
+        QtWidgets.QApplication.sendEvent(vp, ev)
+
+
+def test_an_edge_tag_dragged_into_the_chart_moves_its_order_there(charted, qtbot):
+    """A stop far above the market is a tag at the top edge; dragged down into the plot and
+    let go at a price, the order is replaced there; let go outside the view, nothing is sent."""
+    w, ex = charted
+    chart = w.chart.chart
+    far = ex.add(w, order_type=OrderType.STOP, limit_price=None, stop_price=195.0, qty=100)
+    key = f"{far.client_order_id}|stop_price"
+    qtbot.waitUntil(lambda: key in chart.order_edge_tags(), timeout=WAIT)
+    qtbot.wait(50)
+    tag = chart.order_edge_tags()[key]
+    assert tag.movable and "drag" in tag.toolTip()
+    vp = chart.view.viewport()
+
+    def tag_point() -> QtCore.QPoint:
+        return chart.view.mapFromScene(tag.mapToScene(tag.boundingRect().center()))
+
+    # a click on the tag, or a jiggle, moves nothing (the tag sits at a price of the view)
+    start = tag_point()
+    qtbot.mouseClick(vp, Button.LeftButton, pos=start)
+    qtbot.mousePress(vp, Button.LeftButton, pos=start)
+    _held_move(vp, start, start + QtCore.QPoint(0, 3), qtbot)
+    qtbot.mouseRelease(vp, Button.LeftButton, pos=start + QtCore.QPoint(0, 3))
+    # dragged out below the plot (over the volume): beyond the view, back to its edge
+    below = chart.view.mapFromScene(chart.price_plot.getViewBox().sceneBoundingRect().bottomLeft()) + QtCore.QPoint(
+        start.x() - 0, 30)
+    below.setX(start.x())
+    qtbot.mousePress(vp, Button.LeftButton, pos=start)
+    _held_move(vp, start, below, qtbot)
+    qtbot.mouseRelease(vp, Button.LeftButton, pos=below)
+    qtbot.wait(20)
+    assert not sent(w, P.ReplaceOrder) and chart.order_edge_tags()[key].text == "▲ BUY 100 STP 195.00"
+    # into the plot, let go at 100.20
+    start, end = tag_point(), at(chart, 100.20, frac=0.82)
+    qtbot.mousePress(vp, Button.LeftButton, pos=start)
+    _held_move(vp, start, end, qtbot)
+    assert tag.text.startswith("↕ BUY 100 STP 100.")  # reads the price under the mouse
+    qtbot.mouseRelease(vp, Button.LeftButton, pos=end)
+    qtbot.waitUntil(lambda: bool(sent(w, P.ReplaceOrder)), timeout=WAIT)
+    req = sent(w, P.ReplaceOrder)[0]
+    assert req.orig_client_order_id == far.client_order_id and req.limit_price is None
+    assert req.stop_price == round(req.stop_price, 2) and abs(req.stop_price - 100.20) <= 0.011
+    qtbot.waitUntil(lambda: w.state.orders.get(far.client_order_id).stop_price == req.stop_price, timeout=WAIT)
+    w._flush()
+    assert key not in chart.order_edge_tags()
+    assert chart.order_lines()[key].value() == pytest.approx(req.stop_price)
+
+
+def test_an_edge_tag_of_an_order_that_cannot_move_stays_put(charted, qtbot):
+    w, ex = charted
+    chart = w.chart.chart
+    trail = ex.add(w, side=Side.SELL, order_type=OrderType.TRAILING_STOP, limit_price=None, stop_price=50.0,
+                   trail_amount=50.0, qty=10)
+    key = f"{trail.client_order_id}|stop_price"
+    qtbot.waitUntil(lambda: key in chart.order_edge_tags(), timeout=WAIT)
+    tag = chart.order_edge_tags()[key]
+    assert not tag.movable and not tag.acceptedMouseButtons() & Button.LeftButton
