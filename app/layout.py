@@ -48,6 +48,9 @@ class WindowLayout:
         w.addDockWidget(L, d["market"])
         if "ladder" in d:  # right of the chart, above the bottom groups
             w.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, d["ladder"])
+            for name, dock in d.items():  # the other ladders beside it
+                if name.startswith("ladder") and name != "ladder":
+                    w.splitDockWidget(d["ladder"], dock, Qt.Orientation.Horizontal)
         w.splitDockWidget(d["market"], d["ticket"], Qt.Orientation.Vertical)
         w.splitDockWidget(d["ticket"], d["positions"], Qt.Orientation.Vertical)
         w.addDockWidget(B, d["working"])

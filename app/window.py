@@ -77,6 +77,7 @@ HOTKEYS = (
     ("Enter / double-click", "Market watch: load the symbol into the ticket", "Panels"),
     ("Ctrl+1 … Ctrl+8", "Focus market watch, chart, ticket, working, fills, positions, signals, workers", "Panels"),
     ("Ctrl+9", "Focus the price ladder", "Panels"),
+    ("Ctrl+Shift+D", "Open another price ladder (DOM; on the chart's symbol; close its dock to remove it)", "Panels"),
     ("Click bid / ask side", "Ladder: buy / sell limit at that price (the ladder's quantity)", "Ladder"),
     ("Click own order / drag it", "Ladder: cancel it / move it to another price (replace)", "Ladder"),
     ("Up / Down (Shift: 10)", "Ladder: move the price cursor one tick (ten ticks)", "Ladder"),
@@ -98,6 +99,16 @@ HOTKEYS = (
 )
 #: how long a banner that needs nothing more from the trader (a release) stays up
 BANNER_OK_S = 8.0
+
+
+class _ClosingDock(QtWidgets.QDockWidget):
+    """A dock that says when the trader closes it (an extra ladder's: closing removes it)."""
+
+    closing = Signal()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.closing.emit()
+        super().closeEvent(event)
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -146,6 +157,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_timers()
         self._connect_signals()
         self.resize(1600, 960)
+        self._restore_extra_ladders()  # before the dock state, which places them
         self.restore_layout()
         self.set_theme(self.ui.theme, save=False)
 
@@ -157,6 +169,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart = ChartPanel(st)
         self.ladder = LadderPanel(st, default_qty=self.ticket.qty.value(),
                                   confirm=str(self.settings.value("ladder/confirm", "true")).lower() != "false")
+        #: every price ladder: the first (``self.ladder``, "ladder") and View > New price ladder's
+        self.ladders: list[LadderPanel] = [self.ladder]
         self.working = WorkingOrdersPanel()
         self.history = HistoryPanel()
         self.fills = FillsPanel()
@@ -325,6 +339,7 @@ class MainWindow(QtWidgets.QMainWindow):
         m = mb.addMenu("&View")
         for dock in self.docks.values():
             m.addAction(dock.toggleViewAction())
+        self._action(m, "New price ladder", lambda: self.new_ladder(), "Ctrl+Shift+D")
         m.addSeparator()
         focus = (("market", self.market_watch.view), ("chart", self.chart), ("ticket", None), ("working", self.working.view),
                  ("fills", self.fills.view), ("positions", self.positions.view), ("signals", self.signals_panel.view),
@@ -380,11 +395,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.working.ocoRequested.connect(self.session.orders.set_oco)
         self.chart.orderMoved.connect(lambda coid, field, price: self.session.orders.replace(coid, **{field: price}))
         self.cancel_all_button.clicked.connect(self.cancel_all)
-        # ladder -> orders (confirmed as the ticket's), cancels, replaces
-        self.ladder.orderRequested.connect(self.submit_ladder)
-        self.ladder.cancelRequested.connect(self.cancel_orders)
-        self.ladder.replaceRequested.connect(lambda coid, changes: self.session.orders.replace(coid, **changes))
-        self.ladder.confirmChanged.connect(lambda on: self.settings.set_value("ladder/confirm", on))
+        self._wire_ladder(self.ladder)
         # kill switch -> fleet control; its report -> the banner
         self.kill_button.clicked.connect(self.kill_switch.engage)
         self.release_button.clicked.connect(self.kill_switch.ask_release)
@@ -397,7 +408,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.workers_panel.action.connect(self.worker_action)
         # services without Qt report through plain callbacks
         self.session.orders.listeners.append(self._on_outcome)
-        self.session.orders.listeners.append(self.ladder.on_outcome)
         self.ticket.validator = self.session.orders.check
         # exports
         for panel in self.tables.values():
@@ -505,7 +515,8 @@ class MainWindow(QtWidgets.QMainWindow):
             if worst.level >= logging.WARNING:
                 self.status_bar.alert(f"[{worst.source}] {worst.text}", worst.level)
         self.chart.apply(ch)
-        self.ladder.apply(ch, follow=self.chart.symbol)
+        for lad in self.ladders:
+            lad.apply(ch, follow=self.chart.symbol)
         self.flushes += 1
         if self.flushes % SLOW_EVERY == 0:  # in the same pass: one repaint, not two
             self._slow()
@@ -607,32 +618,93 @@ class MainWindow(QtWidgets.QMainWindow):
                           object_name="confirmOrder", default=True, offer_dont_ask=True)
         self._confirm = (box, ticket)
 
-    def submit_ladder(self, ticket: Ticket) -> None:
+    def submit_ladder(self, ticket: Ticket, ladder: LadderPanel | None = None) -> None:
         """A ladder click: asked first only while both the settings' order confirmation and
         the ladder's own Confirm box are on ("don't ask again" clears the ladder's box)."""
-        if not (self.ui.confirm_orders and self.ladder.confirm.isChecked()):
-            self._send_ladder(ticket)
+        lad = ladder or self.ladder
+        if not (self.ui.confirm_orders and lad.confirm.isChecked()):
+            self._send_ladder(ticket, lad)
             return
 
         def answered(yes: bool, never: bool) -> None:
             self._confirm = None
             if yes:
                 if never:
-                    self.ladder.confirm.setChecked(False)
-                self._send_ladder(ticket)
+                    lad.confirm.setChecked(False)
+                self._send_ladder(ticket, lad)
             else:
-                self.ladder.show_message(f"{ticket.describe()} not sent (cancelled at confirmation)", "warn")
+                lad.show_message(f"{ticket.describe()} not sent (cancelled at confirmation)", "warn")
 
         box = prompts.ask(self, "Confirm order", self._confirm_text(ticket), answered,
                           object_name="confirmOrder", default=True, offer_dont_ask=True)
         self._confirm = (box, ticket)
 
-    def _send_ladder(self, ticket: Ticket) -> None:
+    def _send_ladder(self, ticket: Ticket, lad: LadderPanel) -> None:
         d, coid = self.session.orders.submit(ticket)
         if not d:
-            self.ladder.show_message(f"{ticket.describe()} not sent: {d.reason}", "bad")
+            lad.show_message(f"{ticket.describe()} not sent: {d.reason}", "bad")
         else:
-            self.ladder.sent_order(coid, ticket)
+            lad.sent_order(coid, ticket)
+
+    # ------------------------------------------------------------------ ladders
+    def _wire_ladder(self, lad: LadderPanel) -> None:
+        """A ladder's orders (confirmed as the ticket's), cancels and replaces go through the
+        order service; its outcomes come back to it."""
+        lad.orderRequested.connect(lambda t, lad=lad: self.submit_ladder(t, lad))
+        lad.cancelRequested.connect(self.cancel_orders)
+        lad.replaceRequested.connect(lambda coid, changes: self.session.orders.replace(coid, **changes))
+        lad.confirmChanged.connect(lambda on: self.settings.set_value("ladder/confirm", on))
+        self.session.orders.listeners.append(lad.on_outcome)
+
+    def new_ladder(self, symbol: str = "") -> LadderPanel:
+        """Another price ladder (View > New price ladder, Ctrl+Shift+D): its own dock beside
+        the first, on ``symbol`` (default: the chart's), not following the chart.  Closing its
+        dock removes it; the open ones come back at the next start (``ladder/extra``)."""
+        k = 2
+        while f"ladder{k}" in self.docks:
+            k += 1
+        name = f"ladder{k}"
+        lad = LadderPanel(self.state, default_qty=self.ticket.qty.value(), name=name,
+                          confirm=str(self.settings.value("ladder/confirm", "true")).lower() != "false")
+        lad.follow.setChecked(False)
+        lad.set_symbol(symbol or self.chart.symbol or self.ladder.symbol)
+        dock = _ClosingDock(f"Price ladder {k}", self)
+        dock.setObjectName(f"dock_{name}")
+        dock.setWidget(lad)
+        dock.setFeatures(self.docks["ladder"].features())
+        dock.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        dock.closing.connect(lambda lad=lad: self._close_ladder(lad))
+        main = self.docks["ladder"]
+        if main.isVisible() and not main.isFloating():
+            self.splitDockWidget(main, dock, Qt.Orientation.Horizontal)
+        else:
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        dock.show()
+        self.docks[name] = dock
+        self.ladders.append(lad)
+        self._wire_ladder(lad)
+        self._save_extra_ladders()
+        return lad
+
+    def _close_ladder(self, lad: LadderPanel) -> None:
+        if lad not in self.ladders or lad is self.ladder:
+            return
+        self.ladders.remove(lad)
+        self.docks.pop(lad.name, None)
+        if lad.on_outcome in self.session.orders.listeners:
+            self.session.orders.listeners.remove(lad.on_outcome)
+        lad.release()
+        if not self._closing:  # quitting keeps the ladders for the next start
+            self._save_extra_ladders()
+
+    def _save_extra_ladders(self) -> None:
+        self.settings.set_value("ladder/extra", ",".join(lad.symbol or "-" for lad in self.ladders[1:]))
+
+    def _restore_extra_ladders(self) -> None:
+        for sym in str(self.settings.value("ladder/extra", "") or "").split(","):
+            sym = sym.strip()
+            if sym:
+                self.new_ladder("" if sym == "-" else sym)
 
     def _confirm_text(self, ticket: Ticket) -> str:
         """The confirmation's question with the market as it is now: the flush keeps it live,
@@ -878,6 +950,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ layout persistence
     def save_layout(self) -> None:
+        self._save_extra_ladders()  # a ladder's symbol may have changed since it was opened
         self.dock_layout.save(self.settings, self.tables, self.chart)
 
     def restore_layout(self) -> None:

@@ -541,9 +541,12 @@ class LadderPanel(QtWidgets.QWidget):
     replaceRequested = Signal(str, object)
     confirmChanged = Signal(bool)
 
-    def __init__(self, state: AppState, default_qty: int = 100, confirm: bool = True, parent=None):
+    def __init__(self, state: AppState, default_qty: int = 100, confirm: bool = True, parent=None,
+                 name: str = "ladder"):
         super().__init__(parent)
-        self.setObjectName("panel_ladder")
+        #: the window's name for it ("ladder", "ladder2", ...): its dock's and its watch's
+        self.name = name
+        self.setObjectName(f"panel_{name}")
         self.state = state
         self.symbol = ""
         self.sent: set[str] = set()
@@ -624,8 +627,8 @@ class LadderPanel(QtWidgets.QWidget):
         self.symbol = symbol
         if self.symbol_box.currentText() != symbol:
             self.symbol_box.setEditText(symbol)
-        self.state.depth.want("ladder", [symbol] if symbol else [])
-        self.state.market.set_watched("ladder", [symbol] if symbol else [])  # held whatever the universe cap
+        self.state.depth.want(self.name, [symbol] if symbol else [])
+        self.state.market.set_watched(self.name, [symbol] if symbol else [])  # held whatever the universe cap
         v = self.view
         v.cursor = None
         v.picked = None
@@ -637,6 +640,11 @@ class LadderPanel(QtWidgets.QWidget):
         self.refresh()
         v.set_auto_centre(True)
         v.update()
+
+    def release(self) -> None:
+        """Closed for good (an extra ladder): its symbol is no longer watched nor its book wanted."""
+        self.state.depth.want(self.name, [])
+        self.state.market.set_watched(self.name, [])
 
     def follow_symbol(self, symbol: str) -> None:
         """The chart's symbol (called at every flush): shown while Follow is ticked."""

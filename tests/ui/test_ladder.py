@@ -391,3 +391,47 @@ def test_live_depth_and_a_click_places_an_order_at_its_price(qtbot, desk):
     qtbot.mouseClick(lad.view, LEFT, pos=at(w, price, BUY_ORDERS))
     qtbot.waitUntil(lambda: o.status is OrderStatus.CANCELLED, timeout=TIMEOUT)
     qtbot.waitUntil(lambda: (Side.BUY, t) not in lad.view.own, timeout=TIMEOUT)
+
+
+def test_a_ladder_per_symbol(make_window, qtbot, tmp_path):
+    """View > New price ladder (Ctrl+Shift+D) opens another ladder on the chart's symbol, its
+    own dock beside the first; each trades its own symbol; closing its dock removes it (its
+    symbol no longer held for it); the open ones come back at the next start."""
+    w = make_window()
+    o = Orders(w)
+    market(w)  # MSFT
+    tick(w, 200.0, sym="AAPL")
+    w._flush()
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=scaled_ms(2000))
+    w.ladder.view.setFocus()
+    qtbot.keyClick(w.ladder.view, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert len(w.ladders) == 2
+    second = w.ladders[1]
+    dock = w.findChild(QtWidgets.QDockWidget, "dock_ladder2")
+    assert dock is not None and dock.widget() is second and dock.isVisible()
+    assert second.symbol == "MSFT" and not second.follow.isChecked()
+    second.symbol_box.setEditText("AAPL")
+    second._symbol_typed()
+    w._flush()
+    assert second.symbol == "AAPL" and w.ladder.symbol == "MSFT"
+    # each places on its own symbol, outcomes on its own line
+    qtbot.mouseClick(second.view, LEFT, pos=second.view.cell_rect(199.99, BID).center())
+    qtbot.mouseClick(w.ladder.view, LEFT, pos=at(w, 99.99, BID))
+    assert [(t.symbol, t.side, t.limit_price) for t in o.sent] == [("AAPL", Side.BUY, 199.99), ("MSFT", Side.BUY, 99.99)]
+    assert "AAPL" in second.message.text() and "MSFT" in w.ladder.message.text()
+    # both repaint with the flush; the first keeps following the chart
+    tick(w, 200.05, sym="AAPL")
+    w._flush()
+    assert second.view.last == 20005
+    # kept for the next start
+    w.save_layout()
+    assert w.settings.value("ladder/extra") == "AAPL"
+    again = make_window()  # the next start, on the same settings
+    assert len(again.ladders) == 2 and again.ladders[1].symbol == "AAPL" and not again.ladders[1].follow.isChecked()
+    assert again.findChild(QtWidgets.QDockWidget, "dock_ladder2").isVisible()
+    # closed: gone, its symbol's book no longer wanted for it
+    dock.close()
+    qtbot.waitUntil(lambda: len(w.ladders) == 1, timeout=scaled_ms(2000))
+    assert "ladder2" not in w.docks and w.settings.value("ladder/extra") == ""
+    assert second.on_outcome not in w.session.orders.listeners
