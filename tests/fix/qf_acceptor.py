@@ -28,11 +28,101 @@ def data_dictionary() -> Path:
     raise SystemExit("FIX44.xml not found (pip install quickfix-py)")
 
 
+def get(msg, tag: int, default: str = "") -> str:
+    return msg.getField(tag) if msg.isSetField(tag) else default
+
+
+class Venue:
+    """A few rules a test can rely on: symbol REJ is rejected; up to 100 fills at once at the
+    limit (a market order at 100.00); a limit above 100 fills 100 and rests; a cancel of a
+    filled order is refused (OrderCancelReject); a replace changes quantity and price."""
+
+    def __init__(self):
+        self.orders: dict[str, dict] = {}  # the current ClOrdID -> the order
+        self.n = 0
+
+    def _id(self) -> str:
+        self.n += 1
+        return str(self.n)
+
+    def report(self, sid, o: dict, exec_type: str, last_qty: int = 0, text: str = "", cl_ord_id: str = "",
+               orig: str = "") -> None:
+        er = fix.Message()
+        er.getHeader().setField(fix.MsgType(fix.MsgType_ExecutionReport))
+        er.setField(37, o["order_id"])
+        er.setField(11, cl_ord_id or o["cl_ord_id"])
+        if orig:
+            er.setField(41, orig)
+        er.setField(17, "E" + self._id())
+        er.setField(150, exec_type)
+        er.setField(39, o["status"])
+        er.setField(55, o["symbol"])
+        er.setField(54, o["side"])
+        er.setField(38, str(o["qty"]))
+        if o.get("price"):
+            er.setField(44, o["price"])
+        er.setField(151, str(0 if o["status"] in ("2", "4", "8") else o["qty"] - o["cum"]))
+        er.setField(14, str(o["cum"]))
+        er.setField(6, o["avg"] if o["cum"] else "0")
+        if last_qty:
+            er.setField(32, str(last_qty))
+            er.setField(31, o["avg"])
+        if text:
+            er.setField(58, text)
+        fix.Session.sendToTarget(er, sid)
+
+    def on_message(self, msg, sid) -> None:
+        mt = get(msg.getHeader(), 35)
+        if mt == "D":
+            cl = get(msg, 11)
+            o = {"cl_ord_id": cl, "order_id": "V" + self._id(), "symbol": get(msg, 55), "side": get(msg, 54),
+                 "qty": int(float(get(msg, 38, "0"))), "price": get(msg, 44), "cum": 0, "avg": "0", "status": "0"}
+            self.orders[cl] = o
+            if o["symbol"] == "REJ":
+                o["status"] = "8"
+                self.report(sid, o, "8", text="unknown symbol REJ")
+                return
+            self.report(sid, o, "0")
+            fill = o["qty"] if o["qty"] <= 100 or not o["price"] else 100
+            o["cum"], o["avg"] = fill, o["price"] or "100"
+            o["status"] = "2" if fill == o["qty"] else "1"
+            self.report(sid, o, "F", last_qty=fill)
+        elif mt in ("F", "G"):
+            orig, cl = get(msg, 41), get(msg, 11)
+            o = self.orders.get(orig)
+            if o is None or o["status"] in ("2", "4", "8"):
+                rej = fix.Message()
+                rej.getHeader().setField(fix.MsgType(fix.MsgType_OrderCancelReject))
+                rej.setField(37, o["order_id"] if o else "NONE")
+                rej.setField(11, cl)
+                rej.setField(41, orig)
+                rej.setField(39, o["status"] if o else "8")
+                rej.setField(434, "1" if mt == "F" else "2")
+                rej.setField(58, "too late: the order is done" if o else "unknown order")
+                fix.Session.sendToTarget(rej, sid)
+                return
+            del self.orders[orig]
+            self.orders[cl] = o
+            o["cl_ord_id"] = cl
+            if mt == "F":
+                o["status"] = "4"
+                self.report(sid, o, "4", orig=orig)
+            else:
+                o["qty"] = int(float(get(msg, 38, str(o["qty"]))))
+                o["price"] = get(msg, 44, o["price"])
+                self.report(sid, o, "5", orig=orig)
+        elif mt == "H":
+            o = self.orders.get(get(msg, 11))
+            if o is not None:
+                self.report(sid, o, "I")
+
+
 class App(fix.Application):
     def __init__(self, cfg: dict):
         super().__init__()
         self.cfg = cfg
         self.sid = None
+        self.venue = Venue()
 
     def onCreate(self, sid):  # noqa: N802
         self.sid = sid
@@ -63,6 +153,8 @@ class App(fix.Application):
 
     def fromApp(self, msg, sid):  # noqa: N802
         emit("app_in", raw=msg.toString().replace("\x01", "|"))
+        if self.cfg.get("venue"):
+            self.venue.on_message(msg, sid)
 
 
 def main() -> int:

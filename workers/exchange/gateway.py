@@ -97,7 +97,7 @@ _EMULATED_TYPES = frozenset(t for t in OrderType if t.is_stop)
 _EMULATED_TIFS = frozenset({TimeInForce.DAY, TimeInForce.GTC})
 #: the venues --exchange names: the embedded simulator, or its matching core alone (market and
 #: limit only: every other kind emulated by the gateway, for tests and demonstrations)
-EXCHANGES = ("simulated", "simulated-core")
+EXCHANGES = ("simulated", "simulated-core", "fix")
 #: an OCO group's name when its members' ids joined would be longer (or ambiguous)
 _OCO_HASH_PREFIX = "oco-"
 #: what every order the kill switch cancels when it is turned on is told
@@ -157,6 +157,7 @@ class ExchangeGateway(Worker):
         #: whether the client asks the gateway's hard limits about the orders it creates
         #: (bracket children); otherwise they are checked when the gateway adopts them
         self._checks_children = False
+        self._fix = None  # the FIX venue, whose session events go to the log
         self.client: ExchangeClient = self._venue(client)
         self.caps = self.client.capabilities
         self._remote = bool(self.caps.get("remote", False))
@@ -229,7 +230,7 @@ class ExchangeGateway(Worker):
             if self.config.exchange == "simulated":
                 self._checks_children = True
                 return SimulatedExchange(session_end=end, check_child=self._child_refusal)
-            client = SimulatedCore()
+            client = self._fix_venue() if self.config.exchange == "fix" else SimulatedCore()
         caps = client.capabilities
         lacks = (not _EMULATED_TYPES <= frozenset(caps.get("order_types", ())) or not _EMULATED_TIFS <= frozenset(caps.get("tifs", ()))
                  or not caps.get("brackets") or not caps.get("oco"))
@@ -237,6 +238,21 @@ class ExchangeGateway(Worker):
             return client
         self._checks_children = True
         return OrderKinds(client, emulated=True, session_end=end, check_child=self._child_refusal)
+
+    def _fix_venue(self) -> ExchangeClient:
+        """``--exchange fix``: the first session of ``--fix-config`` (docs/venues.md)."""
+        from workers.errors import ConfigError
+        from workers.fix.settings import FixSettingsError, load_settings
+        from workers.fix.venue import FixExchange
+
+        if not self.config.fix_config:
+            raise ConfigError("--exchange fix needs --fix-config FILE (a QuickFIX-style session settings file; docs/venues.md)")
+        try:
+            sessions = load_settings(self.config.fix_config)
+        except FixSettingsError as e:
+            raise ConfigError(str(e)) from None
+        self._fix = FixExchange(sessions[0])
+        return self._fix
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self) -> None:
@@ -320,6 +336,10 @@ class ExchangeGateway(Worker):
             batch = Batch(P.now_ns())
             self._apply(self.client.poll(P.now_ns()), batch)
             self._flush(batch)
+            if self._fix is not None and self._fix.notices:
+                for text in self._fix.notices:  # the session's own: a burst is one line there
+                    self.log.warning("%s", text)
+                self._fix.notices.clear()
         if not self._failed and not self._journal_full:
             # what time drives (DAY orders expiring at --session-end); every timer tick
             # (0.1 s), so an expiry is at most that late.  While the disk is full it waits:
@@ -1330,9 +1350,14 @@ class ExchangeConfig:
     )
     batch: int = option(DEFAULT_BATCH, "most requests handled per journal commit (group commit)", group="exchange")
     exchange: str = option(
-        "simulated", "the venue: simulated (the embedded simulator, every order kind its own), or simulated-core (its matching "
-        "core alone, market and limit orders: every other kind emulated by the gateway, orders say emulated: true)",
+        "simulated", "the venue: simulated (the embedded simulator, every order kind its own), simulated-core (its matching "
+        "core alone, market and limit orders: every other kind emulated by the gateway, orders say emulated: true), or "
+        "fix (a FIX 4.4 venue, --fix-config; stops, brackets and OCO emulated)",
         choices=EXCHANGES, group="exchange",
+    )
+    fix_config: str = option(
+        "", "with --exchange fix: the FIX 4.4 session settings file, QuickFIX style (docs/venues.md); credentials from "
+        "the environment or a private file named there, never the command line", metavar="FILE", group="exchange",
     )
     session_end: str = option(
         "00:00", "when DAY orders expire, HH:MM (or HH:MM:SS) UTC, every day", check=_check_session_end, metavar="HH:MM", group="exchange",
