@@ -2,7 +2,9 @@
 the tests: it validates every message against QuickFIX's FIX44.xml data dictionary.  Run as a
 process: ``python -m tests.fix.qf_acceptor CONFIG.json``; it prints one JSON line per event
 ("ready", "logon", "logout", "admin_in", "app_in", "reject_logon") and reads commands on stdin
-("gap N": skip N of its outgoing sequence numbers, then send a TestRequest; "quit")."""
+("gap N": skip N of its outgoing sequence numbers, then send a TestRequest; "drop": close the
+connection without a Logout; "fill SYMBOL": fill that symbol's open orders, connected or not,
+as a venue does; "quit")."""
 
 from __future__ import annotations
 
@@ -78,6 +80,8 @@ class Venue:
             o = {"cl_ord_id": cl, "order_id": "V" + self._id(), "symbol": get(msg, 55), "side": get(msg, 54),
                  "qty": int(float(get(msg, 38, "0"))), "price": get(msg, 44), "cum": 0, "avg": "0", "status": "0"}
             self.orders[cl] = o
+            if o["symbol"] == "SLOW":  # kept, answered only by "fill SLOW" (or a status request)
+                return
             if o["symbol"] == "REJ":
                 o["status"] = "8"
                 self.report(sid, o, "8", text="unknown symbol REJ")
@@ -191,6 +195,16 @@ def main() -> int:
             continue
         if cmd[0] == "quit":
             break
+        if cmd[0] == "drop" and app.sid is not None:  # the line goes down (no Logout)
+            fix.Session.lookupSession(app.sid).disconnect()
+            emit("dropped")
+        if cmd[0] == "fill" and app.sid is not None:  # fill the orders of a symbol, link up or not
+            for o in list(app.venue.orders.values()):
+                if o["symbol"] == cmd[1] and o["status"] == "0":
+                    app.venue.report(app.sid, o, "0")
+                    o["cum"], o["avg"], o["status"] = o["qty"], o["price"] or "100", "2"
+                    app.venue.report(app.sid, o, "F", last_qty=o["qty"])
+            emit("filled", symbol=cmd[1])
         if cmd[0] == "gap" and app.sid is not None:
             s = fix.Session.lookupSession(app.sid)
             s.setNextSenderMsgSeqNum(s.getExpectedSenderNum() + int(cmd[1]))

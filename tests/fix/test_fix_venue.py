@@ -60,7 +60,7 @@ class Driver:
 @pytest.fixture
 def desk(venue, tmp_path):  # noqa: F811
     v = venue(venue=True)
-    d = Driver(FixExchange(ours(tmp_path, v.port, hb=5)))
+    d = Driver(FixExchange(ours(tmp_path, v.port, hb=5, reconnect_s=1.0)))
     assert d.until(lambda: d.ex.conn.up), d.ex.notices
     yield v, d
     d.ex.close()
@@ -142,3 +142,28 @@ def test_with_the_link_down_orders_are_refused_not_queued(desk):
     assert [e.order.status for e in events] == [OrderStatus.REJECTED]
     assert "not connected" in events[0].order.reason and "not sent" in events[0].order.reason
     assert not d.ex.cancel(o, P.now_ns()).ok
+
+
+def test_the_line_dropped_mid_order_nothing_lost_nothing_doubled(desk):
+    """An order the venue has not answered; the line goes down; the venue fills it meanwhile.
+    On the reconnect the venue's missed reports come back through the sequence gap and the
+    status request answers too: one fill, the order filled."""
+    v, d = desk
+    o = order("c-30", 40, 55.0, symbol="SLOW")
+    assert d.ex.submit(o, P.now_ns()) == []
+    v.wait("app_in", scaled(5), drive=d.ex.conn)
+    v.command("drop")
+    v.wait("dropped", scaled(5), drive=d.ex.conn)
+    assert d.until(lambda: not d.ex.conn.up)
+    v.command("fill SLOW")  # while we are away: the venue keeps the reports for the resend
+    v.wait("filled", scaled(5))
+    assert d.until(lambda: d.last("c-30") is not None and d.last("c-30").status is OrderStatus.FILLED, timeout=20), \
+        d.ex.notices
+    assert [(f.qty, f.price) for f in d.fills("c-30")] == [(40, 55.0)]
+    assert d.ex.conn.session.counters["gaps"] >= 1  # came back through a ResendRequest
+    # the status request's answer comes too (a report of the same cumulative quantity): still one fill
+    while "|35=H|" not in v.wait("app_in", scaled(5), drive=d.ex.conn)["raw"]:
+        pass
+    # three reports of it in all: new and the fill (resent), then the status
+    assert d.until(lambda: sum(isinstance(e, OrderEvent) and e.order.client_order_id == "c-30" for e in d.events) >= 3)
+    assert len(d.fills("c-30")) == 1 and d.last("c-30").filled_qty == 40
