@@ -178,6 +178,9 @@ def main() -> int:
         f"DataDictionary={data_dictionary()}\n"
         "ValidateUserDefinedFields=Y\n"
         "ResetOnDisconnect=N\n"
+        + (f"SocketUseSSL=Y\nServerCertificateFile={cfg['tls']['cert']}\nServerCertificateKeyFile={cfg['tls']['key']}\n"
+           "CertificateVerifyLevel=0\n" if cfg.get("tls") else "")
+        +
         "[SESSION]\n"
         "BeginString=FIX.4.4\n"
         f"SenderCompID={cfg.get('sender', 'VENUE')}\n"
@@ -185,7 +188,8 @@ def main() -> int:
     )
     settings = fix.SessionSettings(str(ini))
     app = App(cfg)
-    acceptor = fix.SocketAcceptor(app, fix.FileStoreFactory(settings), settings, fix.FileLogFactory(settings))
+    kind = fix.SSLSocketAcceptor if cfg.get("tls") else fix.SocketAcceptor
+    acceptor = kind(app, fix.FileStoreFactory(settings), settings, fix.FileLogFactory(settings))
     acceptor.start()
     emit("ready")
     done = threading.Event()

@@ -217,3 +217,29 @@ def test_a_silent_venue_is_noticed(venue, tmp_path):
         os.kill(v.proc.pid, signal.SIGCONT)
     assert conn.session.failure.startswith("the venue is silent"), conn.session.failure
     assert conn.session.counters["test_requests_out"] == 1 and conn.sock is None
+
+
+def test_fix_over_tls_checks_the_venues_certificate(venue, tmp_path):
+    """SocketUseSSL=Y: the session runs over TLS to QuickFIX's SSL acceptor, trusting only the
+    CA it is given; a certificate it cannot verify is a refused connection, never a logon."""
+    import shutil
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the test's certificate")
+    cert, key = tmp_path / "venue.pem", tmp_path / "venue.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=scaled(60))
+    v = venue(tls={"cert": str(cert), "key": str(key)})
+    conn = FixConnection(ours(tmp_path, v.port, hb=1, tls=True, tls_ca_file=str(cert)))
+    logged_on(conn)
+    assert isinstance(conn.sock, ssl.SSLSocket)
+    v.wait("admin_in", scaled(5), drive=conn, type="0")  # heartbeats over TLS too
+    conn.logout()
+    v.wait("logout", scaled(5))
+    # the system's CAs do not know the venue's self-signed certificate: refused at the handshake
+    stranger = FixConnection(ours(tmp_path, v.port, hb=1, tls=True))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        stranger.connect()
+    assert stranger.sock is None and stranger.session.store.next_out == conn.session.store.next_out

@@ -336,10 +336,16 @@ class ExchangeGateway(Worker):
             batch = Batch(P.now_ns())
             self._apply(self.client.poll(P.now_ns()), batch)
             self._flush(batch)
-            if self._fix is not None and self._fix.notices:
-                for text in self._fix.notices:  # the session's own: a burst is one line there
-                    self.log.warning("%s", text)
-                self._fix.notices.clear()
+            if self._fix is not None:
+                if self._fix.notices:
+                    for text in self._fix.notices:  # the session's own: a burst is one line there
+                        self.log.warning("%s", text)
+                    self._fix.notices.clear()
+                # in the heartbeat, so the Workers panel shows the venue's link
+                session = self._fix.conn.session
+                g = self.stats.gauges
+                g["venue"] = session.state.value
+                g.update({f"fix_{k}": v for k, v in session.counters.items()})
         if not self._failed and not self._journal_full:
             # what time drives (DAY orders expiring at --session-end); every timer tick
             # (0.1 s), so an expiry is at most that late.  While the disk is full it waits:

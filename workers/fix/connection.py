@@ -37,8 +37,12 @@ class FixConnection:
         s = self.settings
         sock = socket.create_connection((s.host, s.port), timeout=timeout)
         if s.tls:
-            ctx = ssl.create_default_context(cafile=s.tls_ca_file or None)
-            sock = ctx.wrap_socket(sock, server_hostname=s.host)
+            try:
+                ctx = ssl.create_default_context(cafile=s.tls_ca_file or None)
+                sock = ctx.wrap_socket(sock, server_hostname=s.host)
+            except BaseException:  # a certificate not trusted, a handshake refused
+                sock.close()
+                raise
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         self.sock = sock
@@ -102,11 +106,14 @@ class FixConnection:
             return
         wait = max(0.0, min(timeout, self.session.next_deadline() - self.clock()))
         wants_write = bool(self._pending)
+        # TLS may hold decrypted bytes the socket no longer shows to select
+        buffered = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
         try:
-            r, w, _ = select.select([self.sock], [self.sock] if wants_write else [], [], wait)
+            r, w, _ = select.select([self.sock], [self.sock] if wants_write else [], [], 0.0 if buffered else wait)
         except (OSError, ValueError):
             self.close("socket error")
             return
+        r = r or ([self.sock] if buffered else [])
         if w:
             self._flush()
         if r:
