@@ -47,7 +47,8 @@ class Acceptor:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.events: queue.Queue = queue.Queue()
         self.seen: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         self.wait("ready", scaled(20))
 
     def _read(self) -> None:
@@ -101,6 +102,13 @@ class Acceptor:
             except (OSError, subprocess.TimeoutExpired, BrokenPipeError):
                 self.proc.kill()
                 self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+        self._reader.join(timeout=scaled(5))  # it ends at the pipe's end, then closes it
+        self.proc.stdout.close()
 
 
 @pytest.fixture
