@@ -44,7 +44,7 @@ _TIF = {TimeInForce.DAY: "0", TimeInForce.GTC: "1", TimeInForce.IOC: "3", TimeIn
 _STATUS = {
     b"0": OrderStatus.NEW, b"1": OrderStatus.PARTIALLY_FILLED, b"2": OrderStatus.FILLED,
     b"4": OrderStatus.CANCELLED, b"8": OrderStatus.REJECTED, b"C": OrderStatus.EXPIRED,
-    b"A": OrderStatus.PENDING_NEW, b"3": OrderStatus.FILLED,  # 3: done for day
+    b"A": OrderStatus.PENDING_NEW, b"3": OrderStatus.EXPIRED,  # 3: done for day (what is left will not fill)
     b"6": None, b"E": None, b"5": None,  # pending cancel / pending replace / replaced: still working
 }
 
@@ -236,8 +236,8 @@ class FixExchange(ExchangeClient):
             if m.get(PRICE) and o.exec_type is OrderType.LIMIT:
                 o.limit_price = _num(m.get(PRICE), o.limit_price or 0.0)
         status = _STATUS.get(m.get(ORD_STATUS))
-        if status is not None and not (status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and
-                                       o.status is OrderStatus.FILLED):
+        # filled is final: a late or resent report of an earlier state does not undo it
+        if status is not None and o.status is not OrderStatus.FILLED:
             if status is OrderStatus.FILLED and o.filled_qty < o.qty:
                 status = OrderStatus.PARTIALLY_FILLED  # its fills are not all here yet
             o.status = status
