@@ -42,6 +42,8 @@ class Venue:
     def __init__(self):
         self.orders: dict[str, dict] = {}  # the current ClOrdID -> the order
         self.n = 0
+        # QuickFIX calls fromApp on its own thread; the commands run on the main one
+        self.lock = threading.RLock()
 
     def _id(self) -> str:
         self.n += 1
@@ -74,6 +76,10 @@ class Venue:
         fix.Session.sendToTarget(er, sid)
 
     def on_message(self, msg, sid) -> None:
+        with self.lock:
+            self._on_message(msg, sid)
+
+    def _on_message(self, msg, sid) -> None:
         mt = get(msg.getHeader(), 35)
         if mt == "D":
             cl = get(msg, 11)
@@ -156,9 +162,10 @@ class App(fix.Application):
         pass
 
     def fromApp(self, msg, sid):  # noqa: N802
-        emit("app_in", raw=msg.toString().replace("\x01", "|"))
+        # the venue first: a test that saw "app_in" may rely on the venue having taken it
         if self.cfg.get("venue"):
             self.venue.on_message(msg, sid)
+        emit("app_in", raw=msg.toString().replace("\x01", "|"))
 
 
 def main() -> int:
@@ -203,11 +210,12 @@ def main() -> int:
             fix.Session.lookupSession(app.sid).disconnect()
             emit("dropped")
         if cmd[0] == "fill" and app.sid is not None:  # fill the orders of a symbol, link up or not
-            for o in list(app.venue.orders.values()):
-                if o["symbol"] == cmd[1] and o["status"] == "0":
-                    app.venue.report(app.sid, o, "0")
-                    o["cum"], o["avg"], o["status"] = o["qty"], o["price"] or "100", "2"
-                    app.venue.report(app.sid, o, "F", last_qty=o["qty"])
+            with app.venue.lock:
+                for o in list(app.venue.orders.values()):
+                    if o["symbol"] == cmd[1] and o["status"] == "0":
+                        app.venue.report(app.sid, o, "0")
+                        o["cum"], o["avg"], o["status"] = o["qty"], o["price"] or "100", "2"
+                        app.venue.report(app.sid, o, "F", last_qty=o["qty"])
             emit("filled", symbol=cmd[1])
         if cmd[0] == "gap" and app.sid is not None:
             s = fix.Session.lookupSession(app.sid)
