@@ -77,6 +77,7 @@ from typing import Any, get_args
 
 import msgspec
 
+from workers.durable import sync_dir, sync_file
 from workers.errors import CorruptStateError
 from workers.exchange.client import FillRecord, Order
 from workers.positions import PositionBook
@@ -500,7 +501,7 @@ class Journal:
                 header = _LOG_HEADER.pack(_LOG_MAGIC, _LOG_FORMAT, gen)
                 if os.write(fd, header) != len(header):
                     raise OSError(errno.ENOSPC, "short write of the log header")
-                _sync(fd)
+                sync_file(fd)
             finally:
                 os.close(fd)
         except OSError as e:
@@ -514,7 +515,7 @@ class Journal:
                 os.close(self._fd)  # Windows cannot replace an open file
                 self._fd = -1
             os.replace(tmp, self.log_path)
-            _sync_dir(self.log_path.parent)  # the rename itself must survive a power loss
+            sync_dir(self.log_path.parent)  # the rename itself must survive a power loss
             self._fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | _O_BINARY)
         except OSError as e:
             raise JournalError(f"cannot create journal log {self.log_path}: {e}") from e
@@ -585,7 +586,7 @@ class Journal:
                 # the rest would fail with ENOSPC; a record is stored whole or not at all
                 raise OSError(errno.ENOSPC, f"short write: {written} of {len(record)} bytes")
             if self.sync == "full":
-                _sync(self._fd)
+                sync_file(self._fd)
         except OSError as e:
             # Part of the record may be in the file: cut it off, or a later record appended
             # after it would be cut off with it at the next open (or, worse, make the next
@@ -903,27 +904,6 @@ def _damage(data: bytes, at: int, payload_start: bytes = _PAYLOAD_START) -> str:
         return ""  # of full length, ending in zeros (and nothing but zeros after it)
     return (f"the record at byte {at} ({length} bytes) fails its check although it is whole and does not end in "
             f"unwritten (zero) blocks: a byte of it was changed after it was written")
-
-
-def _sync(fd: int) -> None:
-    (getattr(os, "fdatasync", None) or os.fsync)(fd)
-
-
-def _sync_dir(path: Path) -> None:
-    """fsync a directory (a rename in it is durable then).  Windows cannot open directories
-    and makes renames durable with the file system's own journal: nothing to do there."""
-    if os.name == "nt":
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def remove_journal(path: str | os.PathLike) -> None:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import simplefix
 
+from workers.durable import sync_dir, sync_file
 from workers.fix.settings import FixSessionSettings
 
 SOH = b"\x01"
@@ -100,8 +101,10 @@ class SeqStore:
                 f.write(f"{now[0]} {now[1]}\n")
                 if sync:
                     f.flush()
-                    os.fsync(f.fileno())
+                    sync_file(f.fileno())
             os.replace(tmp, self.path)
+            if sync:
+                sync_dir(self.folder)  # the rename too: a power loss must not bring the old numbers back
         except BaseException:
             try:
                 os.unlink(tmp)
