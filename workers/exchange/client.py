@@ -292,6 +292,15 @@ class ExchangeClient(ABC):
         """Counters to journal (restored through :meth:`recover`)."""
         return {}
 
+    def take_notices(self) -> list[str]:
+        """What the trader should read about the venue since the last call (a remote venue's
+        link: logged on, refused, silent...); the gateway logs each line."""
+        return []
+
+    def gauges(self) -> dict[str, Any]:
+        """The venue's own figures for the gateway's heartbeat (a link's state, its counters)."""
+        return {}
+
     @abstractmethod
     def recover(self, orders: Iterable[Order], state: Mapping[str, int], now: int) -> list[ExecEvent]:
         """After a restart: take back the journaled working orders and saved state, reconcile

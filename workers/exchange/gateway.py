@@ -157,7 +157,6 @@ class ExchangeGateway(Worker):
         #: whether the client asks the gateway's hard limits about the orders it creates
         #: (bracket children); otherwise they are checked when the gateway adopts them
         self._checks_children = False
-        self._fix = None  # the FIX venue, whose session events go to the log
         self.client: ExchangeClient = self._venue(client)
         self.caps = self.client.capabilities
         self._remote = bool(self.caps.get("remote", False))
@@ -251,8 +250,7 @@ class ExchangeGateway(Worker):
             sessions = load_settings(self.config.fix_config)
         except FixSettingsError as e:
             raise ConfigError(str(e)) from None
-        self._fix = FixExchange(sessions[0])
-        return self._fix
+        return FixExchange(sessions[0])
 
     # ------------------------------------------------------------------ lifecycle
     def setup(self) -> None:
@@ -336,16 +334,9 @@ class ExchangeGateway(Worker):
             batch = Batch(P.now_ns())
             self._apply(self.client.poll(P.now_ns()), batch)
             self._flush(batch)
-            if self._fix is not None:
-                if self._fix.notices:
-                    for text in self._fix.notices:  # the session's own: a burst is one line there
-                        self.log.warning("%s", text)
-                    self._fix.notices.clear()
-                # in the heartbeat, so the Workers panel shows the venue's link
-                session = self._fix.conn.session
-                g = self.stats.gauges
-                g["venue"] = session.state.value
-                g.update({f"fix_{k}": v for k, v in session.counters.items()})
+            for text in self.client.take_notices():  # a remote venue's link; a burst is one line there
+                self.log.warning("%s", text)
+            self.stats.gauges.update(self.client.gauges())  # in the heartbeat: the Workers panel shows them
         if not self._failed and not self._journal_full:
             # what time drives (DAY orders expiring at --session-end); every timer tick
             # (0.1 s), so an expiry is at most that late.  While the disk is full it waits:

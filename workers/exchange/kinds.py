@@ -292,6 +292,12 @@ class OrderKinds(ExchangeClient):
         self._sync()
         return self._rebuild(orders, state, now, self.inner.restore)
 
+    def take_notices(self) -> list[str]:
+        return self.inner.take_notices()
+
+    def gauges(self) -> dict:
+        return self.inner.gauges()
+
     def close(self) -> None:
         self.inner.close()
 

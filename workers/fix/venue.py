@@ -257,6 +257,14 @@ class FixExchange(ExchangeClient):
         o.ts = P.now_ns()
         self._events.append(OrderEvent(o.snapshot()))
 
+    def take_notices(self) -> list[str]:
+        out, self.notices = self.notices, []
+        return out
+
+    def gauges(self) -> dict:
+        session = self.conn.session
+        return {"venue": session.state.value, **{f"fix_{k}": v for k, v in session.counters.items()}}
+
     # ------------------------------------------------------------------ restarts
     def state(self) -> dict[str, int]:
         return {"next_fill_n": self.next_fill_n}
