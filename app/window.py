@@ -167,8 +167,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.market_watch = MarketWatchPanel(st.market)
         self.ticket = TicketPanel(st, self.ui.default_qty, presets=self.ui.qty_presets)
         self.chart = ChartPanel(st)
-        self.ladder = LadderPanel(st, default_qty=self.ticket.qty.value(),
-                                  confirm=str(self.settings.value("ladder/confirm", "true")).lower() != "false")
+        self.ladder = self._make_ladder("ladder")
         #: every price ladder: the first (``self.ladder``, "ladder") and View > New price ladder's
         self.ladders: list[LadderPanel] = [self.ladder]
         self.working = WorkingOrdersPanel()
@@ -219,8 +218,13 @@ class MainWindow(QtWidgets.QMainWindow):
         lay.addWidget(self.chart, 1)
         self.setCentralWidget(central)
 
-    def _dock(self, title: str, widget: QtWidgets.QWidget, name: str) -> QtWidgets.QDockWidget:
-        d = QtWidgets.QDockWidget(title, self)
+    def _make_ladder(self, name: str) -> LadderPanel:
+        return LadderPanel(self.state, default_qty=self.ticket.qty.value(), name=name,
+                           confirm=str(self.settings.value("ladder/confirm", "true")).lower() != "false")
+
+    def _dock(self, title: str, widget: QtWidgets.QWidget, name: str,
+              kind: type[QtWidgets.QDockWidget] = QtWidgets.QDockWidget) -> QtWidgets.QDockWidget:
+        d = kind(title, self)
         d.setObjectName(f"dock_{name}")
         d.setWidget(widget)
         d.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
@@ -664,14 +668,10 @@ class MainWindow(QtWidgets.QMainWindow):
         while f"ladder{k}" in self.docks:
             k += 1
         name = f"ladder{k}"
-        lad = LadderPanel(self.state, default_qty=self.ticket.qty.value(), name=name,
-                          confirm=str(self.settings.value("ladder/confirm", "true")).lower() != "false")
+        lad = self._make_ladder(name)
         lad.follow.setChecked(False)
         lad.set_symbol(symbol or self.chart.symbol or self.ladder.symbol)
-        dock = _ClosingDock(f"Price ladder {k}", self)
-        dock.setObjectName(f"dock_{name}")
-        dock.setWidget(lad)
-        dock.setFeatures(self.docks["ladder"].features())
+        dock = self._dock(f"Price ladder {k}", lad, name, kind=_ClosingDock)
         dock.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
         dock.closing.connect(lambda lad=lad: self._close_ladder(lad))
         main = self.docks["ladder"]

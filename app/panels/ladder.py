@@ -264,13 +264,11 @@ class LadderView(QtWidgets.QWidget):
             return Side.SELL
         return None
 
-    def _own_at(self, column: int, t: int) -> Cell | None:
+    @staticmethod
+    def _cell_at(cells: dict[tuple[Side, int], Cell], column: int, t: int) -> Cell | None:
+        """The orders of ``cells`` (``own`` or ``others``) in an order column's row."""
         side = Side.BUY if column == BUY_ORDERS else Side.SELL if column == SELL_ORDERS else None
-        return self.own.get((side, t)) if side is not None else None
-
-    def _others_at(self, column: int, t: int) -> Cell | None:
-        side = Side.BUY if column == BUY_ORDERS else Side.SELL if column == SELL_ORDERS else None
-        return self.others.get((side, t)) if side is not None else None
+        return cells.get((side, t)) if side is not None else None
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
         if event.button() != Qt.MouseButton.LeftButton:
@@ -280,7 +278,7 @@ class LadderView(QtWidgets.QWidget):
         self._press = (col, t) if col is not None and t is not None else None
         self._drag = None
         if self._press is not None:
-            cell = self._own_at(col, t)
+            cell = self._cell_at(self.own, col, t)
             if cell is not None:
                 self._drag = (Side.BUY if col == BUY_ORDERS else Side.SELL, t, list(cell.coids))
                 self._drag_to = t
@@ -312,7 +310,7 @@ class LadderView(QtWidgets.QWidget):
             return
         if (col, t) != press or t is None:
             return  # pressed in one cell, let go in another: not a click
-        theirs = self._others_at(col, t)
+        theirs = self._cell_at(self.others, col, t)
         if theirs is not None:  # a click on a strategy's order: not a new order on top of it
             self.othersClicked.emit(theirs)
             return
