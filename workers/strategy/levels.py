@@ -546,19 +546,17 @@ class SupportResistance:
                   count: Callable[[str], None] | None, k: tuple | None = None) -> Intent | None:
         if k is None:
             k = _consts(p)
+        _, below_brk, _, _, _, mode, above_brk, cooldown_ns, _, _ = k
         side = None
         why = ""  # the reason's words; its price is formatted only for a signal that goes out
         level = 0.0
-        mode = k[5]
         if mode != "bounce":
-            if price > res * k[6]:
+            if price > res * above_brk:
                 side, level, why = Side.BUY, res, "breakout above resistance "
-            elif price < sup * k[1]:
+            elif price < sup * below_brk:
                 side, level, why = Side.SELL, sup, "breakdown below support "
         if mode != "breakout":
             if side is None:
-                if self._sup_touch is None and self._res_touch is None and res - sup < sup * k[4] * _BPS:
-                    return None  # no touch to end, no bounce possible (a narrow range)
                 side, level, why = self._bounce(price, sup, res, p, k)
             else:
                 self._sup_touch = self._res_touch = None
@@ -567,7 +565,7 @@ class SupportResistance:
         # a triggered setup is consumed even if cooldown or position suppress it below,
         # so that it does not fire later at a price that no longer fits its reason
         last = self._last_signal_ts
-        if last is not None and ts - last < k[7]:
+        if last is not None and ts - last < cooldown_ns:
             if count:
                 count("suppressed_cooldown")
             return None
@@ -585,7 +583,8 @@ class SupportResistance:
         """A bounce's side, level and reason words (its price not yet appended), or None."""
         if k is None:
             k = _consts(p)
-        if res - sup < sup * k[4] * _BPS:
+        _, below_brk, above_zone, above_turn, min_range_bps, _, above_brk, _, below_zone, below_turn = k
+        if res - sup < sup * min_range_bps * _BPS:
             self._sup_touch = self._res_touch = None
             return None, 0.0, ""
         n = self._ticks
@@ -596,27 +595,27 @@ class SupportResistance:
         if self._res_touch is not None and n - self._res_touch_n > p.window:
             self._res_touch = None
         if touch is not None:
-            if price < sup * k[1]:  # broke through: not a bounce
+            if price < sup * below_brk:  # broke through: not a bounce
                 self._sup_touch = None
-            elif price >= touch * k[3] and price > touch:
+            elif price >= touch * above_turn and price > touch:
                 self._sup_touch = None
                 return Side.BUY, sup, "bounce off support "
             elif price < touch:
                 self._sup_touch = price
-        elif sup * k[1] <= price <= sup * k[2]:
+        elif sup * below_brk <= price <= sup * above_zone:
             self._sup_touch = price
             self._sup_touch_n = n
 
         touch = self._res_touch
         if touch is not None:
-            if price > res * k[6]:
+            if price > res * above_brk:
                 self._res_touch = None
-            elif price <= touch * k[9] and price < touch:
+            elif price <= touch * below_turn and price < touch:
                 self._res_touch = None
                 return Side.SELL, res, "bounce off resistance "
             elif price > touch:
                 self._res_touch = price
-        elif res * k[8] <= price <= res * k[6]:
+        elif res * below_zone <= price <= res * above_brk:
             self._res_touch = price
             self._res_touch_n = n
         return None, 0.0, ""
