@@ -48,7 +48,7 @@ def gateway(tmp_path, venue):  # noqa: F811
             assert r["ok"] or "not connected" in r["reason"], r
             return r["ok"]
 
-        wait_until(accepted, timeout=scaled(10), message="the gateway logged on to the venue")
+        wait_until(accepted, timeout=10, message="the gateway logged on to the venue")
         return proc
 
     yield start, v, client
@@ -62,12 +62,12 @@ def test_orders_through_the_gateway_to_a_fix_venue_and_a_restart(gateway):
     gw = start()
     r = send(client, "fx-1", "AAPL", "buy", 50, order_type="limit", limit_price=101.5)
     assert r["ok"], r.get("reason")
-    filled = wait_until(lambda: client.order("fx-1")["status"] == "filled" and client.order("fx-1"), timeout=scaled(10),
+    filled = wait_until(lambda: client.order("fx-1")["status"] == "filled" and client.order("fx-1"), timeout=10,
                         message="the venue's fill")
     assert filled["filled_qty"] == 50 and filled["avg_price"] == 101.5 and filled["order_id"].startswith("V")
     # larger than the venue's 100: 100 now, the rest works
     assert send(client, "fx-2", "AAPL", "buy", 300, order_type="limit", limit_price=99.0)["ok"]
-    wait_until(lambda: client.order("fx-2")["filled_qty"] == 100, timeout=scaled(10), message="the partial fill")
+    wait_until(lambda: client.order("fx-2")["filled_qty"] == 100, timeout=10, message="the partial fill")
     # a kind the venue lacks is the gateway's to hold, and says so
     stop_order = send(client, "fx-3", "AAPL", "buy", 10, order_type="stop", stop_price=150.0)
     assert stop_order["ok"] and client.order("fx-3")["emulated"] is True
@@ -84,11 +84,11 @@ def test_orders_through_the_gateway_to_a_fix_venue_and_a_restart(gateway):
         ev = v.wait("app_in", scaled(10))
         return "|35=H|" in ev["raw"] and "|11=fx-2|" in ev["raw"]
 
-    wait_until(asked, timeout=scaled(15), interval=0, message="an OrderStatusRequest for fx-2")
+    wait_until(asked, timeout=15, interval=0, message="an OrderStatusRequest for fx-2")
     assert client.order("fx-2")["filled_qty"] == 100 and client.order("fx-2")["status"] == "partially_filled"
     assert client.order("fx-1")["status"] == "filled"
     after = [f for f in client.call("get_fills")["fills"] if f["symbol"] == "AAPL"]
     assert [f["fill_id"] for f in after] == [f["fill_id"] for f in fills_before if f["symbol"] == "AAPL"]
     # and the session goes on: a cancel reaches the venue and comes back
     assert client.call("cancel_order", client_order_id="fx-2")["ok"]
-    wait_until(lambda: client.order("fx-2")["status"] == "cancelled", timeout=scaled(10), message="the cancel")
+    wait_until(lambda: client.order("fx-2")["status"] == "cancelled", timeout=10, message="the cancel")
