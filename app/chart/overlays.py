@@ -611,12 +611,17 @@ class OrderLines(QtCore.QObject):
     def _dragged(self, line: pg.InfiniteLine) -> None:
         # the price steps with the tick while dragged: what the label reads is what is sent
         v = float(line.value())
-        snapped = round(round(v / self.tick) * self.tick, 8)
+        snapped = self._snap(v)
         if abs(snapped - v) > 1e-12:
             line.setValue(snapped)
 
     def _snap(self, v: float) -> float:
+        """The price on the tick (what the label reads is what is sent)."""
         return round(round(v / self.tick) * self.tick, 8)
+
+    def _moves(self, spec: OrderLineSpec, new: float) -> bool:
+        """Whether letting go at ``new`` moves the order (a sensible price, not its own)."""
+        return new > 0 and abs(new - spec[1]) >= self.tick / 2
 
     def _edge_moving(self, tag: OrderEdgeTag, scene_pos: QtCore.QPointF) -> None:
         spec = self._specs.get(tag.key)
@@ -628,12 +633,14 @@ class OrderLines(QtCore.QObject):
         """An edge tag let go: inside the view, the order moves to the price there."""
         key = tag.key
         spec, line = self._specs.get(key), self._lines.get(key)
+        if scene_pos is None or spec is None or line is None or not spec[4]:
+            self.layout()  # a click, or an order that cannot move: back to its edge
+            return
         y0, y1 = self._vb.viewRange()[1]
-        v = self._vb.mapSceneToView(scene_pos).y() if scene_pos is not None else math.nan
-        new = self._snap(v) if scene_pos is not None else 0.0
-        if spec is None or line is None or not spec[4] or not (y0 <= v <= y1) or new <= 0 \
-                or abs(new - spec[1]) < self.tick / 2:
-            self.layout()  # back to its edge: nothing to send
+        v = self._vb.mapSceneToView(scene_pos).y()
+        new = self._snap(v)
+        if not (y0 <= v <= y1) or not self._moves(spec, new):
+            self.layout()  # let go outside the view, or where it is: nothing to send
             return
         line.setValue(new)  # the line shows where it goes, as after a drag of the line
         self.layout()
@@ -644,8 +651,8 @@ class OrderLines(QtCore.QObject):
         spec = self._specs.get(key)
         if spec is None:
             return
-        new = round(round(float(line.value()) / self.tick) * self.tick, 8)
-        if new <= 0 or abs(new - spec[1]) < self.tick / 2:
+        new = self._snap(float(line.value()))
+        if not self._moves(spec, new):
             line.setValue(spec[1])  # let go where it was (or nowhere sensible): nothing to send
             return
         line.setValue(new)

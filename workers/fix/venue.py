@@ -30,6 +30,7 @@ import simplefix
 from workers import protocol as P
 from workers.exchange.client import CancelResult, ExchangeClient, ExecEvent, FillEvent, FillRecord, Order, OrderEvent
 from workers.fix.connection import FixConnection
+from workers.fix.session import utc_timestamp
 from workers.fix.settings import FixSessionSettings
 from workers.protocol import OrderStatus, OrderType, Side, TimeInForce
 
@@ -128,7 +129,7 @@ class FixExchange(ExchangeClient):
             order.ts = now
             return [OrderEvent(order.snapshot())]
         fields = [(CL_ORD_ID, order.client_order_id), (HANDL_INST, "1"), (SYMBOL, order.symbol),
-                  (SIDE, _SIDE[order.side]), (TRANSACT_TIME, _utc()), (ORDER_QTY, order.qty),
+                  (SIDE, _SIDE[order.side]), (TRANSACT_TIME, utc_timestamp()), (ORDER_QTY, order.qty),
                   (ORD_TYPE, _ORD_TYPE[order.exec_type]), (TIF, _TIF[order.tif])]
         if order.exec_type is OrderType.LIMIT:
             fields.append((PRICE, _px(order.limit_price)))
@@ -145,7 +146,7 @@ class FixExchange(ExchangeClient):
         fid = self._new_id(order.client_order_id, "c")
         self.conn.send_app("F", [(ORIG_CL_ORD_ID, self._current.get(order.client_order_id, order.client_order_id)),
                                  (CL_ORD_ID, fid), (SYMBOL, order.symbol), (SIDE, _SIDE[order.side]),
-                                 (TRANSACT_TIME, _utc()), (ORDER_QTY, order.qty)])
+                                 (TRANSACT_TIME, utc_timestamp()), (ORDER_QTY, order.qty)])
         return CancelResult(True, "cancel requested from the venue")
 
     def replace(self, order: Order, qty: int | None, limit_price: float | None, stop_price: float | None, now: int,
@@ -157,7 +158,7 @@ class FixExchange(ExchangeClient):
         mine = self.orders.setdefault(order.client_order_id, order)
         fid = self._new_id(order.client_order_id, "r")
         fields = [(ORIG_CL_ORD_ID, self._current.get(order.client_order_id, order.client_order_id)), (CL_ORD_ID, fid),
-                  (HANDL_INST, "1"), (SYMBOL, order.symbol), (SIDE, _SIDE[order.side]), (TRANSACT_TIME, _utc()),
+                  (HANDL_INST, "1"), (SYMBOL, order.symbol), (SIDE, _SIDE[order.side]), (TRANSACT_TIME, utc_timestamp()),
                   (ORDER_QTY, qty if qty is not None else mine.qty), (ORD_TYPE, _ORD_TYPE[mine.exec_type]),
                   (TIF, _TIF[mine.tif])]
         if mine.exec_type is OrderType.LIMIT:
@@ -294,8 +295,3 @@ class FixExchange(ExchangeClient):
 def _px(v: float | None) -> str:
     return f"{v:.10g}" if v is not None else "0"
 
-
-def _utc() -> str:
-    from workers.fix.session import utc_timestamp
-
-    return utc_timestamp()
