@@ -51,17 +51,19 @@ size_mb=$(du -sm dist/TickDesk | cut -f1)
 # budget of 100 MiB on top of the workstation's 150 (docs/packaging.md); the workstation is
 # what is left.  Each part is counted once: the package folders, and TLS (libssl, libcrypto,
 # _ssl, _hashlib), which the bundle carries only because dask.distributed's TCP comm imports ssl.
-research_mb=$( { du -smc dist/TickDesk/_internal/{pyarrow,dask,distributed,tornado,yaml,_yaml,psutil,toolz,tlz,cloudpickle,zict,tblib,sortedcontainers,msgpack,markupsafe,jinja2,fsspec,partd,locket,click,urllib3,importlib_metadata,zipp} \
+research_pkgs="pyarrow dask distributed tornado yaml _yaml psutil toolz tlz cloudpickle zict tblib sortedcontainers msgpack markupsafe jinja2 fsspec partd locket click urllib3 importlib_metadata zipp"
+research_dirs=()
+for p in $research_pkgs; do research_dirs+=("dist/TickDesk/_internal/$p"); done
+research_mb=$( { du -smc "${research_dirs[@]}" \
                  dist/TickDesk/_internal/*.dist-info \
                  dist/TickDesk/_internal/libssl* dist/TickDesk/_internal/libcrypto* \
                  dist/TickDesk/_internal/lib-dynload/_ssl* dist/TickDesk/_internal/lib-dynload/_hashlib* \
                  2>/dev/null || true; } | tail -n 1 | cut -f1)
 # ... and their pure-Python modules, which live compressed in the executable's PYZ archive
-research_pyz_mb=$($py - <<'PY'
+research_pyz_mb=$(RESEARCH_PKGS="$research_pkgs" $py - <<'PY'
+import os
 from PyInstaller.archive.readers import CArchiveReader
-top = {"pyarrow", "dask", "distributed", "tornado", "yaml", "psutil", "toolz", "tlz", "cloudpickle", "zict",
-       "tblib", "sortedcontainers", "msgpack", "markupsafe", "jinja2", "fsspec", "partd", "locket", "click",
-       "urllib3", "importlib_metadata", "zipp"}
+top = set(os.environ["RESEARCH_PKGS"].split())
 exe = CArchiveReader("dist/TickDesk/TickDesk")
 n = sum(e[2] for name, (*_, kind) in exe.toc.items() if kind == "z"
         for m, e in exe.open_embedded_archive(name).toc.items() if m.split(".")[0] in top)
