@@ -675,11 +675,20 @@ class MainWindow(QtWidgets.QMainWindow):
         dock.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
         dock.closing.connect(lambda lad=lad: self._close_ladder(lad))
         main = self.docks["ladder"]
+        width = self.width()
         if main.isVisible() and not main.isFloating():
             self.splitDockWidget(main, dock, Qt.Orientation.Horizontal)
         else:
             self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         dock.show()
+        self.layout().activate()
+        if self.minimumSizeHint().width() > width and main.isVisible() and not main.isFloating():
+            # beside the first it would widen the window past its size (off the screen on a
+            # laptop): a tab of the first's instead, raised
+            self.tabifyDockWidget(main, dock)
+            dock.raise_()
+            self.layout().activate()
+            self.resize(width, self.height())  # back from what the split made it
         self.docks[name] = dock
         self.ladders.append(lad)
         self._wire_ladder(lad)

@@ -402,6 +402,8 @@ def test_a_ladder_per_symbol(make_window, qtbot, tmp_path):
     market(w)  # MSFT
     tick(w, 200.0, sym="AAPL")
     w._flush()
+    w.resize(1000, 700)  # a laptop's window: two ladders side by side would not fit beside the rest
+    qtbot.waitUntil(lambda: w.width() == 1000, timeout=scaled_ms(2000))
     w.activateWindow()
     qtbot.waitUntil(w.isActiveWindow, timeout=scaled_ms(2000))
     w.ladder.view.setFocus()
@@ -410,6 +412,8 @@ def test_a_ladder_per_symbol(make_window, qtbot, tmp_path):
     second = w.ladders[1]
     dock = w.findChild(QtWidgets.QDockWidget, "dock_ladder2")
     assert dock is not None and dock.widget() is second and dock.isVisible()
+    QtWidgets.QApplication.processEvents()
+    assert w.width() == 1000 and w.minimumSizeHint().width() <= 1000  # not grown: a tab of the first instead
     assert second.symbol == "MSFT" and not second.follow.isChecked()
     second.symbol_box.setEditText("AAPL")
     second._symbol_typed()
